@@ -1,0 +1,1 @@
+//! End-to-end tests and benchmarks for s3dedup (see `src/bin/`).

@@ -1,0 +1,156 @@
+//! The storage engine's error type.
+
+use std::fmt;
+
+use crate::chunk::ChunkId;
+
+/// Boxed error of a client-supplied byte stream or a backend SDK.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything the storage engine can fail with.
+///
+/// Variants name the condition, not the layer, so the gateway can map each one to
+/// exactly one S3 error code in one place.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The bucket does not exist.
+    #[error("bucket {0:?} does not exist")]
+    NoSuchBucket(String),
+    /// The bucket already exists.
+    #[error("bucket {0:?} already exists")]
+    BucketExists(String),
+    /// The bucket still holds objects.
+    #[error("bucket {0:?} is not empty")]
+    BucketNotEmpty(String),
+    /// No object under this key.
+    #[error("no object {bucket:?}/{key:?}")]
+    NoSuchKey {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+    },
+    /// The multipart upload does not exist (never created, completed or aborted).
+    #[error("multipart upload {0:?} does not exist")]
+    NoSuchUpload(String),
+    /// A part named in CompleteMultipartUpload is missing or its ETag differs.
+    #[error("part {part}: {reason}")]
+    InvalidPart {
+        /// Part number as given by the client.
+        part: u32,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Parts in CompleteMultipartUpload are not in ascending order.
+    #[error("parts are not in ascending order")]
+    InvalidPartOrder,
+    /// A part other than the last is smaller than the minimum part size.
+    #[error("part {part} is {size} bytes, smaller than the minimum {min}")]
+    EntityTooSmall {
+        /// Part number.
+        part: u32,
+        /// Its size.
+        size: u64,
+        /// The configured minimum.
+        min: u64,
+    },
+    /// A write condition (`If-Match`, `If-None-Match: *`) did not hold at commit time.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// The requested byte range does not overlap the object (HTTP 416).
+    #[error("range not satisfiable for an object of {size} bytes")]
+    InvalidRange {
+        /// The object's size.
+        size: u64,
+    },
+    /// A chunk the upload relied on was garbage-collected before the commit; the client
+    /// should retry the upload.
+    #[error("chunk {0} vanished before commit; retry the upload")]
+    ChunkGone(ChunkId),
+    /// Stored bytes or records failed verification (checksum, framing, bounds).
+    #[error("corrupt {what}: {detail}")]
+    Corrupt {
+        /// Which stored thing (chunk, pack, record …).
+        what: &'static str,
+        /// What check failed.
+        detail: String,
+    },
+    /// A stored format version this build does not understand.
+    #[error("unsupported {what} format version {version}")]
+    UnsupportedFormat {
+        /// Which stored thing.
+        what: &'static str,
+        /// The version found.
+        version: u32,
+    },
+    /// A blob is missing from the backing store.
+    #[error("blob {0:?} not found in the backing store")]
+    BlobNotFound(String),
+    /// A ranged read returned fewer bytes than asked for.
+    #[error("blob {name:?} is truncated: wanted {wanted} bytes at {offset}, got {got}")]
+    Truncated {
+        /// Blob name.
+        name: String,
+        /// Offset of the read.
+        offset: u64,
+        /// Bytes asked for.
+        wanted: u64,
+        /// Bytes received.
+        got: u64,
+    },
+    /// An invalid argument from the caller (bad blob name, bad range, bad parameters).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The backing store failed.
+    #[error("backing store: {0}")]
+    Backend(#[source] BoxError),
+    /// The client's byte stream failed midway.
+    #[error("request body: {0}")]
+    Body(#[source] BoxError),
+    /// The redb index failed.
+    #[error("index: {0}")]
+    Index(#[from] redb::Error),
+    /// A background task panicked or was cancelled.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn corrupt(what: &'static str, detail: impl fmt::Display) -> Self {
+        Error::Corrupt {
+            what,
+            detail: detail.to_string(),
+        }
+    }
+
+    pub(crate) fn backend(e: impl Into<BoxError>) -> Self {
+        Error::Backend(e.into())
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Index(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Error::Internal(format!("background task failed: {e}"))
+    }
+}

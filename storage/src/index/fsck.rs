@@ -1,0 +1,198 @@
+//! Consistency check: recount every reference and compare with the index.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::{
+    CHUNKS, GC_QUEUE, Index, MANIFESTS, OBJECTS, PACKS, PARTS, Stats, read_manifest, slice_counts,
+};
+use crate::chunk::ChunkId;
+use crate::error::Result;
+use crate::records::{ChunkRecord, ChunkState, Location, ObjectRecord, PartRecord};
+
+/// What `fsck` found. A healthy index has every problem count at zero.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsckReport {
+    /// Objects checked.
+    pub objects: u64,
+    /// Multipart parts checked.
+    pub parts: u64,
+    /// Chunk records checked.
+    pub chunks: u64,
+    /// Chunks whose refcount differs from the references counted.
+    pub refcount_drift: u64,
+    /// References to chunks that are missing or being deleted.
+    pub dangling: u64,
+    /// Chunks whose state disagrees with their refcount or the GC queue.
+    pub bad_state: u64,
+    /// Chunks located in packs the index does not know.
+    pub unknown_packs: u64,
+    /// Manifest segments no object or part owns.
+    pub stray_segments: u64,
+    /// Counters (stats table) that differ from a recount.
+    pub stats_drift: u64,
+    /// Human-readable details of the first problems found.
+    pub problems: Vec<String>,
+}
+
+impl FsckReport {
+    /// Whether nothing is wrong.
+    pub fn is_clean(&self) -> bool {
+        self.refcount_drift == 0
+            && self.dangling == 0
+            && self.bad_state == 0
+            && self.unknown_packs == 0
+            && self.stray_segments == 0
+            && self.stats_drift == 0
+    }
+
+    fn problem(&mut self, msg: String) {
+        if self.problems.len() < 100 {
+            self.problems.push(msg);
+        }
+    }
+}
+
+impl Index {
+    /// Recounts references from every object and part manifest and compares them with
+    /// the chunk records, the GC queue, the pack table and the counters.
+    ///
+    /// # Errors
+    /// [`crate::Error::Index`] or a decode error (a record that cannot be decoded is
+    /// itself corruption and stops the check).
+    pub fn fsck(&self) -> Result<FsckReport> {
+        let txn = self.db.begin_read()?;
+        let mut report = FsckReport::default();
+        let manifests = txn.open_table(MANIFESTS)?;
+        let mut counted: BTreeMap<ChunkId, u64> = BTreeMap::new();
+        let mut owned: BTreeSet<u64> = BTreeSet::new();
+        let mut logical = 0u64;
+
+        for r in txn.open_table(OBJECTS)?.iter()? {
+            let (k, v) = r?;
+            let rec = ObjectRecord::decode(v.value())?;
+            let slices = read_manifest(&manifests, rec.manifest)?;
+            let len: u64 = slices.iter().map(|s| u64::from(s.len)).sum();
+            if len != rec.size {
+                report.dangling += 1;
+                let (b, key) = k.value();
+                report.problem(format!(
+                    "{b}/{key}: manifest covers {len} bytes, size {}",
+                    rec.size
+                ));
+            }
+            for (id, n) in slice_counts(&slices) {
+                *counted.entry(id).or_insert(0) += n;
+            }
+            owned.insert(rec.manifest.id);
+            logical += rec.size;
+            report.objects += 1;
+        }
+        for r in txn.open_table(PARTS)?.iter()? {
+            let (_, v) = r?;
+            let rec = PartRecord::decode(v.value())?;
+            for (id, n) in slice_counts(&read_manifest(&manifests, rec.manifest)?) {
+                *counted.entry(id).or_insert(0) += n;
+            }
+            owned.insert(rec.manifest.id);
+            report.parts += 1;
+        }
+        for r in manifests.iter()? {
+            let (k, _) = r?;
+            if !owned.contains(&k.value().0) {
+                report.stray_segments += 1;
+                report.problem(format!("manifest segment {:?} has no owner", k.value()));
+            }
+        }
+
+        let packs = txn.open_table(PACKS)?;
+        let queue = txn.open_table(GC_QUEUE)?;
+        let mut queued: BTreeSet<(u64, [u8; 32])> = BTreeSet::new();
+        for r in queue.iter()? {
+            let (k, _) = r?;
+            let (t, id) = k.value();
+            queued.insert((t, *id));
+        }
+        let (mut unique, mut live) = (0u64, 0u64);
+        let mut stored = packs
+            .iter()?
+            .map(|r| -> Result<u64> {
+                let (_, v) = r?;
+                Ok(crate::records::PackRecord::decode(v.value())?.size)
+            })
+            .sum::<Result<u64>>()?;
+        for r in txn.open_table(CHUNKS)?.iter()? {
+            let (k, v) = r?;
+            let id = ChunkId(*k.value());
+            let rec = ChunkRecord::decode(v.value())?;
+            report.chunks += 1;
+            let want = counted.remove(&id).unwrap_or(0);
+            if rec.refcount != want {
+                report.refcount_drift += 1;
+                report.problem(format!(
+                    "chunk {id}: refcount {} but {want} references",
+                    rec.refcount
+                ));
+            }
+            if want > 0 && rec.state == ChunkState::Deleting {
+                report.dangling += 1;
+                report.problem(format!("chunk {id} is referenced but being deleted"));
+            }
+            let state_ok = match rec.state {
+                ChunkState::Live => rec.refcount > 0,
+                ChunkState::Zero { since_ms } => {
+                    rec.refcount == 0 && queued.remove(&(since_ms, id.0))
+                }
+                ChunkState::Deleting => rec.refcount == 0,
+            };
+            if !state_ok {
+                report.bad_state += 1;
+                report.problem(format!(
+                    "chunk {id}: state {:?} with refcount {}",
+                    rec.state, rec.refcount
+                ));
+            }
+            match &rec.location {
+                Location::Pack { pack, .. } => {
+                    if packs.get(*pack)?.is_none() {
+                        report.unknown_packs += 1;
+                        report.problem(format!("chunk {id} in unknown pack {pack:032x}"));
+                    }
+                }
+                Location::Inline(data) => stored += data.len() as u64,
+            }
+            if rec.refcount > 0 {
+                unique += u64::from(rec.raw_len);
+                live += 1;
+            }
+        }
+        for (id, n) in counted {
+            report.dangling += 1;
+            report.problem(format!("chunk {id}: {n} references but no chunk record"));
+        }
+        for (t, id) in queued {
+            report.bad_state += 1;
+            report.problem(format!(
+                "gc queue entry ({t}, {}) has no zero-ref chunk",
+                ChunkId(id)
+            ));
+        }
+
+        let recount = Stats {
+            logical_bytes: logical,
+            objects: report.objects,
+            unique_bytes: unique,
+            chunks: live,
+            stored_bytes: stored,
+        };
+        let recorded = super::read_stats(&txn)?;
+        if recount != recorded {
+            report.stats_drift += 1;
+            report.problem(format!(
+                "stats recorded {recorded:?}, recounted {recount:?}"
+            ));
+        }
+        Ok(report)
+    }
+}

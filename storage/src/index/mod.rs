@@ -1,0 +1,519 @@
+//! The redb index: buckets, objects, manifests, chunks, packs, multipart uploads.
+//!
+//! Layout:
+//! - `mod.rs` — table definitions, open/format check, and the reference-counting and
+//!   manifest primitives every write goes through;
+//! - `objects.rs` — commit, copy, delete, list and read plans of objects;
+//! - `multipart.rs` — uploads and parts;
+//! - `fsck.rs` — the recount that proves refcounts equal references.
+//!
+//! Every mutation is one redb write transaction with `Durability::Immediate` (redb's
+//! default): it either commits entirely, durably, or not at all.
+//!
+//! Reference counting: a chunk's refcount is the number of manifest slices naming it,
+//! over committed objects and uploaded multipart parts. Increments are applied before
+//! the decrements of a replaced version, so a chunk shared by old and new never touches
+//! zero. A chunk reaching zero is marked `Zero { since }` and queued in `gc_queue` with
+//! that time; GC (a later component) reclaims it after a grace period.
+
+mod fsck;
+mod multipart;
+mod objects;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+pub use fsck::FsckReport;
+pub use multipart::UploadSummary;
+pub use objects::{ListEntry, ListPage, ListQuery, PlannedChunk, ReadPlan, WriteCondition};
+
+use crate::chunk::ChunkId;
+use crate::chunker::ChunkerParams;
+use crate::error::{Error, Result};
+use crate::records::{
+    ChunkRecord, ChunkState, ChunkerRecord, Location, ManifestRef, ManifestSegment, PackRecord,
+    SEGMENT_SLICES, Slice,
+};
+
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const STATS: TableDefinition<&str, u64> = TableDefinition::new("stats");
+pub(crate) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+pub(crate) const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
+pub(crate) const MANIFESTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("manifests");
+pub(crate) const CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks");
+pub(crate) const GC_QUEUE: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("gc_queue");
+pub(crate) const PACKS: TableDefinition<u128, &[u8]> = TableDefinition::new("packs");
+pub(crate) const ORPHAN_PACKS: TableDefinition<u128, u64> = TableDefinition::new("orphan_packs");
+pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+pub(crate) const UPLOADS_BY_KEY: TableDefinition<(&str, &str, &str), ()> =
+    TableDefinition::new("uploads_by_key");
+pub(crate) const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("parts");
+
+/// Version of the index layout as a whole (tables and their key types).
+pub const INDEX_FORMAT: u32 = 1;
+const KEY_FORMAT: &str = "format";
+const KEY_CHUNKER: &str = "chunker";
+const KEY_NEXT_ID: &str = "next_manifest_id";
+
+/// Counter names in the `stats` table.
+pub mod stat {
+    /// Sum of committed object sizes.
+    pub const LOGICAL_BYTES: &str = "logical_bytes";
+    /// Committed objects.
+    pub const OBJECTS: &str = "objects";
+    /// Sum of raw lengths of chunks with refcount > 0.
+    pub const UNIQUE_BYTES: &str = "unique_bytes";
+    /// Chunks with refcount > 0.
+    pub const CHUNKS: &str = "chunks";
+    /// Bytes of packs known to the index plus inline chunk bytes.
+    pub const STORED_BYTES: &str = "stored_bytes";
+}
+
+/// Counters kept transactionally with the data they describe.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Sum of committed object sizes.
+    pub logical_bytes: u64,
+    /// Committed objects.
+    pub objects: u64,
+    /// Sum of raw lengths of referenced chunks.
+    pub unique_bytes: u64,
+    /// Referenced chunks.
+    pub chunks: u64,
+    /// Bytes held in the backing store (known packs) and inline.
+    pub stored_bytes: u64,
+}
+
+/// A chunk written by an in-flight upload, not yet in the index.
+#[derive(Debug, Clone)]
+pub(crate) struct NewChunk {
+    pub(crate) raw_len: u32,
+    pub(crate) crc: u32,
+    pub(crate) location: Location,
+}
+
+/// A pack written by an in-flight upload.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewPack {
+    pub(crate) id: u128,
+    pub(crate) size: u64,
+    pub(crate) chunks: u32,
+}
+
+/// What an upload hands to a commit: its slices plus the chunks and packs it wrote.
+#[derive(Debug, Default)]
+pub(crate) struct Staged {
+    pub(crate) slices: Vec<Slice>,
+    pub(crate) new_chunks: HashMap<ChunkId, NewChunk>,
+    pub(crate) packs: Vec<NewPack>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The open index.
+#[derive(Debug)]
+pub struct Index {
+    db: Database,
+    params: ChunkerParams,
+}
+
+impl Index {
+    /// Opens or creates the index at `path`. A new index records `params`; an existing
+    /// one keeps its format version checked and its recorded parameters updated to
+    /// `params` (old manifests stay valid whatever the parameters).
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedFormat`] for an index written by a newer version;
+    /// [`Error::Index`] if redb cannot open the file.
+    pub fn open(path: &Path, params: ChunkerParams) -> Result<Self> {
+        params.validate()?;
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let format = meta.get(KEY_FORMAT)?.map(|v| v.value().to_vec());
+            match format {
+                None => {
+                    meta.insert(KEY_FORMAT, INDEX_FORMAT.to_le_bytes().as_slice())?;
+                }
+                Some(v) => {
+                    let found = u32::from_le_bytes(
+                        v.as_slice()
+                            .try_into()
+                            .map_err(|_| Error::corrupt("index", "format marker"))?,
+                    );
+                    if found != INDEX_FORMAT {
+                        return Err(Error::UnsupportedFormat {
+                            what: "index",
+                            version: found,
+                        });
+                    }
+                }
+            }
+            let recorded = meta
+                .get(KEY_CHUNKER)?
+                .map(|v| ChunkerRecord::decode(v.value()))
+                .transpose()?;
+            if recorded.map(|r| r.params) != Some(params) {
+                if let Some(old) = recorded {
+                    tracing::warn!(
+                        old = ?old.params,
+                        new = ?params,
+                        "chunker parameters changed: existing data stays readable, new uploads dedup against it less"
+                    );
+                }
+                meta.insert(KEY_CHUNKER, ChunkerRecord { params }.encode().as_slice())?;
+            }
+            // Create every table so readers never see "table does not exist".
+            txn.open_table(STATS)?;
+            txn.open_table(BUCKETS)?;
+            txn.open_table(OBJECTS)?;
+            txn.open_table(MANIFESTS)?;
+            txn.open_table(CHUNKS)?;
+            txn.open_table(GC_QUEUE)?;
+            txn.open_table(PACKS)?;
+            txn.open_table(ORPHAN_PACKS)?;
+            txn.open_table(UPLOADS)?;
+            txn.open_table(UPLOADS_BY_KEY)?;
+            txn.open_table(PARTS)?;
+        }
+        txn.commit()?;
+        Ok(Index { db, params })
+    }
+
+    /// The chunker parameters in force.
+    pub fn params(&self) -> ChunkerParams {
+        self.params
+    }
+
+    /// The chunker parameters recorded in the index.
+    ///
+    /// # Errors
+    /// [`Error::Index`] or a decode error.
+    pub fn recorded_params(&self) -> Result<ChunkerParams> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let v = meta
+            .get(KEY_CHUNKER)?
+            .ok_or_else(|| Error::corrupt("index", "no chunker record"))?;
+        Ok(ChunkerRecord::decode(v.value())?.params)
+    }
+
+    /// Whether an upload may skip writing this chunk: it is in the index and not being
+    /// deleted. The commit re-checks, so a stale answer can only cost a retry.
+    ///
+    /// # Errors
+    /// [`Error::Index`] or a decode error.
+    pub fn chunk_reusable(&self, id: &ChunkId) -> Result<bool> {
+        let txn = self.db.begin_read()?;
+        let chunks = txn.open_table(CHUNKS)?;
+        match chunks.get(&id.0)? {
+            None => Ok(false),
+            Some(v) => Ok(ChunkRecord::decode(v.value())?.state != ChunkState::Deleting),
+        }
+    }
+
+    /// The index record of one chunk.
+    ///
+    /// # Errors
+    /// [`Error::Index`] or a decode error.
+    pub fn chunk(&self, id: &ChunkId) -> Result<Option<ChunkRecord>> {
+        let txn = self.db.begin_read()?;
+        let chunks = txn.open_table(CHUNKS)?;
+        chunks
+            .get(&id.0)?
+            .map(|v| ChunkRecord::decode(v.value()))
+            .transpose()
+    }
+
+    /// Current counters.
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub fn stats(&self) -> Result<Stats> {
+        read_stats(&self.db.begin_read()?)
+    }
+
+    /// Records packs written by uploads that never committed, so GC can delete them
+    /// after the grace period without waiting for a store-wide sweep.
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub(crate) fn record_orphans(&self, packs: &[NewPack]) -> Result<()> {
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        {
+            let known = txn.open_table(PACKS)?;
+            let mut orphans = txn.open_table(ORPHAN_PACKS)?;
+            let now = now_ms();
+            for p in packs {
+                if known.get(p.id)?.is_none() {
+                    orphans.insert(p.id, now)?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Packs recorded as orphans (written, never committed), with the time recorded.
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub fn orphan_packs(&self) -> Result<Vec<(u128, u64)>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(ORPHAN_PACKS)?;
+        t.iter()?
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((k.value(), v.value()))
+            })
+            .collect()
+    }
+
+    /// Chunks queued for GC (refcount zero), oldest first: (since ms, id).
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub fn gc_queue(&self) -> Result<Vec<(u64, ChunkId)>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(GC_QUEUE)?;
+        t.iter()?
+            .map(|r| {
+                let (k, _) = r?;
+                let (since, id) = k.value();
+                Ok((since, ChunkId(*id)))
+            })
+            .collect()
+    }
+
+    /// Packs known to the index.
+    ///
+    /// # Errors
+    /// [`Error::Index`] or a decode error.
+    pub fn packs(&self) -> Result<Vec<(u128, PackRecord)>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(PACKS)?;
+        t.iter()?
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((k.value(), PackRecord::decode(v.value())?))
+            })
+            .collect()
+    }
+
+    fn write(&self) -> Result<WriteTransaction> {
+        Ok(self.db.begin_write()?)
+    }
+}
+
+fn read_stats(txn: &redb::ReadTransaction) -> Result<Stats> {
+    let t = txn.open_table(STATS)?;
+    let get = |k: &str| -> Result<u64> { Ok(t.get(k)?.map_or(0, |v| v.value())) };
+    Ok(Stats {
+        logical_bytes: get(stat::LOGICAL_BYTES)?,
+        objects: get(stat::OBJECTS)?,
+        unique_bytes: get(stat::UNIQUE_BYTES)?,
+        chunks: get(stat::CHUNKS)?,
+        stored_bytes: get(stat::STORED_BYTES)?,
+    })
+}
+
+fn add_stat(txn: &WriteTransaction, key: &str, delta: i128) -> Result<()> {
+    let mut t = txn.open_table(STATS)?;
+    let cur = t.get(key)?.map_or(0, |v| v.value());
+    let new = i128::from(cur) + delta;
+    let new = u64::try_from(new)
+        .map_err(|_| Error::corrupt("stats", format!("{key} would become {new}")))?;
+    t.insert(key, new)?;
+    Ok(())
+}
+
+fn next_id(txn: &WriteTransaction) -> Result<u64> {
+    let mut meta = txn.open_table(META)?;
+    let cur = match meta.get(KEY_NEXT_ID)? {
+        None => 1,
+        Some(v) => u64::from_le_bytes(
+            v.value()
+                .try_into()
+                .map_err(|_| Error::corrupt("index", "manifest id counter"))?,
+        ),
+    };
+    meta.insert(KEY_NEXT_ID, (cur + 1).to_le_bytes().as_slice())?;
+    Ok(cur)
+}
+
+/// Counts how many slices name each chunk.
+fn slice_counts<'a>(slices: impl IntoIterator<Item = &'a Slice>) -> BTreeMap<ChunkId, u64> {
+    let mut counts = BTreeMap::new();
+    for s in slices {
+        *counts.entry(s.chunk).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Registers the packs an upload wrote (first commit that references a pack wins).
+fn register_packs(txn: &WriteTransaction, packs: &[NewPack]) -> Result<()> {
+    let mut t = txn.open_table(PACKS)?;
+    let mut added = 0i128;
+    for p in packs {
+        if t.get(p.id)?.is_none() {
+            let rec = PackRecord {
+                size: p.size,
+                chunks: p.chunks,
+                committed_ms: now_ms(),
+            };
+            t.insert(p.id, rec.encode().as_slice())?;
+            added += i128::from(p.size);
+        }
+    }
+    drop(t);
+    add_stat(txn, stat::STORED_BYTES, added)
+}
+
+/// Adds references. A chunk missing from the index (or being deleted) is adopted from
+/// `new_chunks` (this upload wrote it); otherwise the upload cannot commit.
+fn add_refs(
+    txn: &WriteTransaction,
+    counts: &BTreeMap<ChunkId, u64>,
+    new_chunks: &HashMap<ChunkId, NewChunk>,
+) -> Result<()> {
+    let mut chunks = txn.open_table(CHUNKS)?;
+    let mut queue = txn.open_table(GC_QUEUE)?;
+    let (mut unique, mut live, mut inline_stored) = (0i128, 0i128, 0i128);
+    for (id, &n) in counts {
+        let existing = chunks
+            .get(&id.0)?
+            .map(|v| ChunkRecord::decode(v.value()))
+            .transpose()?;
+        let rec = match existing {
+            Some(mut rec) if rec.state != ChunkState::Deleting => {
+                if let ChunkState::Zero { since_ms } = rec.state {
+                    queue.remove((since_ms, &id.0))?;
+                    unique += i128::from(rec.raw_len);
+                    live += 1;
+                }
+                rec.refcount += n;
+                rec.state = ChunkState::Live;
+                rec
+            }
+            _ => {
+                let new = new_chunks.get(id).ok_or(Error::ChunkGone(*id))?;
+                unique += i128::from(new.raw_len);
+                live += 1;
+                if let Location::Inline(data) = &new.location {
+                    inline_stored += data.len() as i128;
+                }
+                ChunkRecord {
+                    refcount: n,
+                    state: ChunkState::Live,
+                    raw_len: new.raw_len,
+                    crc: new.crc,
+                    location: new.location.clone(),
+                }
+            }
+        };
+        chunks.insert(&id.0, rec.encode().as_slice())?;
+    }
+    drop((chunks, queue));
+    add_stat(txn, stat::UNIQUE_BYTES, unique)?;
+    add_stat(txn, stat::CHUNKS, live)?;
+    add_stat(txn, stat::STORED_BYTES, inline_stored)
+}
+
+/// Drops references; chunks reaching zero are queued for GC.
+fn release_refs(txn: &WriteTransaction, counts: &BTreeMap<ChunkId, u64>) -> Result<()> {
+    let mut chunks = txn.open_table(CHUNKS)?;
+    let mut queue = txn.open_table(GC_QUEUE)?;
+    let now = now_ms();
+    let (mut unique, mut live) = (0i128, 0i128);
+    for (id, &n) in counts {
+        let mut rec = chunks
+            .get(&id.0)?
+            .map(|v| ChunkRecord::decode(v.value()))
+            .transpose()?
+            .ok_or_else(|| Error::corrupt("index", format!("released chunk {id} is missing")))?;
+        if rec.refcount < n || rec.state != ChunkState::Live {
+            return Err(Error::corrupt(
+                "index",
+                format!(
+                    "chunk {id} has refcount {} ({:?}), releasing {n}",
+                    rec.refcount, rec.state
+                ),
+            ));
+        }
+        rec.refcount -= n;
+        if rec.refcount == 0 {
+            rec.state = ChunkState::Zero { since_ms: now };
+            queue.insert((now, &id.0), ())?;
+            unique -= i128::from(rec.raw_len);
+            live -= 1;
+        }
+        chunks.insert(&id.0, rec.encode().as_slice())?;
+    }
+    drop((chunks, queue));
+    add_stat(txn, stat::UNIQUE_BYTES, unique)?;
+    add_stat(txn, stat::CHUNKS, live)
+}
+
+/// Writes a manifest in segments under a fresh id.
+fn write_manifest(txn: &WriteTransaction, slices: &[Slice]) -> Result<ManifestRef> {
+    let id = next_id(txn)?;
+    let mut t = txn.open_table(MANIFESTS)?;
+    let mut start = 0u64;
+    for (seg, part) in slices.chunks(SEGMENT_SLICES).enumerate() {
+        let segment = ManifestSegment {
+            start,
+            slices: part.to_vec(),
+        };
+        start += part.iter().map(|s| u64::from(s.len)).sum::<u64>();
+        let seg =
+            u32::try_from(seg).map_err(|_| Error::InvalidArgument("manifest too large".into()))?;
+        t.insert((id, seg), segment.encode().as_slice())?;
+    }
+    Ok(ManifestRef {
+        id,
+        slices: slices.len() as u64,
+    })
+}
+
+/// Reads every slice of a manifest.
+fn read_manifest<T: ReadableTable<(u64, u32), &'static [u8]>>(
+    t: &T,
+    m: ManifestRef,
+) -> Result<Vec<Slice>> {
+    let mut out = Vec::with_capacity(usize::try_from(m.slices).unwrap_or(0));
+    for r in t.range((m.id, 0)..=(m.id, u32::MAX))? {
+        let (_, v) = r?;
+        out.extend(ManifestSegment::decode(v.value())?.slices);
+    }
+    if out.len() as u64 != m.slices {
+        return Err(Error::corrupt(
+            "manifest",
+            format!("{} slices found, record says {}", out.len(), m.slices),
+        ));
+    }
+    Ok(out)
+}
+
+/// Releases a manifest's references and deletes its segments.
+fn drop_manifest(txn: &WriteTransaction, m: ManifestRef) -> Result<()> {
+    let slices = {
+        let t = txn.open_table(MANIFESTS)?;
+        read_manifest(&t, m)?
+    };
+    release_refs(txn, &slice_counts(&slices))?;
+    let mut t = txn.open_table(MANIFESTS)?;
+    t.retain_in((m.id, 0)..=(m.id, u32::MAX), |_, _| false)?;
+    Ok(())
+}

@@ -1,0 +1,328 @@
+//! Multipart uploads: parts hold references until the upload completes or aborts.
+
+use md5::{Digest, Md5};
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+
+use super::objects::{WriteCondition, install_object};
+use super::{
+    BUCKETS, Index, MANIFESTS, OBJECTS, PARTS, Staged, UPLOADS, UPLOADS_BY_KEY, add_refs,
+    drop_manifest, now_ms, read_manifest, register_packs, slice_counts,
+};
+use crate::error::{Error, Result};
+use crate::records::{Etag, ManifestRef, ObjectMeta, ObjectRecord, PartRecord, UploadRecord};
+
+/// An upload as listed by [`Index::list_uploads`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSummary {
+    /// Object key.
+    pub key: String,
+    /// Upload id.
+    pub upload_id: String,
+    /// When it was initiated, ms.
+    pub initiated_ms: u64,
+}
+
+fn get_upload(txn: &WriteTransaction, id: &str) -> Result<UploadRecord> {
+    txn.open_table(UPLOADS)?
+        .get(id)?
+        .map(|v| UploadRecord::decode(v.value()))
+        .transpose()?
+        .ok_or_else(|| Error::NoSuchUpload(id.to_owned()))
+}
+
+fn parts_of(txn: &WriteTransaction, id: &str) -> Result<Vec<(u32, PartRecord)>> {
+    let t = txn.open_table(PARTS)?;
+    let mut out = Vec::new();
+    for r in t.range((id, 0)..=(id, u32::MAX))? {
+        let (k, v) = r?;
+        out.push((k.value().1, PartRecord::decode(v.value())?));
+    }
+    Ok(out)
+}
+
+fn remove_upload(txn: &WriteTransaction, id: &str, up: &UploadRecord) -> Result<()> {
+    txn.open_table(PARTS)?
+        .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
+    txn.open_table(UPLOADS)?.remove(id)?;
+    txn.open_table(UPLOADS_BY_KEY)?
+        .remove((up.bucket.as_str(), up.key.as_str(), id))?;
+    Ok(())
+}
+
+/// Aborts an upload inside `txn`: releases every part's references.
+pub(super) fn abort_in(txn: &WriteTransaction, id: &str) -> Result<()> {
+    let up = get_upload(txn, id)?;
+    for (_, part) in parts_of(txn, id)? {
+        drop_manifest(txn, part.manifest)?;
+    }
+    remove_upload(txn, id, &up)
+}
+
+impl Index {
+    /// Starts a multipart upload; returns its id.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`].
+    pub fn create_upload(&self, bucket: &str, key: &str, meta: ObjectMeta) -> Result<String> {
+        let id = format!("{:032x}", rand::random::<u128>());
+        let txn = self.write()?;
+        if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
+            return Err(Error::NoSuchBucket(bucket.to_owned()));
+        }
+        let rec = UploadRecord {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            initiated_ms: now_ms(),
+            meta,
+        };
+        txn.open_table(UPLOADS)?
+            .insert(id.as_str(), rec.encode().as_slice())?;
+        txn.open_table(UPLOADS_BY_KEY)?
+            .insert((bucket, key, id.as_str()), ())?;
+        txn.commit()?;
+        Ok(id)
+    }
+
+    /// Commits an uploaded part, replacing (and releasing) any earlier part with the
+    /// same number.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchUpload`], [`Error::ChunkGone`].
+    pub(crate) fn commit_part(
+        &self,
+        upload_id: &str,
+        part: u32,
+        staged: &Staged,
+        size: u64,
+        md5: [u8; 16],
+        checksums: Vec<(String, String)>,
+    ) -> Result<PartRecord> {
+        let txn = self.write()?;
+        get_upload(&txn, upload_id)?;
+        register_packs(&txn, &staged.packs)?;
+        add_refs(&txn, &slice_counts(&staged.slices), &staged.new_chunks)?;
+        let manifest = super::write_manifest(&txn, &staged.slices)?;
+        let rec = PartRecord {
+            size,
+            md5,
+            mtime_ms: now_ms(),
+            checksums,
+            manifest,
+        };
+        let old = txn
+            .open_table(PARTS)?
+            .insert((upload_id, part), rec.encode().as_slice())?
+            .map(|v| PartRecord::decode(v.value()))
+            .transpose()?;
+        if let Some(old) = old {
+            drop_manifest(&txn, old.manifest)?;
+        }
+        txn.commit()?;
+        Ok(rec)
+    }
+
+    /// Completes an upload from the listed parts (ascending part numbers with their
+    /// ETags). Listed parts' references move to the object; unlisted parts are released.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchUpload`], [`Error::InvalidPart`], [`Error::InvalidPartOrder`],
+    /// [`Error::EntityTooSmall`], [`Error::PreconditionFailed`], [`Error::NoSuchBucket`].
+    pub fn complete_upload(
+        &self,
+        upload_id: &str,
+        listed: &[(u32, String)],
+        min_part_size: u64,
+        checksums: Vec<(String, String)>,
+        cond: &WriteCondition,
+    ) -> Result<(String, String, ObjectRecord)> {
+        let txn = self.write()?;
+        let up = get_upload(&txn, upload_id)?;
+        if txn.open_table(BUCKETS)?.get(up.bucket.as_str())?.is_none() {
+            return Err(Error::NoSuchBucket(up.bucket.clone()));
+        }
+        if listed.is_empty() {
+            return Err(Error::InvalidArgument(
+                "CompleteMultipartUpload needs at least one part".into(),
+            ));
+        }
+        if listed.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(Error::InvalidPartOrder);
+        }
+        let all = parts_of(&txn, upload_id)?;
+        let mut chosen = Vec::with_capacity(listed.len());
+        for (i, (n, etag)) in listed.iter().enumerate() {
+            let part =
+                all.iter()
+                    .find(|(pn, _)| pn == n)
+                    .map(|(_, p)| p)
+                    .ok_or(Error::InvalidPart {
+                        part: *n,
+                        reason: "was not uploaded",
+                    })?;
+            if etag.trim().trim_matches('"') != part.etag().to_string() {
+                return Err(Error::InvalidPart {
+                    part: *n,
+                    reason: "ETag does not match the uploaded part",
+                });
+            }
+            if i + 1 < listed.len() && part.size < min_part_size {
+                return Err(Error::EntityTooSmall {
+                    part: *n,
+                    size: part.size,
+                    min: min_part_size,
+                });
+            }
+            chosen.push(part.clone());
+        }
+        let old = txn
+            .open_table(OBJECTS)?
+            .get((up.bucket.as_str(), up.key.as_str()))?
+            .map(|v| ObjectRecord::decode(v.value()))
+            .transpose()?;
+        cond.check(&up.bucket, &up.key, old.as_ref())?;
+
+        // The object's manifest is the listed parts' slices in order. Their references
+        // transfer from the parts to the object, so no refcount changes for them.
+        let mut slices = Vec::new();
+        let mut md5s = Md5::new();
+        let mut size = 0u64;
+        {
+            let t = txn.open_table(MANIFESTS)?;
+            for p in &chosen {
+                slices.extend(read_manifest(&t, p.manifest)?);
+                md5s.update(p.md5);
+                size += p.size;
+            }
+        }
+        let manifest = super::write_manifest(&txn, &slices)?;
+        {
+            let mut t = txn.open_table(MANIFESTS)?;
+            for p in &chosen {
+                let m: ManifestRef = p.manifest;
+                t.retain_in((m.id, 0)..=(m.id, u32::MAX), |_, _| false)?;
+            }
+        }
+        for (n, p) in &all {
+            if !listed.iter().any(|(ln, _)| ln == n) {
+                drop_manifest(&txn, p.manifest)?;
+            }
+        }
+        remove_upload(&txn, upload_id, &up)?;
+        let mut meta = up.meta.clone();
+        meta.checksums = checksums;
+        let record = ObjectRecord {
+            size,
+            etag: Etag {
+                md5: md5s.finalize().into(),
+                parts: listed.len() as u32,
+            },
+            mtime_ms: now_ms(),
+            meta,
+            manifest,
+        };
+        install_object(&txn, &up.bucket, &up.key, &record, old)?;
+        txn.commit()?;
+        Ok((up.bucket, up.key, record))
+    }
+
+    /// Aborts an upload, releasing its parts.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchUpload`].
+    pub fn abort_upload(&self, upload_id: &str) -> Result<()> {
+        let txn = self.write()?;
+        abort_in(&txn, upload_id)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// An upload's record.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchUpload`].
+    pub fn upload(&self, upload_id: &str) -> Result<UploadRecord> {
+        let txn = self.db.begin_read()?;
+        txn.open_table(UPLOADS)?
+            .get(upload_id)?
+            .map(|v| UploadRecord::decode(v.value()))
+            .transpose()?
+            .ok_or_else(|| Error::NoSuchUpload(upload_id.to_owned()))
+    }
+
+    /// Parts of an upload with numbers greater than `after`, at most `max`.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchUpload`].
+    pub fn list_parts(
+        &self,
+        upload_id: &str,
+        after: u32,
+        max: usize,
+    ) -> Result<Vec<(u32, PartRecord)>> {
+        let txn = self.db.begin_read()?;
+        if txn.open_table(UPLOADS)?.get(upload_id)?.is_none() {
+            return Err(Error::NoSuchUpload(upload_id.to_owned()));
+        }
+        let t = txn.open_table(PARTS)?;
+        let mut out = Vec::new();
+        if after == u32::MAX {
+            return Ok(out);
+        }
+        for r in t.range((upload_id, after + 1)..=(upload_id, u32::MAX))? {
+            if out.len() >= max {
+                break;
+            }
+            let (k, v) = r?;
+            out.push((k.value().1, PartRecord::decode(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// In-progress uploads of a bucket, by key then upload id, whose key starts with
+    /// `prefix` and sorts after `(key_marker, id_marker)`.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`].
+    pub fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<(&str, &str)>,
+        max: usize,
+    ) -> Result<Vec<UploadSummary>> {
+        let txn = self.db.begin_read()?;
+        if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
+            return Err(Error::NoSuchBucket(bucket.to_owned()));
+        }
+        let by_key = txn.open_table(UPLOADS_BY_KEY)?;
+        let uploads = txn.open_table(UPLOADS)?;
+        let (k0, i0) = after.unwrap_or((prefix, ""));
+        let mut out = Vec::new();
+        for r in by_key.range((bucket, k0, i0)..)? {
+            let (k, _) = r?;
+            let (b, key, id) = k.value();
+            if b != bucket || !key.starts_with(prefix) && key > prefix {
+                break;
+            }
+            if after == Some((key, id)) || !key.starts_with(prefix) {
+                continue;
+            }
+            if out.len() >= max {
+                break;
+            }
+            let rec = uploads
+                .get(id)?
+                .map(|v| UploadRecord::decode(v.value()))
+                .transpose()?
+                .ok_or_else(|| {
+                    Error::corrupt("index", format!("upload {id} indexed but missing"))
+                })?;
+            out.push(UploadSummary {
+                key: key.to_owned(),
+                upload_id: id.to_owned(),
+                initiated_ms: rec.initiated_ms,
+            });
+        }
+        Ok(out)
+    }
+}

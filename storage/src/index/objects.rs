@@ -1,0 +1,540 @@
+//! Buckets and objects: commit, copy, delete, list, read plans.
+
+use std::ops::Bound;
+
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+
+use super::{
+    BUCKETS, CHUNKS, Index, MANIFESTS, OBJECTS, Staged, UPLOADS_BY_KEY, add_refs, add_stat,
+    drop_manifest, now_ms, register_packs, slice_counts, stat, write_manifest,
+};
+use crate::chunk::ChunkId;
+use crate::error::{Error, Result};
+use crate::records::{
+    BucketRecord, ChunkRecord, ChunkState, Etag, Location, ManifestRef, ManifestSegment,
+    ObjectMeta, ObjectRecord,
+};
+
+/// Conditions checked atomically with a write (S3 conditional writes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteCondition {
+    /// `If-Match`: the current version's ETag must match (missing object → `NoSuchKey`).
+    pub if_match: Option<String>,
+    /// `If-None-Match: *`: no current version may exist.
+    pub if_none_match_any: bool,
+}
+
+impl WriteCondition {
+    pub(super) fn check(
+        &self,
+        bucket: &str,
+        key: &str,
+        current: Option<&ObjectRecord>,
+    ) -> Result<()> {
+        if self.if_none_match_any && current.is_some() {
+            return Err(Error::PreconditionFailed);
+        }
+        if let Some(want) = &self.if_match {
+            let cur = current.ok_or_else(|| Error::NoSuchKey {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            })?;
+            if !cur.etag.matches(want) {
+                return Err(Error::PreconditionFailed);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A list request. `delimiter: Some("")` is treated as no delimiter.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery<'a> {
+    /// Only keys starting with this.
+    pub prefix: &'a str,
+    /// Roll keys up to the first occurrence of this after the prefix.
+    pub delimiter: Option<&'a str>,
+    /// Only entries strictly after this (marker / start-after / continuation token).
+    pub start_after: Option<&'a str>,
+    /// At most this many entries (objects plus common prefixes).
+    pub max_keys: usize,
+}
+
+/// One listed entry, in key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListEntry {
+    /// An object.
+    Object {
+        /// Its key.
+        key: String,
+        /// Its record.
+        record: ObjectRecord,
+    },
+    /// A common prefix (ends with the delimiter).
+    Prefix(String),
+}
+
+impl ListEntry {
+    /// The key or prefix: what a client passes back as the next marker.
+    pub fn marker(&self) -> &str {
+        match self {
+            ListEntry::Object { key, .. } => key,
+            ListEntry::Prefix(p) => p,
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// Entries in order.
+    pub entries: Vec<ListEntry>,
+    /// Whether more entries follow the last one.
+    pub is_truncated: bool,
+}
+
+/// A chunk to read for an object read, and which of its bytes to emit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedChunk {
+    /// Chunk id.
+    pub id: ChunkId,
+    /// Raw length.
+    pub raw_len: u32,
+    /// CRC32C of the stored bytes.
+    pub crc: u32,
+    /// Where the stored bytes are.
+    pub location: Location,
+    /// First raw byte to emit.
+    pub start: u32,
+    /// One past the last raw byte to emit.
+    pub end: u32,
+}
+
+/// Everything needed to stream an object (or a range of it), from one snapshot.
+#[derive(Debug, Clone)]
+pub struct ReadPlan {
+    /// The object version being read.
+    pub record: ObjectRecord,
+    /// `start..end` of the object being read.
+    pub range: (u64, u64),
+    /// Its chunks in order, clipped to the range.
+    pub chunks: Vec<PlannedChunk>,
+}
+
+/// Smallest string greater than every string starting with `s`, if one exists.
+fn prefix_successor(s: &str) -> Option<String> {
+    let mut out = s.to_owned();
+    while let Some(c) = out.pop() {
+        let next = match c as u32 {
+            0xD7FF => Some('\u{E000}'),
+            n => char::from_u32(n + 1),
+        };
+        if let Some(n) = next {
+            out.push(n);
+            return Some(out);
+        }
+    }
+    None
+}
+
+fn bucket_must_exist(txn: &WriteTransaction, bucket: &str) -> Result<()> {
+    if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
+        return Err(Error::NoSuchBucket(bucket.to_owned()));
+    }
+    Ok(())
+}
+
+fn get_object(txn: &WriteTransaction, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
+    txn.open_table(OBJECTS)?
+        .get((bucket, key))?
+        .map(|v| ObjectRecord::decode(v.value()))
+        .transpose()
+}
+
+/// Installs `record` as the current version of bucket/key, releasing the old version.
+pub(super) fn install_object(
+    txn: &WriteTransaction,
+    bucket: &str,
+    key: &str,
+    record: &ObjectRecord,
+    old: Option<ObjectRecord>,
+) -> Result<()> {
+    txn.open_table(OBJECTS)?
+        .insert((bucket, key), record.encode().as_slice())?;
+    add_stat(txn, stat::LOGICAL_BYTES, i128::from(record.size))?;
+    add_stat(txn, stat::OBJECTS, 1)?;
+    if let Some(old) = old {
+        // After the new version took its references: shared chunks never touch zero.
+        drop_manifest(txn, old.manifest)?;
+        add_stat(txn, stat::LOGICAL_BYTES, -i128::from(old.size))?;
+        add_stat(txn, stat::OBJECTS, -1)?;
+    }
+    Ok(())
+}
+
+impl Index {
+    /// Creates a bucket.
+    ///
+    /// # Errors
+    /// [`Error::BucketExists`].
+    pub fn create_bucket(&self, name: &str, owner: &str) -> Result<()> {
+        let txn = self.write()?;
+        {
+            let mut t = txn.open_table(BUCKETS)?;
+            if t.get(name)?.is_some() {
+                return Err(Error::BucketExists(name.to_owned()));
+            }
+            let rec = BucketRecord {
+                created_ms: now_ms(),
+                owner: owner.to_owned(),
+            };
+            t.insert(name, rec.encode().as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Deletes an empty bucket; in-progress multipart uploads in it are aborted in the
+    /// same transaction (their references released).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::BucketNotEmpty`].
+    pub fn delete_bucket(&self, name: &str) -> Result<()> {
+        let txn = self.write()?;
+        bucket_must_exist(&txn, name)?;
+        let has_object = txn
+            .open_table(OBJECTS)?
+            .range((name, "")..)?
+            .next()
+            .transpose()?
+            .is_some_and(|(k, _)| k.value().0 == name);
+        if has_object {
+            return Err(Error::BucketNotEmpty(name.to_owned()));
+        }
+        let uploads: Vec<String> = {
+            let t = txn.open_table(UPLOADS_BY_KEY)?;
+            let mut ids = Vec::new();
+            for r in t.range((name, "", "")..)? {
+                let (k, _) = r?;
+                let (b, _, id) = k.value();
+                if b != name {
+                    break;
+                }
+                ids.push(id.to_owned());
+            }
+            ids
+        };
+        for id in uploads {
+            super::multipart::abort_in(&txn, &id)?;
+        }
+        txn.open_table(BUCKETS)?.remove(name)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// A bucket's record.
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub fn bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
+        let txn = self.db.begin_read()?;
+        txn.open_table(BUCKETS)?
+            .get(name)?
+            .map(|v| BucketRecord::decode(v.value()))
+            .transpose()
+    }
+
+    /// All buckets in name order.
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub fn buckets(&self) -> Result<Vec<(String, BucketRecord)>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(BUCKETS)?;
+        t.iter()?
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((k.value().to_owned(), BucketRecord::decode(v.value())?))
+            })
+            .collect()
+    }
+
+    /// Commits an uploaded object as the current version of bucket/key.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::PreconditionFailed`], [`Error::NoSuchKey`]
+    /// (`If-Match` on a missing key), [`Error::ChunkGone`].
+    pub(crate) fn commit_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        staged: &Staged,
+        (size, etag, meta): (u64, Etag, ObjectMeta),
+        cond: &WriteCondition,
+    ) -> Result<ObjectRecord> {
+        let txn = self.write()?;
+        bucket_must_exist(&txn, bucket)?;
+        let old = get_object(&txn, bucket, key)?;
+        cond.check(bucket, key, old.as_ref())?;
+        register_packs(&txn, &staged.packs)?;
+        add_refs(&txn, &slice_counts(&staged.slices), &staged.new_chunks)?;
+        let manifest = write_manifest(&txn, &staged.slices)?;
+        let record = ObjectRecord {
+            size,
+            etag,
+            mtime_ms: now_ms(),
+            meta,
+            manifest,
+        };
+        install_object(&txn, bucket, key, &record, old)?;
+        txn.commit()?;
+        Ok(record)
+    }
+
+    /// Copies an object without copying data: the new version shares the source's
+    /// manifest contents and takes its own references. `meta: None` keeps the source's
+    /// metadata (COPY directive).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`] (source), [`Error::PreconditionFailed`].
+    pub fn copy_object(
+        &self,
+        src: (&str, &str),
+        dst: (&str, &str),
+        meta: Option<ObjectMeta>,
+        cond: &WriteCondition,
+    ) -> Result<ObjectRecord> {
+        let txn = self.write()?;
+        bucket_must_exist(&txn, src.0)?;
+        bucket_must_exist(&txn, dst.0)?;
+        let source = get_object(&txn, src.0, src.1)?.ok_or_else(|| Error::NoSuchKey {
+            bucket: src.0.to_owned(),
+            key: src.1.to_owned(),
+        })?;
+        let old = get_object(&txn, dst.0, dst.1)?;
+        cond.check(dst.0, dst.1, old.as_ref())?;
+        let slices = {
+            let t = txn.open_table(MANIFESTS)?;
+            super::read_manifest(&t, source.manifest)?
+        };
+        add_refs(&txn, &slice_counts(&slices), &Default::default())?;
+        let manifest = write_manifest(&txn, &slices)?;
+        let record = ObjectRecord {
+            size: source.size,
+            etag: source.etag,
+            mtime_ms: now_ms(),
+            meta: meta.unwrap_or(source.meta),
+            manifest,
+        };
+        install_object(&txn, dst.0, dst.1, &record, old)?;
+        txn.commit()?;
+        Ok(record)
+    }
+
+    /// Deletes the current version; returns it, or `None` if there was none.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`].
+    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
+        let txn = self.write()?;
+        bucket_must_exist(&txn, bucket)?;
+        let Some(old) = get_object(&txn, bucket, key)? else {
+            return Ok(None);
+        };
+        txn.open_table(OBJECTS)?.remove((bucket, key))?;
+        drop_manifest(&txn, old.manifest)?;
+        add_stat(&txn, stat::LOGICAL_BYTES, -i128::from(old.size))?;
+        add_stat(&txn, stat::OBJECTS, -1)?;
+        txn.commit()?;
+        Ok(Some(old))
+    }
+
+    /// The current version of an object.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`].
+    pub fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
+        let txn = self.db.begin_read()?;
+        if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
+            return Err(Error::NoSuchBucket(bucket.to_owned()));
+        }
+        txn.open_table(OBJECTS)?
+            .get((bucket, key))?
+            .map(|v| ObjectRecord::decode(v.value()))
+            .transpose()?
+            .ok_or_else(|| Error::NoSuchKey {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            })
+    }
+
+    /// Plans the read of `range` (`start..end`, already clipped to the object) of the
+    /// current version of bucket/key, from a single snapshot.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::Corrupt`] when a referenced
+    /// chunk is missing from the index.
+    pub fn plan_read(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: impl FnOnce(&ObjectRecord) -> Result<(u64, u64)>,
+    ) -> Result<ReadPlan> {
+        let txn = self.db.begin_read()?;
+        if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
+            return Err(Error::NoSuchBucket(bucket.to_owned()));
+        }
+        let record = txn
+            .open_table(OBJECTS)?
+            .get((bucket, key))?
+            .map(|v| ObjectRecord::decode(v.value()))
+            .transpose()?
+            .ok_or_else(|| Error::NoSuchKey {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            })?;
+        let (start, end) = range(&record)?;
+        let manifests = txn.open_table(MANIFESTS)?;
+        let chunks_t = txn.open_table(CHUNKS)?;
+        let mut chunks = Vec::new();
+        if start < end {
+            let m: ManifestRef = record.manifest;
+            let segs: Vec<_> = manifests
+                .range((m.id, 0)..=(m.id, u32::MAX))?
+                .collect::<std::result::Result<_, _>>()?;
+            for (i, (_, v)) in segs.iter().enumerate() {
+                // Skip segments that end before the range without decoding their slices.
+                if let Some((_, next)) = segs.get(i + 1)
+                    && ManifestSegment::decode_start(next.value())? <= start
+                {
+                    continue;
+                }
+                let seg = ManifestSegment::decode(v.value())?;
+                let mut pos = seg.start;
+                for s in seg.slices {
+                    let (s_start, s_end) = (pos, pos + u64::from(s.len));
+                    pos = s_end;
+                    if s_end <= start {
+                        continue;
+                    }
+                    if s_start >= end {
+                        break;
+                    }
+                    let rec = chunks_t
+                        .get(&s.chunk.0)?
+                        .map(|v| ChunkRecord::decode(v.value()))
+                        .transpose()?
+                        .ok_or_else(|| {
+                            Error::corrupt("index", format!("referenced chunk {} missing", s.chunk))
+                        })?;
+                    if rec.state == ChunkState::Deleting {
+                        return Err(Error::corrupt(
+                            "index",
+                            format!("referenced chunk {} is being deleted", s.chunk),
+                        ));
+                    }
+                    let skip = start.saturating_sub(s_start) as u32;
+                    let cut = s_end.saturating_sub(end) as u32;
+                    chunks.push(PlannedChunk {
+                        id: s.chunk,
+                        raw_len: rec.raw_len,
+                        crc: rec.crc,
+                        location: rec.location,
+                        start: s.offset + skip,
+                        end: s.offset + s.len - cut,
+                    });
+                }
+                if pos >= end {
+                    break;
+                }
+            }
+        }
+        Ok(ReadPlan {
+            record,
+            range: (start, end),
+            chunks,
+        })
+    }
+
+    /// Lists objects of a bucket in key order (UTF-8 byte order, as S3).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`].
+    pub fn list_objects(&self, bucket: &str, q: &ListQuery<'_>) -> Result<ListPage> {
+        let txn = self.db.begin_read()?;
+        if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
+            return Err(Error::NoSuchBucket(bucket.to_owned()));
+        }
+        let t = txn.open_table(OBJECTS)?;
+        let delimiter = q.delimiter.filter(|d| !d.is_empty());
+        let mut lower: String = match q.start_after {
+            Some(m) if m >= q.prefix => m.to_owned(),
+            _ => q.prefix.to_owned(),
+        };
+        let mut lower_inclusive = !matches!(q.start_after, Some(m) if m >= q.prefix);
+        let mut entries: Vec<ListEntry> = Vec::new();
+        // Collect one extra entry to know whether the page is truncated.
+        'scan: while entries.len() <= q.max_keys {
+            let lo = if lower_inclusive {
+                Bound::Included((bucket, lower.as_str()))
+            } else {
+                Bound::Excluded((bucket, lower.as_str()))
+            };
+            let iter = t.range::<(&str, &str)>((lo, Bound::Unbounded))?;
+            for r in iter {
+                let (k, v) = r?;
+                let (b, key) = k.value();
+                if b != bucket || !key.starts_with(q.prefix) {
+                    break 'scan;
+                }
+                if let Some(d) = delimiter
+                    && let Some(i) = key[q.prefix.len()..].find(d)
+                {
+                    let cp = &key[..q.prefix.len() + i + d.len()];
+                    let already = entries.last().is_some_and(|e| e.marker() == cp);
+                    let before_marker = q.start_after.is_some_and(|m| cp <= m);
+                    if !already && !before_marker {
+                        entries.push(ListEntry::Prefix(cp.to_owned()));
+                    }
+                    // Jump past every key under this prefix instead of walking them.
+                    if let Some(next) = prefix_successor(cp) {
+                        lower = next;
+                        lower_inclusive = true;
+                        continue 'scan;
+                    }
+                    if entries.len() > q.max_keys {
+                        break 'scan;
+                    }
+                    continue;
+                }
+                entries.push(ListEntry::Object {
+                    key: key.to_owned(),
+                    record: ObjectRecord::decode(v.value())?,
+                });
+                if entries.len() > q.max_keys {
+                    break 'scan;
+                }
+            }
+            break;
+        }
+        let is_truncated = entries.len() > q.max_keys;
+        entries.truncate(q.max_keys);
+        Ok(ListPage {
+            entries,
+            is_truncated,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_successor;
+
+    #[test]
+    fn successor() {
+        assert_eq!(prefix_successor("a/").as_deref(), Some("a0"));
+        assert_eq!(prefix_successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_successor("\u{10FFFF}"), None);
+    }
+}

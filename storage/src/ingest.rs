@@ -1,0 +1,335 @@
+//! The upload path: stream → MD5 + FastCDC → SHA-256 per chunk → new chunks into packs.
+//!
+//! Work is spread so that both cores stay busy on one stream: MD5 (inherently
+//! sequential) runs on its own blocking thread once an upload is past a small size,
+//! chunks are hashed on the blocking pool with a bounded number in flight, and a full
+//! pack is written to the store while the next one fills. Memory per upload is bounded
+//! by about two packs plus the chunks in flight, whatever the object size; the manifest
+//! itself (40 bytes per ~64 KiB chunk) is the only part that grows with the object.
+//!
+//! Nothing here touches the index except read-only dedup lookups: an ingest produces a
+//! [`PendingObject`] whose packs are already durable, and only a commit makes it visible.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use md5::{Digest, Md5};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::blob::BlobStore;
+use crate::chunk::{self, ChunkId};
+use crate::chunker::Chunker;
+use crate::error::{BoxError, Error, Result};
+use crate::index::{Index, NewChunk, NewPack, Staged};
+use crate::pack::{self, PackBuilder};
+use crate::records::{Location, Slice};
+use crate::store::StoreConfig;
+
+/// Below this many bytes MD5 runs inline: a thread hand-off costs more than it saves.
+const MD5_INLINE_LIMIT: u64 = 1 << 20;
+/// Chunks at most this long are hashed inline rather than on the blocking pool.
+const HASH_INLINE_LIMIT: usize = 8 * 1024;
+
+/// Counters of one ingest, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Chunks cut from the stream.
+    pub chunks: u64,
+    /// Chunks that were new and got written (to a pack or inline).
+    pub new_chunks: u64,
+    /// Bytes of new chunks (raw).
+    pub new_bytes: u64,
+    /// Packs written.
+    pub packs: u64,
+}
+
+/// An uploaded stream whose new chunks are durable in the store but which is not yet
+/// visible. Commit it with `Store::put_object` / `Store::put_part`; dropping it instead
+/// records its packs as orphans for GC.
+#[derive(Debug)]
+pub struct PendingObject {
+    /// Bytes received.
+    pub size: u64,
+    /// MD5 of the bytes.
+    pub md5: [u8; 16],
+    /// What the ingest did.
+    pub stats: IngestStats,
+    pub(crate) staged: Staged,
+    index: Arc<Index>,
+}
+
+impl PendingObject {
+    /// Chunk ids of the object, in order (mostly for tests and diagnostics).
+    pub fn chunk_ids(&self) -> impl Iterator<Item = ChunkId> + '_ {
+        self.staged.slices.iter().map(|s| s.chunk)
+    }
+
+    /// Hands the staged state to a commit; the caller re-arms orphan recording on error.
+    pub(crate) fn take_staged(&mut self) -> Staged {
+        std::mem::take(&mut self.staged)
+    }
+}
+
+impl Drop for PendingObject {
+    fn drop(&mut self) {
+        record_orphans_in_background(&self.index, std::mem::take(&mut self.staged.packs));
+    }
+}
+
+/// Records packs of an upload that will not commit. Best effort: packs it misses are
+/// still found by GC's sweep of the store for packs the index does not know.
+pub(crate) fn record_orphans_in_background(index: &Arc<Index>, packs: Vec<NewPack>) {
+    if packs.is_empty() {
+        return;
+    }
+    let index = Arc::clone(index);
+    let record = move || {
+        if let Err(e) = index.record_orphans(&packs) {
+            tracing::warn!(error = %e, packs = packs.len(), "could not record orphan packs; GC sweep will find them");
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => drop(rt.spawn_blocking(record)),
+        Err(_) => record(),
+    }
+}
+
+enum Md5Sink {
+    Inline(Md5),
+    Thread {
+        tx: mpsc::Sender<Bytes>,
+        done: JoinHandle<Md5>,
+    },
+}
+
+impl Md5Sink {
+    async fn update(&mut self, data: &Bytes, total: u64) -> Result<()> {
+        match self {
+            Md5Sink::Inline(h) if total < MD5_INLINE_LIMIT => h.update(data),
+            Md5Sink::Inline(h) => {
+                let mut h = std::mem::take(h);
+                h.update(data);
+                let (tx, mut rx) = mpsc::channel::<Bytes>(64);
+                let done = tokio::task::spawn_blocking(move || {
+                    while let Some(b) = rx.blocking_recv() {
+                        h.update(&b);
+                    }
+                    h
+                });
+                *self = Md5Sink::Thread { tx, done };
+            }
+            Md5Sink::Thread { tx, .. } => tx
+                .send(data.clone())
+                .await
+                .map_err(|_| Error::Internal("md5 thread stopped".into()))?,
+        }
+        Ok(())
+    }
+
+    async fn finish(self) -> Result<[u8; 16]> {
+        let h = match self {
+            Md5Sink::Inline(h) => h,
+            Md5Sink::Thread { tx, done } => {
+                drop(tx);
+                done.await?
+            }
+        };
+        Ok(h.finalize().into())
+    }
+}
+
+struct Hashed {
+    id: ChunkId,
+    data: Bytes,
+    reusable: bool,
+}
+
+fn hash_and_look_up(index: &Index, data: Bytes) -> Result<Hashed> {
+    let id = ChunkId::of(&data);
+    let reusable = index.chunk_reusable(&id)?;
+    Ok(Hashed { id, data, reusable })
+}
+
+/// State of one ingest; on failure its packs are recorded as orphans.
+struct Ingest {
+    index: Arc<Index>,
+    blobs: Arc<dyn BlobStore>,
+    cfg: StoreConfig,
+    staged: Staged,
+    seen: HashSet<ChunkId>,
+    pack: Option<PackBuilder>,
+    flushing: Option<JoinHandle<Result<NewPack>>>,
+    stats: IngestStats,
+}
+
+impl Ingest {
+    fn accept(&mut self, h: Hashed) -> Result<()> {
+        let len = u32::try_from(h.data.len()).expect("chunks are bounded by the chunker");
+        self.staged.slices.push(Slice {
+            chunk: h.id,
+            offset: 0,
+            len,
+        });
+        self.stats.chunks += 1;
+        if h.reusable || !self.seen.insert(h.id) {
+            return Ok(());
+        }
+        self.stats.new_chunks += 1;
+        self.stats.new_bytes += u64::from(len);
+        let new = if h.data.len() <= self.cfg.inline_max {
+            let stored = chunk::encode(&h.data);
+            NewChunk {
+                raw_len: len,
+                crc: chunk::checksum(&stored),
+                location: Location::Inline(stored.to_vec()),
+            }
+        } else {
+            let target = self.cfg.pack_target;
+            let builder = self.pack.get_or_insert_with(|| PackBuilder::new(target));
+            let e = builder.push(h.id, &h.data);
+            NewChunk {
+                raw_len: len,
+                crc: e.crc,
+                location: Location::Pack {
+                    pack: builder.id(),
+                    offset: e.offset,
+                    stored_len: e.stored_len,
+                },
+            }
+        };
+        self.staged.new_chunks.insert(h.id, new);
+        Ok(())
+    }
+
+    /// Starts writing the open pack if it is full (or `force`), after the previous
+    /// write finished: at most one pack is in flight per upload.
+    async fn maybe_flush(&mut self, force: bool) -> Result<()> {
+        let full = self
+            .pack
+            .as_ref()
+            .is_some_and(|p| p.len() >= self.cfg.pack_target || (force && !p.is_empty()));
+        if !full {
+            return Ok(());
+        }
+        self.wait_flush().await?;
+        let builder = self.pack.take().expect("checked above");
+        let (id, bytes, entries) = builder.finish();
+        let blobs = Arc::clone(&self.blobs);
+        let size = bytes.len() as u64;
+        let chunks = entries.len() as u32;
+        self.stats.packs += 1;
+        self.flushing = Some(tokio::spawn(async move {
+            blobs.put(&pack::blob_name(id), bytes).await?;
+            Ok(NewPack { id, size, chunks })
+        }));
+        Ok(())
+    }
+
+    async fn wait_flush(&mut self) -> Result<()> {
+        if let Some(h) = self.flushing.take() {
+            let p = h.await??;
+            self.staged.packs.push(p);
+        }
+        Ok(())
+    }
+
+    async fn run<S, E>(&mut self, mut body: S) -> Result<(u64, [u8; 16])>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
+        E: Into<BoxError>,
+    {
+        let mut chunker = Chunker::new(self.index.params())?;
+        let mut md5 = Md5Sink::Inline(Md5::new());
+        let mut size = 0u64;
+        let mut cut = Vec::new();
+        let mut in_flight: VecDeque<JoinHandle<Result<Hashed>>> = VecDeque::new();
+        let limit = self.cfg.hash_parallelism.max(1);
+        let mut done = false;
+        while !done {
+            match body.next().await {
+                Some(Ok(data)) => {
+                    size += data.len() as u64;
+                    md5.update(&data, size).await?;
+                    chunker.push(&data, &mut cut);
+                }
+                Some(Err(e)) => return Err(Error::Body(e.into())),
+                None => {
+                    chunker.finish(&mut cut);
+                    done = true;
+                }
+            }
+            for data in cut.drain(..) {
+                if in_flight.is_empty() && data.len() <= HASH_INLINE_LIMIT {
+                    let h = hash_and_look_up(&self.index, data)?;
+                    self.accept(h)?;
+                    continue;
+                }
+                let index = Arc::clone(&self.index);
+                in_flight.push_back(tokio::task::spawn_blocking(move || {
+                    hash_and_look_up(&index, data)
+                }));
+                while in_flight.len() >= limit {
+                    let h = in_flight.pop_front().expect("non-empty").await??;
+                    self.accept(h)?;
+                    self.maybe_flush(false).await?;
+                }
+            }
+        }
+        while let Some(h) = in_flight.pop_front() {
+            self.accept(h.await??)?;
+            self.maybe_flush(false).await?;
+        }
+        self.maybe_flush(true).await?;
+        self.wait_flush().await?;
+        Ok((size, md5.finish().await?))
+    }
+}
+
+/// Ingests a byte stream: see the module docs.
+pub(crate) async fn ingest<S, E>(
+    index: &Arc<Index>,
+    blobs: &Arc<dyn BlobStore>,
+    cfg: &StoreConfig,
+    body: S,
+) -> Result<PendingObject>
+where
+    S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
+    E: Into<BoxError>,
+{
+    let mut st = Ingest {
+        index: Arc::clone(index),
+        blobs: Arc::clone(blobs),
+        cfg: cfg.clone(),
+        staged: Staged::default(),
+        seen: HashSet::new(),
+        pack: None,
+        flushing: None,
+        stats: IngestStats::default(),
+    };
+    match st.run(body).await {
+        Ok((size, md5)) => Ok(PendingObject {
+            size,
+            md5,
+            stats: st.stats,
+            staged: std::mem::take(&mut st.staged),
+            index: Arc::clone(index),
+        }),
+        Err(e) => {
+            // A pack write may still be running; wait so it is recorded, not leaked.
+            let _ = st.wait_flush().await;
+            record_orphans_in_background(index, std::mem::take(&mut st.staged.packs));
+            Err(e)
+        }
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        // Reached with packs still listed only when the ingest future itself was dropped
+        // (client went away mid-upload); a pack write still in flight is left to GC's sweep.
+        record_orphans_in_background(&self.index, std::mem::take(&mut self.staged.packs));
+    }
+}

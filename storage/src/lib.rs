@@ -1,0 +1,41 @@
+//! s3dedup storage engine: content-defined chunks, packs, and the redb index.
+//!
+//! An uploaded byte stream is cut into content-defined chunks (FastCDC v2020), each named
+//! by its SHA-256. Chunks the index does not know yet are appended to a *pack*, one blob
+//! in a [`blob::BlobStore`]; the redb [`index::Index`] maps objects to manifests (lists
+//! of chunk slices) and chunks to their pack location and reference count.
+//!
+//! Write order (DESIGN.md invariant 1): an ingest writes its packs durably first; only
+//! then does one redb write transaction publish the object, take references and release
+//! the replaced version's. A crash in between leaves orphan packs, never a reference to
+//! a chunk that is not stored.
+//!
+//! # Layout
+//! - [`chunker`] — streaming FastCDC, pure.
+//! - [`chunk`] — chunk ids and the versioned stored-chunk codec.
+//! - [`pack`] — self-describing pack format, pure.
+//! - [`blob`] — the `BlobStore` trait and its `fs` and `memory` backends.
+//! - [`records`] — versioned encodings of every index value.
+//! - [`index`] — redb tables, transactions, refcounts, listing, fsck.
+//! - [`ingest`] — the upload pipeline producing a [`PendingObject`].
+//! - [`store`] — [`Store`], the API the gateway calls.
+//! - [`error`] — the crate's [`Error`].
+
+pub mod blob;
+pub mod chunk;
+pub mod chunker;
+mod codec;
+pub mod error;
+pub mod index;
+pub mod ingest;
+pub mod pack;
+pub mod records;
+pub mod store;
+
+pub use chunk::ChunkId;
+pub use chunker::ChunkerParams;
+pub use error::{Error, Result};
+pub use index::{FsckReport, ListEntry, ListPage, Stats, WriteCondition};
+pub use ingest::PendingObject;
+pub use records::{Etag, ObjectMeta, ObjectRecord};
+pub use store::{ByteRange, ObjectReader, Store, StoreConfig};

@@ -1,0 +1,282 @@
+//! Packs: many stored chunks in one backing-store blob.
+//!
+//! ```text
+//! "S3DPACK1"                                  8-byte magic
+//! chunk 0 | chunk 1 | …                       stored chunks (see `chunk`)
+//! table: per chunk: id (32) | offset u64 | stored_len u32 | crc32c u32     (48 bytes each)
+//! trailer: table_offset u64 | count u32 | table crc32c u32 | version u16 | 0u16 | "S3DPEND1"
+//! ```
+//!
+//! The table makes a pack self-describing: the chunk index can be rebuilt from the store
+//! alone. All integers are little endian. Building and parsing are pure.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use crate::chunk::{self, ChunkId};
+use crate::error::{Error, Result};
+
+const MAGIC: &[u8; 8] = b"S3DPACK1";
+const END_MAGIC: &[u8; 8] = b"S3DPEND1";
+const VERSION: u16 = 1;
+const ENTRY_LEN: usize = 48;
+/// Length of the fixed pack trailer.
+pub const TRAILER_LEN: usize = 8 + 4 + 4 + 2 + 2 + 8;
+
+/// One chunk as listed in a pack's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackEntry {
+    /// Chunk id.
+    pub id: ChunkId,
+    /// Offset of its stored bytes in the pack.
+    pub offset: u64,
+    /// Stored length.
+    pub stored_len: u32,
+    /// CRC32C of the stored bytes.
+    pub crc: u32,
+}
+
+/// Allocates a pack id: milliseconds since the epoch in the top 48 bits (so GC can tell
+/// a pack's age from its name) and 80 random bits.
+pub fn new_pack_id() -> u128 {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis()) as u64;
+    (u128::from(ms & 0xFFFF_FFFF_FFFF) << 80) | (rand::random::<u128>() >> 48)
+}
+
+/// Creation time (ms) encoded in a pack id.
+pub fn pack_id_ms(id: u128) -> u64 {
+    (id >> 80) as u64
+}
+
+/// Backing-store name of a pack. Derived from the id only; nothing client-controlled.
+pub fn blob_name(id: u128) -> String {
+    format!("packs/{:02x}/{id:032x}.pack", (id & 0xff) as u8)
+}
+
+/// Parses a blob name back into a pack id (`None` for anything else).
+pub fn parse_blob_name(name: &str) -> Option<u128> {
+    let file = name.strip_prefix("packs/")?.split_once('/')?.1;
+    let hexid = file.strip_suffix(".pack")?;
+    if hexid.len() != 32 {
+        return None;
+    }
+    let id = u128::from_str_radix(hexid, 16).ok()?;
+    (blob_name(id) == name).then_some(id)
+}
+
+/// Accumulates stored chunks for one pack.
+#[derive(Debug)]
+pub struct PackBuilder {
+    id: u128,
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl PackBuilder {
+    /// A new empty pack with room for `capacity` bytes.
+    pub fn new(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity + TRAILER_LEN);
+        buf.extend_from_slice(MAGIC);
+        PackBuilder {
+            id: new_pack_id(),
+            buf,
+            entries: Vec::new(),
+        }
+    }
+
+    /// The pack's id.
+    pub fn id(&self) -> u128 {
+        self.id
+    }
+
+    /// Bytes so far (without the table).
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether no chunk was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Appends a chunk; returns its entry (offset, stored length, checksum).
+    pub fn push(&mut self, id: ChunkId, raw: &[u8]) -> PackEntry {
+        let offset = self.buf.len();
+        chunk::encode_into(raw, &mut self.buf);
+        let stored = &self.buf[offset..];
+        let entry = PackEntry {
+            id,
+            offset: offset as u64,
+            stored_len: u32::try_from(stored.len()).expect("chunk fits u32"),
+            crc: chunk::checksum(stored),
+        };
+        self.entries.push(entry);
+        entry
+    }
+
+    /// Appends the table and trailer; returns the blob bytes and the entries.
+    pub fn finish(mut self) -> (u128, Bytes, Vec<PackEntry>) {
+        let table_offset = self.buf.len() as u64;
+        let table_start = self.buf.len();
+        for e in &self.entries {
+            self.buf.extend_from_slice(&e.id.0);
+            self.buf.extend_from_slice(&e.offset.to_le_bytes());
+            self.buf.extend_from_slice(&e.stored_len.to_le_bytes());
+            self.buf.extend_from_slice(&e.crc.to_le_bytes());
+        }
+        let table_crc = crc32c::crc32c(&self.buf[table_start..]);
+        let count = u32::try_from(self.entries.len()).expect("pack chunk count fits u32");
+        self.buf.extend_from_slice(&table_offset.to_le_bytes());
+        self.buf.extend_from_slice(&count.to_le_bytes());
+        self.buf.extend_from_slice(&table_crc.to_le_bytes());
+        self.buf.extend_from_slice(&VERSION.to_le_bytes());
+        self.buf.extend_from_slice(&0u16.to_le_bytes());
+        self.buf.extend_from_slice(END_MAGIC);
+        (self.id, Bytes::from(self.buf), self.entries)
+    }
+}
+
+/// Where a pack's table lies, read from its trailer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trailer {
+    /// Offset of the table.
+    pub table_offset: u64,
+    /// Number of entries.
+    pub count: u32,
+    /// CRC32C of the table bytes.
+    pub table_crc: u32,
+}
+
+/// Parses the trailer (the last [`TRAILER_LEN`] bytes of a pack of `pack_len` bytes).
+///
+/// # Errors
+/// [`Error::Corrupt`] on bad magic or bounds; [`Error::UnsupportedFormat`] on a newer version.
+pub fn parse_trailer(tail: &[u8], pack_len: u64) -> Result<Trailer> {
+    if tail.len() != TRAILER_LEN || pack_len < (MAGIC.len() + TRAILER_LEN) as u64 {
+        return Err(Error::corrupt("pack", "too short for a trailer"));
+    }
+    if &tail[20..28] != END_MAGIC {
+        return Err(Error::corrupt(
+            "pack",
+            "bad trailer magic (truncated pack?)",
+        ));
+    }
+    let version = u16::from_le_bytes([tail[16], tail[17]]);
+    if version != VERSION {
+        return Err(Error::UnsupportedFormat {
+            what: "pack",
+            version: version.into(),
+        });
+    }
+    let t = Trailer {
+        table_offset: u64::from_le_bytes(tail[0..8].try_into().expect("8 bytes")),
+        count: u32::from_le_bytes(tail[8..12].try_into().expect("4 bytes")),
+        table_crc: u32::from_le_bytes(tail[12..16].try_into().expect("4 bytes")),
+    };
+    let table_end = t.table_offset + u64::from(t.count) * ENTRY_LEN as u64;
+    if t.table_offset < MAGIC.len() as u64 || table_end + TRAILER_LEN as u64 != pack_len {
+        return Err(Error::corrupt(
+            "pack",
+            "table bounds disagree with pack size",
+        ));
+    }
+    Ok(t)
+}
+
+/// Parses a pack's table bytes, checking its checksum and every entry's bounds.
+///
+/// # Errors
+/// [`Error::Corrupt`].
+pub fn parse_table(table: &[u8], trailer: &Trailer) -> Result<Vec<PackEntry>> {
+    if table.len() != trailer.count as usize * ENTRY_LEN {
+        return Err(Error::corrupt("pack", "table length mismatch"));
+    }
+    if crc32c::crc32c(table) != trailer.table_crc {
+        return Err(Error::corrupt("pack", "table checksum mismatch"));
+    }
+    let entries: Vec<PackEntry> = table
+        .chunks_exact(ENTRY_LEN)
+        .map(|e| PackEntry {
+            id: ChunkId(e[0..32].try_into().expect("32 bytes")),
+            offset: u64::from_le_bytes(e[32..40].try_into().expect("8 bytes")),
+            stored_len: u32::from_le_bytes(e[40..44].try_into().expect("4 bytes")),
+            crc: u32::from_le_bytes(e[44..48].try_into().expect("4 bytes")),
+        })
+        .collect();
+    for e in &entries {
+        let end = e.offset + u64::from(e.stored_len);
+        if e.offset < MAGIC.len() as u64 || end > trailer.table_offset {
+            return Err(Error::corrupt(
+                "pack",
+                format!("entry {} out of bounds", e.id),
+            ));
+        }
+    }
+    Ok(entries)
+}
+
+/// Parses a whole pack held in memory: magic, trailer and table.
+///
+/// # Errors
+/// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
+pub fn parse(pack: &[u8]) -> Result<Vec<PackEntry>> {
+    if pack.len() < MAGIC.len() + TRAILER_LEN || &pack[..MAGIC.len()] != MAGIC {
+        return Err(Error::corrupt("pack", "bad magic"));
+    }
+    let trailer = parse_trailer(&pack[pack.len() - TRAILER_LEN..], pack.len() as u64)?;
+    let start = trailer.table_offset as usize;
+    parse_table(&pack[start..pack.len() - TRAILER_LEN], &trailer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> (u128, Bytes, Vec<PackEntry>) {
+        let mut b = PackBuilder::new(1024);
+        for i in 0..5u8 {
+            let raw = vec![i; 100 + usize::from(i)];
+            b.push(ChunkId::of(&raw), &raw);
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn round_trip() {
+        let (_, bytes, entries) = sample();
+        assert_eq!(parse(&bytes).unwrap(), entries);
+        for (i, e) in entries.iter().enumerate() {
+            let stored =
+                bytes.slice(e.offset as usize..(e.offset + u64::from(e.stored_len)) as usize);
+            let raw = chunk::decode_verified(stored, e.crc, 100 + i as u32).unwrap();
+            assert_eq!(ChunkId::of(&raw), e.id);
+        }
+    }
+
+    #[test]
+    fn truncation_and_corruption_are_detected() {
+        let (_, bytes, _) = sample();
+        for cut in [1, 7, TRAILER_LEN, 60, bytes.len() - 9] {
+            assert!(parse(&bytes[..bytes.len() - cut]).is_err(), "cut {cut}");
+        }
+        let table_byte = bytes.len() - TRAILER_LEN - 3;
+        let mut bad = bytes.to_vec();
+        bad[table_byte] ^= 1;
+        assert!(matches!(parse(&bad), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        let id = new_pack_id();
+        assert_eq!(parse_blob_name(&blob_name(id)), Some(id));
+        assert!(parse_blob_name("packs/00/../../etc.pack").is_none());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(now.abs_diff(pack_id_ms(id)) < 60_000);
+    }
+}

@@ -1,0 +1,521 @@
+//! Versioned encodings of everything stored in the redb index.
+//!
+//! Every value starts with a format version byte; `decode` refuses versions it does not
+//! know instead of guessing. `tests/formats.rs` decodes fixtures written by version 1 so
+//! a layout change that would misread old data fails the build's tests.
+
+use std::fmt;
+
+use crate::chunk::ChunkId;
+use crate::codec::{Reader, Writer};
+use crate::error::{Error, Result};
+
+const V1: u8 = 1;
+
+/// An S3 ETag: hex MD5 of the object, or MD5 of the part MD5s with `-N` for multipart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Etag {
+    /// The MD5 (of the bytes, or of the concatenated part MD5s).
+    pub md5: [u8; 16],
+    /// Number of parts for a multipart object; 0 for a single PUT.
+    pub parts: u32,
+}
+
+impl fmt::Display for Etag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.md5))?;
+        if self.parts > 0 {
+            write!(f, "-{}", self.parts)?;
+        }
+        Ok(())
+    }
+}
+
+impl Etag {
+    /// Whether `s` (optionally quoted, or `*`) names this ETag.
+    pub fn matches(&self, s: &str) -> bool {
+        let s = s.trim();
+        s == "*" || s.trim_matches('"') == self.to_string()
+    }
+}
+
+/// Client-visible object metadata, stored verbatim.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// Other standard headers kept with the object (Cache-Control, Content-Disposition,
+    /// Content-Encoding, Content-Language, Expires …), as lowercase name → value.
+    pub headers: Vec<(String, String)>,
+    /// User metadata (`x-amz-meta-*`), lowercase name without the prefix → value.
+    pub user: Vec<(String, String)>,
+    /// Checksums computed by the gateway, algorithm name (e.g. `CRC32C`) → value as
+    /// returned to clients.
+    pub checksums: Vec<(String, String)>,
+}
+
+impl ObjectMeta {
+    fn write(&self, w: &mut Writer) {
+        w.opt_str(self.content_type.as_deref())
+            .pairs(&self.headers)
+            .pairs(&self.user)
+            .pairs(&self.checksums);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self> {
+        Ok(ObjectMeta {
+            content_type: r.opt_string()?,
+            headers: r.pairs()?,
+            user: r.pairs()?,
+            checksums: r.pairs()?,
+        })
+    }
+}
+
+/// A committed object version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRecord {
+    /// Size in bytes.
+    pub size: u64,
+    /// Its ETag.
+    pub etag: Etag,
+    /// Last-modified time, milliseconds since the Unix epoch.
+    pub mtime_ms: u64,
+    /// Metadata.
+    pub meta: ObjectMeta,
+    /// Where its manifest lives (table `manifests`).
+    pub manifest: ManifestRef,
+}
+
+/// Handle of a manifest stored in segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManifestRef {
+    /// Manifest id (unique per object version or part).
+    pub id: u64,
+    /// Number of slices over all segments.
+    pub slices: u64,
+}
+
+impl ObjectRecord {
+    /// Encodes the record (version 1).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(V1)
+            .u64(self.size)
+            .raw(&self.etag.md5)
+            .u32(self.etag.parts)
+            .u64(self.mtime_ms)
+            .u64(self.manifest.id)
+            .u64(self.manifest.slices);
+        self.meta.write(&mut w);
+        w.0
+    }
+
+    /// Decodes a record.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(b, "object record");
+        r.version(V1)?;
+        let rec = ObjectRecord {
+            size: r.u64()?,
+            etag: Etag {
+                md5: r.array()?,
+                parts: r.u32()?,
+            },
+            mtime_ms: r.u64()?,
+            manifest: ManifestRef {
+                id: r.u64()?,
+                slices: r.u64()?,
+            },
+            meta: ObjectMeta::read(&mut r)?,
+        };
+        r.finish()?;
+        Ok(rec)
+    }
+}
+
+/// A bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketRecord {
+    /// Creation time, ms since the epoch.
+    pub created_ms: u64,
+    /// Owning tenant ("" until tenants exist).
+    pub owner: String,
+}
+
+impl BucketRecord {
+    /// Encodes the record (version 1).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(V1).u64(self.created_ms).str(&self.owner);
+        w.0
+    }
+    /// Decodes a record.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(b, "bucket record");
+        r.version(V1)?;
+        let rec = BucketRecord {
+            created_ms: r.u64()?,
+            owner: r.string()?,
+        };
+        r.finish()?;
+        Ok(rec)
+    }
+}
+
+/// Life-cycle state of a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkState {
+    /// Referenced (refcount > 0).
+    Live,
+    /// Unreferenced since this time (ms); queued for GC after the grace period.
+    Zero {
+        /// When the refcount reached zero.
+        since_ms: u64,
+    },
+    /// GC has claimed it; uploads must not reuse it.
+    Deleting,
+}
+
+/// Where a chunk's stored bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// In a pack blob.
+    Pack {
+        /// Pack id (its blob name derives from it).
+        pack: u128,
+        /// Offset of the stored chunk in the pack.
+        offset: u64,
+        /// Stored length (header + payload).
+        stored_len: u32,
+    },
+    /// Stored in the index itself (small chunks): the stored form, header included.
+    Inline(Vec<u8>),
+}
+
+/// Index entry of a chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRecord {
+    /// References held by committed objects and multipart parts.
+    pub refcount: u64,
+    /// State.
+    pub state: ChunkState,
+    /// Raw (decoded) length.
+    pub raw_len: u32,
+    /// CRC32C of the stored bytes.
+    pub crc: u32,
+    /// Where it is stored.
+    pub location: Location,
+}
+
+impl ChunkRecord {
+    /// Encodes the record (version 1).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(V1).u64(self.refcount);
+        match self.state {
+            ChunkState::Live => w.u8(0).u64(0),
+            ChunkState::Zero { since_ms } => w.u8(1).u64(since_ms),
+            ChunkState::Deleting => w.u8(2).u64(0),
+        };
+        w.u32(self.raw_len).u32(self.crc);
+        match &self.location {
+            Location::Pack {
+                pack,
+                offset,
+                stored_len,
+            } => w.u8(0).u128(*pack).u64(*offset).u32(*stored_len),
+            Location::Inline(data) => w.u8(1).bytes(data),
+        };
+        w.0
+    }
+    /// Decodes a record.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(b, "chunk record");
+        r.version(V1)?;
+        let refcount = r.u64()?;
+        let state = match (r.u8()?, r.u64()?) {
+            (0, _) => ChunkState::Live,
+            (1, since_ms) => ChunkState::Zero { since_ms },
+            (2, _) => ChunkState::Deleting,
+            (t, _) => return Err(Error::corrupt("chunk record", format!("state {t}"))),
+        };
+        let raw_len = r.u32()?;
+        let crc = r.u32()?;
+        let location = match r.u8()? {
+            0 => Location::Pack {
+                pack: r.u128()?,
+                offset: r.u64()?,
+                stored_len: r.u32()?,
+            },
+            1 => Location::Inline(r.bytes()?.to_vec()),
+            t => return Err(Error::corrupt("chunk record", format!("location {t}"))),
+        };
+        r.finish()?;
+        Ok(ChunkRecord {
+            refcount,
+            state,
+            raw_len,
+            crc,
+            location,
+        })
+    }
+}
+
+/// A pack known to the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackRecord {
+    /// Blob size in bytes.
+    pub size: u64,
+    /// Chunks the pack holds (including ones another pack won the race for).
+    pub chunks: u32,
+    /// When it was first referenced by a commit, ms.
+    pub committed_ms: u64,
+}
+
+impl PackRecord {
+    /// Encodes the record (version 1).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(V1)
+            .u64(self.size)
+            .u32(self.chunks)
+            .u64(self.committed_ms);
+        w.0
+    }
+    /// Decodes a record.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(b, "pack record");
+        r.version(V1)?;
+        let rec = PackRecord {
+            size: r.u64()?,
+            chunks: r.u32()?,
+            committed_ms: r.u64()?,
+        };
+        r.finish()?;
+        Ok(rec)
+    }
+}
+
+/// An in-progress multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// Target bucket.
+    pub bucket: String,
+    /// Target key.
+    pub key: String,
+    /// Initiation time, ms.
+    pub initiated_ms: u64,
+    /// Metadata the object will get.
+    pub meta: ObjectMeta,
+}
+
+impl UploadRecord {
+    /// Encodes the record (version 1).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(V1)
+            .str(&self.bucket)
+            .str(&self.key)
+            .u64(self.initiated_ms);
+        self.meta.write(&mut w);
+        w.0
+    }
+    /// Decodes a record.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(b, "upload record");
+        r.version(V1)?;
+        let rec = UploadRecord {
+            bucket: r.string()?,
+            key: r.string()?,
+            initiated_ms: r.u64()?,
+            meta: ObjectMeta::read(&mut r)?,
+        };
+        r.finish()?;
+        Ok(rec)
+    }
+}
+
+/// One uploaded part of a multipart upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRecord {
+    /// Size in bytes.
+    pub size: u64,
+    /// MD5 of the part (its ETag).
+    pub md5: [u8; 16],
+    /// Upload time, ms.
+    pub mtime_ms: u64,
+    /// Checksums of the part, as for objects.
+    pub checksums: Vec<(String, String)>,
+    /// Its manifest; the part holds references to its chunks.
+    pub manifest: ManifestRef,
+}
+
+impl PartRecord {
+    /// The part's ETag.
+    pub fn etag(&self) -> Etag {
+        Etag {
+            md5: self.md5,
+            parts: 0,
+        }
+    }
+    /// Encodes the record (version 1).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(V1)
+            .u64(self.size)
+            .raw(&self.md5)
+            .u64(self.mtime_ms)
+            .pairs(&self.checksums)
+            .u64(self.manifest.id)
+            .u64(self.manifest.slices);
+        w.0
+    }
+    /// Decodes a record.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(b, "part record");
+        r.version(V1)?;
+        let rec = PartRecord {
+            size: r.u64()?,
+            md5: r.array()?,
+            mtime_ms: r.u64()?,
+            checksums: r.pairs()?,
+            manifest: ManifestRef {
+                id: r.u64()?,
+                slices: r.u64()?,
+            },
+        };
+        r.finish()?;
+        Ok(rec)
+    }
+}
+
+/// A run of bytes inside a chunk: the unit of a manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slice {
+    /// The chunk.
+    pub chunk: ChunkId,
+    /// Offset of the run inside the chunk's raw bytes.
+    pub offset: u32,
+    /// Length of the run.
+    pub len: u32,
+}
+
+/// Slices per manifest segment: bounds the size of any one redb value (~40 KiB).
+pub const SEGMENT_SLICES: usize = 1024;
+const SLICE_LEN: usize = 40;
+
+/// One segment of a manifest: slices starting at a logical offset of the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestSegment {
+    /// Offset in the object of the first byte of the first slice.
+    pub start: u64,
+    /// The slices, in object order.
+    pub slices: Vec<Slice>,
+}
+
+impl ManifestSegment {
+    /// Encodes the segment (version 1).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(13 + SLICE_LEN * self.slices.len()));
+        w.u8(V1)
+            .u64(self.start)
+            .u32(u32::try_from(self.slices.len()).expect("segment is bounded"));
+        for s in &self.slices {
+            w.raw(&s.chunk.0).u32(s.offset).u32(s.len);
+        }
+        w.0
+    }
+    /// Reads only the start offset of an encoded segment.
+    ///
+    /// # Errors
+    /// As [`Self::decode`].
+    pub fn decode_start(b: &[u8]) -> Result<u64> {
+        let mut r = Reader::new(b, "manifest segment");
+        r.version(V1)?;
+        r.u64()
+    }
+    /// Decodes a segment.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(b, "manifest segment");
+        r.version(V1)?;
+        let start = r.u64()?;
+        let n = r.u32()? as usize;
+        if r.remaining() != n * SLICE_LEN {
+            return Err(Error::corrupt(
+                "manifest segment",
+                format!("{n} slices do not fit {} bytes", r.remaining()),
+            ));
+        }
+        let mut slices = Vec::with_capacity(n);
+        for _ in 0..n {
+            slices.push(Slice {
+                chunk: ChunkId(r.array()?),
+                offset: r.u32()?,
+                len: r.u32()?,
+            });
+        }
+        r.finish()?;
+        Ok(ManifestSegment { start, slices })
+    }
+}
+
+/// Index-wide settings recorded at creation (table `meta`, key `chunker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkerRecord {
+    /// The parameters new data is cut with.
+    pub params: crate::chunker::ChunkerParams,
+}
+
+impl ChunkerRecord {
+    /// Encodes the record (version 1).
+    pub fn encode(&self) -> Vec<u8> {
+        let p = self.params;
+        let mut w = Writer::default();
+        // Algorithm tag 1 = FastCDC v2020 with the crate's default gear table.
+        w.u8(V1).u8(1).u32(p.min).u32(p.avg).u32(p.max).u8(p.level);
+        w.0
+    }
+    /// Decodes a record.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(b, "chunker record");
+        r.version(V1)?;
+        let algo = r.u8()?;
+        if algo != 1 {
+            return Err(Error::UnsupportedFormat {
+                what: "chunker algorithm",
+                version: algo.into(),
+            });
+        }
+        let params = crate::chunker::ChunkerParams {
+            min: r.u32()?,
+            avg: r.u32()?,
+            max: r.u32()?,
+            level: r.u8()?,
+        };
+        r.finish()?;
+        Ok(ChunkerRecord { params })
+    }
+}

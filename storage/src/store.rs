@@ -1,0 +1,580 @@
+//! [`Store`]: the engine's API — ingest, commit, read, copy, delete, list, multipart.
+//!
+//! Blocking index work runs on tokio's blocking pool; backend I/O is async. The store
+//! is cheap to clone and safe to share between requests.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream};
+use futures::{Stream, StreamExt, TryStreamExt};
+
+use crate::blob::{BlobStore, FsBlobStore};
+use crate::chunk;
+use crate::chunker::ChunkerParams;
+use crate::error::{BoxError, Error, Result};
+use crate::index::{
+    FsckReport, Index, ListPage, ListQuery, PlannedChunk, Stats, UploadSummary, WriteCondition,
+};
+use crate::ingest::{self, PendingObject, record_orphans_in_background};
+use crate::pack;
+use crate::records::{BucketRecord, Location, ObjectMeta, ObjectRecord, PartRecord, UploadRecord};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// FastCDC parameters for new data.
+    pub chunker: ChunkerParams,
+    /// A pack is written once it holds this many bytes.
+    pub pack_target: usize,
+    /// Chunks up to this size live inline in the index instead of a pack.
+    pub inline_max: usize,
+    /// Chunks hashed concurrently per upload.
+    pub hash_parallelism: usize,
+    /// Backend reads in flight per object read.
+    pub read_ahead: usize,
+    /// Adjacent chunks of one pack are fetched in one ranged read up to this size.
+    pub coalesce_max: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            chunker: ChunkerParams::default(),
+            pack_target: 16 << 20,
+            inline_max: 4096,
+            hash_parallelism: 4,
+            read_ahead: 4,
+            coalesce_max: 1 << 20,
+        }
+    }
+}
+
+/// A byte range request, resolved against the object size by [`Store::get_object`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `bytes=first-last` (inclusive; `last` past the end is clipped).
+    FromTo(u64, u64),
+    /// `bytes=first-`.
+    From(u64),
+    /// `bytes=-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// Resolves to `start..end` within an object of `size` bytes.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRange`] when the range is not satisfiable (HTTP 416).
+    pub fn resolve(self, size: u64) -> Result<(u64, u64)> {
+        let r = match self {
+            ByteRange::FromTo(a, b) if a <= b && a < size => {
+                Some((a, b.saturating_add(1).min(size)))
+            }
+            ByteRange::From(a) if a < size => Some((a, size)),
+            ByteRange::Suffix(n) if n > 0 && size > 0 => Some((size - n.min(size), size)),
+            _ => None,
+        };
+        r.ok_or(Error::InvalidRange { size })
+    }
+}
+
+/// An object being read: its record, the byte range served, and the verified bytes.
+pub struct ObjectReader {
+    /// The version being read.
+    pub record: ObjectRecord,
+    /// `start..end` of the object that `body` yields.
+    pub range: (u64, u64),
+    /// The bytes; every chunk is verified before it is yielded, a failed check ends the
+    /// stream with an error.
+    pub body: BoxStream<'static, Result<Bytes>>,
+}
+
+impl std::fmt::Debug for ObjectReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectReader")
+            .field("record", &self.record)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ObjectReader {
+    /// Collects the whole body (tests, small objects).
+    ///
+    /// # Errors
+    /// The first read or verification error.
+    pub async fn collect(self) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity((self.range.1 - self.range.0) as usize);
+        let mut body = self.body;
+        while let Some(b) = body.next().await {
+            out.extend_from_slice(&b?);
+        }
+        Ok(out)
+    }
+}
+
+/// The storage engine.
+#[derive(Debug, Clone)]
+pub struct Store {
+    index: Arc<Index>,
+    blobs: Arc<dyn BlobStore>,
+    cfg: StoreConfig,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+impl Store {
+    /// Opens a store with its index at `index_path` over `blobs`.
+    ///
+    /// # Errors
+    /// See [`Index::open`].
+    pub async fn open(
+        index_path: &Path,
+        blobs: Arc<dyn BlobStore>,
+        cfg: StoreConfig,
+    ) -> Result<Self> {
+        let path = index_path.to_owned();
+        let params = cfg.chunker;
+        let index = blocking(move || Index::open(&path, params)).await?;
+        Ok(Store {
+            index: Arc::new(index),
+            blobs,
+            cfg,
+        })
+    }
+
+    /// Opens the embedded default layout: `<dir>/index.redb` and packs under `<dir>/store`.
+    ///
+    /// # Errors
+    /// As [`Store::open`], or if the directory cannot be created.
+    pub async fn open_dir(dir: &Path, cfg: StoreConfig) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(Error::backend)?;
+        let blobs = FsBlobStore::open(dir.join("store"))?;
+        Self::open(&dir.join("index.redb"), Arc::new(blobs), cfg).await
+    }
+
+    /// The index, for administrative reads.
+    pub fn index(&self) -> &Arc<Index> {
+        &self.index
+    }
+
+    /// The backing store.
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+
+    async fn with_index<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Index) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let index = Arc::clone(&self.index);
+        blocking(move || f(&index)).await
+    }
+
+    /// Creates a bucket.
+    ///
+    /// # Errors
+    /// [`Error::BucketExists`].
+    pub async fn create_bucket(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.with_index(move |i| i.create_bucket(&name, "")).await
+    }
+
+    /// Deletes an empty bucket.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::BucketNotEmpty`].
+    pub async fn delete_bucket(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
+        self.with_index(move |i| i.delete_bucket(&name)).await
+    }
+
+    /// A bucket's record, if it exists.
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub async fn bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
+        let name = name.to_owned();
+        self.with_index(move |i| i.bucket(&name)).await
+    }
+
+    /// All buckets.
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub async fn buckets(&self) -> Result<Vec<(String, BucketRecord)>> {
+        self.with_index(Index::buckets).await
+    }
+
+    /// Chunks, hashes and stores a byte stream; see [`PendingObject`].
+    ///
+    /// # Errors
+    /// [`Error::Body`] if the stream fails, backend errors; nothing becomes visible.
+    pub async fn ingest<S, E>(&self, body: S) -> Result<PendingObject>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
+        E: Into<BoxError>,
+    {
+        ingest::ingest(&self.index, &self.blobs, &self.cfg, body).await
+    }
+
+    /// Ingests bytes already in memory.
+    ///
+    /// # Errors
+    /// As [`Store::ingest`].
+    pub async fn ingest_bytes(&self, data: Bytes) -> Result<PendingObject> {
+        self.ingest(stream::iter([Ok::<_, std::convert::Infallible>(data)]))
+            .await
+    }
+
+    /// Publishes an ingested object as bucket/key in one durable transaction.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::PreconditionFailed`], [`Error::ChunkGone`]; on
+    /// error nothing is published and the upload's packs are recorded for GC.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        mut pending: PendingObject,
+        meta: ObjectMeta,
+        cond: WriteCondition,
+    ) -> Result<ObjectRecord> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let staged = pending.take_staged();
+        let (size, md5) = (pending.size, pending.md5);
+        let index = Arc::clone(&self.index);
+        let etag = crate::records::Etag { md5, parts: 0 };
+        blocking(move || {
+            let r = index.commit_object(&bucket, &key, &staged, (size, etag, meta), &cond);
+            if r.is_err() {
+                record_orphans_in_background(&index, staged.packs);
+            }
+            r
+        })
+        .await
+    }
+
+    /// Commits an ingested part of a multipart upload.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchUpload`], [`Error::ChunkGone`].
+    pub async fn put_part(
+        &self,
+        upload_id: &str,
+        part: u32,
+        mut pending: PendingObject,
+        checksums: Vec<(String, String)>,
+    ) -> Result<PartRecord> {
+        let upload_id = upload_id.to_owned();
+        let staged = pending.take_staged();
+        let (size, md5) = (pending.size, pending.md5);
+        let index = Arc::clone(&self.index);
+        blocking(move || {
+            let r = index.commit_part(&upload_id, part, &staged, size, md5, checksums);
+            if r.is_err() {
+                record_orphans_in_background(&index, staged.packs);
+            }
+            r
+        })
+        .await
+    }
+
+    /// The current version's record.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`].
+    pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.with_index(move |i| i.object(&bucket, &key)).await
+    }
+
+    /// Opens the current version for reading, optionally a byte range of it.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::InvalidRange`]; read and
+    /// verification errors come through the body stream.
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectReader> {
+        let (b, k) = (bucket.to_owned(), key.to_owned());
+        let plan = self
+            .with_index(move |i| {
+                i.plan_read(&b, &k, |rec| match range {
+                    None => Ok((0, rec.size)),
+                    Some(r) => r.resolve(rec.size),
+                })
+            })
+            .await?;
+        let groups = coalesce(plan.chunks, self.cfg.coalesce_max);
+        let blobs = Arc::clone(&self.blobs);
+        let body = stream::iter(groups)
+            .map(move |g| fetch_group(Arc::clone(&blobs), g))
+            .buffered(self.cfg.read_ahead.max(1))
+            .map_ok(|v| stream::iter(v.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed();
+        Ok(ObjectReader {
+            record: plan.record,
+            range: plan.range,
+            body,
+        })
+    }
+
+    /// Copies an object by reference (no data is read or written).
+    ///
+    /// # Errors
+    /// See [`Index::copy_object`].
+    pub async fn copy_object(
+        &self,
+        src: (&str, &str),
+        dst: (&str, &str),
+        meta: Option<ObjectMeta>,
+        cond: WriteCondition,
+    ) -> Result<ObjectRecord> {
+        let (sb, sk, db, dk) = (
+            src.0.to_owned(),
+            src.1.to_owned(),
+            dst.0.to_owned(),
+            dst.1.to_owned(),
+        );
+        self.with_index(move |i| i.copy_object((&sb, &sk), (&db, &dk), meta, &cond))
+            .await
+    }
+
+    /// Deletes the current version; `Ok(None)` if there was none.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`].
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.with_index(move |i| i.delete_object(&bucket, &key))
+            .await
+    }
+
+    /// Lists a bucket.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`].
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        start_after: Option<&str>,
+        max_keys: usize,
+    ) -> Result<ListPage> {
+        let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
+        let delimiter = delimiter.map(str::to_owned);
+        let start_after = start_after.map(str::to_owned);
+        self.with_index(move |i| {
+            let q = ListQuery {
+                prefix: &prefix,
+                delimiter: delimiter.as_deref(),
+                start_after: start_after.as_deref(),
+                max_keys,
+            };
+            i.list_objects(&bucket, &q)
+        })
+        .await
+    }
+
+    /// Starts a multipart upload.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`].
+    pub async fn create_upload(&self, bucket: &str, key: &str, meta: ObjectMeta) -> Result<String> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.with_index(move |i| i.create_upload(&bucket, &key, meta))
+            .await
+    }
+
+    /// Completes a multipart upload; returns bucket, key and the new record.
+    ///
+    /// # Errors
+    /// See [`Index::complete_upload`].
+    pub async fn complete_upload(
+        &self,
+        upload_id: &str,
+        parts: Vec<(u32, String)>,
+        min_part_size: u64,
+        checksums: Vec<(String, String)>,
+        cond: WriteCondition,
+    ) -> Result<(String, String, ObjectRecord)> {
+        let upload_id = upload_id.to_owned();
+        self.with_index(move |i| {
+            i.complete_upload(&upload_id, &parts, min_part_size, checksums, &cond)
+        })
+        .await
+    }
+
+    /// Aborts a multipart upload.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchUpload`].
+    pub async fn abort_upload(&self, upload_id: &str) -> Result<()> {
+        let upload_id = upload_id.to_owned();
+        self.with_index(move |i| i.abort_upload(&upload_id)).await
+    }
+
+    /// An upload's record.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchUpload`].
+    pub async fn upload(&self, upload_id: &str) -> Result<UploadRecord> {
+        let upload_id = upload_id.to_owned();
+        self.with_index(move |i| i.upload(&upload_id)).await
+    }
+
+    /// Parts of an upload after part number `after`.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchUpload`].
+    pub async fn list_parts(
+        &self,
+        upload_id: &str,
+        after: u32,
+        max: usize,
+    ) -> Result<Vec<(u32, PartRecord)>> {
+        let upload_id = upload_id.to_owned();
+        self.with_index(move |i| i.list_parts(&upload_id, after, max))
+            .await
+    }
+
+    /// In-progress uploads of a bucket.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`].
+    pub async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<(String, String)>,
+        max: usize,
+    ) -> Result<Vec<UploadSummary>> {
+        let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
+        self.with_index(move |i| {
+            let after = after.as_ref().map(|(k, u)| (k.as_str(), u.as_str()));
+            i.list_uploads(&bucket, &prefix, after, max)
+        })
+        .await
+    }
+
+    /// Counters.
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub async fn stats(&self) -> Result<Stats> {
+        self.with_index(Index::stats).await
+    }
+
+    /// Recounts references; see [`FsckReport`].
+    ///
+    /// # Errors
+    /// [`Error::Index`] or a decode error.
+    pub async fn fsck(&self) -> Result<FsckReport> {
+        self.with_index(Index::fsck).await
+    }
+}
+
+/// Chunks fetched with one backend read: consecutive chunks of one pack, adjacent on
+/// disk (or a single inline chunk).
+#[derive(Debug)]
+struct Group {
+    chunks: Vec<PlannedChunk>,
+}
+
+fn coalesce(chunks: Vec<PlannedChunk>, max: usize) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    for c in chunks {
+        if let Some(g) = groups.last_mut()
+            && let (
+                Location::Pack {
+                    pack: p1,
+                    offset: o1,
+                    stored_len: l1,
+                },
+                Location::Pack {
+                    pack: p2,
+                    offset: o2,
+                    ..
+                },
+            ) = (&g.chunks[g.chunks.len() - 1].location, &c.location)
+            && p1 == p2
+            && o1 + u64::from(*l1) == *o2
+            && group_span(g) < max as u64
+        {
+            g.chunks.push(c);
+            continue;
+        }
+        groups.push(Group { chunks: vec![c] });
+    }
+    groups
+}
+
+fn group_span(g: &Group) -> u64 {
+    match (
+        &g.chunks[0].location,
+        &g.chunks[g.chunks.len() - 1].location,
+    ) {
+        (
+            Location::Pack { offset: a, .. },
+            Location::Pack {
+                offset: b,
+                stored_len,
+                ..
+            },
+        ) => b + u64::from(*stored_len) - a,
+        _ => 0,
+    }
+}
+
+/// Reads a group with one backend call and verifies every chunk in it.
+async fn fetch_group(blobs: Arc<dyn BlobStore>, g: Group) -> Result<Vec<Bytes>> {
+    let first = &g.chunks[0];
+    let (data, base) = match &first.location {
+        Location::Inline(stored) => (Bytes::copy_from_slice(stored), 0),
+        Location::Pack { pack, offset, .. } => {
+            let span = group_span(&g);
+            (
+                blobs
+                    .get_range(&pack::blob_name(*pack), *offset, span)
+                    .await?,
+                *offset,
+            )
+        }
+    };
+    let mut out = Vec::with_capacity(g.chunks.len());
+    for c in g.chunks {
+        let stored = match &c.location {
+            Location::Inline(_) => data.clone(),
+            Location::Pack {
+                offset, stored_len, ..
+            } => {
+                let at = (offset - base) as usize;
+                data.slice(at..at + *stored_len as usize)
+            }
+        };
+        let raw = chunk::decode_verified(stored, c.crc, c.raw_len).map_err(|e| match e {
+            Error::Corrupt { detail, .. } => Error::Corrupt {
+                what: "chunk",
+                detail: format!("{}: {detail}", c.id),
+            },
+            e => e,
+        })?;
+        out.push(raw.slice(c.start as usize..c.end as usize));
+    }
+    Ok(out)
+}
