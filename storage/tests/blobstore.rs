@@ -1,0 +1,124 @@
+//! One contract suite for every `BlobStore` implementation (see `blob` module docs).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use s3dedup_storage::Error;
+use s3dedup_storage::blob::{BlobInfo, BlobStore, FsBlobStore, MemoryBlobStore};
+
+async fn contract(store: Arc<dyn BlobStore>) {
+    let data = Bytes::from((0..10_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+
+    // Missing blobs.
+    assert!(matches!(store.get("packs/00/a.pack").await, Err(Error::BlobNotFound(_))));
+    assert!(matches!(
+        store.get_range("packs/00/a.pack", 0, 1).await,
+        Err(Error::BlobNotFound(_))
+    ));
+    store.delete("packs/00/a.pack").await.expect("delete of a missing blob is ok");
+
+    // Put, whole and ranged reads.
+    store.put("packs/00/a.pack", data.clone()).await.unwrap();
+    assert_eq!(store.get("packs/00/a.pack").await.unwrap(), data);
+    assert_eq!(
+        store.get_range("packs/00/a.pack", 1234, 100).await.unwrap(),
+        data.slice(1234..1334)
+    );
+    assert_eq!(store.get_range("packs/00/a.pack", 0, 0).await.unwrap().len(), 0);
+    assert_eq!(
+        store.get_range("packs/00/a.pack", 9_990, 10).await.unwrap(),
+        data.slice(9_990..)
+    );
+
+    // Reads past the end are truncation errors, never short data.
+    match store.get_range("packs/00/a.pack", 9_990, 11).await {
+        Err(Error::Truncated { wanted: 11, got: 10, .. }) => {}
+        other => panic!("expected Truncated, got {other:?}"),
+    }
+    assert!(matches!(
+        store.get_range("packs/00/a.pack", 20_000, 1).await,
+        Err(Error::Truncated { .. })
+    ));
+
+    // Overwrite replaces the whole blob.
+    store.put("packs/00/a.pack", Bytes::from_static(b"short")).await.unwrap();
+    assert_eq!(&store.get("packs/00/a.pack").await.unwrap()[..], b"short");
+
+    // Listing: by prefix, sorted, with sizes.
+    store.put("packs/01/b.pack", Bytes::from_static(b"bb")).await.unwrap();
+    store.put("packs/00/c.pack", Bytes::from_static(b"c")).await.unwrap();
+    store.put("other/x", Bytes::from_static(b"x")).await.unwrap();
+    let names = |v: Vec<BlobInfo>| v.into_iter().map(|b| (b.name, b.size)).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.list("packs/").await.unwrap()),
+        vec![
+            ("packs/00/a.pack".into(), 5),
+            ("packs/00/c.pack".into(), 1),
+            ("packs/01/b.pack".into(), 2)
+        ]
+    );
+    assert_eq!(
+        names(store.list("packs/00/").await.unwrap()),
+        vec![("packs/00/a.pack".into(), 5), ("packs/00/c.pack".into(), 1)]
+    );
+    assert_eq!(store.list("").await.unwrap().len(), 4);
+    assert!(store.list("nothing/").await.unwrap().is_empty());
+
+    // Delete, then idempotent delete.
+    store.delete("packs/00/a.pack").await.unwrap();
+    store.delete("packs/00/a.pack").await.unwrap();
+    assert!(matches!(store.get("packs/00/a.pack").await, Err(Error::BlobNotFound(_))));
+    assert_eq!(store.list("packs/00/").await.unwrap().len(), 1);
+
+    // Names are validated: nothing can escape the store's namespace.
+    for bad in ["../escape", "/abs", "a//b", "UPPER", "a/../b", ""] {
+        assert!(
+            matches!(store.put(bad, Bytes::new()).await, Err(Error::InvalidArgument(_))),
+            "{bad:?}"
+        );
+        assert!(store.get(bad).await.is_err(), "{bad:?}");
+    }
+
+    // Concurrent puts of distinct names all land.
+    let mut tasks = Vec::new();
+    for i in 0..32u8 {
+        let s = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            s.put(&format!("packs/{i:02x}/p{i}.pack"), Bytes::from(vec![i; 1000 + usize::from(i)]))
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    for i in 0..32u8 {
+        let got = store.get(&format!("packs/{i:02x}/p{i}.pack")).await.unwrap();
+        assert_eq!(got, Bytes::from(vec![i; 1000 + usize::from(i)]));
+    }
+}
+
+#[tokio::test]
+async fn memory_store_meets_the_contract() {
+    contract(Arc::new(MemoryBlobStore::new())).await;
+}
+
+#[tokio::test]
+async fn fs_store_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(Arc::new(FsBlobStore::open(dir.path()).unwrap())).await;
+}
+
+#[tokio::test]
+async fn fs_store_leaves_no_temp_files_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsBlobStore::open(dir.path()).unwrap();
+    store.put("packs/aa/x.pack", Bytes::from_static(b"payload")).await.unwrap();
+    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    // A crash mid-put leaves a temp file; reopening removes it and keeps the blob.
+    std::fs::write(dir.path().join("tmp/leftover"), b"partial").unwrap();
+    drop(store);
+    let store = FsBlobStore::open(dir.path()).unwrap();
+    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    assert_eq!(&store.get("packs/aa/x.pack").await.unwrap()[..], b"payload");
+    assert_eq!(store.list("").await.unwrap().len(), 1);
+}

@@ -1,0 +1,82 @@
+//! Helpers shared by the storage integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use s3dedup_storage::blob::{BlobStore, FsBlobStore, MemoryBlobStore};
+use s3dedup_storage::{ChunkerParams, ObjectMeta, Store, StoreConfig, WriteCondition};
+
+/// Small chunks so tests exercise many chunks and packs with little data.
+pub fn small_config() -> StoreConfig {
+    StoreConfig {
+        chunker: ChunkerParams {
+            min: 256,
+            avg: 1024,
+            max: 4096,
+            level: 2,
+        },
+        pack_target: 16 * 1024,
+        inline_max: 300,
+        hash_parallelism: 3,
+        read_ahead: 3,
+        coalesce_max: 8 * 1024,
+    }
+}
+
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    StdRng::seed_from_u64(seed).fill(&mut v[..]);
+    v
+}
+
+pub async fn open_fs(dir: &Path, cfg: StoreConfig) -> Store {
+    Store::open_dir(dir, cfg).await.expect("open store")
+}
+
+pub async fn open_mem(dir: &Path, blobs: Arc<MemoryBlobStore>, cfg: StoreConfig) -> Store {
+    Store::open(&dir.join("index.redb"), blobs as Arc<dyn BlobStore>, cfg)
+        .await
+        .expect("open store")
+}
+
+pub fn fs_blobs(dir: &Path) -> FsBlobStore {
+    FsBlobStore::open(dir.join("store")).expect("open fs blobs")
+}
+
+/// Streams `data` in pieces of `piece` bytes.
+pub fn pieces(
+    data: &[u8],
+    piece: usize,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Unpin + Send + 'static {
+    let parts: Vec<_> = data
+        .chunks(piece.max(1))
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    futures::stream::iter(parts)
+}
+
+pub async fn put(store: &Store, bucket: &str, key: &str, data: &[u8]) {
+    let pending = store.ingest(pieces(data, 7919)).await.expect("ingest");
+    store
+        .put_object(bucket, key, pending, ObjectMeta::default(), WriteCondition::default())
+        .await
+        .expect("commit");
+}
+
+pub async fn get(store: &Store, bucket: &str, key: &str) -> Vec<u8> {
+    store
+        .get_object(bucket, key, None)
+        .await
+        .expect("open object")
+        .collect()
+        .await
+        .expect("read object")
+}
+
+pub async fn assert_fsck_clean(store: &Store) {
+    let report = store.fsck().await.expect("fsck");
+    assert!(report.is_clean(), "fsck found problems: {report:#?}");
+}
