@@ -30,8 +30,9 @@ use crate::store::StoreConfig;
 
 /// Below this many bytes MD5 runs inline: a thread hand-off costs more than it saves.
 const MD5_INLINE_LIMIT: u64 = 1 << 20;
-/// Chunks at most this long are hashed inline rather than on the blocking pool.
-const HASH_INLINE_LIMIT: usize = 8 * 1024;
+/// An object that is a single chunk of at most this size is hashed inline: handing it
+/// to the blocking pool would cost more than hashing it (small-object PUTs).
+const HASH_INLINE_LIMIT: usize = 16 * 1024;
 
 /// Counters of one ingest, for metrics and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,7 +50,6 @@ pub struct IngestStats {
 /// An uploaded stream whose new chunks are durable in the store but which is not yet
 /// visible. Commit it with `Store::put_object` / `Store::put_part`; dropping it instead
 /// records its packs as orphans for GC.
-#[derive(Debug)]
 pub struct PendingObject {
     /// Bytes received.
     pub size: u64,
@@ -59,6 +59,16 @@ pub struct PendingObject {
     pub stats: IngestStats,
     pub(crate) staged: Staged,
     index: Arc<Index>,
+}
+
+impl std::fmt::Debug for PendingObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingObject")
+            .field("size", &self.size)
+            .field("md5", &hex::encode(self.md5))
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PendingObject {
@@ -79,18 +89,21 @@ impl Drop for PendingObject {
     }
 }
 
-/// Records packs of an upload that will not commit. Best effort: packs it misses are
-/// still found by GC's sweep of the store for packs the index does not know.
+/// Records packs of an upload that will not commit (blocking). Best effort: packs it
+/// misses are still found by GC's sweep of the store for packs the index does not know.
+pub(crate) fn record_orphans_now(index: &Index, packs: &[NewPack]) {
+    if let Err(e) = index.record_orphans(packs) {
+        tracing::warn!(error = %e, packs = packs.len(), "could not record orphan packs; GC sweep will find them");
+    }
+}
+
+/// [`record_orphans_now`] from places that cannot wait (`Drop`).
 pub(crate) fn record_orphans_in_background(index: &Arc<Index>, packs: Vec<NewPack>) {
     if packs.is_empty() {
         return;
     }
     let index = Arc::clone(index);
-    let record = move || {
-        if let Err(e) = index.record_orphans(&packs) {
-            tracing::warn!(error = %e, packs = packs.len(), "could not record orphan packs; GC sweep will find them");
-        }
-    };
+    let record = move || record_orphans_now(&index, &packs);
     match tokio::runtime::Handle::try_current() {
         Ok(rt) => drop(rt.spawn_blocking(record)),
         Err(_) => record(),
@@ -261,12 +274,16 @@ impl Ingest {
                     done = true;
                 }
             }
+            let whole_object_is_one_small_chunk = done
+                && self.stats.chunks == 0
+                && in_flight.is_empty()
+                && cut.len() == 1
+                && cut[0].len() <= HASH_INLINE_LIMIT;
+            if whole_object_is_one_small_chunk {
+                let h = hash_and_look_up(&self.index, cut.remove(0))?;
+                self.accept(h)?;
+            }
             for data in cut.drain(..) {
-                if in_flight.is_empty() && data.len() <= HASH_INLINE_LIMIT {
-                    let h = hash_and_look_up(&self.index, data)?;
-                    self.accept(h)?;
-                    continue;
-                }
                 let index = Arc::clone(&self.index);
                 in_flight.push_back(tokio::task::spawn_blocking(move || {
                     hash_and_look_up(&index, data)
@@ -320,7 +337,12 @@ where
         Err(e) => {
             // A pack write may still be running; wait so it is recorded, not leaked.
             let _ = st.wait_flush().await;
-            record_orphans_in_background(index, std::mem::take(&mut st.staged.packs));
+            let packs = std::mem::take(&mut st.staged.packs);
+            if !packs.is_empty() {
+                let index = Arc::clone(index);
+                let _ =
+                    tokio::task::spawn_blocking(move || record_orphans_now(&index, &packs)).await;
+            }
             Err(e)
         }
     }

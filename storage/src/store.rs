@@ -17,7 +17,7 @@ use crate::error::{BoxError, Error, Result};
 use crate::index::{
     FsckReport, Index, ListPage, ListQuery, PlannedChunk, Stats, UploadSummary, WriteCondition,
 };
-use crate::ingest::{self, PendingObject, record_orphans_in_background};
+use crate::ingest::{self, PendingObject, record_orphans_now};
 use crate::pack;
 use crate::records::{BucketRecord, Location, ObjectMeta, ObjectRecord, PartRecord, UploadRecord};
 
@@ -257,7 +257,7 @@ impl Store {
         blocking(move || {
             let r = index.commit_object(&bucket, &key, &staged, (size, etag, meta), &cond);
             if r.is_err() {
-                record_orphans_in_background(&index, staged.packs);
+                record_orphans_now(&index, &staged.packs);
             }
             r
         })
@@ -282,7 +282,7 @@ impl Store {
         blocking(move || {
             let r = index.commit_part(&upload_id, part, &staged, size, md5, checksums);
             if r.is_err() {
-                record_orphans_in_background(&index, staged.packs);
+                record_orphans_now(&index, &staged.packs);
             }
             r
         })

@@ -10,12 +10,18 @@ async fn contract(store: Arc<dyn BlobStore>) {
     let data = Bytes::from((0..10_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
 
     // Missing blobs.
-    assert!(matches!(store.get("packs/00/a.pack").await, Err(Error::BlobNotFound(_))));
+    assert!(matches!(
+        store.get("packs/00/a.pack").await,
+        Err(Error::BlobNotFound(_))
+    ));
     assert!(matches!(
         store.get_range("packs/00/a.pack", 0, 1).await,
         Err(Error::BlobNotFound(_))
     ));
-    store.delete("packs/00/a.pack").await.expect("delete of a missing blob is ok");
+    store
+        .delete("packs/00/a.pack")
+        .await
+        .expect("delete of a missing blob is ok");
 
     // Put, whole and ranged reads.
     store.put("packs/00/a.pack", data.clone()).await.unwrap();
@@ -24,7 +30,14 @@ async fn contract(store: Arc<dyn BlobStore>) {
         store.get_range("packs/00/a.pack", 1234, 100).await.unwrap(),
         data.slice(1234..1334)
     );
-    assert_eq!(store.get_range("packs/00/a.pack", 0, 0).await.unwrap().len(), 0);
+    assert_eq!(
+        store
+            .get_range("packs/00/a.pack", 0, 0)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
     assert_eq!(
         store.get_range("packs/00/a.pack", 9_990, 10).await.unwrap(),
         data.slice(9_990..)
@@ -32,7 +45,11 @@ async fn contract(store: Arc<dyn BlobStore>) {
 
     // Reads past the end are truncation errors, never short data.
     match store.get_range("packs/00/a.pack", 9_990, 11).await {
-        Err(Error::Truncated { wanted: 11, got: 10, .. }) => {}
+        Err(Error::Truncated {
+            wanted: 11,
+            got: 10,
+            ..
+        }) => {}
         other => panic!("expected Truncated, got {other:?}"),
     }
     assert!(matches!(
@@ -41,13 +58,25 @@ async fn contract(store: Arc<dyn BlobStore>) {
     ));
 
     // Overwrite replaces the whole blob.
-    store.put("packs/00/a.pack", Bytes::from_static(b"short")).await.unwrap();
+    store
+        .put("packs/00/a.pack", Bytes::from_static(b"short"))
+        .await
+        .unwrap();
     assert_eq!(&store.get("packs/00/a.pack").await.unwrap()[..], b"short");
 
     // Listing: by prefix, sorted, with sizes.
-    store.put("packs/01/b.pack", Bytes::from_static(b"bb")).await.unwrap();
-    store.put("packs/00/c.pack", Bytes::from_static(b"c")).await.unwrap();
-    store.put("other/x", Bytes::from_static(b"x")).await.unwrap();
+    store
+        .put("packs/01/b.pack", Bytes::from_static(b"bb"))
+        .await
+        .unwrap();
+    store
+        .put("packs/00/c.pack", Bytes::from_static(b"c"))
+        .await
+        .unwrap();
+    store
+        .put("other/x", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
     let names = |v: Vec<BlobInfo>| v.into_iter().map(|b| (b.name, b.size)).collect::<Vec<_>>();
     assert_eq!(
         names(store.list("packs/").await.unwrap()),
@@ -67,13 +96,19 @@ async fn contract(store: Arc<dyn BlobStore>) {
     // Delete, then idempotent delete.
     store.delete("packs/00/a.pack").await.unwrap();
     store.delete("packs/00/a.pack").await.unwrap();
-    assert!(matches!(store.get("packs/00/a.pack").await, Err(Error::BlobNotFound(_))));
+    assert!(matches!(
+        store.get("packs/00/a.pack").await,
+        Err(Error::BlobNotFound(_))
+    ));
     assert_eq!(store.list("packs/00/").await.unwrap().len(), 1);
 
     // Names are validated: nothing can escape the store's namespace.
     for bad in ["../escape", "/abs", "a//b", "UPPER", "a/../b", ""] {
         assert!(
-            matches!(store.put(bad, Bytes::new()).await, Err(Error::InvalidArgument(_))),
+            matches!(
+                store.put(bad, Bytes::new()).await,
+                Err(Error::InvalidArgument(_))
+            ),
             "{bad:?}"
         );
         assert!(store.get(bad).await.is_err(), "{bad:?}");
@@ -84,15 +119,21 @@ async fn contract(store: Arc<dyn BlobStore>) {
     for i in 0..32u8 {
         let s = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
-            s.put(&format!("packs/{i:02x}/p{i}.pack"), Bytes::from(vec![i; 1000 + usize::from(i)]))
-                .await
+            s.put(
+                &format!("packs/{i:02x}/p{i}.pack"),
+                Bytes::from(vec![i; 1000 + usize::from(i)]),
+            )
+            .await
         }));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
     for i in 0..32u8 {
-        let got = store.get(&format!("packs/{i:02x}/p{i}.pack")).await.unwrap();
+        let got = store
+            .get(&format!("packs/{i:02x}/p{i}.pack"))
+            .await
+            .unwrap();
         assert_eq!(got, Bytes::from(vec![i; 1000 + usize::from(i)]));
     }
 }
@@ -112,13 +153,22 @@ async fn fs_store_meets_the_contract() {
 async fn fs_store_leaves_no_temp_files_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsBlobStore::open(dir.path()).unwrap();
-    store.put("packs/aa/x.pack", Bytes::from_static(b"payload")).await.unwrap();
-    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    store
+        .put("packs/aa/x.pack", Bytes::from_static(b"payload"))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
     // A crash mid-put leaves a temp file; reopening removes it and keeps the blob.
     std::fs::write(dir.path().join("tmp/leftover"), b"partial").unwrap();
     drop(store);
     let store = FsBlobStore::open(dir.path()).unwrap();
-    assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
     assert_eq!(&store.get("packs/aa/x.pack").await.unwrap()[..], b"payload");
     assert_eq!(store.list("").await.unwrap().len(), 1);
 }

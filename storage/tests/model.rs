@@ -39,8 +39,20 @@ enum Op {
 }
 
 fn data() -> impl Strategy<Value = Data> {
-    (0u8..3, any::<u16>(), 0u16..24_000, proptest::option::of(any::<u16>()), 1u8..4)
-        .prop_map(|(base, start, len, flip, repeat)| Data { base, start, len, flip, repeat })
+    (
+        0u8..3,
+        any::<u16>(),
+        0u16..24_000,
+        proptest::option::of(any::<u16>()),
+        1u8..4,
+    )
+        .prop_map(|(base, start, len, flip, repeat)| Data {
+            base,
+            start,
+            len,
+            flip,
+            repeat,
+        })
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -60,7 +72,11 @@ struct Bases(Vec<Vec<u8>>);
 
 impl Bases {
     fn new() -> Self {
-        Bases((0..3).map(|i| common::random_bytes(100 + i, 40_000)).collect())
+        Bases(
+            (0..3)
+                .map(|i| common::random_bytes(100 + i, 40_000))
+                .collect(),
+        )
     }
     fn make(&self, d: &Data) -> Vec<u8> {
         let base = &self.0[usize::from(d.base)];
@@ -107,7 +123,10 @@ async fn check_all(store: &Store, model: &BTreeMap<String, (Vec<u8>, String)>) {
     assert_eq!(listed, model.keys().cloned().collect::<Vec<_>>());
     let stats = store.stats().await.unwrap();
     assert_eq!(stats.objects, model.len() as u64);
-    assert_eq!(stats.logical_bytes, model.values().map(|v| v.0.len() as u64).sum::<u64>());
+    assert_eq!(
+        stats.logical_bytes,
+        model.values().map(|v| v.0.len() as u64).sum::<u64>()
+    );
 }
 
 async fn run(ops: Vec<Op>) {
@@ -134,7 +153,12 @@ async fn run(ops: Vec<Op>) {
                     ..Default::default()
                 });
                 let r = store
-                    .copy_object(("b", &key(src)), ("b", &key(dst)), meta, WriteCondition::default())
+                    .copy_object(
+                        ("b", &key(src)),
+                        ("b", &key(dst)),
+                        meta,
+                        WriteCondition::default(),
+                    )
                     .await;
                 match model.get(&key(src)).cloned() {
                     Some(v) => {
@@ -149,8 +173,15 @@ async fn run(ops: Vec<Op>) {
                 assert_eq!(old.is_some(), model.remove(&key(k)).is_some());
             }
             Op::Create { key: k } => {
-                let id = store.create_upload("b", &key(k), ObjectMeta::default()).await.unwrap();
-                uploads.push(Upload { id, key: key(k), parts: BTreeMap::new() });
+                let id = store
+                    .create_upload("b", &key(k), ObjectMeta::default())
+                    .await
+                    .unwrap();
+                uploads.push(Upload {
+                    id,
+                    key: key(k),
+                    parts: BTreeMap::new(),
+                });
             }
             Op::Part { upload, part, data } => {
                 if uploads.is_empty() {
@@ -208,7 +239,10 @@ async fn run(ops: Vec<Op>) {
                 let i = usize::from(upload) % uploads.len();
                 store.abort_upload(&uploads[i].id).await.unwrap();
                 let up = uploads.remove(i);
-                assert!(matches!(store.upload(&up.id).await, Err(Error::NoSuchUpload(_))));
+                assert!(matches!(
+                    store.upload(&up.id).await,
+                    Err(Error::NoSuchUpload(_))
+                ));
             }
             Op::Reopen => {
                 drop(store);
@@ -228,7 +262,15 @@ async fn run(ops: Vec<Op>) {
     }
     common::assert_fsck_clean(&store).await;
     let stats = store.stats().await.unwrap();
-    assert_eq!((stats.objects, stats.logical_bytes, stats.unique_bytes, stats.chunks), (0, 0, 0, 0));
+    assert_eq!(
+        (
+            stats.objects,
+            stats.logical_bytes,
+            stats.unique_bytes,
+            stats.chunks
+        ),
+        (0, 0, 0, 0)
+    );
 }
 
 proptest! {

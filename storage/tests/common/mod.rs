@@ -61,7 +61,13 @@ pub fn pieces(
 pub async fn put(store: &Store, bucket: &str, key: &str, data: &[u8]) {
     let pending = store.ingest(pieces(data, 7919)).await.expect("ingest");
     store
-        .put_object(bucket, key, pending, ObjectMeta::default(), WriteCondition::default())
+        .put_object(
+            bucket,
+            key,
+            pending,
+            ObjectMeta::default(),
+            WriteCondition::default(),
+        )
         .await
         .expect("commit");
 }
