@@ -1,0 +1,428 @@
+//! Old-format fixtures (DESIGN.md invariant 7): every stored record type, the chunk and
+//! pack formats, and a whole data directory written by format version 1 must keep
+//! decoding to the same values.
+//!
+//! The fixtures under `tests/fixtures/v1/` were produced by `write_v1_fixtures` (run it
+//! with `--ignored` only when deliberately adding a new format version's fixtures; never
+//! regenerate v1).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use s3dedup_storage::chunk::{self, ChunkId};
+use s3dedup_storage::pack::{self, PackBuilder};
+use s3dedup_storage::records::{
+    BucketRecord, ChunkRecord, ChunkState, ChunkerRecord, Etag, Location, ManifestRef,
+    ManifestSegment, ObjectMeta, ObjectRecord, PackRecord, PartRecord, Slice, UploadRecord,
+};
+use s3dedup_storage::{ChunkerParams, ObjectMeta as Meta, WriteCondition};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+}
+
+fn meta() -> ObjectMeta {
+    ObjectMeta {
+        content_type: Some("text/plain; charset=utf-8".into()),
+        headers: vec![("cache-control".into(), "max-age=60".into())],
+        user: vec![
+            ("owner".into(), "zoë".into()),
+            ("empty".into(), String::new()),
+        ],
+        checksums: vec![("CRC32C".into(), "yZRlqg==".into())],
+    }
+}
+
+fn id(n: u8) -> ChunkId {
+    ChunkId([n; 32])
+}
+
+/// (file name, encoded bytes, decoder check) for every record type.
+fn records() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "bucket.bin",
+            BucketRecord {
+                created_ms: 1_700_000_000_123,
+                owner: "tenant-a".into(),
+            }
+            .encode(),
+        ),
+        (
+            "object.bin",
+            ObjectRecord {
+                size: 123_456_789,
+                etag: Etag {
+                    md5: [0xab; 16],
+                    parts: 3,
+                },
+                mtime_ms: 1_700_000_000_456,
+                meta: meta(),
+                manifest: ManifestRef {
+                    id: 42,
+                    slices: 2_000,
+                },
+            }
+            .encode(),
+        ),
+        (
+            "chunk-pack.bin",
+            ChunkRecord {
+                refcount: 7,
+                state: ChunkState::Live,
+                raw_len: 65_536,
+                crc: 0xdead_beef,
+                location: Location::Pack {
+                    pack: 0x0123_4567_89ab_cdef_0011_2233_4455_6677,
+                    offset: 8,
+                    stored_len: 65_544,
+                },
+            }
+            .encode(),
+        ),
+        (
+            "chunk-inline-zero.bin",
+            ChunkRecord {
+                refcount: 0,
+                state: ChunkState::Zero {
+                    since_ms: 1_700_000_000_789,
+                },
+                raw_len: 3,
+                crc: 0x1234_5678,
+                location: Location::Inline(chunk::encode(b"abc").to_vec()),
+            }
+            .encode(),
+        ),
+        (
+            "chunk-deleting.bin",
+            ChunkRecord {
+                refcount: 0,
+                state: ChunkState::Deleting,
+                raw_len: 10,
+                crc: 1,
+                location: Location::Pack {
+                    pack: 9,
+                    offset: 100,
+                    stored_len: 18,
+                },
+            }
+            .encode(),
+        ),
+        (
+            "pack.bin",
+            PackRecord {
+                size: 16 << 20,
+                chunks: 250,
+                committed_ms: 1_700_000_001_000,
+            }
+            .encode(),
+        ),
+        (
+            "upload.bin",
+            UploadRecord {
+                bucket: "b".into(),
+                key: "dir/ключ".into(),
+                initiated_ms: 1_700_000_002_000,
+                meta: meta(),
+            }
+            .encode(),
+        ),
+        (
+            "part.bin",
+            PartRecord {
+                size: 5 << 20,
+                md5: [0x11; 16],
+                mtime_ms: 1_700_000_003_000,
+                checksums: vec![("CRC32".into(), "AAAAAA==".into())],
+                manifest: ManifestRef { id: 43, slices: 80 },
+            }
+            .encode(),
+        ),
+        (
+            "manifest-segment.bin",
+            ManifestSegment {
+                start: 1 << 33,
+                slices: vec![
+                    Slice {
+                        chunk: id(1),
+                        offset: 0,
+                        len: 65_536,
+                    },
+                    Slice {
+                        chunk: id(2),
+                        offset: 100,
+                        len: 7,
+                    },
+                ],
+            }
+            .encode(),
+        ),
+        (
+            "chunker.bin",
+            ChunkerRecord {
+                params: ChunkerParams {
+                    min: 16_384,
+                    avg: 65_536,
+                    max: 262_144,
+                    level: 2,
+                },
+            }
+            .encode(),
+        ),
+        (
+            "chunk-stored.bin",
+            chunk::encode(b"stored chunk payload").to_vec(),
+        ),
+    ]
+}
+
+fn sample_pack() -> Bytes {
+    let mut b = PackBuilder::new(1024);
+    for raw in [&b"first chunk"[..], b"second", b""] {
+        b.push(ChunkId::of(raw), raw);
+    }
+    b.finish().1
+}
+
+/// Contents of the v1 data-directory fixture.
+fn dir_objects() -> Vec<(&'static str, Vec<u8>)> {
+    let big = common::random_bytes(77, 50_000);
+    let mut twice = big.clone();
+    twice.extend_from_slice(&big[..20_000]);
+    vec![
+        ("big", big),
+        ("tiny", b"tiny object".to_vec()),
+        ("empty", vec![]),
+        ("dedup", twice),
+    ]
+}
+
+#[test]
+fn v1_records_decode_and_reencode_identically() {
+    for (name, expected) in records() {
+        let path = fixtures().join(name);
+        let fixture = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(fixture, expected, "{name}: v1 encoding changed");
+    }
+    let r = |n: &str| std::fs::read(fixtures().join(n)).unwrap();
+    assert_eq!(
+        BucketRecord::decode(&r("bucket.bin")).unwrap().owner,
+        "tenant-a"
+    );
+    let o = ObjectRecord::decode(&r("object.bin")).unwrap();
+    assert_eq!(
+        (o.size, o.etag.to_string(), o.meta),
+        (123_456_789, format!("{}-3", "ab".repeat(16)), meta())
+    );
+    let c = ChunkRecord::decode(&r("chunk-inline-zero.bin")).unwrap();
+    assert_eq!(
+        c.state,
+        ChunkState::Zero {
+            since_ms: 1_700_000_000_789
+        }
+    );
+    let decoded = chunk::decode(
+        Bytes::from(match c.location {
+            Location::Inline(d) => d,
+            other => panic!("{other:?}"),
+        }),
+        3,
+    )
+    .unwrap();
+    assert_eq!(&decoded[..], b"abc");
+    assert_eq!(
+        ChunkRecord::decode(&r("chunk-deleting.bin")).unwrap().state,
+        ChunkState::Deleting
+    );
+    assert!(matches!(
+        ChunkRecord::decode(&r("chunk-pack.bin")).unwrap().location,
+        Location::Pack { offset: 8, .. }
+    ));
+    assert_eq!(PackRecord::decode(&r("pack.bin")).unwrap().chunks, 250);
+    assert_eq!(
+        UploadRecord::decode(&r("upload.bin")).unwrap().key,
+        "dir/ключ"
+    );
+    assert_eq!(
+        PartRecord::decode(&r("part.bin")).unwrap().manifest.slices,
+        80
+    );
+    let seg = ManifestSegment::decode(&r("manifest-segment.bin")).unwrap();
+    assert_eq!(
+        (seg.start, seg.slices[1].offset, seg.slices[1].len),
+        (1 << 33, 100, 7)
+    );
+    assert_eq!(
+        ChunkerRecord::decode(&r("chunker.bin")).unwrap().params,
+        ChunkerParams::default()
+    );
+    let stored = r("chunk-stored.bin");
+    let crc = chunk::checksum(&stored);
+    assert_eq!(
+        &chunk::decode_verified(Bytes::from(stored), crc, 20).unwrap()[..],
+        b"stored chunk payload"
+    );
+}
+
+#[test]
+fn unknown_versions_are_refused_not_guessed() {
+    for (name, mut bytes) in records() {
+        if name == "chunk-stored.bin" {
+            bytes[0] = 2;
+            assert!(chunk::decode(Bytes::from(bytes), 20).is_err());
+            continue;
+        }
+        bytes[0] = 99;
+        let err = match name {
+            "bucket.bin" => BucketRecord::decode(&bytes).err(),
+            "object.bin" => ObjectRecord::decode(&bytes).err(),
+            "pack.bin" => PackRecord::decode(&bytes).err(),
+            "upload.bin" => UploadRecord::decode(&bytes).err(),
+            "part.bin" => PartRecord::decode(&bytes).err(),
+            "manifest-segment.bin" => ManifestSegment::decode(&bytes).err(),
+            "chunker.bin" => ChunkerRecord::decode(&bytes).err(),
+            _ => ChunkRecord::decode(&bytes).err(),
+        };
+        assert!(
+            matches!(
+                err,
+                Some(s3dedup_storage::Error::UnsupportedFormat { version: 99, .. })
+            ),
+            "{name}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn v1_pack_parses() {
+    let fixture = std::fs::read(fixtures().join("sample.pack")).unwrap();
+    assert_eq!(fixture, sample_pack().to_vec(), "v1 pack encoding changed");
+    let entries = pack::parse(&fixture).unwrap();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[0].id, ChunkId::of(b"first chunk"));
+    let e = entries[1];
+    let stored = Bytes::from(fixture)
+        .slice(e.offset as usize..(e.offset + u64::from(e.stored_len)) as usize);
+    assert_eq!(
+        &chunk::decode_verified(stored, e.crc, 6).unwrap()[..],
+        b"second"
+    );
+}
+
+#[tokio::test]
+async fn v1_data_directory_opens_and_reads_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&fixtures().join("datadir"), tmp.path());
+    // Opened with different chunker parameters than it was written with: the new ones
+    // are recorded, and old manifests stay valid.
+    let store = common::open_fs(tmp.path(), s3dedup_storage::StoreConfig::default()).await;
+    assert_eq!(
+        store.index().recorded_params().unwrap(),
+        ChunkerParams::default()
+    );
+    for (key, bytes) in dir_objects() {
+        assert_eq!(common::get(&store, "fixtures", key).await, bytes, "{key}");
+    }
+    let mp = store.head_object("fixtures", "multipart").await.unwrap();
+    assert_eq!(mp.etag.parts, 2);
+    assert_eq!(
+        common::get(&store, "fixtures", "multipart").await,
+        [vec![1u8; 3000], vec![2u8; 2000]].concat()
+    );
+    assert_eq!(
+        store.head_object("fixtures", "tiny").await.unwrap().meta,
+        Meta {
+            content_type: Some("text/plain".into()),
+            ..Default::default()
+        }
+    );
+    let uploads = store.list_uploads("fixtures", "", None, 10).await.unwrap();
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(
+        store
+            .list_parts(&uploads[0].upload_id, 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    common::assert_fsck_clean(&store).await;
+    // The old data keeps working for writes too.
+    common::put(&store, "fixtures", "new", b"written by the current version").await;
+    store.delete_object("fixtures", "big").await.unwrap();
+    common::assert_fsck_clean(&store).await;
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "writes the v1 fixtures; run only to create fixtures for a new format version"]
+async fn write_v1_fixtures() {
+    let dir = fixtures();
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in records() {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    std::fs::write(dir.join("sample.pack"), sample_pack()).unwrap();
+
+    let data = dir.join("datadir");
+    let _ = std::fs::remove_dir_all(&data);
+    let store = common::open_fs(&data, common::small_config()).await;
+    store.create_bucket("fixtures").await.unwrap();
+    for (key, bytes) in dir_objects() {
+        common::put(&store, "fixtures", key, &bytes).await;
+    }
+    let m = Meta {
+        content_type: Some("text/plain".into()),
+        ..Default::default()
+    };
+    let p = store
+        .ingest_bytes(Bytes::from_static(b"tiny object"))
+        .await
+        .unwrap();
+    store
+        .put_object("fixtures", "tiny", p, m, WriteCondition::default())
+        .await
+        .unwrap();
+    let up = store
+        .create_upload("fixtures", "multipart", Meta::default())
+        .await
+        .unwrap();
+    let mut listed = Vec::new();
+    for (n, fill) in [(1u32, 1u8), (2, 2)] {
+        let p = store
+            .ingest_bytes(Bytes::from(vec![fill; if n == 1 { 3000 } else { 2000 }]))
+            .await
+            .unwrap();
+        let rec = store.put_part(&up, n, p, vec![]).await.unwrap();
+        listed.push((n, rec.etag().to_string()));
+    }
+    store
+        .complete_upload(&up, listed, 0, vec![], WriteCondition::default())
+        .await
+        .unwrap();
+    let open = store
+        .create_upload("fixtures", "in-progress", Meta::default())
+        .await
+        .unwrap();
+    let p = store
+        .ingest_bytes(Bytes::from(vec![9u8; 5000]))
+        .await
+        .unwrap();
+    store.put_part(&open, 1, p, vec![]).await.unwrap();
+    drop(store);
+    let _ = std::fs::remove_dir_all(data.join("store/tmp"));
+}
