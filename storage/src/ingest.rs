@@ -89,11 +89,15 @@ impl Drop for PendingObject {
     }
 }
 
-/// Records packs of an upload that will not commit (blocking). Best effort: packs it
-/// misses are still found by GC's sweep of the store for packs the index does not know.
-pub(crate) fn record_orphans_now(index: &Index, packs: &[NewPack]) {
-    if let Err(e) = index.record_orphans(packs) {
-        tracing::warn!(error = %e, packs = packs.len(), "could not record orphan packs; GC sweep will find them");
+/// Records packs of an upload that will not commit. Best effort: packs it misses are
+/// still found by GC's sweep of the store for packs the index does not know.
+pub(crate) async fn record_orphans_now(index: &Index, packs: Vec<NewPack>) {
+    if packs.is_empty() {
+        return;
+    }
+    let n = packs.len();
+    if let Err(e) = index.record_orphans(packs).await {
+        tracing::warn!(error = %e, packs = n, "could not record orphan packs; GC sweep will find them");
     }
 }
 
@@ -102,12 +106,8 @@ pub(crate) fn record_orphans_in_background(index: &Arc<Index>, packs: Vec<NewPac
     if packs.is_empty() {
         return;
     }
-    let index = Arc::clone(index);
-    let record = move || record_orphans_now(&index, &packs);
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) => drop(rt.spawn_blocking(record)),
-        Err(_) => record(),
-    }
+    // Queue the write now, while the index is certainly alive; nobody awaits it.
+    drop(index.record_orphans(packs));
 }
 
 enum Md5Sink {
@@ -337,12 +337,7 @@ where
         Err(e) => {
             // A pack write may still be running; wait so it is recorded, not leaked.
             let _ = st.wait_flush().await;
-            let packs = std::mem::take(&mut st.staged.packs);
-            if !packs.is_empty() {
-                let index = Arc::clone(index);
-                let _ =
-                    tokio::task::spawn_blocking(move || record_orphans_now(&index, &packs)).await;
-            }
+            record_orphans_now(index, std::mem::take(&mut st.staged.packs)).await;
             Err(e)
         }
     }

@@ -185,8 +185,7 @@ impl Store {
     /// # Errors
     /// [`Error::BucketExists`].
     pub async fn create_bucket(&self, name: &str) -> Result<()> {
-        let name = name.to_owned();
-        self.with_index(move |i| i.create_bucket(&name, "")).await
+        self.index.create_bucket(name, "").await
     }
 
     /// Deletes an empty bucket.
@@ -194,8 +193,7 @@ impl Store {
     /// # Errors
     /// [`Error::NoSuchBucket`], [`Error::BucketNotEmpty`].
     pub async fn delete_bucket(&self, name: &str) -> Result<()> {
-        let name = name.to_owned();
-        self.with_index(move |i| i.delete_bucket(&name)).await
+        self.index.delete_bucket(name).await
     }
 
     /// A bucket's record, if it exists.
@@ -249,19 +247,25 @@ impl Store {
         meta: ObjectMeta,
         cond: WriteCondition,
     ) -> Result<ObjectRecord> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        let staged = pending.take_staged();
-        let (size, md5) = (pending.size, pending.md5);
-        let index = Arc::clone(&self.index);
-        let etag = crate::records::Etag { md5, parts: 0 };
-        blocking(move || {
-            let r = index.commit_object(&bucket, &key, &staged, (size, etag, meta), &cond);
-            if r.is_err() {
-                record_orphans_now(&index, &staged.packs);
-            }
-            r
-        })
-        .await
+        let staged = Arc::new(pending.take_staged());
+        let etag = crate::records::Etag {
+            md5: pending.md5,
+            parts: 0,
+        };
+        let r = self
+            .index
+            .commit_object(
+                bucket.to_owned(),
+                key.to_owned(),
+                Arc::clone(&staged),
+                (pending.size, etag, meta),
+                cond,
+            )
+            .await;
+        if r.is_err() {
+            record_orphans_now(&self.index, staged.packs.clone()).await;
+        }
+        r
     }
 
     /// Commits an ingested part of a multipart upload.
@@ -275,18 +279,21 @@ impl Store {
         mut pending: PendingObject,
         checksums: Vec<(String, String)>,
     ) -> Result<PartRecord> {
-        let upload_id = upload_id.to_owned();
-        let staged = pending.take_staged();
-        let (size, md5) = (pending.size, pending.md5);
-        let index = Arc::clone(&self.index);
-        blocking(move || {
-            let r = index.commit_part(&upload_id, part, &staged, size, md5, checksums);
-            if r.is_err() {
-                record_orphans_now(&index, &staged.packs);
-            }
-            r
-        })
-        .await
+        let staged = Arc::new(pending.take_staged());
+        let r = self
+            .index
+            .commit_part(
+                upload_id.to_owned(),
+                part,
+                Arc::clone(&staged),
+                (pending.size, pending.md5),
+                checksums,
+            )
+            .await;
+        if r.is_err() {
+            record_orphans_now(&self.index, staged.packs.clone()).await;
+        }
+        r
     }
 
     /// The current version's record.
@@ -344,14 +351,7 @@ impl Store {
         meta: Option<ObjectMeta>,
         cond: WriteCondition,
     ) -> Result<ObjectRecord> {
-        let (sb, sk, db, dk) = (
-            src.0.to_owned(),
-            src.1.to_owned(),
-            dst.0.to_owned(),
-            dst.1.to_owned(),
-        );
-        self.with_index(move |i| i.copy_object((&sb, &sk), (&db, &dk), meta, &cond))
-            .await
+        self.index.copy_object(src, dst, meta, cond).await
     }
 
     /// Deletes the current version; `Ok(None)` if there was none.
@@ -359,9 +359,7 @@ impl Store {
     /// # Errors
     /// [`Error::NoSuchBucket`].
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.with_index(move |i| i.delete_object(&bucket, &key))
-            .await
+        self.index.delete_object(bucket, key).await
     }
 
     /// Lists a bucket.
@@ -396,9 +394,7 @@ impl Store {
     /// # Errors
     /// [`Error::NoSuchBucket`].
     pub async fn create_upload(&self, bucket: &str, key: &str, meta: ObjectMeta) -> Result<String> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.with_index(move |i| i.create_upload(&bucket, &key, meta))
-            .await
+        self.index.create_upload(bucket, key, meta).await
     }
 
     /// Completes a multipart upload; returns bucket, key and the new record.
@@ -413,11 +409,9 @@ impl Store {
         checksums: Vec<(String, String)>,
         cond: WriteCondition,
     ) -> Result<(String, String, ObjectRecord)> {
-        let upload_id = upload_id.to_owned();
-        self.with_index(move |i| {
-            i.complete_upload(&upload_id, &parts, min_part_size, checksums, &cond)
-        })
-        .await
+        self.index
+            .complete_upload(upload_id, parts, min_part_size, checksums, cond)
+            .await
     }
 
     /// Aborts a multipart upload.
@@ -425,8 +419,7 @@ impl Store {
     /// # Errors
     /// [`Error::NoSuchUpload`].
     pub async fn abort_upload(&self, upload_id: &str) -> Result<()> {
-        let upload_id = upload_id.to_owned();
-        self.with_index(move |i| i.abort_upload(&upload_id)).await
+        self.index.abort_upload(upload_id).await
     }
 
     /// An upload's record.

@@ -142,3 +142,49 @@ async fn if_none_match_lets_exactly_one_writer_win() {
     // The losers' packs are recorded for GC, not leaked silently.
     assert!(!store.index().orphan_packs().unwrap().is_empty());
 }
+
+/// Writes that share a group commit with a failing write still commit, and the failing
+/// one leaves no trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_writes_do_not_take_their_batch_down() {
+    let (_dir, store) = store().await;
+    let mut pending = Vec::new();
+    for i in 0..64u64 {
+        pending.push(store.ingest_bytes(version(i).into()).await.unwrap());
+    }
+    // Fire all commits at once so they queue behind each other and batch.
+    let mut tasks = Vec::new();
+    for (i, p) in pending.into_iter().enumerate() {
+        let store = store.clone();
+        let bucket = if i % 5 == 3 { "missing" } else { "b" };
+        tasks.push(tokio::spawn(async move {
+            store
+                .put_object(
+                    bucket,
+                    &format!("k{i}"),
+                    p,
+                    ObjectMeta::default(),
+                    WriteCondition::default(),
+                )
+                .await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let r = t.await.unwrap();
+        if i % 5 == 3 {
+            assert!(
+                matches!(r, Err(s3dedup_storage::Error::NoSuchBucket(_))),
+                "{i}: {r:?}"
+            );
+        } else {
+            r.unwrap();
+            assert_eq!(
+                common::get(&store, "b", &format!("k{i}")).await,
+                version(i as u64)
+            );
+        }
+    }
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.objects, 64 - 13);
+    common::assert_fsck_clean(&store).await;
+}

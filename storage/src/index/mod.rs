@@ -16,16 +16,20 @@
 //! zero. A chunk reaching zero is marked `Zero { since }` and queued in `gc_queue` with
 //! that time; GC (a later component) reclaims it after a grace period.
 
+mod committer;
 mod fsck;
 mod multipart;
 mod objects;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
+pub use committer::CommitCounters;
+use committer::Committer;
 pub use fsck::FsckReport;
 pub use multipart::UploadSummary;
 pub use objects::{ListEntry, ListPage, ListQuery, PlannedChunk, ReadPlan, WriteCondition};
@@ -121,8 +125,9 @@ pub(crate) fn now_ms() -> u64 {
 /// The open index.
 #[derive(Debug)]
 pub struct Index {
-    db: Database,
+    db: Arc<Database>,
     params: ChunkerParams,
+    committer: Committer,
 }
 
 impl Index {
@@ -186,7 +191,18 @@ impl Index {
             txn.open_table(PARTS)?;
         }
         txn.commit()?;
-        Ok(Index { db, params })
+        let db = Arc::new(db);
+        let committer = Committer::start(Arc::clone(&db));
+        Ok(Index {
+            db,
+            params,
+            committer,
+        })
+    }
+
+    /// Group-commit counters (writes, transactions, replayed batches).
+    pub fn commit_counters(&self) -> &CommitCounters {
+        &self.committer.counters
     }
 
     /// The chunker parameters in force.
@@ -247,23 +263,21 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::Index`].
-    pub(crate) fn record_orphans(&self, packs: &[NewPack]) -> Result<()> {
-        if packs.is_empty() {
-            return Ok(());
-        }
-        let txn = self.db.begin_write()?;
-        {
+    pub(crate) fn record_orphans(
+        &self,
+        packs: Vec<NewPack>,
+    ) -> impl Future<Output = Result<()>> + use<> {
+        let now = now_ms();
+        self.committer.submit(move |txn| {
             let known = txn.open_table(PACKS)?;
             let mut orphans = txn.open_table(ORPHAN_PACKS)?;
-            let now = now_ms();
-            for p in packs {
+            for p in &packs {
                 if known.get(p.id)?.is_none() {
                     orphans.insert(p.id, now)?;
                 }
             }
-        }
-        txn.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Packs recorded as orphans (written, never committed), with the time recorded.
@@ -310,10 +324,6 @@ impl Index {
                 Ok((k.value(), PackRecord::decode(v.value())?))
             })
             .collect()
-    }
-
-    fn write(&self) -> Result<WriteTransaction> {
-        Ok(self.db.begin_write()?)
     }
 }
 

@@ -1,5 +1,7 @@
 //! Multipart uploads: parts hold references until the upload completes or aborts.
 
+use std::sync::Arc;
+
 use md5::{Digest, Md5};
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
@@ -63,24 +65,33 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::NoSuchBucket`].
-    pub fn create_upload(&self, bucket: &str, key: &str, meta: ObjectMeta) -> Result<String> {
+    pub fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        meta: ObjectMeta,
+    ) -> impl Future<Output = Result<String>> + use<> {
+        // Chosen outside the write: a replayed write must reuse the same id.
         let id = format!("{:032x}", rand::random::<u128>());
-        let txn = self.write()?;
-        if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
-            return Err(Error::NoSuchBucket(bucket.to_owned()));
-        }
-        let rec = UploadRecord {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            initiated_ms: now_ms(),
-            meta,
-        };
-        txn.open_table(UPLOADS)?
-            .insert(id.as_str(), rec.encode().as_slice())?;
-        txn.open_table(UPLOADS_BY_KEY)?
-            .insert((bucket, key, id.as_str()), ())?;
-        txn.commit()?;
-        Ok(id)
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        let initiated_ms = now_ms();
+        self.committer.submit(move |txn| {
+            let (bucket, key) = (bucket.as_str(), key.as_str());
+            if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
+                return Err(Error::NoSuchBucket(bucket.to_owned()));
+            }
+            let rec = UploadRecord {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                initiated_ms,
+                meta: meta.clone(),
+            };
+            txn.open_table(UPLOADS)?
+                .insert(id.as_str(), rec.encode().as_slice())?;
+            txn.open_table(UPLOADS_BY_KEY)?
+                .insert((bucket, key, id.as_str()), ())?;
+            Ok(id.clone())
+        })
     }
 
     /// Commits an uploaded part, replacing (and releasing) any earlier part with the
@@ -90,35 +101,35 @@ impl Index {
     /// [`Error::NoSuchUpload`], [`Error::ChunkGone`].
     pub(crate) fn commit_part(
         &self,
-        upload_id: &str,
+        upload_id: String,
         part: u32,
-        staged: &Staged,
-        size: u64,
-        md5: [u8; 16],
+        staged: Arc<Staged>,
+        (size, md5): (u64, [u8; 16]),
         checksums: Vec<(String, String)>,
-    ) -> Result<PartRecord> {
-        let txn = self.write()?;
-        get_upload(&txn, upload_id)?;
-        register_packs(&txn, &staged.packs)?;
-        add_refs(&txn, &slice_counts(&staged.slices), &staged.new_chunks)?;
-        let manifest = super::write_manifest(&txn, &staged.slices)?;
-        let rec = PartRecord {
-            size,
-            md5,
-            mtime_ms: now_ms(),
-            checksums,
-            manifest,
-        };
-        let old = txn
-            .open_table(PARTS)?
-            .insert((upload_id, part), rec.encode().as_slice())?
-            .map(|v| PartRecord::decode(v.value()))
-            .transpose()?;
-        if let Some(old) = old {
-            drop_manifest(&txn, old.manifest)?;
-        }
-        txn.commit()?;
-        Ok(rec)
+    ) -> impl Future<Output = Result<PartRecord>> + use<> {
+        self.committer.submit(move |txn| {
+            let upload_id = upload_id.as_str();
+            get_upload(txn, upload_id)?;
+            register_packs(txn, &staged.packs)?;
+            add_refs(txn, &slice_counts(&staged.slices), &staged.new_chunks)?;
+            let manifest = super::write_manifest(txn, &staged.slices)?;
+            let rec = PartRecord {
+                size,
+                md5,
+                mtime_ms: now_ms(),
+                checksums: checksums.clone(),
+                manifest,
+            };
+            let old = txn
+                .open_table(PARTS)?
+                .insert((upload_id, part), rec.encode().as_slice())?
+                .map(|v| PartRecord::decode(v.value()))
+                .transpose()?;
+            if let Some(old) = old {
+                drop_manifest(txn, old.manifest)?;
+            }
+            Ok(rec)
+        })
     }
 
     /// Completes an upload from the listed parts (ascending part numbers with their
@@ -130,110 +141,109 @@ impl Index {
     pub fn complete_upload(
         &self,
         upload_id: &str,
-        listed: &[(u32, String)],
+        listed: Vec<(u32, String)>,
         min_part_size: u64,
         checksums: Vec<(String, String)>,
-        cond: &WriteCondition,
-    ) -> Result<(String, String, ObjectRecord)> {
-        let txn = self.write()?;
-        let up = get_upload(&txn, upload_id)?;
-        if txn.open_table(BUCKETS)?.get(up.bucket.as_str())?.is_none() {
-            return Err(Error::NoSuchBucket(up.bucket.clone()));
-        }
-        if listed.is_empty() {
-            return Err(Error::InvalidArgument(
-                "CompleteMultipartUpload needs at least one part".into(),
-            ));
-        }
-        if listed.windows(2).any(|w| w[0].0 >= w[1].0) {
-            return Err(Error::InvalidPartOrder);
-        }
-        let all = parts_of(&txn, upload_id)?;
-        let mut chosen = Vec::with_capacity(listed.len());
-        for (i, (n, etag)) in listed.iter().enumerate() {
-            let part =
-                all.iter()
-                    .find(|(pn, _)| pn == n)
-                    .map(|(_, p)| p)
-                    .ok_or(Error::InvalidPart {
+        cond: WriteCondition,
+    ) -> impl Future<Output = Result<(String, String, ObjectRecord)>> + use<> {
+        let upload_id = upload_id.to_owned();
+        self.committer.submit(move |txn| {
+            let upload_id = upload_id.as_str();
+            let listed = listed.as_slice();
+            let up = get_upload(txn, upload_id)?;
+            if txn.open_table(BUCKETS)?.get(up.bucket.as_str())?.is_none() {
+                return Err(Error::NoSuchBucket(up.bucket.clone()));
+            }
+            if listed.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "CompleteMultipartUpload needs at least one part".into(),
+                ));
+            }
+            if listed.windows(2).any(|w| w[0].0 >= w[1].0) {
+                return Err(Error::InvalidPartOrder);
+            }
+            let all = parts_of(txn, upload_id)?;
+            let mut chosen = Vec::with_capacity(listed.len());
+            for (i, (n, etag)) in listed.iter().enumerate() {
+                let part = all.iter().find(|(pn, _)| pn == n).map(|(_, p)| p).ok_or(
+                    Error::InvalidPart {
                         part: *n,
                         reason: "was not uploaded",
-                    })?;
-            if etag.trim().trim_matches('"') != part.etag().to_string() {
-                return Err(Error::InvalidPart {
-                    part: *n,
-                    reason: "ETag does not match the uploaded part",
-                });
+                    },
+                )?;
+                if etag.trim().trim_matches('"') != part.etag().to_string() {
+                    return Err(Error::InvalidPart {
+                        part: *n,
+                        reason: "ETag does not match the uploaded part",
+                    });
+                }
+                if i + 1 < listed.len() && part.size < min_part_size {
+                    return Err(Error::EntityTooSmall {
+                        part: *n,
+                        size: part.size,
+                        min: min_part_size,
+                    });
+                }
+                chosen.push(part.clone());
             }
-            if i + 1 < listed.len() && part.size < min_part_size {
-                return Err(Error::EntityTooSmall {
-                    part: *n,
-                    size: part.size,
-                    min: min_part_size,
-                });
-            }
-            chosen.push(part.clone());
-        }
-        let old = txn
-            .open_table(OBJECTS)?
-            .get((up.bucket.as_str(), up.key.as_str()))?
-            .map(|v| ObjectRecord::decode(v.value()))
-            .transpose()?;
-        cond.check(&up.bucket, &up.key, old.as_ref())?;
+            let old = txn
+                .open_table(OBJECTS)?
+                .get((up.bucket.as_str(), up.key.as_str()))?
+                .map(|v| ObjectRecord::decode(v.value()))
+                .transpose()?;
+            cond.check(&up.bucket, &up.key, old.as_ref())?;
 
-        // The object's manifest is the listed parts' slices in order. Their references
-        // transfer from the parts to the object, so no refcount changes for them.
-        let mut slices = Vec::new();
-        let mut md5s = Md5::new();
-        let mut size = 0u64;
-        {
-            let t = txn.open_table(MANIFESTS)?;
-            for p in &chosen {
-                slices.extend(read_manifest(&t, p.manifest)?);
-                md5s.update(p.md5);
-                size += p.size;
+            // The object's manifest is the listed parts' slices in order. Their references
+            // transfer from the parts to the object, so no refcount changes for them.
+            let mut slices = Vec::new();
+            let mut md5s = Md5::new();
+            let mut size = 0u64;
+            {
+                let t = txn.open_table(MANIFESTS)?;
+                for p in &chosen {
+                    slices.extend(read_manifest(&t, p.manifest)?);
+                    md5s.update(p.md5);
+                    size += p.size;
+                }
             }
-        }
-        let manifest = super::write_manifest(&txn, &slices)?;
-        {
-            let mut t = txn.open_table(MANIFESTS)?;
-            for p in &chosen {
-                let m: ManifestRef = p.manifest;
-                t.retain_in((m.id, 0)..=(m.id, u32::MAX), |_, _| false)?;
+            let manifest = super::write_manifest(txn, &slices)?;
+            {
+                let mut t = txn.open_table(MANIFESTS)?;
+                for p in &chosen {
+                    let m: ManifestRef = p.manifest;
+                    t.retain_in((m.id, 0)..=(m.id, u32::MAX), |_, _| false)?;
+                }
             }
-        }
-        for (n, p) in &all {
-            if !listed.iter().any(|(ln, _)| ln == n) {
-                drop_manifest(&txn, p.manifest)?;
+            for (n, p) in &all {
+                if !listed.iter().any(|(ln, _)| ln == n) {
+                    drop_manifest(txn, p.manifest)?;
+                }
             }
-        }
-        remove_upload(&txn, upload_id, &up)?;
-        let mut meta = up.meta.clone();
-        meta.checksums = checksums;
-        let record = ObjectRecord {
-            size,
-            etag: Etag {
-                md5: md5s.finalize().into(),
-                parts: listed.len() as u32,
-            },
-            mtime_ms: now_ms(),
-            meta,
-            manifest,
-        };
-        install_object(&txn, &up.bucket, &up.key, &record, old)?;
-        txn.commit()?;
-        Ok((up.bucket, up.key, record))
+            remove_upload(txn, upload_id, &up)?;
+            let mut meta = up.meta.clone();
+            meta.checksums = checksums.clone();
+            let record = ObjectRecord {
+                size,
+                etag: Etag {
+                    md5: md5s.finalize().into(),
+                    parts: listed.len() as u32,
+                },
+                mtime_ms: now_ms(),
+                meta,
+                manifest,
+            };
+            install_object(txn, &up.bucket, &up.key, &record, old)?;
+            Ok((up.bucket, up.key, record))
+        })
     }
 
     /// Aborts an upload, releasing its parts.
     ///
     /// # Errors
     /// [`Error::NoSuchUpload`].
-    pub fn abort_upload(&self, upload_id: &str) -> Result<()> {
-        let txn = self.write()?;
-        abort_in(&txn, upload_id)?;
-        txn.commit()?;
-        Ok(())
+    pub fn abort_upload(&self, upload_id: &str) -> impl Future<Output = Result<()>> + use<> {
+        let upload_id = upload_id.to_owned();
+        self.committer.submit(move |txn| abort_in(txn, &upload_id))
     }
 
     /// An upload's record.

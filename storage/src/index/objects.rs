@@ -1,6 +1,7 @@
 //! Buckets and objects: commit, copy, delete, list, read plans.
 
 use std::ops::Bound;
+use std::sync::Arc;
 
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
@@ -177,21 +178,26 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::BucketExists`].
-    pub fn create_bucket(&self, name: &str, owner: &str) -> Result<()> {
-        let txn = self.write()?;
-        {
+    pub fn create_bucket(
+        &self,
+        name: &str,
+        owner: &str,
+    ) -> impl Future<Output = Result<()>> + use<> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        let created_ms = now_ms();
+        self.committer.submit(move |txn| {
+            let (name, owner) = (name.as_str(), owner.as_str());
             let mut t = txn.open_table(BUCKETS)?;
             if t.get(name)?.is_some() {
                 return Err(Error::BucketExists(name.to_owned()));
             }
             let rec = BucketRecord {
-                created_ms: now_ms(),
+                created_ms,
                 owner: owner.to_owned(),
             };
             t.insert(name, rec.encode().as_slice())?;
-        }
-        txn.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Deletes an empty bucket; in-progress multipart uploads in it are aborted in the
@@ -199,37 +205,39 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::NoSuchBucket`], [`Error::BucketNotEmpty`].
-    pub fn delete_bucket(&self, name: &str) -> Result<()> {
-        let txn = self.write()?;
-        bucket_must_exist(&txn, name)?;
-        let has_object = txn
-            .open_table(OBJECTS)?
-            .range((name, "")..)?
-            .next()
-            .transpose()?
-            .is_some_and(|(k, _)| k.value().0 == name);
-        if has_object {
-            return Err(Error::BucketNotEmpty(name.to_owned()));
-        }
-        let uploads: Vec<String> = {
-            let t = txn.open_table(UPLOADS_BY_KEY)?;
-            let mut ids = Vec::new();
-            for r in t.range((name, "", "")..)? {
-                let (k, _) = r?;
-                let (b, _, id) = k.value();
-                if b != name {
-                    break;
-                }
-                ids.push(id.to_owned());
+    pub fn delete_bucket(&self, name: &str) -> impl Future<Output = Result<()>> + use<> {
+        let name = name.to_owned();
+        self.committer.submit(move |txn| {
+            let name = name.as_str();
+            bucket_must_exist(txn, name)?;
+            let has_object = txn
+                .open_table(OBJECTS)?
+                .range((name, "")..)?
+                .next()
+                .transpose()?
+                .is_some_and(|(k, _)| k.value().0 == name);
+            if has_object {
+                return Err(Error::BucketNotEmpty(name.to_owned()));
             }
-            ids
-        };
-        for id in uploads {
-            super::multipart::abort_in(&txn, &id)?;
-        }
-        txn.open_table(BUCKETS)?.remove(name)?;
-        txn.commit()?;
-        Ok(())
+            let uploads: Vec<String> = {
+                let t = txn.open_table(UPLOADS_BY_KEY)?;
+                let mut ids = Vec::new();
+                for r in t.range((name, "", "")..)? {
+                    let (k, _) = r?;
+                    let (b, _, id) = k.value();
+                    if b != name {
+                        break;
+                    }
+                    ids.push(id.to_owned());
+                }
+                ids
+            };
+            for id in uploads {
+                super::multipart::abort_in(txn, &id)?;
+            }
+            txn.open_table(BUCKETS)?.remove(name)?;
+            Ok(())
+        })
     }
 
     /// A bucket's record.
@@ -266,29 +274,30 @@ impl Index {
     /// (`If-Match` on a missing key), [`Error::ChunkGone`].
     pub(crate) fn commit_object(
         &self,
-        bucket: &str,
-        key: &str,
-        staged: &Staged,
+        bucket: String,
+        key: String,
+        staged: Arc<Staged>,
         (size, etag, meta): (u64, Etag, ObjectMeta),
-        cond: &WriteCondition,
-    ) -> Result<ObjectRecord> {
-        let txn = self.write()?;
-        bucket_must_exist(&txn, bucket)?;
-        let old = get_object(&txn, bucket, key)?;
-        cond.check(bucket, key, old.as_ref())?;
-        register_packs(&txn, &staged.packs)?;
-        add_refs(&txn, &slice_counts(&staged.slices), &staged.new_chunks)?;
-        let manifest = write_manifest(&txn, &staged.slices)?;
-        let record = ObjectRecord {
-            size,
-            etag,
-            mtime_ms: now_ms(),
-            meta,
-            manifest,
-        };
-        install_object(&txn, bucket, key, &record, old)?;
-        txn.commit()?;
-        Ok(record)
+        cond: WriteCondition,
+    ) -> impl Future<Output = Result<ObjectRecord>> + use<> {
+        self.committer.submit(move |txn| {
+            let (bucket, key) = (bucket.as_str(), key.as_str());
+            bucket_must_exist(txn, bucket)?;
+            let old = get_object(txn, bucket, key)?;
+            cond.check(bucket, key, old.as_ref())?;
+            register_packs(txn, &staged.packs)?;
+            add_refs(txn, &slice_counts(&staged.slices), &staged.new_chunks)?;
+            let manifest = write_manifest(txn, &staged.slices)?;
+            let record = ObjectRecord {
+                size,
+                etag,
+                mtime_ms: now_ms(),
+                meta: meta.clone(),
+                manifest,
+            };
+            install_object(txn, bucket, key, &record, old)?;
+            Ok(record)
+        })
     }
 
     /// Copies an object without copying data: the new version shares the source's
@@ -302,51 +311,65 @@ impl Index {
         src: (&str, &str),
         dst: (&str, &str),
         meta: Option<ObjectMeta>,
-        cond: &WriteCondition,
-    ) -> Result<ObjectRecord> {
-        let txn = self.write()?;
-        bucket_must_exist(&txn, src.0)?;
-        bucket_must_exist(&txn, dst.0)?;
-        let source = get_object(&txn, src.0, src.1)?.ok_or_else(|| Error::NoSuchKey {
-            bucket: src.0.to_owned(),
-            key: src.1.to_owned(),
-        })?;
-        let old = get_object(&txn, dst.0, dst.1)?;
-        cond.check(dst.0, dst.1, old.as_ref())?;
-        let slices = {
-            let t = txn.open_table(MANIFESTS)?;
-            super::read_manifest(&t, source.manifest)?
-        };
-        add_refs(&txn, &slice_counts(&slices), &Default::default())?;
-        let manifest = write_manifest(&txn, &slices)?;
-        let record = ObjectRecord {
-            size: source.size,
-            etag: source.etag,
-            mtime_ms: now_ms(),
-            meta: meta.unwrap_or(source.meta),
-            manifest,
-        };
-        install_object(&txn, dst.0, dst.1, &record, old)?;
-        txn.commit()?;
-        Ok(record)
+        cond: WriteCondition,
+    ) -> impl Future<Output = Result<ObjectRecord>> + use<> {
+        let (sb, sk, db, dk) = (
+            src.0.to_owned(),
+            src.1.to_owned(),
+            dst.0.to_owned(),
+            dst.1.to_owned(),
+        );
+        self.committer.submit(move |txn| {
+            let (src, dst) = ((sb.as_str(), sk.as_str()), (db.as_str(), dk.as_str()));
+            let meta = meta.clone();
+            bucket_must_exist(txn, src.0)?;
+            bucket_must_exist(txn, dst.0)?;
+            let source = get_object(txn, src.0, src.1)?.ok_or_else(|| Error::NoSuchKey {
+                bucket: src.0.to_owned(),
+                key: src.1.to_owned(),
+            })?;
+            let old = get_object(txn, dst.0, dst.1)?;
+            cond.check(dst.0, dst.1, old.as_ref())?;
+            let slices = {
+                let t = txn.open_table(MANIFESTS)?;
+                super::read_manifest(&t, source.manifest)?
+            };
+            add_refs(txn, &slice_counts(&slices), &Default::default())?;
+            let manifest = write_manifest(txn, &slices)?;
+            let record = ObjectRecord {
+                size: source.size,
+                etag: source.etag,
+                mtime_ms: now_ms(),
+                meta: meta.unwrap_or(source.meta),
+                manifest,
+            };
+            install_object(txn, dst.0, dst.1, &record, old)?;
+            Ok(record)
+        })
     }
 
     /// Deletes the current version; returns it, or `None` if there was none.
     ///
     /// # Errors
     /// [`Error::NoSuchBucket`].
-    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
-        let txn = self.write()?;
-        bucket_must_exist(&txn, bucket)?;
-        let Some(old) = get_object(&txn, bucket, key)? else {
-            return Ok(None);
-        };
-        txn.open_table(OBJECTS)?.remove((bucket, key))?;
-        drop_manifest(&txn, old.manifest)?;
-        add_stat(&txn, stat::LOGICAL_BYTES, -i128::from(old.size))?;
-        add_stat(&txn, stat::OBJECTS, -1)?;
-        txn.commit()?;
-        Ok(Some(old))
+    pub fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<ObjectRecord>>> + use<> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.committer.submit(move |txn| {
+            let (bucket, key) = (bucket.as_str(), key.as_str());
+            bucket_must_exist(txn, bucket)?;
+            let Some(old) = get_object(txn, bucket, key)? else {
+                return Ok(None);
+            };
+            txn.open_table(OBJECTS)?.remove((bucket, key))?;
+            drop_manifest(txn, old.manifest)?;
+            add_stat(txn, stat::LOGICAL_BYTES, -i128::from(old.size))?;
+            add_stat(txn, stat::OBJECTS, -1)?;
+            Ok(Some(old))
+        })
     }
 
     /// The current version of an object.
