@@ -86,6 +86,24 @@ fn proc_status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) this process has used so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (tick(11) + tick(12)) as f64 / 100.0
+}
+
+/// Runs `f`, returning (MB/s, CPU cores busy on average).
+async fn measure<F: Future<Output = Result<()>>>(mb: f64, f: F) -> Result<(f64, f64)> {
+    let (t, c) = (Instant::now(), cpu_seconds());
+    f.await?;
+    let secs = t.elapsed().as_secs_f64();
+    Ok((mb / secs, (cpu_seconds() - c) / secs))
+}
+
 async fn fresh_store(base: &Path) -> Result<(tempfile::TempDir, Store)> {
     let dir = tempfile::Builder::new()
         .prefix("s3dedup-bench-")
@@ -128,26 +146,24 @@ async fn throughput(a: &Args) -> Result<()> {
     let (mut unique, mut dup, mut read) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..a.runs {
         let (_dir, store) = fresh_store(&a.dir).await?;
-        let t = Instant::now();
-        put(&store, "a", &data).await?;
-        let u = mb / t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        put(&store, "b", &data).await?;
-        let d = mb / t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let r = store.get_object("bench", "a", None).await?;
-        let mut body = r.body;
-        let mut n = 0usize;
-        while let Some(b) = futures::StreamExt::next(&mut body).await {
-            n += b?.len();
-        }
-        if n != size {
-            bail!("read {n} bytes, expected {size}");
-        }
-        let rd = mb / t.elapsed().as_secs_f64();
+        let (u, uc) = measure(mb, put(&store, "a", &data)).await?;
+        let (d, dc) = measure(mb, put(&store, "b", &data)).await?;
+        let (rd, rc) = measure(mb, async {
+            let r = store.get_object("bench", "a", None).await?;
+            let mut body = r.body;
+            let mut n = 0usize;
+            while let Some(b) = futures::StreamExt::next(&mut body).await {
+                n += b?.len();
+            }
+            if n != size {
+                bail!("read {n} bytes, expected {size}");
+            }
+            Ok(())
+        })
+        .await?;
         let s = store.stats().await?;
         println!(
-            "run {run}: unique ingest {u:.0} MB/s | duplicate ingest {d:.0} MB/s | read {rd:.0} MB/s | logical {} MiB, unique {} MiB, stored {} MiB",
+            "run {run}: unique ingest {u:.0} MB/s ({uc:.2} cores) | duplicate ingest {d:.0} MB/s ({dc:.2} cores) | read {rd:.0} MB/s ({rc:.2} cores) | logical {} MiB, unique {} MiB, stored {} MiB",
             s.logical_bytes >> 20,
             s.unique_bytes >> 20,
             s.stored_bytes >> 20
