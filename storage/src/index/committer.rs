@@ -118,8 +118,7 @@ fn run(db: &Database, rx: &mpsc::Receiver<Job>, counters: &CommitCounters) {
             .writes
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         if batch.len() > 1 {
-            if commit_batch(db, &mut batch) {
-                counters.commits.fetch_add(1, Ordering::Relaxed);
+            if commit_batch(db, &mut batch, counters) {
                 continue;
             }
             counters.replayed_batches.fetch_add(1, Ordering::Relaxed);
@@ -136,7 +135,7 @@ fn run(db: &Database, rx: &mpsc::Receiver<Job>, counters: &CommitCounters) {
 
 /// Tries the whole batch in one transaction. Returns false (and has sent nothing) when
 /// a write failed, so the caller replays them one by one.
-fn commit_batch(db: &Database, batch: &mut Vec<Job>) -> bool {
+fn commit_batch(db: &Database, batch: &mut Vec<Job>, counters: &CommitCounters) -> bool {
     let txn = match db.begin_write() {
         Ok(t) => t,
         Err(e) => {
@@ -153,6 +152,8 @@ fn commit_batch(db: &Database, batch: &mut Vec<Job>) -> bool {
     }
     match txn.commit() {
         Ok(()) => {
+            // Counted before anyone is answered, so an answered caller sees the count.
+            counters.commits.fetch_add(1, Ordering::Relaxed);
             for (job, out) in batch.drain(..).zip(outs) {
                 let _ = job.reply.send(Ok(out));
             }
