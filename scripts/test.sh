@@ -31,6 +31,9 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "build the s3dedup binary (end-to-end tests start it as a process)"
+cargo build -p s3dedup-gateway --bin s3dedup --locked
+
 step "cargo test"
 cargo test --workspace --locked
 

@@ -1,5 +1,19 @@
-//! s3dedup S3 gateway: the s3s `S3` implementation over the storage engine, the server,
-//! configuration and the `s3dedup` command.
+//! s3dedup S3 gateway: the s3s `S3` implementation over the storage engine, the HTTP
+//! servers, configuration and the `s3dedup` command.
 //!
-//! Not built yet: planned by the gateway issue. It exists now so the workspace has its
-//! final shape and the dependency direction (gateway → storage, scanner) is fixed.
+//! # Layout
+//! - [`config`] — settings: TOML file, `S3DEDUP_*` environment, flags; root credentials.
+//! - [`server`] — `run(listeners, shutdown)`: the S3 and admin servers.
+//! - [`s3`] — the S3 operations over `s3dedup_storage::Store`.
+//! - [`checksum`] — `x-amz-checksum-*` computation.
+//! - [`error`] — the one mapping of internal errors to S3 errors.
+//! - [`metrics`] — metric names and rendering.
+//! - [`body`] — response bodies.
+
+pub mod body;
+pub mod checksum;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod s3;
+pub mod server;

@@ -1,0 +1,77 @@
+//! The gateway as a real process, driven by the aws CLI v2 (Debian's `awscli`, installed
+//! by `scripts/test.sh`; override the path with `S3DEDUP_AWS_CLI`).
+
+use std::path::Path;
+use std::process::Command;
+
+use rand::{RngCore, SeedableRng, rngs::SmallRng};
+use s3dedup_conformance::{ACCESS_KEY, Gateway, SECRET_KEY};
+
+fn aws(g: &Gateway, home: &Path, args: &[&str]) -> (bool, String, String) {
+    let cli = std::env::var("S3DEDUP_AWS_CLI").unwrap_or_else(|_| "/usr/bin/aws".into());
+    let out = Command::new(&cli)
+        .args(["--endpoint-url", &g.s3_url, "--region", "us-east-1"])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_CONFIG_FILE", home.join("config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
+        .env("HOME", home)
+        .output()
+        .unwrap_or_else(|e| panic!("running {cli}: {e} (scripts/test.sh installs awscli)"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(g: &Gateway, home: &Path, args: &[&str]) -> String {
+    let (success, out, err) = aws(g, home, args);
+    assert!(success, "aws {args:?} failed:\n{err}\n{out}");
+    out
+}
+
+#[test]
+fn aws_cli_v2_round_trips() {
+    let g = Gateway::start().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    std::fs::write(h.join("config"), "[default]\ns3 =\n  multipart_threshold = 8MB\n  multipart_chunksize = 8MB\n").unwrap();
+    ok(&g, h, &["s3", "mb", "s3://cli"]);
+
+    // A 40 MiB file goes up multipart and comes back identical.
+    let mut big = vec![0u8; 40 << 20];
+    SmallRng::seed_from_u64(4).fill_bytes(&mut big);
+    let src = h.join("big.bin");
+    std::fs::write(&src, &big).unwrap();
+    ok(&g, h, &["s3", "cp", src.to_str().unwrap(), "s3://cli/big.bin"]);
+    let back = h.join("back.bin");
+    ok(&g, h, &["s3", "cp", "s3://cli/big.bin", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&back).unwrap(), big);
+    let head = ok(&g, h, &["s3api", "head-object", "--bucket", "cli", "--key", "big.bin"]);
+    assert!(head.contains("\"ContentLength\": 41943040"), "{head}");
+    assert!(head.contains("-5\\\""), "multipart ETag: {head}");
+
+    // A folder: sync twice (the second transfers nothing), list, ranged get, remove.
+    let dir = h.join("tree");
+    for i in 0..50 {
+        let sub = dir.join(format!("d{}", i % 5));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join(format!("f{i}.txt")), format!("file {i}\n").repeat(i + 1)).unwrap();
+    }
+    let out = ok(&g, h, &["s3", "sync", dir.to_str().unwrap(), "s3://cli/tree"]);
+    assert_eq!(out.matches("upload:").count(), 50, "{out}");
+    let out = ok(&g, h, &["s3", "sync", dir.to_str().unwrap(), "s3://cli/tree"]);
+    assert_eq!(out.matches("upload:").count(), 0, "second sync transferred: {out}");
+    let out = ok(&g, h, &["s3", "ls", "--recursive", "s3://cli/tree/"]);
+    assert_eq!(out.lines().count(), 50);
+    let part = h.join("part.bin");
+    ok(&g, h, &["s3api", "get-object", "--bucket", "cli", "--key", "big.bin", "--range", "bytes=1000-1999", part.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&part).unwrap(), &big[1000..2000]);
+    ok(&g, h, &["s3", "rm", "--recursive", "s3://cli/tree/"]);
+    let out = ok(&g, h, &["s3", "ls", "--recursive", "s3://cli/"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let (success, _, err) = aws(&g, h, &["s3", "rb", "s3://cli"]);
+    assert!(!success && err.contains("BucketNotEmpty"), "{err}");
+}

@@ -1,0 +1,363 @@
+//! Settings: a TOML file, overridden by `S3DEDUP_*` environment variables, overridden by
+//! command-line flags. Every setting has a default, so `s3dedup serve` alone runs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors reading or validating configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for this schema.
+    #[error("parsing {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// An environment variable or flag has an invalid value.
+    #[error("{name}: invalid value {value:?}: {reason}")]
+    Invalid {
+        /// Variable or flag name.
+        name: String,
+        /// The value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// Root credentials could not be read or persisted.
+    #[error("root credentials at {path}: {source}")]
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// All settings of `s3dedup serve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the index and the local chunk store live (`S3DEDUP_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// S3 API address (`S3DEDUP_LISTEN`).
+    pub listen: SocketAddr,
+    /// Admin address: metrics and health (`S3DEDUP_ADMIN_LISTEN`).
+    pub admin_listen: SocketAddr,
+    /// Region reported and accepted in signatures (`S3DEDUP_REGION`).
+    pub region: String,
+    /// Base domain for virtual-hosted-style requests (`S3DEDUP_DOMAIN`); path style
+    /// always works.
+    pub domain: Option<String>,
+    /// Root access key (`S3DEDUP_ROOT_ACCESS_KEY`); generated on first start if unset.
+    pub root_access_key: Option<String>,
+    /// Root secret key (`S3DEDUP_ROOT_SECRET_KEY`).
+    pub root_secret_key: Option<String>,
+    /// Log format (`S3DEDUP_LOG_FORMAT`: `text` or `json`).
+    pub log_format: LogFormat,
+    /// Minimum size of every multipart part but the last (`S3DEDUP_MIN_PART_SIZE`).
+    pub min_part_size: u64,
+    /// Target pack size in bytes (`S3DEDUP_PACK_TARGET`).
+    pub pack_target: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./s3dedup-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9001)),
+            region: "us-east-1".into(),
+            domain: None,
+            root_access_key: None,
+            root_secret_key: None,
+            log_format: LogFormat::Text,
+            min_part_size: 5 << 20,
+            pack_target: 16 << 20,
+        }
+    }
+}
+
+/// Overrides given on the command line (`None` = not given).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--admin-listen`.
+    pub admin_listen: Option<SocketAddr>,
+    /// `--region`.
+    pub region: Option<String>,
+    /// `--domain`.
+    pub domain: Option<String>,
+}
+
+fn parse<T: std::str::FromStr>(name: &str, value: String) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e: T::Err| ConfigError::Invalid {
+        name: name.to_owned(),
+        reason: e.to_string(),
+        value,
+    })
+}
+
+impl Config {
+    /// Loads the file (if any), then applies `env` (a lookup such as `std::env::var`),
+    /// then `flags`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, variable or flag at fault.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        flags: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut c = match file {
+            None => Config::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    source: Box::new(e),
+                })?
+            }
+        };
+        if let Some(v) = env("S3DEDUP_DATA_DIR") {
+            c.data_dir = v.into();
+        }
+        if let Some(v) = env("S3DEDUP_LISTEN") {
+            c.listen = parse("S3DEDUP_LISTEN", v)?;
+        }
+        if let Some(v) = env("S3DEDUP_ADMIN_LISTEN") {
+            c.admin_listen = parse("S3DEDUP_ADMIN_LISTEN", v)?;
+        }
+        if let Some(v) = env("S3DEDUP_REGION") {
+            c.region = v;
+        }
+        if let Some(v) = env("S3DEDUP_DOMAIN") {
+            c.domain = Some(v);
+        }
+        if let Some(v) = env("S3DEDUP_ROOT_ACCESS_KEY") {
+            c.root_access_key = Some(v);
+        }
+        if let Some(v) = env("S3DEDUP_ROOT_SECRET_KEY") {
+            c.root_secret_key = Some(v);
+        }
+        if let Some(v) = env("S3DEDUP_LOG_FORMAT") {
+            c.log_format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "S3DEDUP_LOG_FORMAT".into(),
+                        value: v,
+                        reason: "expected text or json".into(),
+                    });
+                }
+            };
+        }
+        if let Some(v) = env("S3DEDUP_MIN_PART_SIZE") {
+            c.min_part_size = parse("S3DEDUP_MIN_PART_SIZE", v)?;
+        }
+        if let Some(v) = env("S3DEDUP_PACK_TARGET") {
+            c.pack_target = parse("S3DEDUP_PACK_TARGET", v)?;
+        }
+        if let Some(v) = &flags.data_dir {
+            c.data_dir.clone_from(v);
+        }
+        if let Some(v) = flags.listen {
+            c.listen = v;
+        }
+        if let Some(v) = flags.admin_listen {
+            c.admin_listen = v;
+        }
+        if let Some(v) = &flags.region {
+            c.region.clone_from(v);
+        }
+        if let Some(v) = &flags.domain {
+            c.domain = Some(v.clone());
+        }
+        if c.root_access_key.is_some() != c.root_secret_key.is_some() {
+            return Err(ConfigError::Invalid {
+                name: "S3DEDUP_ROOT_ACCESS_KEY/S3DEDUP_ROOT_SECRET_KEY".into(),
+                value: String::new(),
+                reason: "set both or neither".into(),
+            });
+        }
+        Ok(c)
+    }
+}
+
+/// Root credentials and whether they were just created (to be shown once).
+#[derive(Debug, Clone)]
+pub struct RootCredentials {
+    /// Access key id.
+    pub access_key: String,
+    /// Secret key.
+    pub secret_key: String,
+    /// True when generated by this start.
+    pub created: bool,
+}
+
+const CREDENTIALS_FILE: &str = "root-credentials";
+
+/// The configured root credentials, or those persisted in the data directory, or new
+/// ones (persisted there with mode 0600).
+///
+/// # Errors
+/// [`ConfigError::Credentials`] if the file cannot be read or written.
+pub fn root_credentials(c: &Config) -> Result<RootCredentials, ConfigError> {
+    if let (Some(a), Some(s)) = (&c.root_access_key, &c.root_secret_key) {
+        return Ok(RootCredentials {
+            access_key: a.clone(),
+            secret_key: s.clone(),
+            created: false,
+        });
+    }
+    let path = c.data_dir.join(CREDENTIALS_FILE);
+    let err = |source| ConfigError::Credentials {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut lines = text.lines();
+            match (lines.next(), lines.next()) {
+                (Some(a), Some(s)) if !a.is_empty() && !s.is_empty() => Ok(RootCredentials {
+                    access_key: a.to_owned(),
+                    secret_key: s.to_owned(),
+                    created: false,
+                }),
+                _ => Err(err(std::io::Error::other(
+                    "expected two lines: access key, secret key",
+                ))),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use rand::Rng;
+            const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+            const ANY: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let mut rng = rand::rng();
+            let mut pick = |set: &[u8], n| -> String {
+                (0..n)
+                    .map(|_| char::from(set[rng.random_range(0..set.len())]))
+                    .collect()
+            };
+            let creds = RootCredentials {
+                access_key: format!("S3DD{}", pick(UPPER, 16)),
+                secret_key: pick(ANY, 40),
+                created: true,
+            };
+            std::fs::create_dir_all(&c.data_dir).map_err(err)?;
+            write_private(
+                &path,
+                format!("{}\n{}\n", creds.access_key, creds.secret_key).as_bytes(),
+            )
+            .map_err(err)?;
+            Ok(creds)
+        }
+        Err(e) => Err(err(e)),
+    }
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:7000\"\nregion = \"eu-west-1\"\ndata_dir = \"/from/file\"\n",
+        )
+        .unwrap();
+        let env = |k: &str| match k {
+            "S3DEDUP_REGION" => Some("eu-central-1".to_owned()),
+            "S3DEDUP_DATA_DIR" => Some("/from/env".to_owned()),
+            _ => None,
+        };
+        let flags = Overrides {
+            data_dir: Some("/from/flag".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&file), env, &flags).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(c.region, "eu-central-1");
+        assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(c.admin_listen, "127.0.0.1:9001".parse().unwrap());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let env = |k: &str| (k == "S3DEDUP_LISTEN").then(|| "nope".to_owned());
+        let e = Config::load(None, env, &Overrides::default()).unwrap_err();
+        assert!(e.to_string().contains("S3DEDUP_LISTEN"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "lisen = 1\n").unwrap();
+        assert!(matches!(
+            Config::load(Some(&file), |_| None, &Overrides::default()),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn root_credentials_are_generated_once_and_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        let first = root_credentials(&c).unwrap();
+        assert!(first.created);
+        let again = root_credentials(&c).unwrap();
+        assert!(!again.created);
+        assert_eq!(
+            (first.access_key, first.secret_key),
+            (again.access_key, again.secret_key)
+        );
+    }
+}

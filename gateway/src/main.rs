@@ -1,0 +1,143 @@
+//! `s3dedup`: the gateway's command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use s3dedup_gateway::config::{self, Config, LogFormat, Overrides};
+use s3dedup_gateway::s3::GatewaySettings;
+use s3dedup_gateway::server::{self, Credentials, ServeOptions};
+use s3dedup_storage::{Store, StoreConfig};
+
+#[derive(Parser, Debug)]
+#[command(name = "s3dedup", version, about = "Deduplicating, virus-scanning S3 gateway")]
+struct Cli {
+    /// TOML configuration file (environment variables and flags override it).
+    #[arg(long, global = true, env = "S3DEDUP_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (index and local chunk store).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the S3 API and the admin endpoints.
+    Serve {
+        /// S3 API address, e.g. 127.0.0.1:9000 (port 0 picks a free one).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Admin address (metrics, health).
+        #[arg(long)]
+        admin_listen: Option<std::net::SocketAddr>,
+        /// Region.
+        #[arg(long)]
+        region: Option<String>,
+        /// Base domain for virtual-hosted-style requests.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Recount every reference and report drift (the gateway must not be running).
+    Fsck,
+    /// Print storage counters (the gateway must not be running).
+    Stats,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("S3DEDUP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let store_cfg = StoreConfig {
+        pack_target: cfg.pack_target,
+        ..StoreConfig::default()
+    };
+    Store::open_dir(&cfg.data_dir, store_cfg)
+        .await
+        .with_context(|| format!("opening data directory {}", cfg.data_dir.display()))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut flags = Overrides {
+        data_dir: cli.data_dir.clone(),
+        ..Default::default()
+    };
+    if let Command::Serve { listen, admin_listen, region, domain } = &cli.command {
+        flags.listen = *listen;
+        flags.admin_listen = *admin_listen;
+        flags.region.clone_from(region);
+        flags.domain.clone_from(domain);
+    }
+    let cfg = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok(), &flags)?;
+    init_logging(cfg.log_format);
+    match cli.command {
+        Command::Serve { .. } => serve(cfg).await,
+        Command::Fsck => {
+            let store = open_store(&cfg).await?;
+            let report = store.fsck().await?;
+            println!("{report:#?}");
+            if report.is_clean() {
+                println!("fsck: clean (0 drift)");
+                Ok(())
+            } else {
+                anyhow::bail!("fsck found problems")
+            }
+        }
+        Command::Stats => {
+            let store = open_store(&cfg).await?;
+            println!("{:#?}", store.stats().await?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let creds = config::root_credentials(&cfg)?;
+    let store = open_store(&cfg).await?;
+    let s3 = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let admin = tokio::net::TcpListener::bind(cfg.admin_listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.admin_listen))?;
+    tracing::warn!("virus scanning is not enabled: uploads are NOT scanned");
+    if creds.created {
+        println!(
+            "root credentials created (shown once; kept in {}):\n  access key: {}\n  secret key: {}",
+            cfg.data_dir.join("root-credentials").display(),
+            creds.access_key,
+            creds.secret_key
+        );
+    }
+    // Tests and scripts read the real addresses from this line.
+    println!(
+        "s3dedup listening: s3=http://{} admin=http://{} data={}",
+        s3.local_addr()?,
+        admin.local_addr()?,
+        cfg.data_dir.display()
+    );
+    let opts = ServeOptions {
+        settings: GatewaySettings {
+            region: cfg.region.clone(),
+            min_part_size: cfg.min_part_size,
+        },
+        credentials: Credentials {
+            access_key: creds.access_key,
+            secret_key: creds.secret_key,
+        },
+        domain: cfg.domain.clone(),
+    };
+    server::run(store, opts, s3, admin, server::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

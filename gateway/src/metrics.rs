@@ -1,0 +1,97 @@
+//! Metric names (one place, so dashboards and code agree) and recording helpers.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use s3dedup_storage::Store;
+
+/// Requests by `operation` and `status`.
+pub const REQUESTS: &str = "s3dedup_requests_total";
+/// Request latency in seconds by `operation`.
+pub const REQUEST_SECONDS: &str = "s3dedup_request_duration_seconds";
+/// Sum of sizes of committed objects.
+pub const LOGICAL_BYTES: &str = "s3dedup_logical_bytes";
+/// Sum of sizes of referenced unique chunks.
+pub const UNIQUE_BYTES: &str = "s3dedup_unique_bytes";
+/// Bytes held by the backing store (packs known to the index) plus inline chunks.
+pub const STORED_BYTES: &str = "s3dedup_stored_bytes";
+/// Committed objects.
+pub const OBJECTS: &str = "s3dedup_objects";
+/// Referenced unique chunks.
+pub const CHUNKS: &str = "s3dedup_chunks";
+/// logical / unique bytes.
+pub const DEDUP_RATIO: &str = "s3dedup_dedup_ratio";
+/// logical − unique bytes.
+pub const BYTES_SAVED: &str = "s3dedup_bytes_saved";
+/// Bytes received in uploads.
+pub const INGESTED_BYTES: &str = "s3dedup_ingested_bytes_total";
+/// Chunks cut from uploads that were already stored (by `result`=`new`|`deduped`).
+pub const INGESTED_CHUNKS: &str = "s3dedup_ingested_chunks_total";
+/// Chunk reads that failed verification.
+pub const READ_VERIFY_FAILURES: &str = "s3dedup_read_verify_failures_total";
+/// Index write transactions committed / writes applied (group commit).
+pub const INDEX_COMMITS: &str = "s3dedup_index_commits";
+/// Index writes applied.
+pub const INDEX_WRITES: &str = "s3dedup_index_writes";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder (once).
+pub fn install() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let buckets = [
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            60.0,
+        ];
+        let builder = PrometheusBuilder::new()
+            .set_buckets(&buckets)
+            .expect("static non-empty buckets");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+        }
+        handle
+    })
+}
+
+/// Renders all metrics, refreshing the gauges that mirror the index first.
+pub async fn render(store: &Store) -> String {
+    let handle = install();
+    if let Ok(s) = store.stats().await {
+        metrics::gauge!(LOGICAL_BYTES).set(s.logical_bytes as f64);
+        metrics::gauge!(UNIQUE_BYTES).set(s.unique_bytes as f64);
+        metrics::gauge!(STORED_BYTES).set(s.stored_bytes as f64);
+        metrics::gauge!(OBJECTS).set(s.objects as f64);
+        metrics::gauge!(CHUNKS).set(s.chunks as f64);
+        metrics::gauge!(BYTES_SAVED).set(s.logical_bytes.saturating_sub(s.unique_bytes) as f64);
+        let ratio = if s.unique_bytes == 0 {
+            1.0
+        } else {
+            s.logical_bytes as f64 / s.unique_bytes as f64
+        };
+        metrics::gauge!(DEDUP_RATIO).set(ratio);
+    }
+    let c = store.index().commit_counters();
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    metrics::gauge!(INDEX_COMMITS).set(load(&c.commits));
+    metrics::gauge!(INDEX_WRITES).set(load(&c.writes));
+    handle.render()
+}
+
+/// Records one S3 operation's outcome.
+pub fn record_request(operation: &'static str, status: u16, started: Instant) {
+    metrics::counter!(REQUESTS, "operation" => operation, "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!(REQUEST_SECONDS, "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// Records what an upload did.
+pub fn record_ingest(stats: &s3dedup_storage::ingest::IngestStats, size: u64) {
+    metrics::counter!(INGESTED_BYTES).increment(size);
+    metrics::counter!(INGESTED_CHUNKS, "result" => "new").increment(stats.new_chunks);
+    metrics::counter!(INGESTED_CHUNKS, "result" => "deduped")
+        .increment(stats.chunks - stats.new_chunks);
+}

@@ -1,0 +1,136 @@
+//! Bucket operations.
+
+use s3s::dto;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::{Gateway, timestamp};
+use crate::error::to_s3;
+
+/// S3 bucket naming rules (general purpose buckets).
+pub(crate) fn valid_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+        && !name.contains(".-")
+        && !name.contains("-.")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+        && !name.starts_with("xn--")
+        && !name.starts_with("sthree-")
+        && !name.ends_with("-s3alias")
+        && !name.ends_with("--ol-s3")
+}
+
+impl Gateway {
+    pub(super) async fn list_buckets_impl(
+        &self,
+        _req: S3Request<dto::ListBucketsInput>,
+    ) -> S3Result<S3Response<dto::ListBucketsOutput>> {
+        let buckets = self.store.buckets().await.map_err(to_s3)?;
+        Ok(S3Response::new(dto::ListBucketsOutput {
+            buckets: Some(
+                buckets
+                    .into_iter()
+                    .map(|(name, rec)| dto::Bucket {
+                        name: Some(name),
+                        creation_date: Some(timestamp(rec.created_ms)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            owner: Some(super::list::owner()),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn create_bucket_impl(
+        &self,
+        req: S3Request<dto::CreateBucketInput>,
+    ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
+        let name = req.input.bucket;
+        if !valid_bucket_name(&name) {
+            return Err(s3_error!(
+                InvalidBucketName,
+                "The specified bucket is not valid: {name}"
+            ));
+        }
+        if let Some(c) = req
+            .input
+            .create_bucket_configuration
+            .and_then(|c| c.location_constraint)
+            && !c.as_str().is_empty()
+            && c.as_str() != self.settings.region
+            && !(c.as_str() == "US" && self.settings.region == "us-east-1")
+        {
+            return Err(s3_error!(
+                InvalidLocationConstraint,
+                "This endpoint serves region {}",
+                self.settings.region
+            ));
+        }
+        self.store.create_bucket(&name).await.map_err(to_s3)?;
+        Ok(S3Response::new(dto::CreateBucketOutput {
+            location: Some(format!("/{name}")),
+        }))
+    }
+
+    pub(super) async fn head_bucket_impl(
+        &self,
+        req: S3Request<dto::HeadBucketInput>,
+    ) -> S3Result<S3Response<dto::HeadBucketOutput>> {
+        match self.store.bucket(&req.input.bucket).await.map_err(to_s3)? {
+            Some(_) => Ok(S3Response::new(dto::HeadBucketOutput {
+                bucket_region: Some(self.settings.region.clone()),
+                ..Default::default()
+            })),
+            None => Err(s3_error!(NoSuchBucket)),
+        }
+    }
+
+    pub(super) async fn delete_bucket_impl(
+        &self,
+        req: S3Request<dto::DeleteBucketInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketOutput>> {
+        self.store
+            .delete_bucket(&req.input.bucket)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::with_status(
+            dto::DeleteBucketOutput::default(),
+            http::StatusCode::NO_CONTENT,
+        ))
+    }
+
+    pub(super) async fn get_bucket_location_impl(
+        &self,
+        req: S3Request<dto::GetBucketLocationInput>,
+    ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
+        if self.store.bucket(&req.input.bucket).await.map_err(to_s3)?.is_none() {
+            return Err(s3_error!(NoSuchBucket));
+        }
+        // us-east-1 is reported as an empty constraint, as S3 does.
+        let region = &self.settings.region;
+        Ok(S3Response::new(dto::GetBucketLocationOutput {
+            location_constraint: (region != "us-east-1")
+                .then(|| dto::BucketLocationConstraint::from(region.clone())),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_bucket_name;
+
+    #[test]
+    fn bucket_names() {
+        for ok in ["abc", "my-bucket.data", "a1b", &"a".repeat(63)] {
+            assert!(valid_bucket_name(ok), "{ok}");
+        }
+        for bad in ["ab", "Abc", "-abc", "abc-", "a..b", "192.168.1.1", "a_b", "xn--abc", &"a".repeat(64), "a.-b"] {
+            assert!(!valid_bucket_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The S3 API over the storage engine.
+//!
+//! Layout:
+//! - `mod.rs` — [`Gateway`], the `s3s::S3` impl (one line per operation, each timed and
+//!   counted by [`observe`]) and shared helpers (metadata, conditions, names);
+//! - `buckets.rs` — bucket operations;
+//! - `objects.rs` — PUT/GET/HEAD/DELETE/COPY of objects, DeleteObjects;
+//! - `list.rs` — ListObjects v1 and v2;
+//! - `multipart.rs` — multipart uploads.
+
+mod buckets;
+mod list;
+mod multipart;
+mod objects;
+
+use std::time::{Instant, UNIX_EPOCH};
+
+use s3dedup_storage::{ObjectMeta, ObjectRecord, Store};
+use s3s::dto::{self, ETag, Timestamp};
+use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
+
+use crate::checksum::Algorithm;
+
+/// Settings the S3 layer needs.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Region reported by GetBucketLocation.
+    pub region: String,
+    /// Minimum size of every multipart part but the last.
+    pub min_part_size: u64,
+}
+
+/// The S3 service: an `s3s::S3` implementation over a [`Store`].
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    store: Store,
+    settings: GatewaySettings,
+}
+
+impl Gateway {
+    /// A gateway serving `store`.
+    pub fn new(store: Store, settings: GatewaySettings) -> Self {
+        Gateway { store, settings }
+    }
+}
+
+/// Times and counts one operation; 5xx outcomes were logged where they were converted.
+async fn observe<T>(
+    operation: &'static str,
+    fut: impl Future<Output = S3Result<S3Response<T>>>,
+) -> S3Result<S3Response<T>> {
+    let started = Instant::now();
+    let r = fut.await;
+    let status = match &r {
+        Ok(resp) => resp.status.map_or(200, |s| s.as_u16()),
+        Err(e) => e.status_code().map_or(500, |s| s.as_u16()),
+    };
+    crate::metrics::record_request(operation, status, started);
+    if status >= 500 {
+        tracing::warn!(operation, status, "request failed");
+    } else {
+        tracing::info!(operation, status, ms = started.elapsed().as_millis() as u64, "request");
+    }
+    r
+}
+
+/// Timestamp of a record's mtime.
+fn timestamp(ms: u64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + std::time::Duration::from_millis(ms))
+}
+
+fn etag(rec: &ObjectRecord) -> ETag {
+    ETag::Strong(rec.etag.to_string())
+}
+
+/// Whole seconds since the epoch, as HTTP dates compare.
+fn seconds(t: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(t.clone()).unix_timestamp()
+}
+
+/// S3 keys are at most 1024 bytes of UTF-8.
+fn check_key(key: &str) -> S3Result<()> {
+    if key.is_empty() {
+        return Err(s3_error!(InvalidArgument, "The object key must not be empty"));
+    }
+    if key.len() > 1024 {
+        return Err(s3_error!(
+            KeyTooLongError,
+            "Your key is {} bytes; the maximum is 1024",
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Evaluates GET/HEAD conditional headers (RFC 9110 order) against the current version.
+fn check_read_conditions(
+    rec: &ObjectRecord,
+    if_match: Option<&dto::ETagCondition>,
+    if_none_match: Option<&dto::ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    let tag = rec.etag.to_string();
+    let matches = |c: &dto::ETagCondition| match c {
+        dto::ETagCondition::Any => true,
+        dto::ETagCondition::ETag(e) => e.value() == tag,
+    };
+    let mtime = (rec.mtime_ms / 1000) as i64;
+    if let Some(c) = if_match {
+        if !matches(c) {
+            return Err(s3_error!(PreconditionFailed, "If-Match did not match"));
+        }
+    } else if let Some(t) = if_unmodified_since
+        && mtime > seconds(t)
+    {
+        return Err(s3_error!(PreconditionFailed, "The object was modified since the given time"));
+    }
+    let not_modified = match (if_none_match, if_modified_since) {
+        (Some(c), _) => matches(c),
+        (None, Some(t)) => mtime <= seconds(t),
+        (None, None) => false,
+    };
+    if not_modified {
+        let mut e = s3_error!(NotModified);
+        let mut headers = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(&format!("\"{tag}\"")) {
+            headers.insert(http::header::ETAG, v);
+        }
+        e.set_headers(headers);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Standard headers kept with an object, as (lowercase name, value).
+struct StdHeaders<'a> {
+    cache_control: Option<&'a String>,
+    content_disposition: Option<&'a String>,
+    content_encoding: Option<&'a String>,
+    content_language: Option<&'a String>,
+    expires: Option<&'a Timestamp>,
+}
+
+fn object_meta(
+    content_type: Option<&String>,
+    h: StdHeaders<'_>,
+    user: Option<&dto::Metadata>,
+) -> ObjectMeta {
+    let mut headers = Vec::new();
+    let mut push = |name: &str, v: Option<&String>| {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            headers.push((name.to_owned(), v.clone()));
+        }
+    };
+    push("cache-control", h.cache_control);
+    push("content-disposition", h.content_disposition);
+    // aws-chunked is a transfer detail of the upload, not a property of the object.
+    let encoding = h.content_encoding.map(|e| {
+        e.split(',')
+            .map(str::trim)
+            .filter(|p| !p.eq_ignore_ascii_case("aws-chunked") && !p.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    push("content-encoding", encoding.as_ref());
+    push("content-language", h.content_language);
+    if let Some(t) = h.expires {
+        let mut s = Vec::new();
+        if t.format(dto::TimestampFormat::HttpDate, &mut s).is_ok() {
+            headers.push(("expires".into(), String::from_utf8_lossy(&s).into_owned()));
+        }
+    }
+    let mut user: Vec<(String, String)> = user
+        .map(|m| m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect())
+        .unwrap_or_default();
+    user.sort();
+    ObjectMeta {
+        content_type: content_type.cloned(),
+        headers,
+        user,
+        checksums: Vec::new(),
+    }
+}
+
+fn header<'a>(meta: &'a ObjectMeta, name: &str) -> Option<&'a String> {
+    meta.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+fn user_metadata(meta: &ObjectMeta) -> Option<dto::Metadata> {
+    (!meta.user.is_empty()).then(|| meta.user.iter().cloned().collect())
+}
+
+fn expires(meta: &ObjectMeta) -> Option<Timestamp> {
+    header(meta, "expires")
+        .and_then(|v| Timestamp::parse(dto::TimestampFormat::HttpDate, v).ok())
+}
+
+/// Checksum values of a record for the given algorithm set, as output fields.
+#[derive(Default)]
+struct ChecksumFields {
+    crc32: Option<String>,
+    crc32c: Option<String>,
+    crc64nvme: Option<String>,
+    sha1: Option<String>,
+    sha256: Option<String>,
+}
+
+fn checksum_fields(values: &[(String, String)]) -> ChecksumFields {
+    let mut f = ChecksumFields::default();
+    for (name, v) in values {
+        let slot = match Algorithm::parse(name) {
+            Some(Algorithm::Crc32) => &mut f.crc32,
+            Some(Algorithm::Crc32c) => &mut f.crc32c,
+            Some(Algorithm::Crc64Nvme) => &mut f.crc64nvme,
+            Some(Algorithm::Sha1) => &mut f.sha1,
+            Some(Algorithm::Sha256) => &mut f.sha256,
+            None => continue,
+        };
+        *slot = Some(v.clone());
+    }
+    f
+}
+
+#[async_trait::async_trait]
+impl S3 for Gateway {
+    async fn list_buckets(
+        &self,
+        req: S3Request<dto::ListBucketsInput>,
+    ) -> S3Result<S3Response<dto::ListBucketsOutput>> {
+        observe("ListBuckets", self.list_buckets_impl(req)).await
+    }
+    async fn create_bucket(
+        &self,
+        req: S3Request<dto::CreateBucketInput>,
+    ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
+        observe("CreateBucket", self.create_bucket_impl(req)).await
+    }
+    async fn head_bucket(
+        &self,
+        req: S3Request<dto::HeadBucketInput>,
+    ) -> S3Result<S3Response<dto::HeadBucketOutput>> {
+        observe("HeadBucket", self.head_bucket_impl(req)).await
+    }
+    async fn delete_bucket(
+        &self,
+        req: S3Request<dto::DeleteBucketInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketOutput>> {
+        observe("DeleteBucket", self.delete_bucket_impl(req)).await
+    }
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<dto::GetBucketLocationInput>,
+    ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
+        observe("GetBucketLocation", self.get_bucket_location_impl(req)).await
+    }
+    async fn put_object(
+        &self,
+        req: S3Request<dto::PutObjectInput>,
+    ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        observe("PutObject", self.put_object_impl(req)).await
+    }
+    async fn get_object(
+        &self,
+        req: S3Request<dto::GetObjectInput>,
+    ) -> S3Result<S3Response<dto::GetObjectOutput>> {
+        observe("GetObject", self.get_object_impl(req)).await
+    }
+    async fn head_object(
+        &self,
+        req: S3Request<dto::HeadObjectInput>,
+    ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
+        observe("HeadObject", self.head_object_impl(req)).await
+    }
+    async fn delete_object(
+        &self,
+        req: S3Request<dto::DeleteObjectInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
+        observe("DeleteObject", self.delete_object_impl(req)).await
+    }
+    async fn delete_objects(
+        &self,
+        req: S3Request<dto::DeleteObjectsInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
+        observe("DeleteObjects", self.delete_objects_impl(req)).await
+    }
+    async fn copy_object(
+        &self,
+        req: S3Request<dto::CopyObjectInput>,
+    ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+        observe("CopyObject", self.copy_object_impl(req)).await
+    }
+    async fn list_objects(
+        &self,
+        req: S3Request<dto::ListObjectsInput>,
+    ) -> S3Result<S3Response<dto::ListObjectsOutput>> {
+        observe("ListObjects", self.list_objects_impl(req)).await
+    }
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<dto::ListObjectsV2Input>,
+    ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
+        observe("ListObjectsV2", self.list_objects_v2_impl(req)).await
+    }
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<dto::CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
+        observe("CreateMultipartUpload", self.create_multipart_upload_impl(req)).await
+    }
+    async fn upload_part(
+        &self,
+        req: S3Request<dto::UploadPartInput>,
+    ) -> S3Result<S3Response<dto::UploadPartOutput>> {
+        observe("UploadPart", self.upload_part_impl(req)).await
+    }
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<dto::UploadPartCopyInput>,
+    ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
+        observe("UploadPartCopy", self.upload_part_copy_impl(req)).await
+    }
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<dto::CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
+        observe("CompleteMultipartUpload", self.complete_multipart_upload_impl(req)).await
+    }
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<dto::AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
+        observe("AbortMultipartUpload", self.abort_multipart_upload_impl(req)).await
+    }
+    async fn list_parts(
+        &self,
+        req: S3Request<dto::ListPartsInput>,
+    ) -> S3Result<S3Response<dto::ListPartsOutput>> {
+        observe("ListParts", self.list_parts_impl(req)).await
+    }
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<dto::ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<dto::ListMultipartUploadsOutput>> {
+        observe("ListMultipartUploads", self.list_multipart_uploads_impl(req)).await
+    }
+}

@@ -1,0 +1,317 @@
+//! Multipart uploads. Parts may arrive concurrently and in any order; each is verified
+//! like a PUT and holds references to its chunks until the upload completes or aborts.
+
+use s3dedup_storage::WriteCondition;
+use s3s::dto::{self, StreamingBlob};
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::objects::{Claims, claimed_values, ingest_verified, resolve_range};
+use super::{Gateway, StdHeaders, check_key, object_meta, timestamp};
+use crate::error::to_s3;
+
+const MAX_PART_NUMBER: i32 = 10_000;
+
+fn part_number(n: i32) -> S3Result<u32> {
+    if (1..=MAX_PART_NUMBER).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(s3_error!(
+            InvalidArgument,
+            "Part number must be an integer between 1 and 10000, inclusive"
+        ))
+    }
+}
+
+impl Gateway {
+    /// Checks that the upload exists and belongs to bucket/key.
+    async fn upload_for(&self, upload_id: &str, bucket: &str, key: &str) -> S3Result<()> {
+        let up = self.store.upload(upload_id).await.map_err(to_s3)?;
+        if up.bucket != bucket || up.key != key {
+            return Err(s3_error!(NoSuchUpload, "The specified upload does not exist"));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn create_multipart_upload_impl(
+        &self,
+        req: S3Request<dto::CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
+        let i = req.input;
+        check_key(&i.key)?;
+        let meta = object_meta(
+            i.content_type.as_ref(),
+            StdHeaders {
+                cache_control: i.cache_control.as_ref(),
+                content_disposition: i.content_disposition.as_ref(),
+                content_encoding: i.content_encoding.as_ref(),
+                content_language: i.content_language.as_ref(),
+                expires: i.expires.as_ref(),
+            },
+            i.metadata.as_ref(),
+        );
+        let id = self
+            .store
+            .create_upload(&i.bucket, &i.key, meta)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::CreateMultipartUploadOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(id),
+            checksum_algorithm: i.checksum_algorithm,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn upload_part_impl(
+        &self,
+        req: S3Request<dto::UploadPartInput>,
+    ) -> S3Result<S3Response<dto::UploadPartOutput>> {
+        let trailers = req.trailing_headers;
+        let mut i = req.input;
+        let n = part_number(i.part_number)?;
+        self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
+        let claims = Claims {
+            content_md5: i.content_md5.as_ref(),
+            content_length: i.content_length,
+            algorithm: i.checksum_algorithm.as_ref(),
+            values: claimed_values(
+                i.checksum_crc32.as_ref(),
+                i.checksum_crc32c.as_ref(),
+                i.checksum_crc64nvme.as_ref(),
+                i.checksum_sha1.as_ref(),
+                i.checksum_sha256.as_ref(),
+            ),
+        };
+        let (pending, checksums) = ingest_verified(self, i.body.take(), claims, trailers).await?;
+        let rec = self
+            .store
+            .put_part(&i.upload_id, n, pending, checksums)
+            .await
+            .map_err(to_s3)?;
+        let c = super::checksum_fields(&rec.checksums);
+        Ok(S3Response::new(dto::UploadPartOutput {
+            e_tag: Some(dto::ETag::Strong(rec.etag().to_string())),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_crc64nvme: c.crc64nvme,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            ..Default::default()
+        }))
+    }
+
+    /// Copies (a range of) an object into a part. The bytes are streamed back through
+    /// the ingest path: every chunk deduplicates, so no data is stored twice, but the
+    /// part's MD5 (its ETag) is computed from the bytes.
+    pub(super) async fn upload_part_copy_impl(
+        &self,
+        req: S3Request<dto::UploadPartCopyInput>,
+    ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
+        let i = req.input;
+        let n = part_number(i.part_number)?;
+        self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
+        let dto::CopySource::Bucket { bucket: sb, key: sk, .. } = &i.copy_source else {
+            return Err(s3_error!(NotImplemented, "Only bucket copy sources are supported"));
+        };
+        let range = match &i.copy_source_range {
+            None => None,
+            Some(r) => {
+                let parsed = dto::Range::parse(r)
+                    .map_err(|_| s3_error!(InvalidArgument, "Invalid copy source range {r}"))?;
+                Some(resolve_range(&parsed))
+            }
+        };
+        let src = self.store.head_object(sb, sk).await.map_err(to_s3)?;
+        match super::check_read_conditions(
+            &src,
+            i.copy_source_if_match.as_ref(),
+            i.copy_source_if_none_match.as_ref(),
+            i.copy_source_if_modified_since.as_ref(),
+            i.copy_source_if_unmodified_since.as_ref(),
+        ) {
+            Ok(()) => {}
+            Err(e) if e.code() == &s3s::S3ErrorCode::NotModified => {
+                return Err(s3_error!(PreconditionFailed, "Copy-source condition did not hold"));
+            }
+            Err(e) => return Err(e),
+        }
+        let reader = self.store.get_object(sb, sk, range).await.map_err(to_s3)?;
+        let len = reader.range.1 - reader.range.0;
+        let blob = StreamingBlob::new(crate::body::ObjectBody::new(None, reader.body, len));
+        let claims = Claims {
+            content_md5: None,
+            content_length: None,
+            algorithm: None,
+            values: Vec::new(),
+        };
+        let (pending, checksums) = ingest_verified(self, Some(blob), claims, None).await?;
+        let rec = self
+            .store
+            .put_part(&i.upload_id, n, pending, checksums)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::UploadPartCopyOutput {
+            copy_part_result: Some(dto::CopyPartResult {
+                e_tag: Some(dto::ETag::Strong(rec.etag().to_string())),
+                last_modified: Some(timestamp(rec.mtime_ms)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn complete_multipart_upload_impl(
+        &self,
+        req: S3Request<dto::CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
+        let i = req.input;
+        self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
+        let parts = i
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| {
+                s3_error!(
+                    MalformedXML,
+                    "The XML you provided was not well-formed or did not validate against our published schema"
+                )
+            })?;
+        let mut listed = Vec::with_capacity(parts.len());
+        for p in parts {
+            let (Some(n), Some(tag)) = (p.part_number, p.e_tag) else {
+                return Err(s3_error!(MalformedXML, "Each part needs a PartNumber and an ETag"));
+            };
+            listed.push((part_number(n)?, tag.value().to_owned()));
+        }
+        let cond = match (&i.if_match, &i.if_none_match) {
+            (None, None) => WriteCondition::default(),
+            (m, nm) => WriteCondition {
+                if_match: m.as_ref().and_then(|c| c.as_etag()).map(|e| e.value().to_owned()),
+                if_none_match_any: nm.as_ref().is_some_and(dto::ETagCondition::is_any),
+            },
+        };
+        let (bucket, key, rec) = self
+            .store
+            .complete_upload(&i.upload_id, listed, self.settings.min_part_size, Vec::new(), cond)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
+            bucket: Some(bucket.clone()),
+            key: Some(key.clone()),
+            e_tag: Some(super::etag(&rec)),
+            location: Some(format!("/{bucket}/{key}")),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn abort_multipart_upload_impl(
+        &self,
+        req: S3Request<dto::AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
+        let i = req.input;
+        self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
+        self.store.abort_upload(&i.upload_id).await.map_err(to_s3)?;
+        Ok(S3Response::with_status(
+            dto::AbortMultipartUploadOutput::default(),
+            http::StatusCode::NO_CONTENT,
+        ))
+    }
+
+    pub(super) async fn list_parts_impl(
+        &self,
+        req: S3Request<dto::ListPartsInput>,
+    ) -> S3Result<S3Response<dto::ListPartsOutput>> {
+        let i = req.input;
+        self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
+        let max = i.max_parts.map_or(1000, |m| m.clamp(0, 1000) as usize);
+        let after = match i.part_number_marker {
+            None => 0,
+            Some(m) => u32::try_from(m)
+                .map_err(|_| s3_error!(InvalidArgument, "Invalid part-number-marker"))?,
+        };
+        let mut parts = self
+            .store
+            .list_parts(&i.upload_id, after, max + 1)
+            .await
+            .map_err(to_s3)?;
+        let truncated = parts.len() > max;
+        parts.truncate(max);
+        let next = parts.last().map(|(n, _)| *n as i32);
+        Ok(S3Response::new(dto::ListPartsOutput {
+            bucket: Some(i.bucket),
+            key: Some(i.key),
+            upload_id: Some(i.upload_id),
+            max_parts: Some(max as i32),
+            is_truncated: Some(truncated),
+            part_number_marker: i.part_number_marker,
+            next_part_number_marker: if truncated { next } else { None },
+            parts: Some(
+                parts
+                    .into_iter()
+                    .map(|(n, p)| dto::Part {
+                        part_number: Some(n as i32),
+                        e_tag: Some(dto::ETag::Strong(p.etag().to_string())),
+                        size: Some(p.size as i64),
+                        last_modified: Some(timestamp(p.mtime_ms)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            owner: Some(super::list::owner()),
+            initiator: Some(dto::Initiator {
+                display_name: Some("s3dedup".into()),
+                id: Some("s3dedup".into()),
+            }),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn list_multipart_uploads_impl(
+        &self,
+        req: S3Request<dto::ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<dto::ListMultipartUploadsOutput>> {
+        let i = req.input;
+        let max = i.max_uploads.map_or(1000, |m| m.clamp(0, 1000) as usize);
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let key_marker = i.key_marker.clone().filter(|k| !k.is_empty());
+        // Without an upload-id marker, every upload of the marker key is skipped too.
+        let after = key_marker.clone().map(|k| {
+            let id = i
+                .upload_id_marker
+                .clone()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "\u{10FFFF}".into());
+            (k, id)
+        });
+        let mut ups = self
+            .store
+            .list_uploads(&i.bucket, &prefix, after, max + 1)
+            .await
+            .map_err(to_s3)?;
+        let truncated = ups.len() > max;
+        ups.truncate(max);
+        let last = ups.last().map(|u| (u.key.clone(), u.upload_id.clone()));
+        Ok(S3Response::new(dto::ListMultipartUploadsOutput {
+            bucket: Some(i.bucket),
+            prefix: i.prefix,
+            key_marker: i.key_marker,
+            upload_id_marker: i.upload_id_marker,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            next_key_marker: truncated.then(|| last.clone().map(|l| l.0)).flatten(),
+            next_upload_id_marker: truncated.then(|| last.map(|l| l.1)).flatten(),
+            uploads: Some(
+                ups.into_iter()
+                    .map(|u| dto::MultipartUpload {
+                        key: Some(u.key),
+                        upload_id: Some(u.upload_id),
+                        initiated: Some(timestamp(u.initiated_ms)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+}

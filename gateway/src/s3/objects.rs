@@ -1,0 +1,505 @@
+//! Objects: PUT, GET, HEAD, DELETE, DeleteObjects, COPY, and the verified upload path
+//! shared with UploadPart.
+
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use futures::StreamExt;
+use s3dedup_storage::{ByteRange, PendingObject, WriteCondition};
+use s3s::dto::{self, StreamingBlob};
+use s3s::{S3Request, S3Response, S3Result, TrailingHeaders, s3_error};
+
+use super::{
+    Gateway, StdHeaders, check_key, check_read_conditions, checksum_fields, etag, expires,
+    header, object_meta, timestamp, user_metadata,
+};
+use crate::checksum::{Algorithm, Hasher};
+use crate::error::to_s3;
+
+/// What the client claims about an upload body.
+pub(super) struct Claims<'a> {
+    pub(super) content_md5: Option<&'a String>,
+    pub(super) content_length: Option<i64>,
+    pub(super) algorithm: Option<&'a dto::ChecksumAlgorithm>,
+    /// Values sent as headers, by algorithm.
+    pub(super) values: Vec<(Algorithm, String)>,
+}
+
+pub(super) fn claimed_values(
+    crc32: Option<&String>,
+    crc32c: Option<&String>,
+    crc64nvme: Option<&String>,
+    sha1: Option<&String>,
+    sha256: Option<&String>,
+) -> Vec<(Algorithm, String)> {
+    [
+        (Algorithm::Crc32, crc32),
+        (Algorithm::Crc32c, crc32c),
+        (Algorithm::Crc64Nvme, crc64nvme),
+        (Algorithm::Sha1, sha1),
+        (Algorithm::Sha256, sha256),
+    ]
+    .into_iter()
+    .filter_map(|(a, v)| v.map(|v| (a, v.trim().to_owned())))
+    .collect()
+}
+
+/// Ingests an upload body and verifies it: length, Content-MD5, and every
+/// `x-amz-checksum-*` sent as a header or trailer (computed over the decoded payload).
+/// Returns the pending object and the checksums computed (name, base64 value).
+pub(super) async fn ingest_verified(
+    gw: &Gateway,
+    body: Option<StreamingBlob>,
+    claims: Claims<'_>,
+    trailers: Option<TrailingHeaders>,
+) -> S3Result<(PendingObject, Vec<(String, String)>)> {
+    let md5 = match claims.content_md5 {
+        None => None,
+        Some(v) => Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.trim())
+                .ok()
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                .ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid"))?,
+        ),
+    };
+    let requested = match claims.algorithm {
+        None => None,
+        Some(a) => Some(Algorithm::parse(a.as_str()).ok_or_else(|| {
+            s3_error!(InvalidArgument, "Unsupported checksum algorithm {}", a.as_str())
+        })?),
+    };
+    for (a, v) in &claims.values {
+        if !a.valid_value(v) {
+            return Err(s3_error!(InvalidDigest, "The {} you specified is not valid", a.header()));
+        }
+    }
+    let hasher = Arc::new(Mutex::new(Hasher::new(
+        requested
+            .into_iter()
+            .chain(claims.values.iter().map(|(a, _)| *a)),
+    )));
+    let h = Arc::clone(&hasher);
+    let stream = body.unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
+    let stream = stream.map(move |r| {
+        if let Ok(b) = &r {
+            h.lock().unwrap_or_else(|p| p.into_inner()).update(b);
+        }
+        r
+    });
+    let pending = gw.store.ingest(stream).await.map_err(to_s3)?;
+    crate::metrics::record_ingest(&pending.stats, pending.size);
+
+    if let Some(len) = claims.content_length
+        && u64::try_from(len).ok() != Some(pending.size)
+    {
+        return Err(s3_error!(
+            IncompleteBody,
+            "Received {} bytes, Content-Length said {len}",
+            pending.size
+        ));
+    }
+    if let Some(want) = md5
+        && want != pending.md5
+    {
+        return Err(s3_error!(
+            BadDigest,
+            "The Content-MD5 you specified did not match what we received"
+        ));
+    }
+    let computed = Arc::try_unwrap(hasher)
+        .map_err(|_| s3_error!(InternalError, "checksum state still shared"))?
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .finish();
+    // Values sent in a trailer arrive only after the body; s3s exposes them now.
+    let mut claimed = claims.values;
+    if let Some(a) = requested
+        && !claimed.iter().any(|(c, _)| *c == a)
+        && let Some(t) = trailers.and_then(|t| t.take())
+        && let Some(v) = t.get(a.header()).and_then(|v| v.to_str().ok())
+    {
+        if !a.valid_value(v) {
+            return Err(s3_error!(InvalidDigest, "The {} trailer is not valid", a.header()));
+        }
+        claimed.push((a, v.trim().to_owned()));
+    }
+    for (a, v) in &claimed {
+        let ours = computed.iter().find(|(c, _)| c == a).map(|(_, v)| v);
+        if ours != Some(v) {
+            return Err(s3_error!(
+                BadDigest,
+                "The {} you specified did not match the calculated checksum",
+                a.name()
+            ));
+        }
+    }
+    let checksums = computed
+        .into_iter()
+        .map(|(a, v)| (a.name().to_owned(), v))
+        .collect();
+    Ok((pending, checksums))
+}
+
+fn write_condition(
+    if_match: Option<&dto::ETagCondition>,
+    if_none_match: Option<&dto::ETagCondition>,
+) -> S3Result<WriteCondition> {
+    let if_none_match_any = match if_none_match {
+        None => false,
+        Some(dto::ETagCondition::Any) => true,
+        Some(_) => {
+            return Err(s3_error!(
+                NotImplemented,
+                "Conditional writes support only If-None-Match: *"
+            ));
+        }
+    };
+    let if_match = if_match.map(|c| match c {
+        dto::ETagCondition::Any => "*".to_owned(),
+        dto::ETagCondition::ETag(e) => e.value().to_owned(),
+    });
+    Ok(WriteCondition {
+        if_match,
+        if_none_match_any,
+    })
+}
+
+pub(super) fn resolve_range(r: &dto::Range) -> ByteRange {
+    match *r {
+        dto::Range::Int { first, last: Some(last) } => ByteRange::FromTo(first, last),
+        dto::Range::Int { first, last: None } => ByteRange::From(first),
+        dto::Range::Suffix { length } => ByteRange::Suffix(length),
+    }
+}
+
+fn wants_checksums(mode: Option<&dto::ChecksumMode>) -> bool {
+    mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(dto::ChecksumMode::ENABLED))
+}
+
+impl Gateway {
+    pub(super) async fn put_object_impl(
+        &self,
+        req: S3Request<dto::PutObjectInput>,
+    ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        let trailers = req.trailing_headers;
+        let mut input = req.input;
+        check_key(&input.key)?;
+        let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let claims = Claims {
+            content_md5: input.content_md5.as_ref(),
+            content_length: input.content_length,
+            algorithm: input.checksum_algorithm.as_ref(),
+            values: claimed_values(
+                input.checksum_crc32.as_ref(),
+                input.checksum_crc32c.as_ref(),
+                input.checksum_crc64nvme.as_ref(),
+                input.checksum_sha1.as_ref(),
+                input.checksum_sha256.as_ref(),
+            ),
+        };
+        let (pending, checksums) =
+            ingest_verified(self, input.body.take(), claims, trailers).await?;
+        let mut meta = object_meta(
+            input.content_type.as_ref(),
+            StdHeaders {
+                cache_control: input.cache_control.as_ref(),
+                content_disposition: input.content_disposition.as_ref(),
+                content_encoding: input.content_encoding.as_ref(),
+                content_language: input.content_language.as_ref(),
+                expires: input.expires.as_ref(),
+            },
+            input.metadata.as_ref(),
+        );
+        meta.checksums = checksums;
+        let rec = self
+            .store
+            .put_object(&input.bucket, &input.key, pending, meta, cond)
+            .await
+            .map_err(to_s3)?;
+        let c = checksum_fields(&rec.meta.checksums);
+        Ok(S3Response::new(dto::PutObjectOutput {
+            e_tag: Some(etag(&rec)),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_crc64nvme: c.crc64nvme,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn get_object_impl(
+        &self,
+        req: S3Request<dto::GetObjectInput>,
+    ) -> S3Result<S3Response<dto::GetObjectOutput>> {
+        let input = req.input;
+        if input.part_number.is_some() {
+            return Err(s3_error!(NotImplemented, "GetObject with partNumber is not supported"));
+        }
+        let range = input.range.as_ref().map(resolve_range);
+        // Conditions first, against the current version (S3 answers 304/412 before 416).
+        let head = self.store.head_object(&input.bucket, &input.key).await.map_err(to_s3)?;
+        check_read_conditions(
+            &head,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let reader = self
+            .store
+            .get_object(&input.bucket, &input.key, range)
+            .await
+            .map_err(to_s3)?;
+        let rec = reader.record;
+        let (start, end) = reader.range;
+        let mut body = reader.body;
+        // Read the first piece before answering: a damaged object fails with a 500
+        // instead of a 200 with a cut-off body, in the common case.
+        let first = match body.next().await {
+            None => None,
+            Some(Ok(b)) => Some(b),
+            Some(Err(e)) => {
+                metrics::counter!(crate::metrics::READ_VERIFY_FAILURES).increment(1);
+                return Err(to_s3(e));
+            }
+        };
+        let len = end - start;
+        let full = range.is_none();
+        let c = if full && wants_checksums(input.checksum_mode.as_ref()) {
+            checksum_fields(&rec.meta.checksums)
+        } else {
+            Default::default()
+        };
+        let meta = &rec.meta;
+        let out = dto::GetObjectOutput {
+            body: Some(StreamingBlob::new(crate::body::ObjectBody::new(first, body, len))),
+            content_length: Some(len as i64),
+            content_range: (!full).then(|| format!("bytes {start}-{}/{}", end - 1, rec.size)),
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag(&rec)),
+            last_modified: Some(timestamp(rec.mtime_ms)),
+            content_type: input
+                .response_content_type
+                .or_else(|| meta.content_type.clone()),
+            cache_control: input
+                .response_cache_control
+                .or_else(|| header(meta, "cache-control").cloned()),
+            content_disposition: input
+                .response_content_disposition
+                .or_else(|| header(meta, "content-disposition").cloned()),
+            content_encoding: input
+                .response_content_encoding
+                .or_else(|| header(meta, "content-encoding").cloned()),
+            content_language: input
+                .response_content_language
+                .or_else(|| header(meta, "content-language").cloned()),
+            expires: input.response_expires.or_else(|| expires(meta)),
+            metadata: user_metadata(meta),
+            parts_count: (rec.etag.parts > 0).then_some(rec.etag.parts as i32),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_crc64nvme: c.crc64nvme,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            ..Default::default()
+        };
+        Ok(S3Response::new(out))
+    }
+
+    pub(super) async fn head_object_impl(
+        &self,
+        req: S3Request<dto::HeadObjectInput>,
+    ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
+        let input = req.input;
+        if input.part_number.is_some() {
+            return Err(s3_error!(NotImplemented, "HeadObject with partNumber is not supported"));
+        }
+        let rec = self.store.head_object(&input.bucket, &input.key).await.map_err(to_s3)?;
+        check_read_conditions(
+            &rec,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let (content_length, content_range) = match input.range.as_ref() {
+            None => (rec.size, None),
+            Some(r) => {
+                let (s, e) = resolve_range(r).resolve(rec.size).map_err(to_s3)?;
+                (e - s, Some(format!("bytes {s}-{}/{}", e - 1, rec.size)))
+            }
+        };
+        let c = if content_range.is_none() && wants_checksums(input.checksum_mode.as_ref()) {
+            checksum_fields(&rec.meta.checksums)
+        } else {
+            Default::default()
+        };
+        let meta = &rec.meta;
+        Ok(S3Response::new(dto::HeadObjectOutput {
+            content_length: Some(content_length as i64),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(etag(&rec)),
+            last_modified: Some(timestamp(rec.mtime_ms)),
+            content_type: meta.content_type.clone(),
+            cache_control: header(meta, "cache-control").cloned(),
+            content_disposition: header(meta, "content-disposition").cloned(),
+            content_encoding: header(meta, "content-encoding").cloned(),
+            content_language: header(meta, "content-language").cloned(),
+            expires: expires(meta),
+            metadata: user_metadata(meta),
+            parts_count: (rec.etag.parts > 0).then_some(rec.etag.parts as i32),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_crc64nvme: c.crc64nvme,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn delete_object_impl(
+        &self,
+        req: S3Request<dto::DeleteObjectInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
+        let input = req.input;
+        if let Some(c) = input.if_match.as_ref() {
+            let rec = self.store.head_object(&input.bucket, &input.key).await.map_err(to_s3)?;
+            if let dto::ETagCondition::ETag(e) = c
+                && e.value() != rec.etag.to_string()
+            {
+                return Err(s3_error!(PreconditionFailed, "If-Match did not match"));
+            }
+        }
+        self.store
+            .delete_object(&input.bucket, &input.key)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::with_status(
+            dto::DeleteObjectOutput::default(),
+            http::StatusCode::NO_CONTENT,
+        ))
+    }
+
+    pub(super) async fn delete_objects_impl(
+        &self,
+        req: S3Request<dto::DeleteObjectsInput>,
+    ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
+        let input = req.input;
+        if input.delete.objects.len() > 1000 {
+            return Err(s3_error!(MalformedXML, "DeleteObjects takes at most 1000 keys"));
+        }
+        if self.store.bucket(&input.bucket).await.map_err(to_s3)?.is_none() {
+            return Err(s3_error!(NoSuchBucket, "The specified bucket does not exist"));
+        }
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+        for obj in input.delete.objects {
+            let r = match check_key(&obj.key) {
+                Err(e) => Err(e),
+                Ok(()) => self
+                    .store
+                    .delete_object(&input.bucket, &obj.key)
+                    .await
+                    .map_err(to_s3),
+            };
+            match r {
+                Ok(_) => {
+                    if !quiet {
+                        deleted.push(dto::DeletedObject {
+                            key: Some(obj.key),
+                            ..Default::default()
+                        });
+                    }
+                }
+                Err(e) => errors.push(dto::Error {
+                    key: Some(obj.key),
+                    code: Some(e.code().as_str().to_owned()),
+                    message: e.message().map(str::to_owned),
+                    ..Default::default()
+                }),
+            }
+        }
+        Ok(S3Response::new(dto::DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn copy_object_impl(
+        &self,
+        req: S3Request<dto::CopyObjectInput>,
+    ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+        let input = req.input;
+        check_key(&input.key)?;
+        let dto::CopySource::Bucket { bucket: sb, key: sk, version_id } = &input.copy_source else {
+            return Err(s3_error!(NotImplemented, "Only bucket copy sources are supported"));
+        };
+        if version_id.as_deref().is_some_and(|v| v != "null") {
+            return Err(s3_error!(NoSuchVersion, "Versioning is not enabled on this bucket"));
+        }
+        let src = self.store.head_object(sb, sk).await.map_err(to_s3)?;
+        // Copy-source conditions: failures are 412 (S3 uses 412 for both here).
+        match check_read_conditions(
+            &src,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        ) {
+            Ok(()) => {}
+            Err(e) if e.code() == &s3s::S3ErrorCode::NotModified => {
+                return Err(s3_error!(PreconditionFailed, "Copy-source condition did not hold"));
+            }
+            Err(e) => return Err(e),
+        }
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str().eq_ignore_ascii_case(dto::MetadataDirective::REPLACE));
+        if !replace && **sb == *input.bucket && **sk == *input.key {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata"
+            ));
+        }
+        let meta = replace.then(|| {
+            let mut m = object_meta(
+                input.content_type.as_ref(),
+                StdHeaders {
+                    cache_control: input.cache_control.as_ref(),
+                    content_disposition: input.content_disposition.as_ref(),
+                    content_encoding: input.content_encoding.as_ref(),
+                    content_language: input.content_language.as_ref(),
+                    expires: input.expires.as_ref(),
+                },
+                input.metadata.as_ref(),
+            );
+            // The bytes are the same, so their checksums still hold.
+            m.checksums = src.meta.checksums.clone();
+            m
+        });
+        let rec = self
+            .store
+            .copy_object((sb, sk), (&input.bucket, &input.key), meta, WriteCondition::default())
+            .await
+            .map_err(to_s3)?;
+        let c = checksum_fields(&rec.meta.checksums);
+        Ok(S3Response::new(dto::CopyObjectOutput {
+            copy_object_result: Some(dto::CopyObjectResult {
+                e_tag: Some(etag(&rec)),
+                last_modified: Some(timestamp(rec.mtime_ms)),
+                checksum_crc32: c.crc32,
+                checksum_crc32c: c.crc32c,
+                checksum_crc64nvme: c.crc64nvme,
+                checksum_sha1: c.sha1,
+                checksum_sha256: c.sha256,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+}
