@@ -82,27 +82,27 @@ async fn multipart(c: &Client, b: &str, k: &str, body: &[u8], part: usize) -> St
 async fn round_trips_single_and_multipart() {
     let g = Gateway::start().unwrap();
     let c = client(&g);
-    c.create_bucket().bucket("rt").send().await.unwrap();
+    c.create_bucket().bucket("rtrip").send().await.unwrap();
     for (i, len) in [0usize, 1, 65_535, 65_536, 65_537, 10 << 20, 200 << 20].into_iter().enumerate() {
         let body = data(i as u64, len);
         let key = format!("single-{len}");
-        let put = c.put_object().bucket("rt").key(&key).body(ByteStream::from(body.clone())).send().await.unwrap();
+        let put = c.put_object().bucket("rtrip").key(&key).body(ByteStream::from(body.clone())).send().await.unwrap();
         assert_eq!(put.e_tag().unwrap(), format!("\"{}\"", hex::encode(Md5::digest(&body))), "{len}");
-        assert_eq!(get(&c, "rt", &key).await, body, "single {len}");
-        let head = c.head_object().bucket("rt").key(&key).send().await.unwrap();
+        assert_eq!(get(&c, "rtrip", &key).await, body, "single {len}");
+        let head = c.head_object().bucket("rtrip").key(&key).send().await.unwrap();
         assert_eq!(head.content_length(), Some(len as i64));
     }
     for len in [10usize << 20, 200 << 20] {
         let body = data(len as u64, len);
         let key = format!("multi-{len}");
-        let etag = multipart(&c, "rt", &key, &body, 8 << 20).await;
+        let etag = multipart(&c, "rtrip", &key, &body, 8 << 20).await;
         let n = len.div_ceil(8 << 20);
         let mut md5s = Md5::new();
         for p in body.chunks(8 << 20) {
             md5s.update(Md5::digest(p));
         }
         assert_eq!(etag, format!("\"{}-{n}\"", hex::encode(md5s.finalize())));
-        assert_eq!(get(&c, "rt", &key).await, body, "multipart {len}");
+        assert_eq!(get(&c, "rtrip", &key).await, body, "multipart {len}");
     }
 }
 
@@ -110,7 +110,7 @@ async fn round_trips_single_and_multipart() {
 async fn checksums_every_algorithm_and_mismatch() {
     let g = Gateway::start().unwrap();
     let c = client(&g);
-    c.create_bucket().bucket("ck").send().await.unwrap();
+    c.create_bucket().bucket("cksum").send().await.unwrap();
     let body = data(9, 300_000);
     for algo in [
         ChecksumAlgorithm::Crc32,
@@ -120,9 +120,9 @@ async fn checksums_every_algorithm_and_mismatch() {
         ChecksumAlgorithm::Sha256,
     ] {
         let key = format!("k-{}", algo.as_str());
-        c.put_object().bucket("ck").key(&key).checksum_algorithm(algo.clone())
+        c.put_object().bucket("cksum").key(&key).checksum_algorithm(algo.clone())
             .body(ByteStream::from(body.clone())).send().await.unwrap();
-        let o = c.get_object().bucket("ck").key(&key)
+        let o = c.get_object().bucket("cksum").key(&key)
             .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled).send().await.unwrap();
         let has = match algo {
             ChecksumAlgorithm::Crc32 => o.checksum_crc32().is_some(),
@@ -135,13 +135,13 @@ async fn checksums_every_algorithm_and_mismatch() {
         assert_eq!(o.body.collect().await.unwrap().into_bytes().to_vec(), body);
     }
     // A wrong checksum header is refused and nothing is stored.
-    let e = c.put_object().bucket("ck").key("bad").checksum_crc32("AAAAAA==")
+    let e = c.put_object().bucket("cksum").key("bad").checksum_crc32("AAAAAA==")
         .body(ByteStream::from(body.clone())).send().await.unwrap_err();
     assert_eq!(code(&e), "BadDigest");
-    let e = c.put_object().bucket("ck").key("bad").content_md5("1B2M2Y8AsgTpgAmY7PhCfg==")
+    let e = c.put_object().bucket("cksum").key("bad").content_md5("1B2M2Y8AsgTpgAmY7PhCfg==")
         .body(ByteStream::from(body.clone())).send().await.unwrap_err();
     assert_eq!(code(&e), "BadDigest");
-    let e = c.head_object().bucket("ck").key("bad").send().await.unwrap_err();
+    let e = c.head_object().bucket("cksum").key("bad").send().await.unwrap_err();
     assert_eq!(status(&e), 404);
 }
 
@@ -149,9 +149,9 @@ async fn checksums_every_algorithm_and_mismatch() {
 async fn ranges_and_conditions() {
     let g = Gateway::start().unwrap();
     let c = client(&g);
-    c.create_bucket().bucket("rg").send().await.unwrap();
+    c.create_bucket().bucket("range").send().await.unwrap();
     let body = data(3, 200_000);
-    c.put_object().bucket("rg").key("k").body(ByteStream::from(body.clone())).send().await.unwrap();
+    c.put_object().bucket("range").key("k").body(ByteStream::from(body.clone())).send().await.unwrap();
     let n = body.len();
     for (range, want) in [
         ("bytes=0-0", &body[0..1]),
@@ -160,29 +160,29 @@ async fn ranges_and_conditions() {
         ("bytes=-500", &body[n - 500..]),
         (&*format!("bytes=70000-{}", n + 1000), &body[70_000..]),
     ] {
-        let o = c.get_object().bucket("rg").key("k").range(range).send().await.unwrap();
+        let o = c.get_object().bucket("range").key("k").range(range).send().await.unwrap();
         assert!(o.content_range().is_some(), "{range}");
         assert_eq!(o.body.collect().await.unwrap().into_bytes().to_vec(), want, "{range}");
     }
-    let e = c.get_object().bucket("rg").key("k").range(format!("bytes={n}-")).send().await.unwrap_err();
+    let e = c.get_object().bucket("range").key("k").range(format!("bytes={n}-")).send().await.unwrap_err();
     assert_eq!(code(&e), "InvalidRange");
     assert_eq!(status(&e), 416);
-    let etag = c.head_object().bucket("rg").key("k").send().await.unwrap().e_tag().unwrap().to_owned();
-    let e = c.get_object().bucket("rg").key("k").if_none_match(&etag).send().await.unwrap_err();
+    let etag = c.head_object().bucket("range").key("k").send().await.unwrap().e_tag().unwrap().to_owned();
+    let e = c.get_object().bucket("range").key("k").if_none_match(&etag).send().await.unwrap_err();
     assert_eq!(status(&e), 304);
-    let e = c.get_object().bucket("rg").key("k").if_match("\"nope\"").send().await.unwrap_err();
+    let e = c.get_object().bucket("range").key("k").if_match("\"nope\"").send().await.unwrap_err();
     assert_eq!(status(&e), 412);
     // PUT If-None-Match: * refuses to overwrite.
-    let e = c.put_object().bucket("rg").key("k").if_none_match("*").body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    let e = c.put_object().bucket("range").key("k").if_none_match("*").body(ByteStream::from_static(b"x")).send().await.unwrap_err();
     assert_eq!(status(&e), 412);
-    assert_eq!(get(&c, "rg", "k").await, body);
+    assert_eq!(get(&c, "range", "k").await, body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_copy_delete() {
     let g = Gateway::start().unwrap();
     let c = client(&g);
-    c.create_bucket().bucket("ls").send().await.unwrap();
+    c.create_bucket().bucket("lists").send().await.unwrap();
     let mut keys = Vec::new();
     for d in 0..20 {
         for f in 0..100 {
@@ -195,7 +195,7 @@ async fn listing_copy_delete() {
         let (c, sem) = (c.clone(), sem.clone());
         tasks.push(tokio::spawn(async move {
             let _p = sem.acquire().await.unwrap();
-            c.put_object().bucket("ls").key(&k).body(ByteStream::from(k.clone().into_bytes())).send().await.unwrap();
+            c.put_object().bucket("lists").key(&k).body(ByteStream::from(k.clone().into_bytes())).send().await.unwrap();
         }));
     }
     for t in tasks { t.await.unwrap(); }
@@ -203,7 +203,7 @@ async fn listing_copy_delete() {
     let mut got = Vec::new();
     let mut token = None;
     loop {
-        let r = c.list_objects_v2().bucket("ls").max_keys(333).set_continuation_token(token).send().await.unwrap();
+        let r = c.list_objects_v2().bucket("lists").max_keys(333).set_continuation_token(token).send().await.unwrap();
         got.extend(r.contents().iter().map(|o| o.key().unwrap().to_owned()));
         if !r.is_truncated().unwrap() { break; }
         token = r.next_continuation_token().map(str::to_owned);
@@ -214,31 +214,31 @@ async fn listing_copy_delete() {
     let mut prefixes = Vec::new();
     let mut token = None;
     loop {
-        let r = c.list_objects_v2().bucket("ls").delimiter("/").max_keys(7).set_continuation_token(token).send().await.unwrap();
+        let r = c.list_objects_v2().bucket("lists").delimiter("/").max_keys(7).set_continuation_token(token).send().await.unwrap();
         prefixes.extend(r.common_prefixes().iter().map(|p| p.prefix().unwrap().to_owned()));
         if !r.is_truncated().unwrap() { break; }
         token = r.next_continuation_token().map(str::to_owned);
     }
     assert_eq!(prefixes.len(), 20);
     // v1 with marker.
-    let r = c.list_objects().bucket("ls").prefix("dir05/").max_keys(60).send().await.unwrap();
+    let r = c.list_objects().bucket("lists").prefix("dir05/").max_keys(60).send().await.unwrap();
     assert_eq!(r.contents().len(), 60);
     assert!(r.is_truncated().unwrap());
-    let r2 = c.list_objects().bucket("ls").prefix("dir05/").marker(r.next_marker().unwrap()).send().await.unwrap();
+    let r2 = c.list_objects().bucket("lists").prefix("dir05/").marker(r.next_marker().unwrap()).send().await.unwrap();
     assert_eq!(r2.contents().len(), 40);
 
     // Copy (metadata only) and delete.
-    c.copy_object().bucket("ls").key("copy").copy_source("ls/dir00/f000").send().await.unwrap();
-    assert_eq!(get(&c, "ls", "copy").await, b"dir00/f000");
-    c.delete_object().bucket("ls").key("copy").send().await.unwrap();
-    assert_eq!(status(&c.head_object().bucket("ls").key("copy").send().await.unwrap_err()), 404);
+    c.copy_object().bucket("lists").key("copy").copy_source("lists/dir00/f000").send().await.unwrap();
+    assert_eq!(get(&c, "lists", "copy").await, b"dir00/f000");
+    c.delete_object().bucket("lists").key("copy").send().await.unwrap();
+    assert_eq!(status(&c.head_object().bucket("lists").key("copy").send().await.unwrap_err()), 404);
     // DeleteObjects (the SDK sends a CRC32 checksum, not Content-MD5).
     let ids: Vec<_> = keys[..100].iter().map(|k| ObjectIdentifier::builder().key(k).build().unwrap()).collect();
-    let r = c.delete_objects().bucket("ls").delete(Delete::builder().set_objects(Some(ids)).build().unwrap()).send().await.unwrap();
+    let r = c.delete_objects().bucket("lists").delete(Delete::builder().set_objects(Some(ids)).build().unwrap()).send().await.unwrap();
     assert_eq!(r.deleted().len(), 100);
-    let r = c.list_objects_v2().bucket("ls").prefix("dir00/").send().await.unwrap();
+    let r = c.list_objects_v2().bucket("lists").prefix("dir00/").send().await.unwrap();
     assert_eq!(r.key_count(), Some(0));
-    let e = c.delete_bucket().bucket("ls").send().await.unwrap_err();
+    let e = c.delete_bucket().bucket("lists").send().await.unwrap_err();
     assert_eq!(code(&e), "BucketNotEmpty");
 }
 
@@ -246,17 +246,17 @@ async fn listing_copy_delete() {
 async fn ten_copies_of_50_mib_store_50_mib() {
     let g = Gateway::start().unwrap();
     let c = client(&g);
-    c.create_bucket().bucket("dd").send().await.unwrap();
+    c.create_bucket().bucket("dedup").send().await.unwrap();
     let body = data(50, 50 << 20);
     for i in 0..10 {
-        c.put_object().bucket("dd").key(format!("copy-{i}")).body(ByteStream::from(body.clone())).send().await.unwrap();
+        c.put_object().bucket("dedup").key(format!("copy-{i}")).body(ByteStream::from(body.clone())).send().await.unwrap();
     }
     let unique = g.metric("s3dedup_unique_bytes").unwrap();
     let logical = g.metric("s3dedup_logical_bytes").unwrap();
     assert_eq!(logical, (500u64 << 20) as f64);
     let mib = unique / f64::from(1 << 20);
     assert!((49.9..=50.1).contains(&mib), "unique {mib} MiB");
-    assert_eq!(get(&c, "dd", "copy-7").await, body);
+    assert_eq!(get(&c, "dedup", "copy-7").await, body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
