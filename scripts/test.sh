@@ -11,9 +11,8 @@ step "toolchain"
 cargo --version
 rustup component list --installed 2>/dev/null | grep -E '^(rustfmt|clippy)' || true
 
-# System packages the suites need (none yet for the storage engine; the gateway, scanner
-# and client suites add theirs here: clamav-daemon, awscli, rclone, restic, s3cmd …).
-NEEDED_DEBS=()
+# System packages the end-to-end suites need (awscli = the aws CLI v2 at /usr/bin/aws).
+NEEDED_DEBS=(awscli)
 if [ ${#NEEDED_DEBS[@]} -gt 0 ]; then
   missing=()
   for p in "${NEEDED_DEBS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -17,12 +18,20 @@ pub const ACCESS_KEY: &str = "S3DEDUPTESTKEY000001";
 /// Secret for [`ACCESS_KEY`].
 pub const SECRET_KEY: &str = "s3dedup-test-secret-0123456789abcdefghij";
 
-/// Path of the `s3dedup` binary: `$S3DEDUP_BIN`, else next to this test's target dir
-/// (built on demand with the same profile).
+/// Path of the `s3dedup` binary: `$S3DEDUP_BIN`, else `target/<profile>/s3dedup`, built
+/// (or brought up to date) once per test process so a test never runs a stale binary.
 pub fn binary() -> Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     if let Ok(p) = std::env::var("S3DEDUP_BIN") {
         return Ok(p.into());
     }
+    BUILT
+        .get_or_init(|| build_binary().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build_binary() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     // target/<profile>/deps/<test> → target/<profile>/s3dedup
     let profile_dir = exe
@@ -30,17 +39,21 @@ pub fn binary() -> Result<PathBuf> {
         .and_then(Path::parent)
         .context("unexpected test binary location")?;
     let bin = profile_dir.join("s3dedup");
-    if !bin.exists() {
-        let release = profile_dir.ends_with("release");
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(["build", "-p", "s3dedup-gateway", "--bin", "s3dedup"]);
-        if release {
-            cmd.arg("--release");
-        }
-        let st = cmd.status()?;
-        if !st.success() || !bin.exists() {
-            bail!("could not build {}", bin.display());
-        }
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "s3dedup-gateway",
+        "--bin",
+        "s3dedup",
+    ]);
+    if profile_dir.ends_with("release") {
+        cmd.arg("--release");
+    }
+    let st = cmd.status().context("running cargo build for s3dedup")?;
+    if !st.success() || !bin.exists() {
+        bail!("could not build {}", bin.display());
     }
     Ok(bin)
 }
@@ -80,14 +93,20 @@ impl Gateway {
             .append(true)
             .open(dir.join("gateway.log"))?;
         let mut cmd = Command::new(binary()?);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(dir)
-            .env("S3DEDUP_ROOT_ACCESS_KEY", ACCESS_KEY)
-            .env("S3DEDUP_ROOT_SECRET_KEY", SECRET_KEY)
-            .env("S3DEDUP_MIN_PART_SIZE", (5u64 << 20).to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log));
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("S3DEDUP_ROOT_ACCESS_KEY", ACCESS_KEY)
+        .env("S3DEDUP_ROOT_SECRET_KEY", SECRET_KEY)
+        .env("S3DEDUP_MIN_PART_SIZE", (5u64 << 20).to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -178,11 +197,15 @@ pub fn http_request(
 ) -> Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut req = format!("{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut req =
+        format!("{method} {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length")) {
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    {
         req.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     req.push_str("\r\n");

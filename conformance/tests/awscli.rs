@@ -37,7 +37,11 @@ fn aws_cli_v2_round_trips() {
     let g = Gateway::start().unwrap();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
-    std::fs::write(h.join("config"), "[default]\ns3 =\n  multipart_threshold = 8MB\n  multipart_chunksize = 8MB\n").unwrap();
+    std::fs::write(
+        h.join("config"),
+        "[default]\ns3 =\n  multipart_threshold = 8MB\n  multipart_chunksize = 8MB\n",
+    )
+    .unwrap();
     ok(&g, h, &["s3", "mb", "s3://cli"]);
 
     // A 40 MiB file goes up multipart and comes back identical.
@@ -45,11 +49,30 @@ fn aws_cli_v2_round_trips() {
     SmallRng::seed_from_u64(4).fill_bytes(&mut big);
     let src = h.join("big.bin");
     std::fs::write(&src, &big).unwrap();
-    ok(&g, h, &["s3", "cp", src.to_str().unwrap(), "s3://cli/big.bin"]);
+    ok(
+        &g,
+        h,
+        &["s3", "cp", src.to_str().unwrap(), "s3://cli/big.bin"],
+    );
     let back = h.join("back.bin");
-    ok(&g, h, &["s3", "cp", "s3://cli/big.bin", back.to_str().unwrap()]);
+    ok(
+        &g,
+        h,
+        &["s3", "cp", "s3://cli/big.bin", back.to_str().unwrap()],
+    );
     assert_eq!(std::fs::read(&back).unwrap(), big);
-    let head = ok(&g, h, &["s3api", "head-object", "--bucket", "cli", "--key", "big.bin"]);
+    let head = ok(
+        &g,
+        h,
+        &[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "cli",
+            "--key",
+            "big.bin",
+        ],
+    );
     assert!(head.contains("\"ContentLength\": 41943040"), "{head}");
     assert!(head.contains("-5\\\""), "multipart ETag: {head}");
 
@@ -58,16 +81,46 @@ fn aws_cli_v2_round_trips() {
     for i in 0..50 {
         let sub = dir.join(format!("d{}", i % 5));
         std::fs::create_dir_all(&sub).unwrap();
-        std::fs::write(sub.join(format!("f{i}.txt")), format!("file {i}\n").repeat(i + 1)).unwrap();
+        std::fs::write(
+            sub.join(format!("f{i}.txt")),
+            format!("file {i}\n").repeat(i + 1),
+        )
+        .unwrap();
     }
-    let out = ok(&g, h, &["s3", "sync", dir.to_str().unwrap(), "s3://cli/tree"]);
+    let out = ok(
+        &g,
+        h,
+        &["s3", "sync", dir.to_str().unwrap(), "s3://cli/tree"],
+    );
     assert_eq!(out.matches("upload:").count(), 50, "{out}");
-    let out = ok(&g, h, &["s3", "sync", dir.to_str().unwrap(), "s3://cli/tree"]);
-    assert_eq!(out.matches("upload:").count(), 0, "second sync transferred: {out}");
+    let out = ok(
+        &g,
+        h,
+        &["s3", "sync", dir.to_str().unwrap(), "s3://cli/tree"],
+    );
+    assert_eq!(
+        out.matches("upload:").count(),
+        0,
+        "second sync transferred: {out}"
+    );
     let out = ok(&g, h, &["s3", "ls", "--recursive", "s3://cli/tree/"]);
     assert_eq!(out.lines().count(), 50);
     let part = h.join("part.bin");
-    ok(&g, h, &["s3api", "get-object", "--bucket", "cli", "--key", "big.bin", "--range", "bytes=1000-1999", part.to_str().unwrap()]);
+    ok(
+        &g,
+        h,
+        &[
+            "s3api",
+            "get-object",
+            "--bucket",
+            "cli",
+            "--key",
+            "big.bin",
+            "--range",
+            "bytes=1000-1999",
+            part.to_str().unwrap(),
+        ],
+    );
     assert_eq!(std::fs::read(&part).unwrap(), &big[1000..2000]);
     ok(&g, h, &["s3", "rm", "--recursive", "s3://cli/tree/"]);
     let out = ok(&g, h, &["s3", "ls", "--recursive", "s3://cli/"]);

@@ -4,7 +4,9 @@
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier,
+};
 use md5::{Digest, Md5};
 use rand::{RngCore, SeedableRng, rngs::SmallRng};
 use s3dedup_conformance::{ACCESS_KEY, Gateway, SECRET_KEY};
@@ -32,7 +34,10 @@ async fn get(c: &Client, b: &str, k: &str) -> Vec<u8> {
 }
 
 fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &aws_sdk_s3::error::SdkError<E>) -> String {
-    e.as_service_error().and_then(|s| s.code()).unwrap_or("(none)").to_owned()
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .unwrap_or("(none)")
+        .to_owned()
 }
 
 fn status<E>(e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> u16 {
@@ -40,12 +45,24 @@ fn status<E>(e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpRe
 }
 
 async fn multipart(c: &Client, b: &str, k: &str, body: &[u8], part: usize) -> String {
-    let up = c.create_multipart_upload().bucket(b).key(k).send().await.unwrap();
+    let up = c
+        .create_multipart_upload()
+        .bucket(b)
+        .key(k)
+        .send()
+        .await
+        .unwrap();
     let id = up.upload_id().unwrap().to_owned();
     // Upload parts concurrently and in reverse order.
     let mut tasks = Vec::new();
     for (i, chunk) in body.chunks(part).enumerate().rev() {
-        let (c, b, k, id, chunk) = (c.clone(), b.to_owned(), k.to_owned(), id.clone(), chunk.to_vec());
+        let (c, b, k, id, chunk) = (
+            c.clone(),
+            b.to_owned(),
+            k.to_owned(),
+            id.clone(),
+            chunk.to_vec(),
+        );
         tasks.push(tokio::spawn(async move {
             let n = i as i32 + 1;
             let r = c
@@ -58,7 +75,10 @@ async fn multipart(c: &Client, b: &str, k: &str, body: &[u8], part: usize) -> St
                 .send()
                 .await
                 .unwrap();
-            CompletedPart::builder().part_number(n).e_tag(r.e_tag().unwrap()).build()
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(r.e_tag().unwrap())
+                .build()
         }));
     }
     let mut parts = Vec::new();
@@ -71,7 +91,11 @@ async fn multipart(c: &Client, b: &str, k: &str, body: &[u8], part: usize) -> St
         .bucket(b)
         .key(k)
         .upload_id(id)
-        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -83,13 +107,33 @@ async fn round_trips_single_and_multipart() {
     let g = Gateway::start().unwrap();
     let c = client(&g);
     c.create_bucket().bucket("rtrip").send().await.unwrap();
-    for (i, len) in [0usize, 1, 65_535, 65_536, 65_537, 10 << 20, 200 << 20].into_iter().enumerate() {
+    for (i, len) in [0usize, 1, 65_535, 65_536, 65_537, 10 << 20, 200 << 20]
+        .into_iter()
+        .enumerate()
+    {
         let body = data(i as u64, len);
         let key = format!("single-{len}");
-        let put = c.put_object().bucket("rtrip").key(&key).body(ByteStream::from(body.clone())).send().await.unwrap();
-        assert_eq!(put.e_tag().unwrap(), format!("\"{}\"", hex::encode(Md5::digest(&body))), "{len}");
+        let put = c
+            .put_object()
+            .bucket("rtrip")
+            .key(&key)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            put.e_tag().unwrap(),
+            format!("\"{}\"", hex::encode(Md5::digest(&body))),
+            "{len}"
+        );
         assert_eq!(get(&c, "rtrip", &key).await, body, "single {len}");
-        let head = c.head_object().bucket("rtrip").key(&key).send().await.unwrap();
+        let head = c
+            .head_object()
+            .bucket("rtrip")
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(head.content_length(), Some(len as i64));
     }
     for len in [10usize << 20, 200 << 20] {
@@ -120,10 +164,22 @@ async fn checksums_every_algorithm_and_mismatch() {
         ChecksumAlgorithm::Sha256,
     ] {
         let key = format!("k-{}", algo.as_str());
-        c.put_object().bucket("cksum").key(&key).checksum_algorithm(algo.clone())
-            .body(ByteStream::from(body.clone())).send().await.unwrap();
-        let o = c.get_object().bucket("cksum").key(&key)
-            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled).send().await.unwrap();
+        c.put_object()
+            .bucket("cksum")
+            .key(&key)
+            .checksum_algorithm(algo.clone())
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap();
+        let o = c
+            .get_object()
+            .bucket("cksum")
+            .key(&key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
         let has = match algo {
             ChecksumAlgorithm::Crc32 => o.checksum_crc32().is_some(),
             ChecksumAlgorithm::Crc32C => o.checksum_crc32_c().is_some(),
@@ -131,17 +187,41 @@ async fn checksums_every_algorithm_and_mismatch() {
             ChecksumAlgorithm::Sha1 => o.checksum_sha1().is_some(),
             _ => o.checksum_sha256().is_some(),
         };
-        assert!(has, "{} checksum returned with checksum mode", algo.as_str());
+        assert!(
+            has,
+            "{} checksum returned with checksum mode",
+            algo.as_str()
+        );
         assert_eq!(o.body.collect().await.unwrap().into_bytes().to_vec(), body);
     }
     // A wrong checksum header is refused and nothing is stored.
-    let e = c.put_object().bucket("cksum").key("bad").checksum_crc32("AAAAAA==")
-        .body(ByteStream::from(body.clone())).send().await.unwrap_err();
+    let e = c
+        .put_object()
+        .bucket("cksum")
+        .key("bad")
+        .checksum_crc32("AAAAAA==")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "BadDigest");
-    let e = c.put_object().bucket("cksum").key("bad").content_md5("1B2M2Y8AsgTpgAmY7PhCfg==")
-        .body(ByteStream::from(body.clone())).send().await.unwrap_err();
+    let e = c
+        .put_object()
+        .bucket("cksum")
+        .key("bad")
+        .content_md5("1B2M2Y8AsgTpgAmY7PhCfg==")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "BadDigest");
-    let e = c.head_object().bucket("cksum").key("bad").send().await.unwrap_err();
+    let e = c
+        .head_object()
+        .bucket("cksum")
+        .key("bad")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status(&e), 404);
 }
 
@@ -151,7 +231,13 @@ async fn ranges_and_conditions() {
     let c = client(&g);
     c.create_bucket().bucket("range").send().await.unwrap();
     let body = data(3, 200_000);
-    c.put_object().bucket("range").key("k").body(ByteStream::from(body.clone())).send().await.unwrap();
+    c.put_object()
+        .bucket("range")
+        .key("k")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
     let n = body.len();
     for (range, want) in [
         ("bytes=0-0", &body[0..1]),
@@ -160,20 +246,69 @@ async fn ranges_and_conditions() {
         ("bytes=-500", &body[n - 500..]),
         (&*format!("bytes=70000-{}", n + 1000), &body[70_000..]),
     ] {
-        let o = c.get_object().bucket("range").key("k").range(range).send().await.unwrap();
+        let o = c
+            .get_object()
+            .bucket("range")
+            .key("k")
+            .range(range)
+            .send()
+            .await
+            .unwrap();
         assert!(o.content_range().is_some(), "{range}");
-        assert_eq!(o.body.collect().await.unwrap().into_bytes().to_vec(), want, "{range}");
+        assert_eq!(
+            o.body.collect().await.unwrap().into_bytes().to_vec(),
+            want,
+            "{range}"
+        );
     }
-    let e = c.get_object().bucket("range").key("k").range(format!("bytes={n}-")).send().await.unwrap_err();
+    let e = c
+        .get_object()
+        .bucket("range")
+        .key("k")
+        .range(format!("bytes={n}-"))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "InvalidRange");
     assert_eq!(status(&e), 416);
-    let etag = c.head_object().bucket("range").key("k").send().await.unwrap().e_tag().unwrap().to_owned();
-    let e = c.get_object().bucket("range").key("k").if_none_match(&etag).send().await.unwrap_err();
+    let etag = c
+        .head_object()
+        .bucket("range")
+        .key("k")
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_owned();
+    let e = c
+        .get_object()
+        .bucket("range")
+        .key("k")
+        .if_none_match(&etag)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status(&e), 304);
-    let e = c.get_object().bucket("range").key("k").if_match("\"nope\"").send().await.unwrap_err();
+    let e = c
+        .get_object()
+        .bucket("range")
+        .key("k")
+        .if_match("\"nope\"")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status(&e), 412);
     // PUT If-None-Match: * refuses to overwrite.
-    let e = c.put_object().bucket("range").key("k").if_none_match("*").body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    let e = c
+        .put_object()
+        .bucket("range")
+        .key("k")
+        .if_none_match("*")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(status(&e), 412);
     assert_eq!(get(&c, "range", "k").await, body);
 }
@@ -195,17 +330,34 @@ async fn listing_copy_delete() {
         let (c, sem) = (c.clone(), sem.clone());
         tasks.push(tokio::spawn(async move {
             let _p = sem.acquire().await.unwrap();
-            c.put_object().bucket("lists").key(&k).body(ByteStream::from(k.clone().into_bytes())).send().await.unwrap();
+            c.put_object()
+                .bucket("lists")
+                .key(&k)
+                .body(ByteStream::from(k.clone().into_bytes()))
+                .send()
+                .await
+                .unwrap();
         }));
     }
-    for t in tasks { t.await.unwrap(); }
+    for t in tasks {
+        t.await.unwrap();
+    }
     // v2, page by page, no delimiter.
     let mut got = Vec::new();
     let mut token = None;
     loop {
-        let r = c.list_objects_v2().bucket("lists").max_keys(333).set_continuation_token(token).send().await.unwrap();
+        let r = c
+            .list_objects_v2()
+            .bucket("lists")
+            .max_keys(333)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap();
         got.extend(r.contents().iter().map(|o| o.key().unwrap().to_owned()));
-        if !r.is_truncated().unwrap() { break; }
+        if !r.is_truncated().unwrap() {
+            break;
+        }
         token = r.next_continuation_token().map(str::to_owned);
     }
     keys.sort();
@@ -214,29 +366,93 @@ async fn listing_copy_delete() {
     let mut prefixes = Vec::new();
     let mut token = None;
     loop {
-        let r = c.list_objects_v2().bucket("lists").delimiter("/").max_keys(7).set_continuation_token(token).send().await.unwrap();
-        prefixes.extend(r.common_prefixes().iter().map(|p| p.prefix().unwrap().to_owned()));
-        if !r.is_truncated().unwrap() { break; }
+        let r = c
+            .list_objects_v2()
+            .bucket("lists")
+            .delimiter("/")
+            .max_keys(7)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .unwrap();
+        prefixes.extend(
+            r.common_prefixes()
+                .iter()
+                .map(|p| p.prefix().unwrap().to_owned()),
+        );
+        if !r.is_truncated().unwrap() {
+            break;
+        }
         token = r.next_continuation_token().map(str::to_owned);
     }
     assert_eq!(prefixes.len(), 20);
     // v1 with marker.
-    let r = c.list_objects().bucket("lists").prefix("dir05/").max_keys(60).send().await.unwrap();
+    let r = c
+        .list_objects()
+        .bucket("lists")
+        .prefix("dir05/")
+        .max_keys(60)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.contents().len(), 60);
     assert!(r.is_truncated().unwrap());
-    let r2 = c.list_objects().bucket("lists").prefix("dir05/").marker(r.next_marker().unwrap()).send().await.unwrap();
+    let r2 = c
+        .list_objects()
+        .bucket("lists")
+        .prefix("dir05/")
+        .marker(r.next_marker().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r2.contents().len(), 40);
 
     // Copy (metadata only) and delete.
-    c.copy_object().bucket("lists").key("copy").copy_source("lists/dir00/f000").send().await.unwrap();
+    c.copy_object()
+        .bucket("lists")
+        .key("copy")
+        .copy_source("lists/dir00/f000")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(get(&c, "lists", "copy").await, b"dir00/f000");
-    c.delete_object().bucket("lists").key("copy").send().await.unwrap();
-    assert_eq!(status(&c.head_object().bucket("lists").key("copy").send().await.unwrap_err()), 404);
+    c.delete_object()
+        .bucket("lists")
+        .key("copy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status(
+            &c.head_object()
+                .bucket("lists")
+                .key("copy")
+                .send()
+                .await
+                .unwrap_err()
+        ),
+        404
+    );
     // DeleteObjects (the SDK sends a CRC32 checksum, not Content-MD5).
-    let ids: Vec<_> = keys[..100].iter().map(|k| ObjectIdentifier::builder().key(k).build().unwrap()).collect();
-    let r = c.delete_objects().bucket("lists").delete(Delete::builder().set_objects(Some(ids)).build().unwrap()).send().await.unwrap();
+    let ids: Vec<_> = keys[..100]
+        .iter()
+        .map(|k| ObjectIdentifier::builder().key(k).build().unwrap())
+        .collect();
+    let r = c
+        .delete_objects()
+        .bucket("lists")
+        .delete(Delete::builder().set_objects(Some(ids)).build().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.deleted().len(), 100);
-    let r = c.list_objects_v2().bucket("lists").prefix("dir00/").send().await.unwrap();
+    let r = c
+        .list_objects_v2()
+        .bucket("lists")
+        .prefix("dir00/")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.key_count(), Some(0));
     let e = c.delete_bucket().bucket("lists").send().await.unwrap_err();
     assert_eq!(code(&e), "BucketNotEmpty");
@@ -249,7 +465,13 @@ async fn ten_copies_of_50_mib_store_50_mib() {
     c.create_bucket().bucket("dedup").send().await.unwrap();
     let body = data(50, 50 << 20);
     for i in 0..10 {
-        c.put_object().bucket("dedup").key(format!("copy-{i}")).body(ByteStream::from(body.clone())).send().await.unwrap();
+        c.put_object()
+            .bucket("dedup")
+            .key(format!("copy-{i}"))
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap();
     }
     let unique = g.metric("s3dedup_unique_bytes").unwrap();
     let logical = g.metric("s3dedup_logical_bytes").unwrap();
@@ -271,23 +493,82 @@ async fn bad_input_gets_s3_errors() {
     let e = c.create_bucket().bucket("bad").send().await.unwrap_err();
     assert_eq!(code(&e), "BucketAlreadyOwnedByYou");
     let long = "k".repeat(1025);
-    let e = c.put_object().bucket("bad").key(&long).body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    let e = c
+        .put_object()
+        .bucket("bad")
+        .key(&long)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "KeyTooLongError");
-    let e = c.get_object().bucket("nobucket").key("k").send().await.unwrap_err();
+    let e = c
+        .get_object()
+        .bucket("nobucket")
+        .key("k")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "NoSuchBucket");
-    let e = c.get_object().bucket("bad").key("nokey").send().await.unwrap_err();
+    let e = c
+        .get_object()
+        .bucket("bad")
+        .key("nokey")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "NoSuchKey");
     // Completing with a wrong ETag or unknown part.
-    let up = c.create_multipart_upload().bucket("bad").key("mp").send().await.unwrap();
+    let up = c
+        .create_multipart_upload()
+        .bucket("bad")
+        .key("mp")
+        .send()
+        .await
+        .unwrap();
     let id = up.upload_id().unwrap();
-    c.upload_part().bucket("bad").key("mp").upload_id(id).part_number(1).body(ByteStream::from_static(b"part")).send().await.unwrap();
+    c.upload_part()
+        .bucket("bad")
+        .key("mp")
+        .upload_id(id)
+        .part_number(1)
+        .body(ByteStream::from_static(b"part"))
+        .send()
+        .await
+        .unwrap();
     let parts = CompletedMultipartUpload::builder()
-        .parts(CompletedPart::builder().part_number(1).e_tag("\"0000\"").build())
+        .parts(
+            CompletedPart::builder()
+                .part_number(1)
+                .e_tag("\"0000\"")
+                .build(),
+        )
         .build();
-    let e = c.complete_multipart_upload().bucket("bad").key("mp").upload_id(id).multipart_upload(parts).send().await.unwrap_err();
+    let e = c
+        .complete_multipart_upload()
+        .bucket("bad")
+        .key("mp")
+        .upload_id(id)
+        .multipart_upload(parts)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "InvalidPart");
-    c.abort_multipart_upload().bucket("bad").key("mp").upload_id(id).send().await.unwrap();
-    let e = c.list_parts().bucket("bad").key("mp").upload_id(id).send().await.unwrap_err();
+    c.abort_multipart_upload()
+        .bucket("bad")
+        .key("mp")
+        .upload_id(id)
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .list_parts()
+        .bucket("bad")
+        .key("mp")
+        .upload_id(id)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(code(&e), "NoSuchUpload");
     // Nothing above left a half object behind.
     let r = c.list_objects_v2().bucket("bad").send().await.unwrap();
@@ -306,7 +587,14 @@ async fn sigkill_during_uploads_keeps_every_acknowledged_object() {
         tokio::spawn(async move {
             for i in 0u64.. {
                 let body = data(1000 + i, 300_000 + (i as usize % 7) * 100_000);
-                if c.put_object().bucket("crash").key(format!("o{i:04}")).body(ByteStream::from(body)).send().await.is_err() {
+                if c.put_object()
+                    .bucket("crash")
+                    .key(format!("o{i:04}"))
+                    .body(ByteStream::from(body))
+                    .send()
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 if tx.send(i).is_err() {
@@ -331,12 +619,20 @@ async fn sigkill_during_uploads_keeps_every_acknowledged_object() {
     let c = client(&g);
     for &i in &acked {
         let want = data(1000 + i, 300_000 + (i as usize % 7) * 100_000);
-        assert_eq!(get(&c, "crash", &format!("o{i:04}")).await, want, "acknowledged object {i}");
+        assert_eq!(
+            get(&c, "crash", &format!("o{i:04}")).await,
+            want,
+            "acknowledged object {i}"
+        );
     }
     let r = c.list_objects_v2().bucket("crash").send().await.unwrap();
     for o in r.contents() {
         let i: u64 = o.key().unwrap()[1..].parse().unwrap();
         let want = data(1000 + i, 300_000 + (i as usize % 7) * 100_000);
-        assert_eq!(get(&c, "crash", o.key().unwrap()).await, want, "visible object {i} is whole");
+        assert_eq!(
+            get(&c, "crash", o.key().unwrap()).await,
+            want,
+            "visible object {i} is whole"
+        );
     }
 }

@@ -8,7 +8,7 @@ use crc_fast::{CrcAlgorithm, Digest as CrcDigest};
 use sha1::Digest as _;
 
 /// A checksum algorithm S3 clients may ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     /// CRC-32 (ISO-HDLC), 4 bytes.
     Crc32,
@@ -91,7 +91,9 @@ pub struct Hasher {
 impl std::fmt::Debug for Hasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let algos: Vec<_> = self.states.iter().map(|(a, _)| a.name()).collect();
-        f.debug_struct("Hasher").field("algorithms", &algos).finish()
+        f.debug_struct("Hasher")
+            .field("algorithms", &algos)
+            .finish()
     }
 }
 

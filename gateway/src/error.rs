@@ -67,7 +67,8 @@ pub fn to_s3(e: StorageError) -> S3Error {
                 E::Backend(_) => S3ErrorCode::ServiceUnavailable,
                 _ => S3ErrorCode::InternalError,
             };
-            let mut err = S3Error::with_message(code, "We encountered an internal error; please try again");
+            let mut err =
+                S3Error::with_message(code, "We encountered an internal error; please try again");
             err.set_source(Box::new(e));
             err
         }

@@ -10,7 +10,11 @@ use s3dedup_gateway::server::{self, Credentials, ServeOptions};
 use s3dedup_storage::{Store, StoreConfig};
 
 #[derive(Parser, Debug)]
-#[command(name = "s3dedup", version, about = "Deduplicating, virus-scanning S3 gateway")]
+#[command(
+    name = "s3dedup",
+    version,
+    about = "Deduplicating, virus-scanning S3 gateway"
+)]
 struct Cli {
     /// TOML configuration file (environment variables and flags override it).
     #[arg(long, global = true, env = "S3DEDUP_CONFIG")]
@@ -48,7 +52,9 @@ enum Command {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("S3DEDUP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
@@ -72,7 +78,13 @@ async fn main() -> anyhow::Result<()> {
         data_dir: cli.data_dir.clone(),
         ..Default::default()
     };
-    if let Command::Serve { listen, admin_listen, region, domain } = &cli.command {
+    if let Command::Serve {
+        listen,
+        admin_listen,
+        region,
+        domain,
+    } = &cli.command
+    {
         flags.listen = *listen;
         flags.admin_listen = *admin_listen;
         flags.region.clone_from(region);

@@ -74,7 +74,8 @@ pub async fn render(store: &Store) -> String {
         metrics::gauge!(DEDUP_RATIO).set(ratio);
     }
     let c = store.index().commit_counters();
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
+    let load =
+        |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
     metrics::gauge!(INDEX_COMMITS).set(load(&c.commits));
     metrics::gauge!(INDEX_WRITES).set(load(&c.writes));
     handle.render()

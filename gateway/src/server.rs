@@ -68,13 +68,32 @@ pub struct ServeOptions {
 ///
 /// # Errors
 /// An invalid domain.
-pub fn s3_service(store: Store, opts: &ServeOptions) -> anyhow::Result<S3Service> {
+pub fn s3_service(store: Store, opts: &ServeOptions, port: u16) -> anyhow::Result<S3Service> {
     let mut b = S3ServiceBuilder::new(Gateway::new(store, opts.settings.clone()));
     b.set_auth(Keys(opts.credentials.clone()));
     if let Some(d) = &opts.domain {
-        b.set_host(s3s::host::SingleDomain::new(d)?);
+        // Clients send `Host: domain:port`; without the port form s3s would take the
+        // whole host for a bucket name.
+        let with_port = format!("{d}:{port}");
+        b.set_host(s3s::host::MultiDomain::new([
+            d.as_str(),
+            with_port.as_str(),
+        ])?);
     }
     Ok(b.build())
+}
+
+/// Longest presigned-URL validity S3 accepts (7 days).
+const MAX_PRESIGN_SECS: u64 = 604_800;
+
+/// Refuses presigned URLs valid for longer than S3 allows (s3s only checks expiry).
+fn presign_too_long(uri: &http::Uri) -> bool {
+    uri.query().is_some_and(|q| {
+        q.split('&').any(|kv| {
+            kv.strip_prefix("X-Amz-Expires=")
+                .is_some_and(|v| v.parse::<u64>().map_or(true, |n| n > MAX_PRESIGN_SECS))
+        })
+    })
 }
 
 fn request_id() -> String {
@@ -94,7 +113,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     crate::metrics::install();
-    let service = s3_service(store.clone(), &opts)?;
+    let service = s3_service(store.clone(), &opts, s3.local_addr()?.port())?;
     let graceful = GracefulShutdown::new();
     let http = ConnBuilder::new(TokioExecutor::new());
     let admin_store = store.clone();
@@ -154,6 +173,18 @@ fn serve_s3(
     Box::pin(
         async move {
             let started = Instant::now();
+            if presign_too_long(req.uri()) {
+                let body = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AuthorizationQueryParametersError</Code><Message>X-Amz-Expires must be less than a week (in seconds) that is 604800</Message><RequestId>{id}</RequestId></Error>"
+                );
+                let mut resp = Response::new(s3s::Body::from(body));
+                *resp.status_mut() = StatusCode::BAD_REQUEST;
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/xml"),
+                );
+                return Ok(resp);
+            }
             let mut resp = hyper::service::Service::call(&svc, req).await?;
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 resp.headers_mut().insert("x-amz-request-id", v);
@@ -184,7 +215,10 @@ async fn serve_admin(store: &Store, req: &Request<Incoming>) -> Response<Full<By
         "/health/live" => text(StatusCode::OK, "ok\n".into()),
         "/health/ready" => match ready(store).await {
             Ok(()) => text(StatusCode::OK, "ready\n".into()),
-            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
         },
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
     }

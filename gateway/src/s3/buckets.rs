@@ -108,7 +108,13 @@ impl Gateway {
         &self,
         req: S3Request<dto::GetBucketLocationInput>,
     ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
-        if self.store.bucket(&req.input.bucket).await.map_err(to_s3)?.is_none() {
+        if self
+            .store
+            .bucket(&req.input.bucket)
+            .await
+            .map_err(to_s3)?
+            .is_none()
+        {
             return Err(s3_error!(NoSuchBucket));
         }
         // us-east-1 is reported as an empty constraint, as S3 does.
@@ -129,7 +135,18 @@ mod tests {
         for ok in ["abc", "my-bucket.data", "a1b", &"a".repeat(63)] {
             assert!(valid_bucket_name(ok), "{ok}");
         }
-        for bad in ["ab", "Abc", "-abc", "abc-", "a..b", "192.168.1.1", "a_b", "xn--abc", &"a".repeat(64), "a.-b"] {
+        for bad in [
+            "ab",
+            "Abc",
+            "-abc",
+            "abc-",
+            "a..b",
+            "192.168.1.1",
+            "a_b",
+            "xn--abc",
+            &"a".repeat(64),
+            "a.-b",
+        ] {
             assert!(!valid_bucket_name(bad), "{bad}");
         }
     }

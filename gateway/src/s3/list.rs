@@ -45,7 +45,10 @@ impl Encoder {
         match t.map(dto::EncodingType::as_str) {
             None => Ok(Encoder(false)),
             Some(s) if s.eq_ignore_ascii_case(dto::EncodingType::URL) => Ok(Encoder(true)),
-            Some(s) => Err(s3_error!(InvalidArgument, "Invalid Encoding Method specified: {s}")),
+            Some(s) => Err(s3_error!(
+                InvalidArgument,
+                "Invalid Encoding Method specified: {s}"
+            )),
         }
     }
     fn enc(&self, s: String) -> String {
@@ -112,7 +115,13 @@ impl Gateway {
         let marker = non_empty(i.marker);
         let page = self
             .store
-            .list_objects(&i.bucket, &prefix, delimiter.as_deref(), marker.as_deref(), max)
+            .list_objects(
+                &i.bucket,
+                &prefix,
+                delimiter.as_deref(),
+                marker.as_deref(),
+                max,
+            )
             .await
             .map_err(to_s3)?;
         let l = convert(page, &enc, true);
@@ -147,13 +156,24 @@ impl Gateway {
                     .decode(t)
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))?,
+                    .ok_or_else(|| {
+                        s3_error!(
+                            InvalidArgument,
+                            "The continuation token provided is incorrect"
+                        )
+                    })?,
             ),
             None => non_empty(i.start_after.clone()),
         };
         let page = self
             .store
-            .list_objects(&i.bucket, &prefix, delimiter.as_deref(), after.as_deref(), max)
+            .list_objects(
+                &i.bucket,
+                &prefix,
+                delimiter.as_deref(),
+                after.as_deref(),
+                max,
+            )
             .await
             .map_err(to_s3)?;
         let l = convert(page, &enc, i.fetch_owner.unwrap_or(false));

@@ -59,7 +59,12 @@ async fn observe<T>(
     if status >= 500 {
         tracing::warn!(operation, status, "request failed");
     } else {
-        tracing::info!(operation, status, ms = started.elapsed().as_millis() as u64, "request");
+        tracing::info!(
+            operation,
+            status,
+            ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
     }
     r
 }
@@ -81,7 +86,10 @@ fn seconds(t: &Timestamp) -> i64 {
 /// S3 keys are at most 1024 bytes of UTF-8.
 fn check_key(key: &str) -> S3Result<()> {
     if key.is_empty() {
-        return Err(s3_error!(InvalidArgument, "The object key must not be empty"));
+        return Err(s3_error!(
+            InvalidArgument,
+            "The object key must not be empty"
+        ));
     }
     if key.len() > 1024 {
         return Err(s3_error!(
@@ -114,7 +122,10 @@ fn check_read_conditions(
     } else if let Some(t) = if_unmodified_since
         && mtime > seconds(t)
     {
-        return Err(s3_error!(PreconditionFailed, "The object was modified since the given time"));
+        return Err(s3_error!(
+            PreconditionFailed,
+            "The object was modified since the given time"
+        ));
     }
     let not_modified = match (if_none_match, if_modified_since) {
         (Some(c), _) => matches(c),
@@ -172,7 +183,11 @@ fn object_meta(
         }
     }
     let mut user: Vec<(String, String)> = user
-        .map(|m| m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect()
+        })
         .unwrap_or_default();
     user.sort();
     ObjectMeta {
@@ -192,8 +207,7 @@ fn user_metadata(meta: &ObjectMeta) -> Option<dto::Metadata> {
 }
 
 fn expires(meta: &ObjectMeta) -> Option<Timestamp> {
-    header(meta, "expires")
-        .and_then(|v| Timestamp::parse(dto::TimestampFormat::HttpDate, v).ok())
+    header(meta, "expires").and_then(|v| Timestamp::parse(dto::TimestampFormat::HttpDate, v).ok())
 }
 
 /// Checksum values of a record for the given algorithm set, as output fields.
@@ -306,7 +320,11 @@ impl S3 for Gateway {
         &self,
         req: S3Request<dto::CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
-        observe("CreateMultipartUpload", self.create_multipart_upload_impl(req)).await
+        observe(
+            "CreateMultipartUpload",
+            self.create_multipart_upload_impl(req),
+        )
+        .await
     }
     async fn upload_part(
         &self,
@@ -324,13 +342,21 @@ impl S3 for Gateway {
         &self,
         req: S3Request<dto::CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
-        observe("CompleteMultipartUpload", self.complete_multipart_upload_impl(req)).await
+        observe(
+            "CompleteMultipartUpload",
+            self.complete_multipart_upload_impl(req),
+        )
+        .await
     }
     async fn abort_multipart_upload(
         &self,
         req: S3Request<dto::AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
-        observe("AbortMultipartUpload", self.abort_multipart_upload_impl(req)).await
+        observe(
+            "AbortMultipartUpload",
+            self.abort_multipart_upload_impl(req),
+        )
+        .await
     }
     async fn list_parts(
         &self,
@@ -342,6 +368,10 @@ impl S3 for Gateway {
         &self,
         req: S3Request<dto::ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<dto::ListMultipartUploadsOutput>> {
-        observe("ListMultipartUploads", self.list_multipart_uploads_impl(req)).await
+        observe(
+            "ListMultipartUploads",
+            self.list_multipart_uploads_impl(req),
+        )
+        .await
     }
 }

@@ -27,7 +27,10 @@ impl Gateway {
     async fn upload_for(&self, upload_id: &str, bucket: &str, key: &str) -> S3Result<()> {
         let up = self.store.upload(upload_id).await.map_err(to_s3)?;
         if up.bucket != bucket || up.key != key {
-            return Err(s3_error!(NoSuchUpload, "The specified upload does not exist"));
+            return Err(s3_error!(
+                NoSuchUpload,
+                "The specified upload does not exist"
+            ));
         }
         Ok(())
     }
@@ -111,8 +114,16 @@ impl Gateway {
         let i = req.input;
         let n = part_number(i.part_number)?;
         self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
-        let dto::CopySource::Bucket { bucket: sb, key: sk, .. } = &i.copy_source else {
-            return Err(s3_error!(NotImplemented, "Only bucket copy sources are supported"));
+        let dto::CopySource::Bucket {
+            bucket: sb,
+            key: sk,
+            ..
+        } = &i.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "Only bucket copy sources are supported"
+            ));
         };
         let range = match &i.copy_source_range {
             None => None,
@@ -132,7 +143,10 @@ impl Gateway {
         ) {
             Ok(()) => {}
             Err(e) if e.code() == &s3s::S3ErrorCode::NotModified => {
-                return Err(s3_error!(PreconditionFailed, "Copy-source condition did not hold"));
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "Copy-source condition did not hold"
+                ));
             }
             Err(e) => return Err(e),
         }
@@ -180,20 +194,32 @@ impl Gateway {
         let mut listed = Vec::with_capacity(parts.len());
         for p in parts {
             let (Some(n), Some(tag)) = (p.part_number, p.e_tag) else {
-                return Err(s3_error!(MalformedXML, "Each part needs a PartNumber and an ETag"));
+                return Err(s3_error!(
+                    MalformedXML,
+                    "Each part needs a PartNumber and an ETag"
+                ));
             };
             listed.push((part_number(n)?, tag.value().to_owned()));
         }
         let cond = match (&i.if_match, &i.if_none_match) {
             (None, None) => WriteCondition::default(),
             (m, nm) => WriteCondition {
-                if_match: m.as_ref().and_then(|c| c.as_etag()).map(|e| e.value().to_owned()),
+                if_match: m
+                    .as_ref()
+                    .and_then(|c| c.as_etag())
+                    .map(|e| e.value().to_owned()),
                 if_none_match_any: nm.as_ref().is_some_and(dto::ETagCondition::is_any),
             },
         };
         let (bucket, key, rec) = self
             .store
-            .complete_upload(&i.upload_id, listed, self.settings.min_part_size, Vec::new(), cond)
+            .complete_upload(
+                &i.upload_id,
+                listed,
+                self.settings.min_part_size,
+                Vec::new(),
+                cond,
+            )
             .await
             .map_err(to_s3)?;
         Ok(S3Response::new(dto::CompleteMultipartUploadOutput {

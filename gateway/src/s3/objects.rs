@@ -10,8 +10,8 @@ use s3s::dto::{self, StreamingBlob};
 use s3s::{S3Request, S3Response, S3Result, TrailingHeaders, s3_error};
 
 use super::{
-    Gateway, StdHeaders, check_key, check_read_conditions, checksum_fields, etag, expires,
-    header, object_meta, timestamp, user_metadata,
+    Gateway, StdHeaders, check_key, check_read_conditions, checksum_fields, etag, expires, header,
+    object_meta, timestamp, user_metadata,
 };
 use crate::checksum::{Algorithm, Hasher};
 use crate::error::to_s3;
@@ -60,18 +60,28 @@ pub(super) async fn ingest_verified(
                 .decode(v.trim())
                 .ok()
                 .and_then(|b| <[u8; 16]>::try_from(b).ok())
-                .ok_or_else(|| s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid"))?,
+                .ok_or_else(|| {
+                    s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid")
+                })?,
         ),
     };
     let requested = match claims.algorithm {
         None => None,
         Some(a) => Some(Algorithm::parse(a.as_str()).ok_or_else(|| {
-            s3_error!(InvalidArgument, "Unsupported checksum algorithm {}", a.as_str())
+            s3_error!(
+                InvalidArgument,
+                "Unsupported checksum algorithm {}",
+                a.as_str()
+            )
         })?),
     };
     for (a, v) in &claims.values {
         if !a.valid_value(v) {
-            return Err(s3_error!(InvalidDigest, "The {} you specified is not valid", a.header()));
+            return Err(s3_error!(
+                InvalidDigest,
+                "The {} you specified is not valid",
+                a.header()
+            ));
         }
     }
     let hasher = Arc::new(Mutex::new(Hasher::new(
@@ -120,7 +130,11 @@ pub(super) async fn ingest_verified(
         && let Some(v) = t.get(a.header()).and_then(|v| v.to_str().ok())
     {
         if !a.valid_value(v) {
-            return Err(s3_error!(InvalidDigest, "The {} trailer is not valid", a.header()));
+            return Err(s3_error!(
+                InvalidDigest,
+                "The {} trailer is not valid",
+                a.header()
+            ));
         }
         claimed.push((a, v.trim().to_owned()));
     }
@@ -167,7 +181,10 @@ fn write_condition(
 
 pub(super) fn resolve_range(r: &dto::Range) -> ByteRange {
     match *r {
-        dto::Range::Int { first, last: Some(last) } => ByteRange::FromTo(first, last),
+        dto::Range::Int {
+            first,
+            last: Some(last),
+        } => ByteRange::FromTo(first, last),
         dto::Range::Int { first, last: None } => ByteRange::From(first),
         dto::Range::Suffix { length } => ByteRange::Suffix(length),
     }
@@ -235,11 +252,18 @@ impl Gateway {
     ) -> S3Result<S3Response<dto::GetObjectOutput>> {
         let input = req.input;
         if input.part_number.is_some() {
-            return Err(s3_error!(NotImplemented, "GetObject with partNumber is not supported"));
+            return Err(s3_error!(
+                NotImplemented,
+                "GetObject with partNumber is not supported"
+            ));
         }
         let range = input.range.as_ref().map(resolve_range);
         // Conditions first, against the current version (S3 answers 304/412 before 416).
-        let head = self.store.head_object(&input.bucket, &input.key).await.map_err(to_s3)?;
+        let head = self
+            .store
+            .head_object(&input.bucket, &input.key)
+            .await
+            .map_err(to_s3)?;
         check_read_conditions(
             &head,
             input.if_match.as_ref(),
@@ -274,7 +298,9 @@ impl Gateway {
         };
         let meta = &rec.meta;
         let out = dto::GetObjectOutput {
-            body: Some(StreamingBlob::new(crate::body::ObjectBody::new(first, body, len))),
+            body: Some(StreamingBlob::new(crate::body::ObjectBody::new(
+                first, body, len,
+            ))),
             content_length: Some(len as i64),
             content_range: (!full).then(|| format!("bytes {start}-{}/{}", end - 1, rec.size)),
             accept_ranges: Some("bytes".into()),
@@ -314,9 +340,16 @@ impl Gateway {
     ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
         let input = req.input;
         if input.part_number.is_some() {
-            return Err(s3_error!(NotImplemented, "HeadObject with partNumber is not supported"));
+            return Err(s3_error!(
+                NotImplemented,
+                "HeadObject with partNumber is not supported"
+            ));
         }
-        let rec = self.store.head_object(&input.bucket, &input.key).await.map_err(to_s3)?;
+        let rec = self
+            .store
+            .head_object(&input.bucket, &input.key)
+            .await
+            .map_err(to_s3)?;
         check_read_conditions(
             &rec,
             input.if_match.as_ref(),
@@ -366,7 +399,11 @@ impl Gateway {
     ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
         let input = req.input;
         if let Some(c) = input.if_match.as_ref() {
-            let rec = self.store.head_object(&input.bucket, &input.key).await.map_err(to_s3)?;
+            let rec = self
+                .store
+                .head_object(&input.bucket, &input.key)
+                .await
+                .map_err(to_s3)?;
             if let dto::ETagCondition::ETag(e) = c
                 && e.value() != rec.etag.to_string()
             {
@@ -389,10 +426,22 @@ impl Gateway {
     ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
         let input = req.input;
         if input.delete.objects.len() > 1000 {
-            return Err(s3_error!(MalformedXML, "DeleteObjects takes at most 1000 keys"));
+            return Err(s3_error!(
+                MalformedXML,
+                "DeleteObjects takes at most 1000 keys"
+            ));
         }
-        if self.store.bucket(&input.bucket).await.map_err(to_s3)?.is_none() {
-            return Err(s3_error!(NoSuchBucket, "The specified bucket does not exist"));
+        if self
+            .store
+            .bucket(&input.bucket)
+            .await
+            .map_err(to_s3)?
+            .is_none()
+        {
+            return Err(s3_error!(
+                NoSuchBucket,
+                "The specified bucket does not exist"
+            ));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
@@ -435,11 +484,22 @@ impl Gateway {
     ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
         let input = req.input;
         check_key(&input.key)?;
-        let dto::CopySource::Bucket { bucket: sb, key: sk, version_id } = &input.copy_source else {
-            return Err(s3_error!(NotImplemented, "Only bucket copy sources are supported"));
+        let dto::CopySource::Bucket {
+            bucket: sb,
+            key: sk,
+            version_id,
+        } = &input.copy_source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "Only bucket copy sources are supported"
+            ));
         };
         if version_id.as_deref().is_some_and(|v| v != "null") {
-            return Err(s3_error!(NoSuchVersion, "Versioning is not enabled on this bucket"));
+            return Err(s3_error!(
+                NoSuchVersion,
+                "Versioning is not enabled on this bucket"
+            ));
         }
         let src = self.store.head_object(sb, sk).await.map_err(to_s3)?;
         // Copy-source conditions: failures are 412 (S3 uses 412 for both here).
@@ -452,14 +512,17 @@ impl Gateway {
         ) {
             Ok(()) => {}
             Err(e) if e.code() == &s3s::S3ErrorCode::NotModified => {
-                return Err(s3_error!(PreconditionFailed, "Copy-source condition did not hold"));
+                return Err(s3_error!(
+                    PreconditionFailed,
+                    "Copy-source condition did not hold"
+                ));
             }
             Err(e) => return Err(e),
         }
-        let replace = input
-            .metadata_directive
-            .as_ref()
-            .is_some_and(|d| d.as_str().eq_ignore_ascii_case(dto::MetadataDirective::REPLACE));
+        let replace = input.metadata_directive.as_ref().is_some_and(|d| {
+            d.as_str()
+                .eq_ignore_ascii_case(dto::MetadataDirective::REPLACE)
+        });
         if !replace && **sb == *input.bucket && **sk == *input.key {
             return Err(s3_error!(
                 InvalidRequest,
@@ -484,7 +547,12 @@ impl Gateway {
         });
         let rec = self
             .store
-            .copy_object((sb, sk), (&input.bucket, &input.key), meta, WriteCondition::default())
+            .copy_object(
+                (sb, sk),
+                (&input.bucket, &input.key),
+                meta,
+                WriteCondition::default(),
+            )
             .await
             .map_err(to_s3)?;
         let c = checksum_fields(&rec.meta.checksums);
