@@ -44,6 +44,25 @@ fn aws_cli_v2_round_trips() {
     .unwrap();
     ok(&g, h, &["s3", "mb", "s3://cli"]);
 
+    // Edge sizes, single-part and (10 MiB, 200 MiB) multipart, up and down.
+    for (i, len) in [0usize, 1, 65_535, 65_536, 65_537, 10 << 20, 200 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        let mut body = vec![0u8; len];
+        SmallRng::seed_from_u64(100 + i as u64).fill_bytes(&mut body);
+        let up = h.join(format!("up-{len}"));
+        std::fs::write(&up, &body).unwrap();
+        let url = format!("s3://cli/size-{len}");
+        ok(&g, h, &["s3", "cp", up.to_str().unwrap(), &url]);
+        let down = h.join(format!("down-{len}"));
+        ok(&g, h, &["s3", "cp", &url, down.to_str().unwrap()]);
+        assert_eq!(std::fs::read(&down).unwrap(), body, "size {len}");
+        std::fs::remove_file(&up).unwrap();
+        std::fs::remove_file(&down).unwrap();
+        ok(&g, h, &["s3", "rm", &url]);
+    }
+
     // A 40 MiB file goes up multipart and comes back identical.
     let mut big = vec![0u8; 40 << 20];
     SmallRng::seed_from_u64(4).fill_bytes(&mut big);

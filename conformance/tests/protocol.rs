@@ -299,3 +299,57 @@ async fn presigned_urls_work_and_over_long_expiry_is_refused() {
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&body).contains("AuthorizationQueryParametersError"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_hosted_style_with_a_domain() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Gateway::start_with(dir.path(), &[("S3DEDUP_DOMAIN", "s3.test")]).unwrap();
+    let port = g.s3_addr().rsplit(':').next().unwrap().to_owned();
+    // Path style keeps working.
+    let c = client(&g);
+    c.create_bucket().bucket("vhost").send().await.unwrap();
+    // A virtual-hosted client: the bucket is in the Host header. Presigning needs no DNS,
+    // and the raw request goes to the loopback address with that Host.
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(format!("http://s3.test:{port}"))
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+        .force_path_style(false)
+        .build();
+    let v = Client::from_conf(conf);
+    let put = v
+        .put_object()
+        .bucket("vhost")
+        .key("dir/k")
+        .presigned(presign_cfg())
+        .await
+        .unwrap();
+    assert!(
+        put.uri()
+            .starts_with(&format!("http://vhost.s3.test:{port}/dir/k")),
+        "{}",
+        put.uri()
+    );
+    let host = vec![("Host", format!("vhost.s3.test:{port}"))];
+    let (status, body) = s3dedup_conformance::http_request(
+        g.s3_addr(),
+        "PUT",
+        &path_of(put.uri()),
+        &host,
+        b"virtual",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let o = c
+        .get_object()
+        .bucket("vhost")
+        .key("dir/k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        &o.body.collect().await.unwrap().into_bytes()[..],
+        b"virtual"
+    );
+}
