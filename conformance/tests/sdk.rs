@@ -636,3 +636,72 @@ async fn sigkill_during_uploads_keeps_every_acknowledged_object() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_part_copy_whole_object_is_metadata_only() {
+    let g = Gateway::start().unwrap();
+    let c = client(&g);
+    c.create_bucket().bucket("upc").send().await.unwrap();
+    let src = data(77, 6 << 20);
+    c.put_object()
+        .bucket("upc")
+        .key("src")
+        .body(ByteStream::from(src.clone()))
+        .send()
+        .await
+        .unwrap();
+    let ingested = g.metric("s3dedup_ingested_bytes_total").unwrap();
+    let up = c
+        .create_multipart_upload()
+        .bucket("upc")
+        .key("dst")
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap();
+    let p1 = c
+        .upload_part_copy()
+        .bucket("upc")
+        .key("dst")
+        .upload_id(id)
+        .part_number(1)
+        .copy_source("upc/src")
+        .send()
+        .await
+        .unwrap();
+    let e1 = p1.copy_part_result().unwrap().e_tag().unwrap().to_owned();
+    assert_eq!(e1, format!("\"{}\"", hex::encode(Md5::digest(&src))));
+    assert_eq!(
+        g.metric("s3dedup_ingested_bytes_total").unwrap(),
+        ingested,
+        "whole-object part copy read no data"
+    );
+    // A ranged copy goes through the data path and is still exact.
+    let p2 = c
+        .upload_part_copy()
+        .bucket("upc")
+        .key("dst")
+        .upload_id(id)
+        .part_number(2)
+        .copy_source("upc/src")
+        .copy_source_range("bytes=100-1099")
+        .send()
+        .await
+        .unwrap();
+    let e2 = p2.copy_part_result().unwrap().e_tag().unwrap().to_owned();
+    let parts = CompletedMultipartUpload::builder()
+        .parts(CompletedPart::builder().part_number(1).e_tag(e1).build())
+        .parts(CompletedPart::builder().part_number(2).e_tag(e2).build())
+        .build();
+    c.complete_multipart_upload()
+        .bucket("upc")
+        .key("dst")
+        .upload_id(id)
+        .multipart_upload(parts)
+        .send()
+        .await
+        .unwrap();
+    let mut want = src.clone();
+    want.extend_from_slice(&src[100..1100]);
+    assert_eq!(get(&c, "upc", "dst").await, want);
+}

@@ -296,6 +296,20 @@ impl Store {
         r
     }
 
+    /// UploadPartCopy of a whole single-part object by reference (no data read);
+    /// `Ok(None)` when the source is a multipart object.
+    ///
+    /// # Errors
+    /// See [`Index::copy_object_to_part`].
+    pub async fn copy_object_to_part(
+        &self,
+        src: (&str, &str),
+        upload_id: &str,
+        part: u32,
+    ) -> Result<Option<PartRecord>> {
+        self.index.copy_object_to_part(src, upload_id, part).await
+    }
+
     /// The current version's record.
     ///
     /// # Errors

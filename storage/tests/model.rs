@@ -33,6 +33,7 @@ enum Op {
     Delete { key: u8 },
     Create { key: u8 },
     Part { upload: u8, part: u8, data: Data },
+    PartCopy { upload: u8, part: u8, src: u8 },
     Complete { upload: u8, mask: u8 },
     Abort { upload: u8 },
     Reopen,
@@ -62,6 +63,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..KEYS).prop_map(|key| Op::Delete { key }),
         1 => (0..KEYS).prop_map(|key| Op::Create { key }),
         3 => (any::<u8>(), 1u8..5, data()).prop_map(|(upload, part, data)| Op::Part { upload, part, data }),
+        1 => (any::<u8>(), 1u8..5, 0..KEYS).prop_map(|(upload, part, src)| Op::PartCopy { upload, part, src }),
         1 => (any::<u8>(), any::<u8>()).prop_map(|(upload, mask)| Op::Complete { upload, mask }),
         1 => any::<u8>().prop_map(|upload| Op::Abort { upload }),
         1 => Just(Op::Reopen),
@@ -196,6 +198,26 @@ async fn run(ops: Vec<Op>) {
                     .unwrap();
                 assert_eq!(rec.md5, <[u8; 16]>::from(Md5::digest(&bytes)));
                 uploads[i].parts.insert(u32::from(part), bytes);
+            }
+            Op::PartCopy { upload, part, src } => {
+                if uploads.is_empty() {
+                    continue;
+                }
+                let i = usize::from(upload) % uploads.len();
+                let r = store
+                    .copy_object_to_part(("b", &key(src)), &uploads[i].id, u32::from(part))
+                    .await;
+                match model.get(&key(src)) {
+                    None => assert!(matches!(r, Err(Error::NoSuchKey { .. })), "{r:?}"),
+                    Some((bytes, etag)) => match r.unwrap() {
+                        // Single-part source: copied by reference, MD5 = the source ETag.
+                        Some(rec) => {
+                            assert_eq!(&hex::encode(rec.md5), etag);
+                            uploads[i].parts.insert(u32::from(part), bytes.clone());
+                        }
+                        None => assert!(etag.contains('-'), "only multipart sources are refused"),
+                    },
+                }
             }
             Op::Complete { upload, mask } => {
                 if uploads.is_empty() {

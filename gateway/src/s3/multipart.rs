@@ -104,9 +104,10 @@ impl Gateway {
         }))
     }
 
-    /// Copies (a range of) an object into a part. The bytes are streamed back through
-    /// the ingest path: every chunk deduplicates, so no data is stored twice, but the
-    /// part's MD5 (its ETag) is computed from the bytes.
+    /// Copies (a range of) an object into a part. A whole single-part object is copied
+    /// by reference. Otherwise the bytes are streamed back through the ingest path: every
+    /// chunk deduplicates, so no data is stored twice, but the part's MD5 (its ETag) is
+    /// computed from the bytes.
     pub(super) async fn upload_part_copy_impl(
         &self,
         req: S3Request<dto::UploadPartCopyInput>,
@@ -149,6 +150,27 @@ impl Gateway {
                 ));
             }
             Err(e) => return Err(e),
+        }
+        // A whole single-part source is copied by reference: no byte is read.
+        let whole = match range {
+            None => true,
+            Some(r) => r.resolve(src.size).map_err(to_s3)? == (0, src.size),
+        };
+        if whole
+            && let Some(rec) = self
+                .store
+                .copy_object_to_part((sb, sk), &i.upload_id, n)
+                .await
+                .map_err(to_s3)?
+        {
+            return Ok(S3Response::new(dto::UploadPartCopyOutput {
+                copy_part_result: Some(dto::CopyPartResult {
+                    e_tag: Some(dto::ETag::Strong(rec.etag().to_string())),
+                    last_modified: Some(timestamp(rec.mtime_ms)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }));
         }
         let reader = self.store.get_object(sb, sk, range).await.map_err(to_s3)?;
         let len = reader.range.1 - reader.range.0;

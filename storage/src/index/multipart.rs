@@ -51,6 +51,24 @@ fn remove_upload(txn: &WriteTransaction, id: &str, up: &UploadRecord) -> Result<
     Ok(())
 }
 
+/// Stores a part, releasing the part it replaces (same number), if any.
+fn install_part(
+    txn: &WriteTransaction,
+    upload_id: &str,
+    part: u32,
+    rec: &PartRecord,
+) -> Result<()> {
+    let old = txn
+        .open_table(PARTS)?
+        .insert((upload_id, part), rec.encode().as_slice())?
+        .map(|v| PartRecord::decode(v.value()))
+        .transpose()?;
+    if let Some(old) = old {
+        drop_manifest(txn, old.manifest)?;
+    }
+    Ok(())
+}
+
 /// Aborts an upload inside `txn`: releases every part's references.
 pub(super) fn abort_in(txn: &WriteTransaction, id: &str) -> Result<()> {
     let up = get_upload(txn, id)?;
@@ -120,15 +138,54 @@ impl Index {
                 checksums: checksums.clone(),
                 manifest,
             };
-            let old = txn
-                .open_table(PARTS)?
-                .insert((upload_id, part), rec.encode().as_slice())?
-                .map(|v| PartRecord::decode(v.value()))
-                .transpose()?;
-            if let Some(old) = old {
-                drop_manifest(txn, old.manifest)?;
-            }
+            install_part(txn, upload_id, part, &rec)?;
             Ok(rec)
+        })
+    }
+
+    /// UploadPartCopy of a whole single-part object without reading it: the part names
+    /// the source's chunks (taking its own references) and its MD5 is the source's ETag.
+    /// `Ok(None)` when the source is a multipart object (its ETag is not an MD5 of the
+    /// bytes), so the caller must compute the part's MD5 from the data.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchUpload`], [`Error::NoSuchBucket`], [`Error::NoSuchKey`].
+    pub fn copy_object_to_part(
+        &self,
+        src: (&str, &str),
+        upload_id: &str,
+        part: u32,
+    ) -> impl Future<Output = Result<Option<PartRecord>>> + use<> {
+        let (sb, sk, upload_id) = (src.0.to_owned(), src.1.to_owned(), upload_id.to_owned());
+        self.committer.submit(move |txn| {
+            get_upload(txn, &upload_id)?;
+            if txn.open_table(BUCKETS)?.get(sb.as_str())?.is_none() {
+                return Err(Error::NoSuchBucket(sb.clone()));
+            }
+            let source = txn
+                .open_table(OBJECTS)?
+                .get((sb.as_str(), sk.as_str()))?
+                .map(|v| ObjectRecord::decode(v.value()))
+                .transpose()?
+                .ok_or_else(|| Error::NoSuchKey {
+                    bucket: sb.clone(),
+                    key: sk.clone(),
+                })?;
+            if source.etag.parts > 0 {
+                return Ok(None);
+            }
+            let slices = read_manifest(&txn.open_table(MANIFESTS)?, source.manifest)?;
+            add_refs(txn, &slice_counts(&slices), &Default::default())?;
+            let manifest = super::write_manifest(txn, &slices)?;
+            let rec = PartRecord {
+                size: source.size,
+                md5: source.etag.md5,
+                mtime_ms: now_ms(),
+                checksums: source.meta.checksums.clone(),
+                manifest,
+            };
+            install_part(txn, &upload_id, part, &rec)?;
+            Ok(Some(rec))
         })
     }
 
