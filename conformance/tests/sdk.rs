@@ -28,6 +28,18 @@ fn data(seed: u64, len: usize) -> Vec<u8> {
     v
 }
 
+async fn etag_of(c: &Client, b: &str, k: &str) -> String {
+    c.head_object()
+        .bucket(b)
+        .key(k)
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_owned()
+}
+
 async fn get(c: &Client, b: &str, k: &str) -> Vec<u8> {
     let o = c.get_object().bucket(b).key(k).send().await.unwrap();
     o.body.collect().await.unwrap().into_bytes().to_vec()
@@ -416,6 +428,72 @@ async fn listing_copy_delete() {
         .await
         .unwrap();
     assert_eq!(get(&c, "lists", "copy").await, b"dir00/f000");
+    // Copy-source conditions: a failing one is 412 and copies nothing.
+    let e = c
+        .copy_object()
+        .bucket("lists")
+        .key("copy2")
+        .copy_source("lists/dir00/f000")
+        .copy_source_if_match("\"0000\"")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), 412);
+    let e = c
+        .copy_object()
+        .bucket("lists")
+        .key("copy2")
+        .copy_source("lists/dir00/f000")
+        .copy_source_if_none_match(etag_of(&c, "lists", "dir00/f000").await)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(status(&e), 412);
+    assert_eq!(
+        status(
+            &c.head_object()
+                .bucket("lists")
+                .key("copy2")
+                .send()
+                .await
+                .unwrap_err()
+        ),
+        404
+    );
+    // REPLACE sets new metadata; COPY onto itself without changes is refused.
+    c.copy_object()
+        .bucket("lists")
+        .key("copy")
+        .copy_source("lists/copy")
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .metadata("color", "blue")
+        .content_type("text/plain")
+        .send()
+        .await
+        .unwrap();
+    let h = c
+        .head_object()
+        .bucket("lists")
+        .key("copy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        h.metadata()
+            .and_then(|m| m.get("color"))
+            .map(String::as_str),
+        Some("blue")
+    );
+    assert_eq!(h.content_type(), Some("text/plain"));
+    let e = c
+        .copy_object()
+        .bucket("lists")
+        .key("copy")
+        .copy_source("lists/copy")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "InvalidRequest");
     c.delete_object()
         .bucket("lists")
         .key("copy")

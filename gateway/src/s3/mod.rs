@@ -144,6 +144,30 @@ fn check_read_conditions(
     Ok(())
 }
 
+/// Evaluates `x-amz-copy-source-if-*` against the source: any failure is 412 (S3 never
+/// answers 304 to a copy).
+fn check_copy_source_conditions(
+    src: &ObjectRecord,
+    if_match: Option<&dto::ETagCondition>,
+    if_none_match: Option<&dto::ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    match check_read_conditions(
+        src,
+        if_match,
+        if_none_match,
+        if_modified_since,
+        if_unmodified_since,
+    ) {
+        Err(e) if e.code() == &s3s::S3ErrorCode::NotModified => Err(s3_error!(
+            PreconditionFailed,
+            "A copy-source condition did not hold"
+        )),
+        r => r,
+    }
+}
+
 /// Standard headers kept with an object, as (lowercase name, value).
 struct StdHeaders<'a> {
     cache_control: Option<&'a String>,

@@ -22,6 +22,17 @@ fn part_number(n: i32) -> S3Result<u32> {
     }
 }
 
+fn part_copy_output(rec: &s3dedup_storage::records::PartRecord) -> dto::UploadPartCopyOutput {
+    dto::UploadPartCopyOutput {
+        copy_part_result: Some(dto::CopyPartResult {
+            e_tag: Some(dto::ETag::Strong(rec.etag().to_string())),
+            last_modified: Some(timestamp(rec.mtime_ms)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 impl Gateway {
     /// Checks that the upload exists and belongs to bucket/key.
     async fn upload_for(&self, upload_id: &str, bucket: &str, key: &str) -> S3Result<()> {
@@ -135,22 +146,13 @@ impl Gateway {
             }
         };
         let src = self.store.head_object(sb, sk).await.map_err(to_s3)?;
-        match super::check_read_conditions(
+        super::check_copy_source_conditions(
             &src,
             i.copy_source_if_match.as_ref(),
             i.copy_source_if_none_match.as_ref(),
             i.copy_source_if_modified_since.as_ref(),
             i.copy_source_if_unmodified_since.as_ref(),
-        ) {
-            Ok(()) => {}
-            Err(e) if e.code() == &s3s::S3ErrorCode::NotModified => {
-                return Err(s3_error!(
-                    PreconditionFailed,
-                    "Copy-source condition did not hold"
-                ));
-            }
-            Err(e) => return Err(e),
-        }
+        )?;
         // A whole single-part source is copied by reference: no byte is read.
         let whole = match range {
             None => true,
@@ -163,14 +165,7 @@ impl Gateway {
                 .await
                 .map_err(to_s3)?
         {
-            return Ok(S3Response::new(dto::UploadPartCopyOutput {
-                copy_part_result: Some(dto::CopyPartResult {
-                    e_tag: Some(dto::ETag::Strong(rec.etag().to_string())),
-                    last_modified: Some(timestamp(rec.mtime_ms)),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }));
+            return Ok(S3Response::new(part_copy_output(&rec)));
         }
         let reader = self.store.get_object(sb, sk, range).await.map_err(to_s3)?;
         let len = reader.range.1 - reader.range.0;
@@ -187,14 +182,7 @@ impl Gateway {
             .put_part(&i.upload_id, n, pending, checksums)
             .await
             .map_err(to_s3)?;
-        Ok(S3Response::new(dto::UploadPartCopyOutput {
-            copy_part_result: Some(dto::CopyPartResult {
-                e_tag: Some(dto::ETag::Strong(rec.etag().to_string())),
-                last_modified: Some(timestamp(rec.mtime_ms)),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }))
+        Ok(S3Response::new(part_copy_output(&rec)))
     }
 
     pub(super) async fn complete_multipart_upload_impl(

@@ -503,22 +503,13 @@ impl Gateway {
         }
         let src = self.store.head_object(sb, sk).await.map_err(to_s3)?;
         // Copy-source conditions: failures are 412 (S3 uses 412 for both here).
-        match check_read_conditions(
+        super::check_copy_source_conditions(
             &src,
             input.copy_source_if_match.as_ref(),
             input.copy_source_if_none_match.as_ref(),
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
-        ) {
-            Ok(()) => {}
-            Err(e) if e.code() == &s3s::S3ErrorCode::NotModified => {
-                return Err(s3_error!(
-                    PreconditionFailed,
-                    "Copy-source condition did not hold"
-                ));
-            }
-            Err(e) => return Err(e),
-        }
+        )?;
         let replace = input.metadata_directive.as_ref().is_some_and(|d| {
             d.as_str()
                 .eq_ignore_ascii_case(dto::MetadataDirective::REPLACE)
