@@ -353,3 +353,107 @@ async fn virtual_hosted_style_with_a_domain() {
         b"virtual"
     );
 }
+
+/// An aws-chunked upload (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`, as the SDKs send by
+/// default) signed by hand, with the CRC32 in the trailer right or wrong.
+fn chunked_put(g: &Gateway, key: &str, payload: &[u8], crc32_b64: &str) -> (u16, String) {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::sign::v4;
+    let identity =
+        aws_credential_types::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "t").into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let url = format!("{}/trail/{key}", g.s3_url);
+    let headers = vec![
+        ("host", g.s3_addr().to_owned()),
+        ("content-encoding", "aws-chunked".to_owned()),
+        ("x-amz-decoded-content-length", payload.len().to_string()),
+        ("x-amz-trailer", "x-amz-checksum-crc32".to_owned()),
+    ];
+    let signable = SignableRequest::new(
+        "PUT",
+        url.as_str(),
+        headers.iter().map(|(k, v)| (*k, v.as_str())),
+        SignableBody::StreamingUnsignedPayloadTrailer,
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut all: Vec<(&str, String)> = headers.iter().map(|(k, v)| (*k, v.clone())).collect();
+    for (k, v) in instructions.headers() {
+        all.push((k, v.to_owned()));
+    }
+    // Two data chunks, the terminating chunk, then the trailer.
+    let (a, b) = payload.split_at(payload.len() / 2);
+    let mut body = Vec::new();
+    for part in [a, b] {
+        body.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        body.extend_from_slice(part);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("0\r\nx-amz-checksum-crc32:{crc32_b64}\r\n\r\n").as_bytes());
+    let (status, resp) = s3dedup_conformance::http_request(
+        g.s3_addr(),
+        "PUT",
+        &format!("/trail/{key}"),
+        &all,
+        &body,
+    )
+    .unwrap();
+    (status, String::from_utf8_lossy(&resp).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_chunked_trailer_checksums_are_verified_on_the_decoded_payload() {
+    use base64::Engine as _;
+    let g = Gateway::start().unwrap();
+    let c = client(&g);
+    c.create_bucket().bucket("trail").send().await.unwrap();
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, &payload) as u32;
+    let right = base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes());
+    let wrong = base64::engine::general_purpose::STANDARD.encode((crc ^ 1).to_be_bytes());
+
+    let (status, body) = chunked_put(&g, "good", &payload, &right);
+    assert_eq!(status, 200, "{body}");
+    let o = c
+        .get_object()
+        .bucket("trail")
+        .key("good")
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(o.checksum_crc32(), Some(right.as_str()));
+    assert_eq!(
+        o.content_encoding(),
+        None,
+        "aws-chunked is not a property of the object"
+    );
+    assert_eq!(
+        o.body.collect().await.unwrap().into_bytes().to_vec(),
+        payload,
+        "the framing was not stored"
+    );
+
+    let (status, body) = chunked_put(&g, "bad", &payload, &wrong);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("BadDigest"), "{body}");
+    assert!(
+        c.head_object()
+            .bucket("trail")
+            .key("bad")
+            .send()
+            .await
+            .is_err(),
+        "nothing published"
+    );
+}
