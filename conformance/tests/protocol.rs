@@ -373,7 +373,7 @@ fn chunked_put(g: &Gateway, key: &str, payload: &[u8], crc32_b64: &str) -> (u16,
         .unwrap()
         .into();
     let url = format!("{}/trail/{key}", g.s3_url);
-    let headers = vec![
+    let headers = [
         ("host", g.s3_addr().to_owned()),
         ("content-encoding", "aws-chunked".to_owned()),
         ("x-amz-decoded-content-length", payload.len().to_string()),
