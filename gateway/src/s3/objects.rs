@@ -16,6 +16,9 @@ use super::{
 use crate::checksum::{Algorithm, Hasher};
 use crate::error::to_s3;
 
+/// Largest single PUT or part S3 accepts.
+const MAX_OBJECT_SIZE: i64 = 5 << 30;
+
 /// What the client claims about an upload body.
 pub(super) struct Claims<'a> {
     pub(super) content_md5: Option<&'a String>,
@@ -53,6 +56,12 @@ pub(super) async fn ingest_verified(
     claims: Claims<'_>,
     trailers: Option<TrailingHeaders>,
 ) -> S3Result<(PendingObject, Vec<(String, String)>)> {
+    if claims.content_length.is_some_and(|n| n > MAX_OBJECT_SIZE) {
+        return Err(s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed size of 5 GiB"
+        ));
+    }
     let md5 = match claims.content_md5 {
         None => None,
         Some(v) => Some(
@@ -203,6 +212,19 @@ impl Gateway {
         let mut input = req.input;
         check_key(&input.key)?;
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        // Refuse before reading the body, not after storing it.
+        if self
+            .store
+            .bucket(&input.bucket)
+            .await
+            .map_err(to_s3)?
+            .is_none()
+        {
+            return Err(s3_error!(
+                NoSuchBucket,
+                "The specified bucket does not exist"
+            ));
+        }
         let claims = Claims {
             content_md5: input.content_md5.as_ref(),
             content_length: input.content_length,
