@@ -581,6 +581,15 @@ async fn bad_input_gets_s3_errors() {
         .unwrap_err();
     assert_eq!(code(&e), "KeyTooLongError");
     let e = c
+        .put_object()
+        .bucket("nobucket")
+        .key("k")
+        .body(ByteStream::from(vec![1u8; 1 << 20]))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NoSuchBucket");
+    let e = c
         .get_object()
         .bucket("nobucket")
         .key("k")
