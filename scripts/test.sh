@@ -11,8 +11,9 @@ step "toolchain"
 cargo --version
 rustup component list --installed 2>/dev/null | grep -E '^(rustfmt|clippy)' || true
 
-# System packages the end-to-end suites need (awscli = the aws CLI v2 at /usr/bin/aws).
-NEEDED_DEBS=(awscli)
+# System packages the end-to-end suites need (awscli = the aws CLI v2 at /usr/bin/aws;
+# rclone, restic, s3cmd for the client suites).
+NEEDED_DEBS=(awscli rclone restic s3cmd)
 if [ ${#NEEDED_DEBS[@]} -gt 0 ]; then
   missing=()
   for p in "${NEEDED_DEBS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -1,0 +1,193 @@
+//! rclone, restic and s3cmd (Debian packages, installed by `scripts/test.sh`) against the
+//! real gateway. Each prints one line per client; any failure fails the test.
+
+use std::path::Path;
+use std::process::Command;
+
+use rand::{RngCore, SeedableRng, rngs::SmallRng};
+use s3dedup_conformance::{ACCESS_KEY, Gateway, SECRET_KEY};
+
+/// Runs a client; returns stdout and stderr separately (clients log notices to stderr).
+fn run_both(cmd: &mut Command) -> (String, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/test.sh installs it)"));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+fn run(cmd: &mut Command) -> String {
+    run_both(cmd).0
+}
+
+fn random_file(path: &Path, seed: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    SmallRng::seed_from_u64(seed).fill_bytes(&mut v);
+    std::fs::write(path, &v).unwrap();
+    v
+}
+
+fn tree(dir: &Path, files: usize) {
+    for i in 0..files {
+        let sub = dir.join(format!("d{}", i % 4));
+        std::fs::create_dir_all(&sub).unwrap();
+        random_file(&sub.join(format!("f{i}.bin")), i as u64, 1000 + i * 3000);
+    }
+}
+
+fn same_tree(a: &Path, b: &Path) {
+    let mut n = 0;
+    for e in walk(a) {
+        let rel = e.strip_prefix(a).unwrap();
+        assert_eq!(
+            std::fs::read(&e).unwrap(),
+            std::fs::read(b.join(rel)).unwrap(),
+            "{}",
+            rel.display()
+        );
+        n += 1;
+    }
+    assert_eq!(n, walk(b).len(), "file counts differ");
+}
+
+fn walk(p: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(p).unwrap() {
+        let e = e.unwrap().path();
+        if e.is_dir() {
+            out.extend(walk(&e))
+        } else {
+            out.push(e)
+        }
+    }
+    out
+}
+
+#[test]
+fn rclone() {
+    let g = Gateway::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let rc = |args: &[&str]| {
+        let mut c = Command::new("rclone");
+        c.args(args)
+            .args(["--s3-upload-cutoff", "10M", "--s3-chunk-size", "8M"])
+            // Some environments point this at a CA file; rclone's SDK then refuses plain http.
+            .env_remove("AWS_CA_BUNDLE")
+            .env("RCLONE_CONFIG", t.join("rclone.conf"))
+            .env("RCLONE_CONFIG_S3D_TYPE", "s3")
+            .env("RCLONE_CONFIG_S3D_PROVIDER", "Other")
+            .env("RCLONE_CONFIG_S3D_ENDPOINT", &g.s3_url)
+            .env("RCLONE_CONFIG_S3D_REGION", "us-east-1")
+            .env("RCLONE_CONFIG_S3D_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("RCLONE_CONFIG_S3D_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("RCLONE_CONFIG_S3D_FORCE_PATH_STYLE", "true");
+        run(&mut c)
+    };
+    let src = t.join("src");
+    tree(&src, 40);
+    rc(&["mkdir", "s3d:rclone"]);
+    rc(&["copy", src.to_str().unwrap(), "s3d:rclone/tree"]);
+    rc(&["check", src.to_str().unwrap(), "s3d:rclone/tree"]); // compares sizes and MD5s
+    std::fs::remove_file(src.join("d0/f0.bin")).unwrap();
+    random_file(&src.join("d1/new.bin"), 99, 5000);
+    rc(&["sync", src.to_str().unwrap(), "s3d:rclone/tree"]);
+    rc(&["check", src.to_str().unwrap(), "s3d:rclone/tree"]);
+    let listing = rc(&["lsf", "-R", "--files-only", "s3d:rclone/tree"]);
+    assert_eq!(listing.lines().count(), 40, "{listing}");
+    // 100 MiB: multipart with 8 MiB chunks.
+    let big = t.join("big.bin");
+    let data = random_file(&big, 7, 100 << 20);
+    rc(&["copyto", big.to_str().unwrap(), "s3d:rclone/big.bin"]);
+    let back = t.join("back.bin");
+    rc(&["copyto", "s3d:rclone/big.bin", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    rc(&["delete", "s3d:rclone/tree"]);
+    let left = rc(&["lsf", "-R", "s3d:rclone"]);
+    assert_eq!(left.trim(), "big.bin", "{left}");
+    println!("rclone: ok");
+}
+
+#[test]
+fn restic() {
+    let g = Gateway::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let rs = |args: &[&str]| {
+        let mut c = Command::new("restic");
+        c.args(args)
+            .env("RESTIC_REPOSITORY", format!("s3:{}/restic", g.s3_url))
+            .env("RESTIC_PASSWORD", "s3dedup-test")
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("RESTIC_CACHE_DIR", t.join("cache"));
+        run(&mut c)
+    };
+    let src = t.join("data");
+    tree(&src, 30);
+    random_file(&src.join("large.bin"), 5, 20 << 20);
+    // restic creates the bucket itself.
+    rs(&["init"]);
+    rs(&["backup", src.to_str().unwrap()]);
+    // Edit some files, add one, remove one; back up again.
+    random_file(&src.join("d2/f2.bin"), 1234, 40_000);
+    random_file(&src.join("d3/added.bin"), 4321, 10_000);
+    std::fs::remove_file(src.join("d1/f1.bin")).unwrap();
+    rs(&["backup", src.to_str().unwrap()]);
+    let out = t.join("restore");
+    rs(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    same_tree(&src, &out.join(src.strip_prefix("/").unwrap()));
+    rs(&["check", "--read-data"]);
+    rs(&["forget", "--keep-last", "1", "--prune"]);
+    rs(&["check", "--read-data"]);
+    let snaps = rs(&["snapshots", "--compact"]);
+    assert!(snaps.contains("1 snapshots"), "{snaps}");
+    println!("restic: ok");
+}
+
+#[test]
+fn s3cmd() {
+    let g = Gateway::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let cfg = t.join("s3cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[default]\naccess_key = {ACCESS_KEY}\nsecret_key = {SECRET_KEY}\nhost_base = {h}\nhost_bucket = {h}\nuse_https = False\nsignature_v2 = False\nbucket_location = us-east-1\nmultipart_chunk_size_mb = 15\n",
+            h = g.s3_addr()
+        ),
+    )
+    .unwrap();
+    let sc = |args: &[&str]| run(Command::new("s3cmd").arg("-c").arg(&cfg).args(args));
+    sc(&["mb", "s3://s3cmd"]);
+    let big = t.join("big.bin");
+    let data = random_file(&big, 11, 40 << 20);
+    let (_, debug) = run_both(Command::new("s3cmd").arg("-c").arg(&cfg).args([
+        "put",
+        "--debug",
+        big.to_str().unwrap(),
+        "s3://s3cmd/big.bin",
+    ]));
+    assert!(debug.contains("in 3 parts"), "expected a 3-part upload");
+    let back = t.join("back.bin");
+    sc(&["get", "s3://s3cmd/big.bin", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    let src = t.join("tree");
+    tree(&src, 20);
+    sc(&["sync", &format!("{}/", src.display()), "s3://s3cmd/tree/"]);
+    let again = sc(&["sync", &format!("{}/", src.display()), "s3://s3cmd/tree/"]);
+    assert!(!again.contains("upload:"), "second sync uploaded: {again}");
+    let ls = sc(&["ls", "-r", "s3://s3cmd/"]);
+    assert_eq!(ls.lines().count(), 21, "{ls}");
+    sc(&["del", "--recursive", "--force", "s3://s3cmd/"]);
+    sc(&["rb", "s3://s3cmd"]);
+    let buckets = sc(&["ls"]);
+    assert!(!buckets.contains("s3cmd"), "{buckets}");
+    println!("s3cmd: ok");
+}
