@@ -13,7 +13,7 @@ rustup component list --installed 2>/dev/null | grep -E '^(rustfmt|clippy)' || t
 
 # System packages the end-to-end suites need (awscli = the aws CLI v2 at /usr/bin/aws;
 # rclone, restic, s3cmd for the client suites).
-NEEDED_DEBS=(awscli rclone restic s3cmd)
+NEEDED_DEBS=(awscli rclone restic s3cmd python3-venv)
 if [ ${#NEEDED_DEBS[@]} -gt 0 ]; then
   missing=()
   for p in "${NEEDED_DEBS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -24,6 +24,13 @@ if [ ${#NEEDED_DEBS[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
   fi
 fi
+
+# PyPI packages: the latest boto3 (with the CRT extra for CRC32C/CRC64NVME) and the aws CLI v1,
+# in a virtualenv under target/ (conformance/tests/boto3.rs uses target/pyenv/bin/python).
+step "python virtualenv: boto3, awscli v1"
+[ -x target/pyenv/bin/python ] || python3 -m venv target/pyenv
+target/pyenv/bin/pip install -q --disable-pip-version-check --upgrade boto3 "botocore[crt]" awscli
+target/pyenv/bin/python -c 'import boto3, botocore; print("boto3", boto3.__version__, "botocore", botocore.__version__)'
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
