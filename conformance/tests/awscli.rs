@@ -1,5 +1,6 @@
-//! The gateway as a real process, driven by the aws CLI v2 (Debian's `awscli`, installed
-//! by `scripts/test.sh`; override the path with `S3DEDUP_AWS_CLI`).
+//! The gateway as a real process, driven by the aws CLI v2 (Debian's `awscli`) and the
+//! latest aws CLI v1 (PyPI, in `target/pyenv`), both installed by `scripts/test.sh`;
+//! override the paths with `S3DEDUP_AWS_CLI_V2` / `S3DEDUP_AWS_CLI_V1`.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,7 +9,7 @@ use rand::{RngCore, SeedableRng, rngs::SmallRng};
 use s3dedup_conformance::{ACCESS_KEY, Gateway, SECRET_KEY};
 
 fn aws(g: &Gateway, home: &Path, args: &[&str]) -> (bool, String, String) {
-    let cli = std::env::var("S3DEDUP_AWS_CLI").unwrap_or_else(|_| "/usr/bin/aws".into());
+    let cli = std::fs::read_to_string(home.join("cli")).unwrap();
     let out = Command::new(&cli)
         .args(["--endpoint-url", &g.s3_url, "--region", "us-east-1"])
         .args(args)
@@ -17,6 +18,7 @@ fn aws(g: &Gateway, home: &Path, args: &[&str]) -> (bool, String, String) {
         .env("AWS_CONFIG_FILE", home.join("config"))
         .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
         .env("HOME", home)
+        .env_remove("AWS_CA_BUNDLE")
         .output()
         .unwrap_or_else(|e| panic!("running {cli}: {e} (scripts/test.sh installs awscli)"));
     (
@@ -33,10 +35,25 @@ fn ok(g: &Gateway, home: &Path, args: &[&str]) -> String {
 }
 
 #[test]
-fn aws_cli_v2_round_trips() {
+fn aws_cli_v2() {
+    let cli = std::env::var("S3DEDUP_AWS_CLI_V2").unwrap_or_else(|_| "/usr/bin/aws".into());
+    suite(&cli, "aws-cli/2.");
+}
+
+#[test]
+fn aws_cli_v1() {
+    let cli = std::env::var("S3DEDUP_AWS_CLI_V1")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pyenv/bin/aws").into());
+    suite(&cli, "aws-cli/1.");
+}
+
+fn suite(cli: &str, version_prefix: &str) {
     let g = Gateway::start().unwrap();
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
+    std::fs::write(h.join("cli"), cli).unwrap();
+    let version = ok(&g, h, &["--version"]);
+    assert!(version.starts_with(version_prefix), "{cli}: {version}");
     std::fs::write(
         h.join("config"),
         "[default]\ns3 =\n  multipart_threshold = 8MB\n  multipart_chunksize = 8MB\n",
@@ -63,8 +80,8 @@ fn aws_cli_v2_round_trips() {
         ok(&g, h, &["s3", "rm", &url]);
     }
 
-    // A 40 MiB file goes up multipart and comes back identical.
-    let mut big = vec![0u8; 40 << 20];
+    // A 100 MiB file goes up multipart and comes back identical.
+    let mut big = vec![0u8; 100 << 20];
     SmallRng::seed_from_u64(4).fill_bytes(&mut big);
     let src = h.join("big.bin");
     std::fs::write(&src, &big).unwrap();
@@ -92,17 +109,20 @@ fn aws_cli_v2_round_trips() {
             "big.bin",
         ],
     );
-    assert!(head.contains("\"ContentLength\": 41943040"), "{head}");
-    assert!(head.contains("-5\\\""), "multipart ETag: {head}");
+    assert!(head.contains("\"ContentLength\": 104857600"), "{head}");
+    assert!(
+        head.contains("-13\\\""),
+        "multipart ETag (8 MB parts): {head}"
+    );
 
     // A folder: sync twice (the second transfers nothing), list, ranged get, remove.
     let dir = h.join("tree");
-    for i in 0..50 {
+    for i in 0..500 {
         let sub = dir.join(format!("d{}", i % 5));
         std::fs::create_dir_all(&sub).unwrap();
         std::fs::write(
             sub.join(format!("f{i}.txt")),
-            format!("file {i}\n").repeat(i + 1),
+            format!("file {i}\n").repeat(i % 50 + 1),
         )
         .unwrap();
     }
@@ -111,7 +131,7 @@ fn aws_cli_v2_round_trips() {
         h,
         &["s3", "sync", dir.to_str().unwrap(), "s3://cli/tree"],
     );
-    assert_eq!(out.matches("upload:").count(), 50, "{out}");
+    assert_eq!(out.matches("upload:").count(), 500, "{out}");
     let out = ok(
         &g,
         h,
@@ -123,7 +143,7 @@ fn aws_cli_v2_round_trips() {
         "second sync transferred: {out}"
     );
     let out = ok(&g, h, &["s3", "ls", "--recursive", "s3://cli/tree/"]);
-    assert_eq!(out.lines().count(), 50);
+    assert_eq!(out.lines().count(), 500);
     let part = h.join("part.bin");
     ok(
         &g,
