@@ -227,3 +227,75 @@ pub fn http_request(
         .map_or(resp.len(), |p| p + 4);
     Ok((status, resp[body_start..].to_vec()))
 }
+
+/// A TCP proxy in front of the gateway that cuts the first `cut` client connections
+/// after forwarding `after_bytes` bytes of their request, to test client retries.
+#[derive(Debug)]
+pub struct CuttingProxy {
+    /// `http://127.0.0.1:PORT` to point clients at.
+    pub url: String,
+    cut: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CuttingProxy {
+    /// Starts the proxy in front of `target` (`host:port`).
+    pub fn start(target: &str, cut: usize, after_bytes: usize) -> Result<Self> {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let remaining = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(cut));
+        let left = remaining.clone();
+        let target = target.to_owned();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { continue };
+                let Ok(mut server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let cut_this = left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                let (mut c2, mut s2) = match (client.try_clone(), server.try_clone()) {
+                    (Ok(c), Ok(s)) => (c, s),
+                    _ => continue,
+                };
+                // server → client
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Both);
+                });
+                // client → server, cut after `after_bytes` when this connection is marked
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut sent = 0usize;
+                    loop {
+                        let n = match client.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if cut_this && sent + n >= after_bytes {
+                            let _ = server.write_all(&buf[..after_bytes - sent]);
+                            let _ = client.shutdown(std::net::Shutdown::Both);
+                            let _ = server.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                        if server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        sent += n;
+                    }
+                    let _ = server.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Ok(CuttingProxy {
+            url,
+            cut: remaining,
+        })
+    }
+
+    /// Connections still to be cut.
+    pub fn remaining_cuts(&self) -> usize {
+        self.cut.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

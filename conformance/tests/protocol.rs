@@ -457,3 +457,52 @@ async fn aws_chunked_trailer_checksums_are_verified_on_the_decoded_payload() {
         "nothing published"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_retries_after_a_connection_drop_mid_upload() {
+    let g = Gateway::start().unwrap();
+    client(&g)
+        .create_bucket()
+        .bucket("retry")
+        .send()
+        .await
+        .unwrap();
+    // The first two connections die after 2 MiB of an 8 MiB PUT; the SDK retries.
+    let proxy = s3dedup_conformance::CuttingProxy::start(g.s3_addr(), 2, 2 << 20).unwrap();
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(&proxy.url)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+        .force_path_style(true)
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(5))
+        .build();
+    let c = Client::from_conf(conf);
+    let body: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    c.put_object()
+        .bucket("retry")
+        .key("k")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxy.remaining_cuts(), 0, "both cuts happened");
+    let got = c
+        .get_object()
+        .bucket("retry")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().to_vec(),
+        body
+    );
+    assert_eq!(g.metric("s3dedup_objects").unwrap(), 1.0);
+    assert_eq!(
+        g.metric("s3dedup_logical_bytes").unwrap(),
+        (8u64 << 20) as f64
+    );
+}
