@@ -79,7 +79,9 @@ fn parse() -> Result<Args> {
         }
     }
     if a.endpoint.is_empty() || a.mode.is_empty() {
-        bail!("usage: s3dedup-bench --endpoint URL --access-key K --secret-key S (large|small) [flags]");
+        bail!(
+            "usage: s3dedup-bench --endpoint URL --access-key K --secret-key S (large|small) [flags]"
+        );
     }
     Ok(a)
 }
@@ -89,7 +91,13 @@ fn client(a: &Args) -> Client {
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(&a.endpoint)
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(&a.access_key, &a.secret_key, None, None, "bench"))
+        .credentials_provider(Credentials::new(
+            &a.access_key,
+            &a.secret_key,
+            None,
+            None,
+            "bench",
+        ))
         .force_path_style(true)
         .build();
     Client::from_conf(conf)
@@ -124,7 +132,12 @@ async fn large(a: &Args, c: &Client) -> Result<()> {
     let seed = a.seed << 32;
     let base = random(seed + 1, size);
     if a.dup_fraction > 0.0 {
-        c.put_object().bucket(&b).key("base").body(ByteStream::from(base.clone())).send().await?;
+        c.put_object()
+            .bucket(&b)
+            .key("base")
+            .body(ByteStream::from(base.clone()))
+            .send()
+            .await?;
     }
     let unique_blocks = ((1.0 - a.dup_fraction) * a.size_mib as f64).round() as usize;
     let bodies: Vec<Bytes> = (0..a.streams)
@@ -151,7 +164,12 @@ async fn large(a: &Args, c: &Client) -> Result<()> {
         let (c, b) = (c.clone(), b.clone());
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            c.put_object().bucket(b).key(format!("obj-{s}")).body(ByteStream::from(body)).send().await?;
+            c.put_object()
+                .bucket(b)
+                .key(format!("obj-{s}"))
+                .body(ByteStream::from(body))
+                .send()
+                .await?;
             Ok::<_, anyhow::Error>(t.elapsed().as_secs_f64() * 1e3)
         }));
     }
@@ -167,7 +185,12 @@ async fn large(a: &Args, c: &Client) -> Result<()> {
         let (c, b) = (c.clone(), b.clone());
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            let o = c.get_object().bucket(b).key(format!("obj-{s}")).send().await?;
+            let o = c
+                .get_object()
+                .bucket(b)
+                .key(format!("obj-{s}"))
+                .send()
+                .await?;
             let mut body = o.body;
             let mut n = 0usize;
             while let Some(chunk) = body.try_next().await? {
@@ -206,7 +229,12 @@ async fn small(a: &Args, c: &Client) -> Result<()> {
     bucket(c, &b).await?;
     let bodies: Arc<Vec<Bytes>> = Arc::new(
         (0..a.count)
-            .map(|i| Bytes::from(random((a.seed << 32) + 10_000 + i as u64, a.size_kib * 1024)))
+            .map(|i| {
+                Bytes::from(random(
+                    (a.seed << 32) + 10_000 + i as u64,
+                    a.size_kib * 1024,
+                ))
+            })
             .collect(),
     );
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
