@@ -299,3 +299,24 @@ impl CuttingProxy {
         self.cut.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// An AWS SDK client (latest behaviour, default checksums, path style) for `endpoint`
+/// with the test credentials.
+pub fn sdk_client(endpoint: &str) -> aws_sdk_s3::Client {
+    sdk_client_with(endpoint, |b| b)
+}
+
+/// [`sdk_client`] with extra configuration (retries, addressing style, credentials …).
+pub fn sdk_client_with(
+    endpoint: &str,
+    f: impl FnOnce(aws_sdk_s3::config::Builder) -> aws_sdk_s3::config::Builder,
+) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let b = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+        .force_path_style(true);
+    aws_sdk_s3::Client::from_conf(f(b).build())
+}

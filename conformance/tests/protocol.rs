@@ -13,14 +13,7 @@ use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use s3dedup_conformance::{ACCESS_KEY, Gateway, SECRET_KEY};
 
 fn client(g: &Gateway) -> Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(&g.s3_url)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-        .force_path_style(true)
-        .build();
-    Client::from_conf(conf)
+    s3dedup_conformance::sdk_client(&g.s3_url)
 }
 
 fn presign_cfg() -> PresigningConfig {
@@ -469,15 +462,9 @@ async fn sdk_retries_after_a_connection_drop_mid_upload() {
         .unwrap();
     // The first two connections die after 2 MiB of an 8 MiB PUT; the SDK retries.
     let proxy = s3dedup_conformance::CuttingProxy::start(g.s3_addr(), 2, 2 << 20).unwrap();
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(&proxy.url)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-        .force_path_style(true)
-        .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(5))
-        .build();
-    let c = Client::from_conf(conf);
+    let c = s3dedup_conformance::sdk_client_with(&proxy.url, |b| {
+        b.retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(5))
+    });
     let body: Vec<u8> = (0..8u32 << 20)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();

@@ -2,24 +2,16 @@
 //! checksum behaviour: CRC32 in aws-chunked trailers).
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier,
 };
 use md5::{Digest, Md5};
 use rand::{RngCore, SeedableRng, rngs::SmallRng};
-use s3dedup_conformance::{ACCESS_KEY, Gateway, SECRET_KEY};
+use s3dedup_conformance::Gateway;
 
 fn client(g: &Gateway) -> Client {
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(&g.s3_url)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
-        .force_path_style(true)
-        .build();
-    Client::from_conf(conf)
+    s3dedup_conformance::sdk_client(&g.s3_url)
 }
 
 fn data(seed: u64, len: usize) -> Vec<u8> {
