@@ -244,6 +244,33 @@ struct ChecksumFields {
     sha256: Option<String>,
 }
 
+/// S3 outputs that carry the five `checksum_*` fields.
+trait WithChecksums: Sized {
+    fn with_checksums(self, c: ChecksumFields) -> Self;
+}
+
+macro_rules! impl_with_checksums {
+    ($($t:ty),*) => {$(
+        impl WithChecksums for $t {
+            fn with_checksums(mut self, c: ChecksumFields) -> Self {
+                self.checksum_crc32 = c.crc32;
+                self.checksum_crc32c = c.crc32c;
+                self.checksum_crc64nvme = c.crc64nvme;
+                self.checksum_sha1 = c.sha1;
+                self.checksum_sha256 = c.sha256;
+                self
+            }
+        }
+    )*};
+}
+impl_with_checksums!(
+    dto::PutObjectOutput,
+    dto::GetObjectOutput,
+    dto::HeadObjectOutput,
+    dto::UploadPartOutput,
+    dto::CopyObjectResult
+);
+
 fn checksum_fields(values: &[(String, String)]) -> ChecksumFields {
     let mut f = ChecksumFields::default();
     for (name, v) in values {

@@ -6,7 +6,7 @@ use s3s::dto::{self, StreamingBlob};
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::objects::{Claims, claimed_values, ingest_verified, resolve_range};
-use super::{Gateway, StdHeaders, check_key, object_meta, timestamp};
+use super::{Gateway, StdHeaders, WithChecksums, check_key, object_meta, timestamp};
 use crate::error::to_s3;
 
 const MAX_PART_NUMBER: i32 = 10_000;
@@ -104,15 +104,13 @@ impl Gateway {
             .await
             .map_err(to_s3)?;
         let c = super::checksum_fields(&rec.checksums);
-        Ok(S3Response::new(dto::UploadPartOutput {
-            e_tag: Some(dto::ETag::Strong(rec.etag().to_string())),
-            checksum_crc32: c.crc32,
-            checksum_crc32c: c.crc32c,
-            checksum_crc64nvme: c.crc64nvme,
-            checksum_sha1: c.sha1,
-            checksum_sha256: c.sha256,
-            ..Default::default()
-        }))
+        Ok(S3Response::new(
+            dto::UploadPartOutput {
+                e_tag: Some(dto::ETag::Strong(rec.etag().to_string())),
+                ..Default::default()
+            }
+            .with_checksums(c),
+        ))
     }
 
     /// Copies (a range of) an object into a part. A whole single-part object is copied

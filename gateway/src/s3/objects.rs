@@ -10,8 +10,8 @@ use s3s::dto::{self, StreamingBlob};
 use s3s::{S3Request, S3Response, S3Result, TrailingHeaders, s3_error};
 
 use super::{
-    Gateway, StdHeaders, check_key, check_read_conditions, checksum_fields, etag, expires, header,
-    object_meta, timestamp, user_metadata,
+    Gateway, StdHeaders, WithChecksums, check_key, check_read_conditions, checksum_fields, etag,
+    expires, header, object_meta, timestamp, user_metadata,
 };
 use crate::checksum::{Algorithm, Hasher};
 use crate::error::to_s3;
@@ -257,15 +257,13 @@ impl Gateway {
             .await
             .map_err(to_s3)?;
         let c = checksum_fields(&rec.meta.checksums);
-        Ok(S3Response::new(dto::PutObjectOutput {
-            e_tag: Some(etag(&rec)),
-            checksum_crc32: c.crc32,
-            checksum_crc32c: c.crc32c,
-            checksum_crc64nvme: c.crc64nvme,
-            checksum_sha1: c.sha1,
-            checksum_sha256: c.sha256,
-            ..Default::default()
-        }))
+        Ok(S3Response::new(
+            dto::PutObjectOutput {
+                e_tag: Some(etag(&rec)),
+                ..Default::default()
+            }
+            .with_checksums(c),
+        ))
     }
 
     pub(super) async fn get_object_impl(
@@ -346,13 +344,9 @@ impl Gateway {
             expires: input.response_expires.or_else(|| expires(meta)),
             metadata: user_metadata(meta),
             parts_count: (rec.etag.parts > 0).then_some(rec.etag.parts as i32),
-            checksum_crc32: c.crc32,
-            checksum_crc32c: c.crc32c,
-            checksum_crc64nvme: c.crc64nvme,
-            checksum_sha1: c.sha1,
-            checksum_sha256: c.sha256,
             ..Default::default()
-        };
+        }
+        .with_checksums(c);
         Ok(S3Response::new(out))
     }
 
@@ -392,27 +386,25 @@ impl Gateway {
             Default::default()
         };
         let meta = &rec.meta;
-        Ok(S3Response::new(dto::HeadObjectOutput {
-            content_length: Some(content_length as i64),
-            content_range,
-            accept_ranges: Some("bytes".into()),
-            e_tag: Some(etag(&rec)),
-            last_modified: Some(timestamp(rec.mtime_ms)),
-            content_type: meta.content_type.clone(),
-            cache_control: header(meta, "cache-control").cloned(),
-            content_disposition: header(meta, "content-disposition").cloned(),
-            content_encoding: header(meta, "content-encoding").cloned(),
-            content_language: header(meta, "content-language").cloned(),
-            expires: expires(meta),
-            metadata: user_metadata(meta),
-            parts_count: (rec.etag.parts > 0).then_some(rec.etag.parts as i32),
-            checksum_crc32: c.crc32,
-            checksum_crc32c: c.crc32c,
-            checksum_crc64nvme: c.crc64nvme,
-            checksum_sha1: c.sha1,
-            checksum_sha256: c.sha256,
-            ..Default::default()
-        }))
+        Ok(S3Response::new(
+            dto::HeadObjectOutput {
+                content_length: Some(content_length as i64),
+                content_range,
+                accept_ranges: Some("bytes".into()),
+                e_tag: Some(etag(&rec)),
+                last_modified: Some(timestamp(rec.mtime_ms)),
+                content_type: meta.content_type.clone(),
+                cache_control: header(meta, "cache-control").cloned(),
+                content_disposition: header(meta, "content-disposition").cloned(),
+                content_encoding: header(meta, "content-encoding").cloned(),
+                content_language: header(meta, "content-language").cloned(),
+                expires: expires(meta),
+                metadata: user_metadata(meta),
+                parts_count: (rec.etag.parts > 0).then_some(rec.etag.parts as i32),
+                ..Default::default()
+            }
+            .with_checksums(c),
+        ))
     }
 
     pub(super) async fn delete_object_impl(
@@ -570,16 +562,14 @@ impl Gateway {
             .map_err(to_s3)?;
         let c = checksum_fields(&rec.meta.checksums);
         Ok(S3Response::new(dto::CopyObjectOutput {
-            copy_object_result: Some(dto::CopyObjectResult {
-                e_tag: Some(etag(&rec)),
-                last_modified: Some(timestamp(rec.mtime_ms)),
-                checksum_crc32: c.crc32,
-                checksum_crc32c: c.crc32c,
-                checksum_crc64nvme: c.crc64nvme,
-                checksum_sha1: c.sha1,
-                checksum_sha256: c.sha256,
-                ..Default::default()
-            }),
+            copy_object_result: Some(
+                dto::CopyObjectResult {
+                    e_tag: Some(etag(&rec)),
+                    last_modified: Some(timestamp(rec.mtime_ms)),
+                    ..Default::default()
+                }
+                .with_checksums(c),
+            ),
             ..Default::default()
         }))
     }

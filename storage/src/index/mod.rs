@@ -237,19 +237,6 @@ impl Index {
         }
     }
 
-    /// The index record of one chunk.
-    ///
-    /// # Errors
-    /// [`Error::Index`] or a decode error.
-    pub fn chunk(&self, id: &ChunkId) -> Result<Option<ChunkRecord>> {
-        let txn = self.db.begin_read()?;
-        let chunks = txn.open_table(CHUNKS)?;
-        chunks
-            .get(&id.0)?
-            .map(|v| ChunkRecord::decode(v.value()))
-            .transpose()
-    }
-
     /// Current counters.
     ///
     /// # Errors
