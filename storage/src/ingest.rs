@@ -2,10 +2,12 @@
 //!
 //! Work is spread so that both cores stay busy on one stream: MD5 (inherently
 //! sequential) runs on its own blocking thread once an upload is past a small size,
-//! chunks are hashed on the blocking pool with a bounded number in flight, and a full
-//! pack is written to the store while the next one fills. Memory per upload is bounded
-//! by about two packs plus the chunks in flight, whatever the object size; the manifest
-//! itself (40 bytes per ~64 KiB chunk) is the only part that grows with the object.
+//! chunks are hashed on the blocking pool with a bounded number in flight, and new chunks
+//! are streamed into the open pack's blob writer as they are accepted; a full pack is
+//! finished (made durable) while the next one fills. Packs are never held in memory:
+//! memory per upload is the chunks in flight plus the writers' buffers (a few MiB),
+//! whatever the object or pack size; the manifest (40 bytes per ~64 KiB chunk) is the
+//! only part that grows with the object.
 //!
 //! Nothing here touches the index except read-only dedup lookups: an ingest produces a
 //! [`PendingObject`] whose packs are already durable, and only a commit makes it visible.
@@ -19,12 +21,12 @@ use md5::{Digest, Md5};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::blob::BlobStore;
+use crate::blob::{BlobStore, BlobWriter};
 use crate::chunk::{self, ChunkId};
 use crate::chunker::Chunker;
 use crate::error::{BoxError, Error, Result};
 use crate::index::{Index, NewChunk, NewPack, Staged};
-use crate::pack::{self, PackBuilder};
+use crate::pack::{self, PackEncoder};
 use crate::records::{Location, Slice};
 use crate::store::StoreConfig;
 
@@ -166,6 +168,12 @@ fn hash_and_look_up(index: &Index, data: Bytes) -> Result<Hashed> {
     Ok(Hashed { id, data, reusable })
 }
 
+/// The pack being filled: its encoder and the writer its bytes stream into.
+struct OpenPack {
+    enc: PackEncoder,
+    writer: Box<dyn BlobWriter>,
+}
+
 /// State of one ingest; on failure its packs are recorded as orphans.
 struct Ingest {
     index: Arc<Index>,
@@ -173,13 +181,13 @@ struct Ingest {
     cfg: StoreConfig,
     staged: Staged,
     seen: HashSet<ChunkId>,
-    pack: Option<PackBuilder>,
+    pack: Option<OpenPack>,
     flushing: Option<JoinHandle<Result<NewPack>>>,
     stats: IngestStats,
 }
 
 impl Ingest {
-    fn accept(&mut self, h: Hashed) -> Result<()> {
+    async fn accept(&mut self, h: Hashed) -> Result<()> {
         let len = u32::try_from(h.data.len()).expect("chunks are bounded by the chunker");
         self.staged.slices.push(Slice {
             chunk: h.id,
@@ -200,14 +208,20 @@ impl Ingest {
                 location: Location::Inline(stored.to_vec()),
             }
         } else {
-            let target = self.cfg.pack_target;
-            let builder = self.pack.get_or_insert_with(|| PackBuilder::new(target));
-            let e = builder.push(h.id, &h.data);
+            if self.pack.is_none() {
+                let (enc, magic) = PackEncoder::start();
+                let mut writer = self.blobs.writer(&pack::blob_name(enc.id())).await?;
+                writer.write(magic).await?;
+                self.pack = Some(OpenPack { enc, writer });
+            }
+            let open = self.pack.as_mut().expect("opened above");
+            let (e, stored) = open.enc.push(h.id, &h.data);
+            open.writer.write(stored).await?;
             NewChunk {
                 raw_len: len,
                 crc: e.crc,
                 location: Location::Pack {
-                    pack: builder.id(),
+                    pack: open.enc.id(),
                     offset: e.offset,
                     stored_len: e.stored_len,
                 },
@@ -217,25 +231,25 @@ impl Ingest {
         Ok(())
     }
 
-    /// Starts writing the open pack if it is full (or `force`), after the previous
-    /// write finished: at most one pack is in flight per upload.
+    /// Finishes the open pack if it is full (or `force`), after the previous one
+    /// finished: at most one pack is being finished per upload.
     async fn maybe_flush(&mut self, force: bool) -> Result<()> {
-        let full = self
-            .pack
-            .as_ref()
-            .is_some_and(|p| p.len() >= self.cfg.pack_target || (force && !p.is_empty()));
+        let full = self.pack.as_ref().is_some_and(|p| {
+            p.enc.len() >= self.cfg.pack_target as u64 || (force && !p.enc.is_empty())
+        });
         if !full {
             return Ok(());
         }
         self.wait_flush().await?;
-        let builder = self.pack.take().expect("checked above");
-        let (id, bytes, entries) = builder.finish();
-        let blobs = Arc::clone(&self.blobs);
-        let size = bytes.len() as u64;
+        let OpenPack { enc, mut writer } = self.pack.take().expect("checked above");
+        let body_len = enc.len();
+        let (id, tail, entries) = enc.finish();
+        let size = body_len + tail.len() as u64;
         let chunks = entries.len() as u32;
         self.stats.packs += 1;
         self.flushing = Some(tokio::spawn(async move {
-            blobs.put(&pack::blob_name(id), bytes).await?;
+            writer.write(tail).await?;
+            writer.finish().await?;
             Ok(NewPack { id, size, chunks })
         }));
         Ok(())
@@ -281,7 +295,7 @@ impl Ingest {
                 && cut[0].len() <= HASH_INLINE_LIMIT;
             if whole_object_is_one_small_chunk {
                 let h = hash_and_look_up(&self.index, cut.remove(0))?;
-                self.accept(h)?;
+                self.accept(h).await?;
             }
             for data in cut.drain(..) {
                 let index = Arc::clone(&self.index);
@@ -290,13 +304,13 @@ impl Ingest {
                 }));
                 while in_flight.len() >= limit {
                     let h = in_flight.pop_front().expect("non-empty").await??;
-                    self.accept(h)?;
+                    self.accept(h).await?;
                     self.maybe_flush(false).await?;
                 }
             }
         }
         while let Some(h) = in_flight.pop_front() {
-            self.accept(h.await??)?;
+            self.accept(h.await??).await?;
             self.maybe_flush(false).await?;
         }
         self.maybe_flush(true).await?;

@@ -67,29 +67,98 @@ pub fn parse_blob_name(name: &str) -> Option<u128> {
     (blob_name(id) == name).then_some(id)
 }
 
-/// Accumulates stored chunks for one pack.
+/// Encodes one pack as a stream of pieces, without holding the pack in memory: write
+/// [`PackEncoder::start`], then each piece [`PackEncoder::push`] returns, then the tail
+/// [`PackEncoder::finish`] returns.
 #[derive(Debug)]
-pub struct PackBuilder {
+pub struct PackEncoder {
     id: u128,
-    buf: Vec<u8>,
+    len: u64,
     entries: Vec<PackEntry>,
 }
 
-impl PackBuilder {
-    /// A new empty pack with room for `capacity` bytes.
-    pub fn new(capacity: usize) -> Self {
-        let mut buf = Vec::with_capacity(capacity + TRAILER_LEN);
-        buf.extend_from_slice(MAGIC);
-        PackBuilder {
+impl PackEncoder {
+    /// A new pack; returns it and its first bytes (the magic).
+    pub fn start() -> (Self, Bytes) {
+        let enc = PackEncoder {
             id: new_pack_id(),
-            buf,
+            len: MAGIC.len() as u64,
             entries: Vec::new(),
-        }
+        };
+        (enc, Bytes::from_static(MAGIC))
     }
 
     /// The pack's id.
     pub fn id(&self) -> u128 {
         self.id
+    }
+
+    /// Bytes so far (without the table).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether no chunk was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds a chunk; returns its entry (offset, stored length, checksum) and its stored
+    /// bytes, which go next in the pack.
+    pub fn push(&mut self, id: ChunkId, raw: &[u8]) -> (PackEntry, Bytes) {
+        let stored = chunk::encode(raw);
+        let entry = PackEntry {
+            id,
+            offset: self.len,
+            stored_len: u32::try_from(stored.len()).expect("chunk fits u32"),
+            crc: chunk::checksum(&stored),
+        };
+        self.len += stored.len() as u64;
+        self.entries.push(entry);
+        (entry, stored)
+    }
+
+    /// Ends the pack; returns its id, its last bytes (table and trailer) and its entries.
+    pub fn finish(self) -> (u128, Bytes, Vec<PackEntry>) {
+        let mut tail = Vec::with_capacity(self.entries.len() * ENTRY_LEN + TRAILER_LEN);
+        for e in &self.entries {
+            tail.extend_from_slice(&e.id.0);
+            tail.extend_from_slice(&e.offset.to_le_bytes());
+            tail.extend_from_slice(&e.stored_len.to_le_bytes());
+            tail.extend_from_slice(&e.crc.to_le_bytes());
+        }
+        let table_crc = crc32c::crc32c(&tail);
+        let count = u32::try_from(self.entries.len()).expect("pack chunk count fits u32");
+        tail.extend_from_slice(&self.len.to_le_bytes());
+        tail.extend_from_slice(&count.to_le_bytes());
+        tail.extend_from_slice(&table_crc.to_le_bytes());
+        tail.extend_from_slice(&VERSION.to_le_bytes());
+        tail.extend_from_slice(&0u16.to_le_bytes());
+        tail.extend_from_slice(END_MAGIC);
+        (self.id, Bytes::from(tail), self.entries)
+    }
+}
+
+/// Builds a whole pack in memory (tests, fixtures, tools); the engine streams packs
+/// with [`PackEncoder`] instead.
+#[derive(Debug)]
+pub struct PackBuilder {
+    enc: PackEncoder,
+    buf: Vec<u8>,
+}
+
+impl PackBuilder {
+    /// A new empty pack with room for `capacity` bytes.
+    pub fn new(capacity: usize) -> Self {
+        let (enc, magic) = PackEncoder::start();
+        let mut buf = Vec::with_capacity(capacity + TRAILER_LEN);
+        buf.extend_from_slice(&magic);
+        PackBuilder { enc, buf }
+    }
+
+    /// The pack's id.
+    pub fn id(&self) -> u128 {
+        self.enc.id()
     }
 
     /// Bytes so far (without the table).
@@ -99,43 +168,21 @@ impl PackBuilder {
 
     /// Whether no chunk was added yet.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.enc.is_empty()
     }
 
     /// Appends a chunk; returns its entry (offset, stored length, checksum).
     pub fn push(&mut self, id: ChunkId, raw: &[u8]) -> PackEntry {
-        let offset = self.buf.len();
-        chunk::encode_into(raw, &mut self.buf);
-        let stored = &self.buf[offset..];
-        let entry = PackEntry {
-            id,
-            offset: offset as u64,
-            stored_len: u32::try_from(stored.len()).expect("chunk fits u32"),
-            crc: chunk::checksum(stored),
-        };
-        self.entries.push(entry);
+        let (entry, stored) = self.enc.push(id, raw);
+        self.buf.extend_from_slice(&stored);
         entry
     }
 
     /// Appends the table and trailer; returns the blob bytes and the entries.
     pub fn finish(mut self) -> (u128, Bytes, Vec<PackEntry>) {
-        let table_offset = self.buf.len() as u64;
-        let table_start = self.buf.len();
-        for e in &self.entries {
-            self.buf.extend_from_slice(&e.id.0);
-            self.buf.extend_from_slice(&e.offset.to_le_bytes());
-            self.buf.extend_from_slice(&e.stored_len.to_le_bytes());
-            self.buf.extend_from_slice(&e.crc.to_le_bytes());
-        }
-        let table_crc = crc32c::crc32c(&self.buf[table_start..]);
-        let count = u32::try_from(self.entries.len()).expect("pack chunk count fits u32");
-        self.buf.extend_from_slice(&table_offset.to_le_bytes());
-        self.buf.extend_from_slice(&count.to_le_bytes());
-        self.buf.extend_from_slice(&table_crc.to_le_bytes());
-        self.buf.extend_from_slice(&VERSION.to_le_bytes());
-        self.buf.extend_from_slice(&0u16.to_le_bytes());
-        self.buf.extend_from_slice(END_MAGIC);
-        (self.id, Bytes::from(self.buf), self.entries)
+        let (id, tail, entries) = self.enc.finish();
+        self.buf.extend_from_slice(&tail);
+        (id, Bytes::from(self.buf), entries)
     }
 }
 

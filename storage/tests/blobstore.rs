@@ -114,6 +114,66 @@ async fn contract(store: Arc<dyn BlobStore>) {
         assert!(store.get(bad).await.is_err(), "{bad:?}");
     }
 
+    // Streamed writes: invisible until finished, then exactly the concatenated pieces,
+    // however the pieces are sized (tiny, and larger than any internal buffer).
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(31) % 253) as u8)
+        .collect();
+    let mut w = store.writer("packs/02/w.pack").await.unwrap();
+    let mut expect = Vec::new();
+    for (i, piece) in [
+        &b"x"[..],
+        &big[..1_500_000],
+        &b""[..],
+        &big[1_500_000..],
+        &b"yz"[..],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        w.write(Bytes::copy_from_slice(piece)).await.unwrap();
+        expect.extend_from_slice(piece);
+        assert!(
+            matches!(
+                store.get("packs/02/w.pack").await,
+                Err(Error::BlobNotFound(_))
+            ),
+            "visible before finish (after piece {i})"
+        );
+        assert!(store.list("packs/02/").await.unwrap().is_empty());
+    }
+    w.finish().await.unwrap();
+    assert_eq!(
+        store.get("packs/02/w.pack").await.unwrap(),
+        Bytes::from(expect)
+    );
+    assert_eq!(
+        store
+            .get_range("packs/02/w.pack", 1_000_000, 7)
+            .await
+            .unwrap(),
+        Bytes::copy_from_slice(&big[999_999..1_000_006])
+    );
+    // A writer over an existing name replaces it only at finish; one dropped
+    // unfinished publishes nothing.
+    let mut w = store.writer("packs/02/w.pack").await.unwrap();
+    w.write(Bytes::from_static(b"new")).await.unwrap();
+    assert_eq!(
+        store.get("packs/02/w.pack").await.unwrap().len(),
+        big.len() + 3
+    );
+    w.finish().await.unwrap();
+    assert_eq!(&store.get("packs/02/w.pack").await.unwrap()[..], b"new");
+    let mut w = store.writer("packs/02/dropped.pack").await.unwrap();
+    w.write(Bytes::from(vec![1u8; 2_000_000])).await.unwrap();
+    drop(w);
+    assert!(matches!(
+        store.get("packs/02/dropped.pack").await,
+        Err(Error::BlobNotFound(_))
+    ));
+    assert!(store.writer("../escape").await.is_err());
+    store.delete("packs/02/w.pack").await.unwrap();
+
     // Concurrent puts of distinct names all land.
     let mut tasks = Vec::new();
     for i in 0..32u8 {
@@ -157,6 +217,14 @@ async fn fs_store_leaves_no_temp_files_and_survives_reopen() {
         .put("packs/aa/x.pack", Bytes::from_static(b"payload"))
         .await
         .unwrap();
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+    // A dropped streamed writer cleans up its temp file.
+    let mut w = store.writer("packs/aa/y.pack").await.unwrap();
+    w.write(Bytes::from(vec![7u8; 3_000_000])).await.unwrap();
+    drop(w);
     assert_eq!(
         std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
         0

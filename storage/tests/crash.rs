@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use s3dedup_storage::blob::{BlobInfo, BlobStore, FsBlobStore};
+use s3dedup_storage::blob::{BlobInfo, BlobStore, BlobWriter, FsBlobStore};
 use s3dedup_storage::{Error, ObjectMeta, Store, WriteCondition};
 
 fn object(i: u64) -> Vec<u8> {
@@ -28,28 +28,89 @@ fn object(i: u64) -> Vec<u8> {
     v
 }
 
-/// Wraps a blob store: after `crash_after` puts have completed, the process dies on
-/// the spot (abort: no destructors, no flushing), or the put fails (`fail` mode).
+/// Wraps a blob store: after `after` blob writes have completed, the process dies on
+/// the spot (abort: no destructors, no flushing), or the write fails (`fail` mode).
+/// Applies to `put` and to streamed writers alike.
 #[derive(Debug)]
 struct Tripwire {
     inner: FsBlobStore,
+    trip: Arc<Trip>,
+}
+
+#[derive(Debug)]
+struct Trip {
     puts: AtomicUsize,
     after: usize,
     abort: bool,
 }
 
+impl Tripwire {
+    fn new(inner: FsBlobStore, after: usize, abort: bool) -> Self {
+        Tripwire {
+            inner,
+            trip: Arc::new(Trip {
+                puts: AtomicUsize::new(0),
+                after,
+                abort,
+            }),
+        }
+    }
+}
+
+impl Trip {
+    fn before(&self) -> s3dedup_storage::Result<()> {
+        if !self.abort && self.puts.load(Ordering::SeqCst) >= self.after {
+            return Err(Error::Backend("injected put failure".into()));
+        }
+        Ok(())
+    }
+
+    fn durable(&self) {
+        if self.puts.fetch_add(1, Ordering::SeqCst) + 1 >= self.after && self.abort {
+            // The blob is durable; the commit that would reference it never happens.
+            std::process::abort();
+        }
+    }
+}
+
+struct TripWriter {
+    inner: Box<dyn BlobWriter>,
+    trip: Arc<Trip>,
+}
+
+impl BlobWriter for TripWriter {
+    fn write(&mut self, data: Bytes) -> BoxFuture<'_, s3dedup_storage::Result<()>> {
+        self.inner.write(data)
+    }
+    fn finish(self: Box<Self>) -> BoxFuture<'static, s3dedup_storage::Result<()>> {
+        Box::pin(async move {
+            self.trip.before()?;
+            self.inner.finish().await?;
+            self.trip.durable();
+            Ok(())
+        })
+    }
+}
+
 impl BlobStore for Tripwire {
     fn put<'a>(&'a self, name: &'a str, data: Bytes) -> BoxFuture<'a, s3dedup_storage::Result<()>> {
         Box::pin(async move {
-            if !self.abort && self.puts.load(Ordering::SeqCst) >= self.after {
-                return Err(Error::Backend("injected put failure".into()));
-            }
+            self.trip.before()?;
             self.inner.put(name, data).await?;
-            if self.puts.fetch_add(1, Ordering::SeqCst) + 1 >= self.after && self.abort {
-                // The pack is durable; the commit that would reference it never happens.
-                std::process::abort();
-            }
+            self.trip.durable();
             Ok(())
+        })
+    }
+    fn writer<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, s3dedup_storage::Result<Box<dyn BlobWriter>>> {
+        Box::pin(async move {
+            let inner = self.inner.writer(name).await?;
+            Ok(Box::new(TripWriter {
+                inner,
+                trip: Arc::clone(&self.trip),
+            }) as Box<dyn BlobWriter>)
         })
     }
     fn get_range<'a>(
@@ -87,12 +148,7 @@ async fn crash_child() {
     let dir = std::env::var("CRASH_DIR").expect("CRASH_DIR");
     let dir = Path::new(&dir);
     let after: usize = std::env::var("CRASH_AFTER_PUTS").map_or(usize::MAX, |v| v.parse().unwrap());
-    let blobs = Arc::new(Tripwire {
-        inner: common::fs_blobs(dir),
-        puts: AtomicUsize::new(0),
-        after,
-        abort: true,
-    });
+    let blobs = Arc::new(Tripwire::new(common::fs_blobs(dir), after, true));
     let store = open(dir, blobs).await;
     let _ = store.create_bucket("b").await;
     for i in 0.. {
@@ -243,12 +299,7 @@ async fn store_len(dir: &Path) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_backend_publishes_nothing_and_records_orphans() {
     let dir = tempfile::tempdir().unwrap();
-    let blobs = Arc::new(Tripwire {
-        inner: common::fs_blobs(dir.path()),
-        puts: AtomicUsize::new(0),
-        after: 3,
-        abort: false,
-    });
+    let blobs = Arc::new(Tripwire::new(common::fs_blobs(dir.path()), 3, false));
     let store = open(dir.path(), blobs.clone()).await;
     store.create_bucket("b").await.unwrap();
     let data = common::random_bytes(5, 300_000);

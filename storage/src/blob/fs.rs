@@ -4,7 +4,8 @@
 //! flight. A put writes `tmp/<random>`, fsyncs it, renames it over `blobs/<name>` and
 //! fsyncs the directory, so after a crash a name holds either the old bytes or the new
 //! ones, and an acknowledged put survives power loss. Leftover `tmp/` files can only be
-//! from interrupted puts and are removed at open.
+//! from interrupted puts and are removed at open. Streamed writes (`writer`) take the
+//! same path, written in pieces.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt};
 
-use super::{BlobInfo, BlobStore, check_name};
+use super::{BlobInfo, BlobStore, BlobWriter, check_name};
 use crate::error::{Error, Result};
 
 /// Blobs as files under a root directory.
@@ -84,35 +85,44 @@ fn not_found(name: &str, e: io::Error) -> Error {
 }
 
 impl Paths {
+    fn new_tmp(&self) -> PathBuf {
+        self.tmp.join(format!("{:032x}", rand::random::<u128>()))
+    }
+
     fn put(&self, name: &str, data: &[u8]) -> io::Result<()> {
-        let tmp = self.tmp.join(format!("{:032x}", rand::random::<u128>()));
+        let tmp = self.new_tmp();
         let result = (|| {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(data)?;
-            // Data before name: the rename below must never publish unsynced bytes.
-            f.sync_all()?;
-            let dest = self.blobs.join(name);
-            let parent = dest.parent().expect("blob names have a parent");
-            if !parent.exists() {
-                fs::create_dir_all(parent)?;
-                // Make the new directory entries durable before naming files in them.
-                let mut dir = parent;
-                while let Some(up) = dir.parent() {
-                    sync_dir(up)?;
-                    if up == self.blobs {
-                        break;
-                    }
-                    dir = up;
-                }
-            }
-            fs::rename(&tmp, &dest)?;
-            // The rename is only durable once the directory is synced.
-            sync_dir(parent)
+            self.publish(&f, &tmp, name)
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
         result
+    }
+
+    /// Syncs the fully written temp file `f` at `tmp` and renames it to `name`, durably.
+    fn publish(&self, f: &File, tmp: &Path, name: &str) -> io::Result<()> {
+        // Data before name: the rename below must never publish unsynced bytes.
+        f.sync_all()?;
+        let dest = self.blobs.join(name);
+        let parent = dest.parent().expect("blob names have a parent");
+        if !parent.exists() {
+            fs::create_dir_all(parent)?;
+            // Make the new directory entries durable before naming files in them.
+            let mut dir = parent;
+            while let Some(up) = dir.parent() {
+                sync_dir(up)?;
+                if up == self.blobs {
+                    break;
+                }
+                dir = up;
+            }
+        }
+        fs::rename(tmp, &dest)?;
+        // The rename is only durable once the directory is synced.
+        sync_dir(parent)
     }
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Bytes> {
@@ -177,7 +187,119 @@ impl Paths {
     }
 }
 
+/// Bytes a writer gathers before one `write` to its file.
+const WRITE_BATCH: usize = 1 << 20;
+
+/// A streamed write into `tmp/`: pieces are gathered into [`WRITE_BATCH`]-byte buffers
+/// and written on the blocking pool, one write in flight while the next buffer fills, so
+/// a writer holds at most two buffers however large the blob. `finish` syncs and renames
+/// like `put`; dropping it unfinished removes the temp file.
+struct FsWriter {
+    paths: Arc<Paths>,
+    name: String,
+    tmp: PathBuf,
+    file: Arc<File>,
+    buf: Vec<u8>,
+    in_flight: Option<tokio::task::JoinHandle<io::Result<Vec<u8>>>>,
+    published: bool,
+}
+
+impl FsWriter {
+    /// Waits for the write in flight; returns its buffer, emptied, for reuse.
+    async fn settle(&mut self) -> Result<Vec<u8>> {
+        match self.in_flight.take() {
+            Some(h) => {
+                let mut spare = h.await?.map_err(Error::backend)?;
+                spare.clear();
+                Ok(spare)
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn write_out(&mut self) -> Result<()> {
+        let spare = self.settle().await?;
+        let full = std::mem::replace(&mut self.buf, spare);
+        let file = Arc::clone(&self.file);
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            (&*file).write_all(&full)?;
+            Ok(full)
+        }));
+        Ok(())
+    }
+}
+
+impl BlobWriter for FsWriter {
+    fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<()>> {
+        async move {
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(WRITE_BATCH);
+            }
+            self.buf.extend_from_slice(&data);
+            if self.buf.len() >= WRITE_BATCH {
+                self.write_out().await?;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn finish(mut self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+        async move {
+            if !self.buf.is_empty() {
+                self.write_out().await?;
+            }
+            self.settle().await?;
+            let (paths, file, tmp, name) = (
+                Arc::clone(&self.paths),
+                Arc::clone(&self.file),
+                self.tmp.clone(),
+                self.name.clone(),
+            );
+            tokio::task::spawn_blocking(move || paths.publish(&file, &tmp, &name))
+                .await?
+                .map_err(Error::backend)?;
+            self.published = true;
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+impl Drop for FsWriter {
+    fn drop(&mut self) {
+        if !self.published {
+            // Unlinking is safe with a write still in flight: it lands in the
+            // unlinked inode. An error here leaves a temp file for the next open.
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
 impl BlobStore for FsBlobStore {
+    fn writer<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Box<dyn BlobWriter>>> {
+        async move {
+            check_name(name)?;
+            let tmp = self.inner.new_tmp();
+            let path = tmp.clone();
+            let file = tokio::task::spawn_blocking(move || {
+                OpenOptions::new().write(true).create_new(true).open(&path)
+            })
+            .await?
+            .map_err(Error::backend)?;
+            Ok(Box::new(FsWriter {
+                paths: Arc::clone(&self.inner),
+                name: name.to_owned(),
+                tmp,
+                file: Arc::new(file),
+                buf: Vec::new(),
+                in_flight: None,
+                published: false,
+            }) as Box<dyn BlobWriter>)
+        }
+        .boxed()
+    }
+
     fn put<'a>(&'a self, name: &'a str, data: Bytes) -> BoxFuture<'a, Result<()>> {
         async move {
             check_name(name)?;

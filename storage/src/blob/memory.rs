@@ -1,18 +1,45 @@
 //! In-memory blob store for unit tests.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, ready};
 
-use super::{BlobInfo, BlobStore, check_name};
+use super::{BlobInfo, BlobStore, BlobWriter, check_name};
 use crate::error::{Error, Result};
 
 /// Blobs in a `BTreeMap`; durable for as long as the value lives.
 #[derive(Debug, Default)]
 pub struct MemoryBlobStore {
-    blobs: Mutex<BTreeMap<String, Bytes>>,
+    blobs: Arc<Mutex<BTreeMap<String, Bytes>>>,
+}
+
+type Map = Arc<Mutex<BTreeMap<String, Bytes>>>;
+
+fn lock(map: &Map) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
+    // A panic while holding this lock cannot leave the map half-updated (every
+    // operation is one map call), so a poisoned lock is still consistent.
+    map.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Collects the pieces; publishes them with one map insert at `finish`.
+struct MemoryWriter {
+    blobs: Map,
+    name: String,
+    buf: Vec<u8>,
+}
+
+impl BlobWriter for MemoryWriter {
+    fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<()>> {
+        self.buf.extend_from_slice(&data);
+        ready(Ok(())).boxed()
+    }
+
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+        lock(&self.blobs).insert(self.name, Bytes::from(self.buf));
+        ready(Ok(())).boxed()
+    }
 }
 
 impl MemoryBlobStore {
@@ -22,9 +49,7 @@ impl MemoryBlobStore {
     }
 
     fn blobs(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
-        // A panic while holding this lock cannot leave the map half-updated (every
-        // operation is one map call), so a poisoned lock is still consistent.
-        self.blobs.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.blobs)
     }
 }
 
@@ -32,6 +57,17 @@ impl BlobStore for MemoryBlobStore {
     fn put<'a>(&'a self, name: &'a str, data: Bytes) -> BoxFuture<'a, Result<()>> {
         let r = check_name(name).map(|()| {
             self.blobs().insert(name.to_owned(), data);
+        });
+        ready(r).boxed()
+    }
+
+    fn writer<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Box<dyn BlobWriter>>> {
+        let r = check_name(name).map(|()| {
+            Box::new(MemoryWriter {
+                blobs: Arc::clone(&self.blobs),
+                name: name.to_owned(),
+                buf: Vec::new(),
+            }) as Box<dyn BlobWriter>
         });
         ready(r).boxed()
     }

@@ -4,6 +4,10 @@
 //! - `put` is atomic and durable: when it returns `Ok`, a later `get` (after a crash or
 //!   restart too) returns exactly these bytes; a failed or interrupted `put` leaves either
 //!   no blob or the previous one, never a partial blob under `name`.
+//! - `writer` streams a blob in pieces with the same guarantee, given at
+//!   [`BlobWriter::finish`]: before `finish` returns `Ok` nothing is visible under the
+//!   name; a writer dropped unfinished (or failing) publishes nothing and cleans up after
+//!   itself. Memory use is the writer's to bound, not the caller's.
 //! - `get_range` returns exactly `len` bytes at `offset`, or [`Error::BlobNotFound`] when
 //!   the blob does not exist, or [`Error::Truncated`] when it is shorter.
 //! - `delete` is idempotent: deleting a missing blob is `Ok`.
@@ -36,6 +40,8 @@ pub struct BlobInfo {
 pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores `data` under `name`, durably and atomically.
     fn put<'a>(&'a self, name: &'a str, data: Bytes) -> BoxFuture<'a, Result<()>>;
+    /// Starts a streamed write of `name` (see the module docs).
+    fn writer<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Box<dyn BlobWriter>>>;
     /// Reads `len` bytes at `offset`.
     fn get_range<'a>(
         &'a self,
@@ -49,6 +55,14 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
     fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Lists blobs whose name starts with `prefix`, sorted by name.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<BlobInfo>>>;
+}
+
+/// A blob being written in pieces; see [`BlobStore::writer`].
+pub trait BlobWriter: Send {
+    /// Appends `data`.
+    fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<()>>;
+    /// Makes the blob durable and visible under its name.
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<()>>;
 }
 
 /// Validates an engine-generated blob name: `[a-z0-9._-]` segments joined by `/`, no
