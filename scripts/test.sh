@@ -12,8 +12,9 @@ cargo --version
 rustup component list --installed 2>/dev/null | grep -E '^(rustfmt|clippy)' || true
 
 # System packages the end-to-end suites need (awscli = the aws CLI v2 at /usr/bin/aws;
-# rclone, restic, s3cmd for the client suites).
-NEEDED_DEBS=(awscli rclone restic s3cmd python3-venv)
+# rclone, restic, s3cmd for the client suites; clamav-daemon for the scanning suite,
+# which starts its own private clamd with its own one-line signature database).
+NEEDED_DEBS=(awscli rclone restic s3cmd python3-venv clamav-daemon)
 if [ ${#NEEDED_DEBS[@]} -gt 0 ]; then
   missing=()
   for p in "${NEEDED_DEBS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

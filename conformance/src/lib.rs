@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+pub mod clamd;
+
 /// Root credentials every test gateway is started with.
 pub const ACCESS_KEY: &str = "S3DEDUPTESTKEY000001";
 /// Secret for [`ACCESS_KEY`].

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::scan::{FailurePolicy, OversizePolicy};
+
 /// Errors reading or validating configuration.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -82,6 +84,18 @@ pub struct Config {
     pub min_part_size: u64,
     /// Target pack size in bytes (`S3DEDUP_PACK_TARGET`).
     pub pack_target: usize,
+    /// clamd address, `tcp://host:port` or `unix:///path` (`S3DEDUP_CLAMD`); unset =
+    /// uploads are not scanned.
+    pub clamd: Option<String>,
+    /// On scanner failure: `fail-closed` or `fail-open` (`S3DEDUP_SCAN_ON_FAILURE`).
+    pub scan_on_failure: FailurePolicy,
+    /// Largest object scanned, bytes (`S3DEDUP_SCAN_MAX_SIZE`); keep it at or below
+    /// clamd's StreamMaxLength.
+    pub scan_max_size: u64,
+    /// Above the limit: `reject` or `allow-unscanned` (`S3DEDUP_SCAN_OVERSIZE`).
+    pub scan_oversize: OversizePolicy,
+    /// Seconds to wait for a verdict once a stream is sent (`S3DEDUP_SCAN_TIMEOUT`).
+    pub scan_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -97,6 +111,11 @@ impl Default for Config {
             log_format: LogFormat::Text,
             min_part_size: 5 << 20,
             pack_target: 16 << 20,
+            clamd: None,
+            scan_on_failure: FailurePolicy::FailClosed,
+            scan_max_size: 100 << 20,
+            scan_oversize: OversizePolicy::Reject,
+            scan_timeout_secs: 120,
         }
     }
 }
@@ -190,6 +209,30 @@ impl Config {
         }
         if let Some(v) = env("S3DEDUP_PACK_TARGET") {
             c.pack_target = parse("S3DEDUP_PACK_TARGET", v)?;
+        }
+        if let Some(v) = env("S3DEDUP_CLAMD") {
+            c.clamd = (!v.is_empty()).then_some(v);
+        }
+        if let Some(v) = env("S3DEDUP_SCAN_ON_FAILURE") {
+            c.scan_on_failure = parse("S3DEDUP_SCAN_ON_FAILURE", v)?;
+        }
+        if let Some(v) = env("S3DEDUP_SCAN_MAX_SIZE") {
+            c.scan_max_size = parse("S3DEDUP_SCAN_MAX_SIZE", v)?;
+        }
+        if let Some(v) = env("S3DEDUP_SCAN_OVERSIZE") {
+            c.scan_oversize = parse("S3DEDUP_SCAN_OVERSIZE", v)?;
+        }
+        if let Some(v) = env("S3DEDUP_SCAN_TIMEOUT") {
+            c.scan_timeout_secs = parse("S3DEDUP_SCAN_TIMEOUT", v)?;
+        }
+        if let Some(c_addr) = &c.clamd
+            && let Err(reason) = c_addr.parse::<s3dedup_scanner::ClamdAddress>()
+        {
+            return Err(ConfigError::Invalid {
+                name: "S3DEDUP_CLAMD".into(),
+                value: c_addr.clone(),
+                reason,
+            });
         }
         if let Some(v) = &flags.data_dir {
             c.data_dir.clone_from(v);

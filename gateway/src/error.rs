@@ -30,6 +30,14 @@ pub fn to_s3(e: StorageError) -> S3Error {
             EntityTooSmall,
             "Part {part} is {size} bytes; every part but the last must be at least {min} bytes"
         ),
+        E::Conflict(why) => {
+            let mut err = s3_error!(
+                OperationAborted,
+                "A conflicting operation changed the request's data ({why}); please retry"
+            );
+            err.set_status_code(http::StatusCode::CONFLICT);
+            err
+        }
         E::PreconditionFailed => s3_error!(
             PreconditionFailed,
             "At least one of the preconditions you specified did not hold"

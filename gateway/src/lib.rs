@@ -9,6 +9,7 @@
 //! - [`error`] — the one mapping of internal errors to S3 errors.
 //! - [`metrics`] — metric names and rendering.
 //! - [`body`] — response bodies.
+//! - [`scan`] — inline virus scanning policy, verdict cache.
 
 pub mod body;
 pub mod checksum;
@@ -16,4 +17,5 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod s3;
+pub mod scan;
 pub mod server;

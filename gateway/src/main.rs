@@ -7,6 +7,10 @@ use clap::{Parser, Subcommand};
 use s3dedup_gateway::config::{self, Config, LogFormat, Overrides};
 use s3dedup_gateway::s3::GatewaySettings;
 use s3dedup_gateway::server::{self, Credentials, ServeOptions};
+use std::sync::Arc;
+
+use s3dedup_gateway::scan::{FailurePolicy, ScanPolicy, ScanService};
+use s3dedup_scanner::{ClamdScanner, ClamdSettings, NoopScanner, Scanner};
 use s3dedup_storage::{Store, StoreConfig};
 
 #[derive(Parser, Debug)]
@@ -59,6 +63,26 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
     }
+}
+
+fn scan_service(cfg: &Config) -> Arc<ScanService> {
+    let scanner: Arc<dyn Scanner> = match &cfg.clamd {
+        None => Arc::new(NoopScanner),
+        Some(addr) => {
+            let address = addr.parse().expect("validated when the config was loaded");
+            let mut settings = ClamdSettings::new(address);
+            settings.scan_timeout = std::time::Duration::from_secs(cfg.scan_timeout_secs);
+            Arc::new(ClamdScanner::new(settings))
+        }
+    };
+    Arc::new(ScanService::new(
+        scanner,
+        ScanPolicy {
+            on_failure: cfg.scan_on_failure,
+            max_size: cfg.scan_max_size,
+            oversize: cfg.scan_oversize,
+        },
+    ))
 }
 
 async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
@@ -122,7 +146,27 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let admin = tokio::net::TcpListener::bind(cfg.admin_listen)
         .await
         .with_context(|| format!("binding {}", cfg.admin_listen))?;
-    tracing::warn!("virus scanning is not enabled: uploads are NOT scanned");
+    let scan = scan_service(&cfg);
+    if scan.enabled() {
+        let s = scan.scanner();
+        match s.version().await {
+            Ok(v) => {
+                tracing::info!(clamd = %cfg.clamd.as_deref().unwrap_or_default(), version = %v, "virus scanning enabled")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "virus scanning enabled but clamd does not answer yet; uploads fail until it does ({:?})", cfg.scan_on_failure)
+            }
+        }
+        if cfg.scan_on_failure == FailurePolicy::FailOpen {
+            tracing::warn!(
+                "scan policy is fail-open: when clamd fails, uploads are published UNSCANNED"
+            );
+        }
+    } else {
+        tracing::warn!(
+            "virus scanning is not enabled (set S3DEDUP_CLAMD): uploads are NOT scanned"
+        );
+    }
     if creds.created {
         println!(
             "root credentials created (shown once; kept in {}):\n  access key: {}\n  secret key: {}",
@@ -142,6 +186,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         settings: GatewaySettings {
             region: cfg.region.clone(),
             min_part_size: cfg.min_part_size,
+            scan,
         },
         credentials: Credentials {
             access_key: creds.access_key,

@@ -35,6 +35,21 @@ pub const INDEX_COMMITS: &str = "s3dedup_index_commits";
 /// Index writes applied.
 pub const INDEX_WRITES: &str = "s3dedup_index_writes";
 
+/// Verdicts by `verdict` (`clean`|`infected`|`error`) and `source` (`scanned`|`cache_hit`).
+pub const SCANS: &str = "s3dedup_scans_total";
+/// Scan latency in seconds (body end or stored-object scan start to verdict).
+pub const SCAN_SECONDS: &str = "s3dedup_scan_duration_seconds";
+/// Bytes sent to the scanner.
+pub const SCANNED_BYTES: &str = "s3dedup_scanned_bytes_total";
+/// Uploads rejected because a signature matched.
+pub const INFECTED_REJECTED: &str = "s3dedup_infected_rejected_total";
+/// Scans that produced no verdict (scanner down, timeout, bad reply).
+pub const SCAN_ERRORS: &str = "s3dedup_scan_errors_total";
+/// Objects published unscanned because the scanner failed and the policy is fail-open.
+pub const SCAN_FAIL_OPEN: &str = "s3dedup_scan_fail_open_total";
+/// Objects over the scan limit, by `outcome` (`rejected`|`allowed`).
+pub const SCAN_OVERSIZE: &str = "s3dedup_scan_oversize_total";
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder (once).

@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::s3::{Gateway, GatewaySettings};
+use crate::scan::ScanService;
 
 /// How long in-flight requests get to finish after shutdown is requested.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -117,6 +118,7 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     let http = ConnBuilder::new(TokioExecutor::new());
     let admin_store = store.clone();
+    let scan = std::sync::Arc::clone(&opts.settings.scan);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
@@ -138,9 +140,11 @@ pub async fn run(
             r = admin.accept() => {
                 let Ok((sock, _)) = r else { continue };
                 let store = admin_store.clone();
+                let scan = std::sync::Arc::clone(&scan);
                 let handler = service_fn(move |req: Request<Incoming>| {
                     let store = store.clone();
-                    async move { Ok::<_, Infallible>(serve_admin(&store, &req).await) }
+                    let scan = std::sync::Arc::clone(&scan);
+                    async move { Ok::<_, Infallible>(serve_admin(&store, &scan, &req).await) }
                 });
                 let conn = http.serve_connection(TokioIo::new(sock), handler);
                 let conn = graceful.watch(conn.into_owned());
@@ -202,7 +206,11 @@ fn serve_s3(
     )
 }
 
-async fn serve_admin(store: &Store, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+async fn serve_admin(
+    store: &Store,
+    scan: &ScanService,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: String| {
         Response::builder()
             .status(status)
@@ -213,7 +221,7 @@ async fn serve_admin(store: &Store, req: &Request<Incoming>) -> Response<Full<By
     match req.uri().path() {
         "/metrics" => text(StatusCode::OK, crate::metrics::render(store).await),
         "/health/live" => text(StatusCode::OK, "ok\n".into()),
-        "/health/ready" => match ready(store).await {
+        "/health/ready" => match ready(store, scan).await {
             Ok(()) => text(StatusCode::OK, "ready\n".into()),
             Err(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -224,14 +232,21 @@ async fn serve_admin(store: &Store, req: &Request<Incoming>) -> Response<Full<By
     }
 }
 
-/// Ready = the index answers and the backing store answers.
-async fn ready(store: &Store) -> Result<(), String> {
+/// Ready = the index answers, the backing store answers and, when scanning is
+/// enabled, the scanner answers.
+async fn ready(store: &Store, scan: &ScanService) -> Result<(), String> {
     store.stats().await.map_err(|e| format!("index: {e}"))?;
     store
         .blobs()
         .list("packs/00/")
         .await
         .map_err(|e| format!("backing store: {e}"))?;
+    if scan.enabled() {
+        scan.scanner()
+            .ping()
+            .await
+            .map_err(|e| format!("virus scanner: {e}"))?;
+    }
     Ok(())
 }
 

@@ -55,6 +55,10 @@ pub enum Error {
         /// The configured minimum.
         min: u64,
     },
+    /// What was checked before a commit changed before it (e.g. a part re-uploaded while
+    /// its upload was being scanned for completion).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A write condition (`If-Match`, `If-None-Match: *`) did not hold at commit time.
     #[error("precondition failed")]
     PreconditionFailed,

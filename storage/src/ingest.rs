@@ -80,6 +80,11 @@ impl PendingObject {
     }
 
     /// Hands the staged state to a commit; the caller re-arms orphan recording on error.
+    /// [`content_digest`](crate::index::content_digest) of the uploaded bytes as chunked.
+    pub fn content_digest(&self) -> [u8; 32] {
+        crate::index::content_digest(&self.staged.slices)
+    }
+
     pub(crate) fn take_staged(&mut self) -> Staged {
         std::mem::take(&mut self.staged)
     }

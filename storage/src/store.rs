@@ -339,19 +339,53 @@ impl Store {
                 })
             })
             .await?;
-        let groups = coalesce(plan.chunks, self.cfg.coalesce_max);
+        Ok(ObjectReader {
+            record: plan.record,
+            range: plan.range,
+            body: self.read_chunks(plan.chunks),
+        })
+    }
+
+    /// Streams planned chunks: coalesced reads, `read_ahead` in flight, each verified.
+    fn read_chunks(&self, chunks: Vec<PlannedChunk>) -> BoxStream<'static, Result<Bytes>> {
+        let groups = coalesce(chunks, self.cfg.coalesce_max);
         let blobs = Arc::clone(&self.blobs);
-        let body = stream::iter(groups)
+        stream::iter(groups)
             .map(move |g| fetch_group(Arc::clone(&blobs), g))
             .buffered(self.cfg.read_ahead.max(1))
             .map_ok(|v| stream::iter(v.into_iter().map(Ok)))
             .try_flatten()
-            .boxed();
-        Ok(ObjectReader {
-            record: plan.record,
-            range: plan.range,
-            body,
-        })
+            .boxed()
+    }
+
+    /// Opens the object the listed parts of an upload would complete to, for reading
+    /// before completing it (scanning the whole object): its size,
+    /// [`content_digest`](crate::index::content_digest) (pass it to
+    /// [`Store::complete_upload`] so exactly these bytes get published) and bytes.
+    ///
+    /// # Errors
+    /// See [`Index::plan_upload_read`]; read errors come through the stream.
+    pub async fn read_upload(
+        &self,
+        upload_id: &str,
+        listed: Vec<(u32, String)>,
+        min_part_size: u64,
+    ) -> Result<(u64, [u8; 32], BoxStream<'static, Result<Bytes>>)> {
+        let id = upload_id.to_owned();
+        let (size, digest, chunks) = self
+            .with_index(move |i| i.plan_upload_read(&id, &listed, min_part_size))
+            .await?;
+        Ok((size, digest, self.read_chunks(chunks)))
+    }
+
+    /// Content digest of the current version of an object (see
+    /// [`content_digest`](crate::index::content_digest)).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`].
+    pub async fn object_digest(&self, bucket: &str, key: &str) -> Result<[u8; 32]> {
+        let (b, k) = (bucket.to_owned(), key.to_owned());
+        self.with_index(move |i| i.object_digest(&b, &k)).await
     }
 
     /// Copies an object by reference (no data is read or written).
@@ -422,9 +456,17 @@ impl Store {
         min_part_size: u64,
         checksums: Vec<(String, String)>,
         cond: WriteCondition,
+        expect_digest: Option<[u8; 32]>,
     ) -> Result<(String, String, ObjectRecord)> {
         self.index
-            .complete_upload(upload_id, parts, min_part_size, checksums, cond)
+            .complete_upload(
+                upload_id,
+                parts,
+                min_part_size,
+                checksums,
+                cond,
+                expect_digest,
+            )
             .await
     }
 

@@ -411,7 +411,7 @@ async fn write_v1_fixtures() {
         listed.push((n, rec.etag().to_string()));
     }
     store
-        .complete_upload(&up, listed, 0, vec![], WriteCondition::default())
+        .complete_upload(&up, listed, 0, vec![], WriteCondition::default(), None)
         .await
         .unwrap();
     let open = store

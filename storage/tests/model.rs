@@ -235,7 +235,14 @@ async fn run(ops: Vec<Op>) {
                     .map(|(n, b)| (*n, format!("\"{}\"", hex::encode(Md5::digest(b)))))
                     .collect::<Vec<_>>();
                 let r = store
-                    .complete_upload(&uploads[i].id, listed, 0, vec![], WriteCondition::default())
+                    .complete_upload(
+                        &uploads[i].id,
+                        listed,
+                        0,
+                        vec![],
+                        WriteCondition::default(),
+                        None,
+                    )
                     .await;
                 if chosen.is_empty() {
                     assert!(matches!(r, Err(Error::InvalidArgument(_))), "{r:?}");

@@ -28,6 +28,8 @@ pub struct GatewaySettings {
     pub region: String,
     /// Minimum size of every multipart part but the last.
     pub min_part_size: u64,
+    /// Virus scanning.
+    pub scan: std::sync::Arc<crate::scan::ScanService>,
 }
 
 /// The S3 service: an `s3s::S3` implementation over a [`Store`].
@@ -67,6 +69,11 @@ async fn observe<T>(
         );
     }
     r
+}
+
+/// The request's access key, for audit lines.
+fn access_key(c: Option<&s3s::auth::Credentials>) -> String {
+    c.map_or_else(|| "anonymous".to_owned(), |c| c.access_key.clone())
 }
 
 /// Timestamp of a record's mtime.

@@ -8,6 +8,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::objects::{Claims, claimed_values, ingest_verified, resolve_range};
 use super::{Gateway, StdHeaders, WithChecksums, check_key, object_meta, timestamp};
 use crate::error::to_s3;
+use crate::scan::{Subject, UploadScan};
 
 const MAX_PART_NUMBER: i32 = 10_000;
 
@@ -97,7 +98,9 @@ impl Gateway {
                 i.checksum_sha256.as_ref(),
             ),
         };
-        let (pending, checksums) = ingest_verified(self, i.body.take(), claims, trailers).await?;
+        // Parts are not scanned one by one: the whole object is, at completion.
+        let (pending, checksums) =
+            ingest_verified(self, i.body.take(), claims, trailers, &UploadScan::off()).await?;
         let rec = self
             .store
             .put_part(&i.upload_id, n, pending, checksums)
@@ -174,7 +177,8 @@ impl Gateway {
             algorithm: None,
             values: Vec::new(),
         };
-        let (pending, checksums) = ingest_verified(self, Some(blob), claims, None).await?;
+        let (pending, checksums) =
+            ingest_verified(self, Some(blob), claims, None, &UploadScan::off()).await?;
         let rec = self
             .store
             .put_part(&i.upload_id, n, pending, checksums)
@@ -187,6 +191,7 @@ impl Gateway {
         &self,
         req: S3Request<dto::CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
+        let access_key = super::access_key(req.credentials.as_ref());
         let i = req.input;
         self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
         let parts = i
@@ -219,6 +224,27 @@ impl Gateway {
                 if_none_match_any: nm.as_ref().is_some_and(dto::ETagCondition::is_any),
             },
         };
+        // Invariant 2: the assembled object is scanned as a whole (a signature split
+        // across parts is caught), and exactly the scanned bytes are published.
+        let expect_digest = if self.settings.scan.enabled() {
+            let (size, digest, body) = self
+                .store
+                .read_upload(&i.upload_id, listed.clone(), self.settings.min_part_size)
+                .await
+                .map_err(to_s3)?;
+            let who = Subject {
+                access_key: &access_key,
+                bucket: &i.bucket,
+                key: &i.key,
+            };
+            self.settings
+                .scan
+                .scan_stored(size, digest, body, who)
+                .await?;
+            Some(digest)
+        } else {
+            None
+        };
         let (bucket, key, rec) = self
             .store
             .complete_upload(
@@ -227,6 +253,7 @@ impl Gateway {
                 self.settings.min_part_size,
                 Vec::new(),
                 cond,
+                expect_digest,
             )
             .await
             .map_err(to_s3)?;

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::checksum::{Algorithm, Hasher};
 use crate::error::to_s3;
+use crate::scan::{Subject, UploadScan};
 
 /// Largest single PUT or part S3 accepts.
 const MAX_OBJECT_SIZE: i64 = 5 << 30;
@@ -55,6 +56,7 @@ pub(super) async fn ingest_verified(
     body: Option<StreamingBlob>,
     claims: Claims<'_>,
     trailers: Option<TrailingHeaders>,
+    scan: &UploadScan,
 ) -> S3Result<(PendingObject, Vec<(String, String)>)> {
     if claims.content_length.is_some_and(|n| n > MAX_OBJECT_SIZE) {
         return Err(s3_error!(
@@ -106,7 +108,13 @@ pub(super) async fn ingest_verified(
         }
         r
     });
-    let pending = gw.store.ingest(stream).await.map_err(to_s3)?;
+    let stream = scan.tee(stream, gw.settings.scan.policy());
+    let pending = gw.store.ingest(stream).await.map_err(|e| {
+        gw.settings
+            .scan
+            .early_error(scan)
+            .unwrap_or_else(|| to_s3(e))
+    })?;
     crate::metrics::record_ingest(&pending.stats, pending.size);
 
     if let Some(len) = claims.content_length
@@ -209,6 +217,7 @@ impl Gateway {
         req: S3Request<dto::PutObjectInput>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
         let trailers = req.trailing_headers;
+        let access_key = super::access_key(req.credentials.as_ref());
         let mut input = req.input;
         check_key(&input.key)?;
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
@@ -237,8 +246,22 @@ impl Gateway {
                 input.checksum_sha256.as_ref(),
             ),
         };
+        let scan = self
+            .settings
+            .scan
+            .begin(input.content_length.and_then(|n| u64::try_from(n).ok()))?;
         let (pending, checksums) =
-            ingest_verified(self, input.body.take(), claims, trailers).await?;
+            ingest_verified(self, input.body.take(), claims, trailers, &scan).await?;
+        // Invariant 2: nothing is committed without a clean verdict.
+        let who = Subject {
+            access_key: &access_key,
+            bucket: &input.bucket,
+            key: &input.key,
+        };
+        self.settings
+            .scan
+            .conclude(scan, pending.content_digest(), who)
+            .await?;
         let mut meta = object_meta(
             input.content_type.as_ref(),
             StdHeaders {

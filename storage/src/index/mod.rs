@@ -484,6 +484,21 @@ fn write_manifest(txn: &WriteTransaction, slices: &[Slice]) -> Result<ManifestRe
     })
 }
 
+/// Content digest of a manifest: SHA-256 over each slice's chunk id, offset and length.
+/// Chunk ids are content hashes, so equal digests mean equal bytes; it costs one small
+/// hash per ~64 KiB chunk, not a pass over the data. (The same bytes cut differently, e.g.
+/// uploaded in other parts, get another digest.)
+pub fn content_digest<'a>(slices: impl IntoIterator<Item = &'a Slice>) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for s in slices {
+        h.update(s.chunk.0);
+        h.update(s.offset.to_le_bytes());
+        h.update(s.len.to_le_bytes());
+    }
+    h.finalize().into()
+}
+
 /// Reads every slice of a manifest.
 fn read_manifest<T: ReadableTable<(u64, u32), &'static [u8]>>(
     t: &T,

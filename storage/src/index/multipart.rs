@@ -5,10 +5,10 @@ use std::sync::Arc;
 use md5::{Digest, Md5};
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
-use super::objects::{WriteCondition, install_object};
+use super::objects::{PlannedChunk, WriteCondition, install_object, plan_slice};
 use super::{
-    BUCKETS, Index, MANIFESTS, OBJECTS, PARTS, Staged, UPLOADS, UPLOADS_BY_KEY, add_refs,
-    drop_manifest, now_ms, read_manifest, register_packs, slice_counts,
+    BUCKETS, CHUNKS, Index, MANIFESTS, OBJECTS, PARTS, Staged, UPLOADS, UPLOADS_BY_KEY, add_refs,
+    content_digest, drop_manifest, now_ms, read_manifest, register_packs, slice_counts,
 };
 use crate::error::{Error, Result};
 use crate::records::{Etag, ManifestRef, ObjectMeta, ObjectRecord, PartRecord, UploadRecord};
@@ -33,7 +33,13 @@ fn get_upload(txn: &WriteTransaction, id: &str) -> Result<UploadRecord> {
 }
 
 fn parts_of(txn: &WriteTransaction, id: &str) -> Result<Vec<(u32, PartRecord)>> {
-    let t = txn.open_table(PARTS)?;
+    parts_in(&txn.open_table(PARTS)?, id)
+}
+
+fn parts_in<T: ReadableTable<(&'static str, u32), &'static [u8]>>(
+    t: &T,
+    id: &str,
+) -> Result<Vec<(u32, PartRecord)>> {
     let mut out = Vec::new();
     for r in t.range((id, 0)..=(id, u32::MAX))? {
         let (k, v) = r?;
@@ -49,6 +55,41 @@ fn remove_upload(txn: &WriteTransaction, id: &str, up: &UploadRecord) -> Result<
     txn.open_table(UPLOADS_BY_KEY)?
         .remove((up.bucket.as_str(), up.key.as_str(), id))?;
     Ok(())
+}
+
+/// The uploaded parts `listed` names, checked: each was uploaded with that ETag, and
+/// every part but the last is at least `min_part_size`.
+fn choose_parts(
+    all: &[(u32, PartRecord)],
+    listed: &[(u32, String)],
+    min_part_size: u64,
+) -> Result<Vec<PartRecord>> {
+    let mut chosen = Vec::with_capacity(listed.len());
+    for (i, (n, etag)) in listed.iter().enumerate() {
+        let part =
+            all.iter()
+                .find(|(pn, _)| pn == n)
+                .map(|(_, p)| p)
+                .ok_or(Error::InvalidPart {
+                    part: *n,
+                    reason: "was not uploaded",
+                })?;
+        if etag.trim().trim_matches('"') != part.etag().to_string() {
+            return Err(Error::InvalidPart {
+                part: *n,
+                reason: "ETag does not match the uploaded part",
+            });
+        }
+        if i + 1 < listed.len() && part.size < min_part_size {
+            return Err(Error::EntityTooSmall {
+                part: *n,
+                size: part.size,
+                min: min_part_size,
+            });
+        }
+        chosen.push(part.clone());
+    }
+    Ok(chosen)
 }
 
 /// Stores a part, releasing the part it replaces (same number), if any.
@@ -189,8 +230,43 @@ impl Index {
         })
     }
 
+    /// Plans reading the object the listed parts would complete to, from one snapshot:
+    /// its size, [`content_digest`] and chunks. Parts are checked as
+    /// [`Index::complete_upload`] checks them.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchUpload`], [`Error::InvalidPart`], [`Error::EntityTooSmall`].
+    pub fn plan_upload_read(
+        &self,
+        upload_id: &str,
+        listed: &[(u32, String)],
+        min_part_size: u64,
+    ) -> Result<(u64, [u8; 32], Vec<PlannedChunk>)> {
+        let txn = self.db.begin_read()?;
+        if txn.open_table(UPLOADS)?.get(upload_id)?.is_none() {
+            return Err(Error::NoSuchUpload(upload_id.to_owned()));
+        }
+        let all = parts_in(&txn.open_table(PARTS)?, upload_id)?;
+        let chosen = choose_parts(&all, listed, min_part_size)?;
+        let manifests = txn.open_table(MANIFESTS)?;
+        let chunks_t = txn.open_table(CHUNKS)?;
+        let mut slices = Vec::new();
+        let mut size = 0u64;
+        for p in &chosen {
+            slices.extend(read_manifest(&manifests, p.manifest)?);
+            size += p.size;
+        }
+        let chunks = slices
+            .iter()
+            .map(|s| plan_slice(&chunks_t, s, 0, 0))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((size, content_digest(&slices), chunks))
+    }
+
     /// Completes an upload from the listed parts (ascending part numbers with their
     /// ETags). Listed parts' references move to the object; unlisted parts are released.
+    /// With `expect_digest`, the assembled object must have that [`content_digest`]
+    /// (what was scanned is what gets published), else [`Error::Conflict`].
     ///
     /// # Errors
     /// [`Error::NoSuchUpload`], [`Error::InvalidPart`], [`Error::InvalidPartOrder`],
@@ -202,6 +278,7 @@ impl Index {
         min_part_size: u64,
         checksums: Vec<(String, String)>,
         cond: WriteCondition,
+        expect_digest: Option<[u8; 32]>,
     ) -> impl Future<Output = Result<(String, String, ObjectRecord)>> + use<> {
         let upload_id = upload_id.to_owned();
         self.committer.submit(move |txn| {
@@ -220,29 +297,7 @@ impl Index {
                 return Err(Error::InvalidPartOrder);
             }
             let all = parts_of(txn, upload_id)?;
-            let mut chosen = Vec::with_capacity(listed.len());
-            for (i, (n, etag)) in listed.iter().enumerate() {
-                let part = all.iter().find(|(pn, _)| pn == n).map(|(_, p)| p).ok_or(
-                    Error::InvalidPart {
-                        part: *n,
-                        reason: "was not uploaded",
-                    },
-                )?;
-                if etag.trim().trim_matches('"') != part.etag().to_string() {
-                    return Err(Error::InvalidPart {
-                        part: *n,
-                        reason: "ETag does not match the uploaded part",
-                    });
-                }
-                if i + 1 < listed.len() && part.size < min_part_size {
-                    return Err(Error::EntityTooSmall {
-                        part: *n,
-                        size: part.size,
-                        min: min_part_size,
-                    });
-                }
-                chosen.push(part.clone());
-            }
+            let chosen = choose_parts(&all, listed, min_part_size)?;
             let old = txn
                 .open_table(OBJECTS)?
                 .get((up.bucket.as_str(), up.key.as_str()))?
@@ -262,6 +317,20 @@ impl Index {
                     md5s.update(p.md5);
                     size += p.size;
                 }
+            }
+            if let Some(want) = expect_digest
+                && content_digest(&slices) != want
+            {
+                return Err(Error::Conflict(
+                    "a part changed while the upload was being completed".into(),
+                ));
+            }
+            if let Some(want) = expect_digest
+                && content_digest(&slices) != want
+            {
+                return Err(Error::Conflict(
+                    "a part changed while the upload was being completed".into(),
+                ));
             }
             let manifest = super::write_manifest(txn, &slices)?;
             {

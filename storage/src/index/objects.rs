@@ -13,7 +13,7 @@ use crate::chunk::ChunkId;
 use crate::error::{Error, Result};
 use crate::records::{
     BucketRecord, ChunkRecord, ChunkState, Etag, Location, ManifestRef, ManifestSegment,
-    ObjectMeta, ObjectRecord,
+    ObjectMeta, ObjectRecord, Slice,
 };
 
 /// Conditions checked atomically with a write (S3 conditional writes).
@@ -120,6 +120,34 @@ pub struct ReadPlan {
     pub range: (u64, u64),
     /// Its chunks in order, clipped to the range.
     pub chunks: Vec<PlannedChunk>,
+}
+
+/// Plans the read of one manifest slice minus `skip` leading and `cut` trailing bytes.
+pub(super) fn plan_slice<T: ReadableTable<&'static [u8; 32], &'static [u8]>>(
+    chunks: &T,
+    s: &Slice,
+    skip: u32,
+    cut: u32,
+) -> Result<PlannedChunk> {
+    let rec = chunks
+        .get(&s.chunk.0)?
+        .map(|v| ChunkRecord::decode(v.value()))
+        .transpose()?
+        .ok_or_else(|| Error::corrupt("index", format!("referenced chunk {} missing", s.chunk)))?;
+    if rec.state == ChunkState::Deleting {
+        return Err(Error::corrupt(
+            "index",
+            format!("referenced chunk {} is being deleted", s.chunk),
+        ));
+    }
+    Ok(PlannedChunk {
+        id: s.chunk,
+        raw_len: rec.raw_len,
+        crc: rec.crc,
+        location: rec.location,
+        start: s.offset + skip,
+        end: s.offset + s.len - cut,
+    })
 }
 
 /// Smallest string greater than every string starting with `s`, if one exists.
@@ -391,6 +419,28 @@ impl Index {
             })
     }
 
+    /// [`content_digest`](super::content_digest) of the current version of bucket/key.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`].
+    pub fn object_digest(&self, bucket: &str, key: &str) -> Result<[u8; 32]> {
+        let txn = self.db.begin_read()?;
+        if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
+            return Err(Error::NoSuchBucket(bucket.to_owned()));
+        }
+        let rec = txn
+            .open_table(OBJECTS)?
+            .get((bucket, key))?
+            .map(|v| ObjectRecord::decode(v.value()))
+            .transpose()?
+            .ok_or_else(|| Error::NoSuchKey {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            })?;
+        let slices = super::read_manifest(&txn.open_table(MANIFESTS)?, rec.manifest)?;
+        Ok(super::content_digest(&slices))
+    }
+
     /// Plans the read of `range` (`start..end`, already clipped to the object) of the
     /// current version of bucket/key, from a single snapshot.
     ///
@@ -443,29 +493,9 @@ impl Index {
                     if s_start >= end {
                         break;
                     }
-                    let rec = chunks_t
-                        .get(&s.chunk.0)?
-                        .map(|v| ChunkRecord::decode(v.value()))
-                        .transpose()?
-                        .ok_or_else(|| {
-                            Error::corrupt("index", format!("referenced chunk {} missing", s.chunk))
-                        })?;
-                    if rec.state == ChunkState::Deleting {
-                        return Err(Error::corrupt(
-                            "index",
-                            format!("referenced chunk {} is being deleted", s.chunk),
-                        ));
-                    }
                     let skip = start.saturating_sub(s_start) as u32;
                     let cut = s_end.saturating_sub(end) as u32;
-                    chunks.push(PlannedChunk {
-                        id: s.chunk,
-                        raw_len: rec.raw_len,
-                        crc: rec.crc,
-                        location: rec.location,
-                        start: s.offset + skip,
-                        end: s.offset + s.len - cut,
-                    });
+                    chunks.push(plan_slice(&chunks_t, &s, skip, cut)?);
                 }
                 if pos >= end {
                     break;
