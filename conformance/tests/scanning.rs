@@ -472,3 +472,67 @@ sys.exit(1)
         assert!(!listing.contains(k), "{k} listed: {listing}");
     }
 }
+
+/// Objects stored while scanning was off are found by `s3dedup rescan`, reported (exit
+/// 3), then quarantined: moved out of their bucket into `s3dedup-quarantine`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rescan_reports_then_quarantines_stored_infected_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut g = Gateway::start_in(dir.path()).unwrap(); // scanning off
+    let c = s3dedup_conformance::sdk_client(&g.s3_url);
+    c.create_bucket().bucket("old").send().await.unwrap();
+    let mut infected = random(50, 300_000);
+    infected.extend_from_slice(EICAR);
+    put(&c, "old", "bad/one.bin", &infected).await.unwrap();
+    put(&c, "old", "good.bin", &random(51, 300_000))
+        .await
+        .unwrap();
+    g.stop().unwrap();
+
+    let clamd = Clamd::start().unwrap();
+    let rescan = |action: &str| {
+        let out = Command::new(s3dedup_conformance::binary().unwrap())
+            .args(["rescan", "--action", action, "--data-dir"])
+            .arg(dir.path())
+            .env("S3DEDUP_CLAMD", clamd.address())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = rescan("report");
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.contains("old/bad/one.bin: INFECTED") && out.contains(SIGNATURE),
+        "{out}"
+    );
+    assert!(out.contains("old/good.bin: clean"), "{out}");
+    assert!(out.contains("rescan: 2 objects"), "{out}");
+    let (code, out) = rescan("quarantine");
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.contains("moved to s3dedup-quarantine/old/bad/one.bin"),
+        "{out}"
+    );
+    // After quarantine, a new rescan finds nothing (the quarantine bucket is skipped).
+    let (code, out) = rescan("report");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("rescan: 1 objects"), "{out}");
+
+    let g = Gateway::start_in(dir.path()).unwrap();
+    let c = s3dedup_conformance::sdk_client(&g.s3_url);
+    invisible(&c, "old", "bad/one.bin").await;
+    let q = c
+        .get_object()
+        .bucket("s3dedup-quarantine")
+        .key("old/bad/one.bin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        q.body.collect().await.unwrap().into_bytes().as_ref(),
+        &infected[..]
+    );
+}

@@ -10,12 +10,14 @@
 //! - [`metrics`] — metric names and rendering.
 //! - [`body`] — response bodies.
 //! - [`scan`] — inline virus scanning policy, verdict cache.
+//! - [`rescan`] — `s3dedup rescan`: re-scan stored objects, report or quarantine.
 
 pub mod body;
 pub mod checksum;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod rescan;
 pub mod s3;
 pub mod scan;
 pub mod server;

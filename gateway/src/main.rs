@@ -9,6 +9,7 @@ use s3dedup_gateway::s3::GatewaySettings;
 use s3dedup_gateway::server::{self, Credentials, ServeOptions};
 use std::sync::Arc;
 
+use s3dedup_gateway::rescan;
 use s3dedup_gateway::scan::{FailurePolicy, ScanPolicy, ScanService};
 use s3dedup_scanner::{ClamdScanner, ClamdSettings, NoopScanner, Scanner};
 use s3dedup_storage::{Store, StoreConfig};
@@ -51,6 +52,17 @@ enum Command {
     Fsck,
     /// Print storage counters (the gateway must not be running).
     Stats,
+    /// Re-scan stored objects with clamd (S3DEDUP_CLAMD), e.g. after a signature
+    /// update; the gateway must not be running. Exits 3 when something was detected,
+    /// 1 when objects could not be scanned.
+    Rescan {
+        /// Only this bucket (default: every bucket but the quarantine bucket).
+        #[arg(long)]
+        bucket: Option<String>,
+        /// What to do with detected objects.
+        #[arg(long, value_enum, default_value = "report")]
+        action: rescan::Action,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -128,6 +140,36 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 anyhow::bail!("fsck found problems")
             }
+        }
+        Command::Rescan { bucket, action } => {
+            let scan = scan_service(&cfg);
+            if !scan.enabled() {
+                anyhow::bail!("rescan needs a scanner: set S3DEDUP_CLAMD (or clamd in the config)");
+            }
+            let store = open_store(&cfg).await?;
+            let mut out = std::io::stdout().lock();
+            let report = rescan::rescan(
+                &store,
+                scan.scanner().as_ref(),
+                bucket.as_deref(),
+                action,
+                &mut out,
+            )
+            .await?;
+            println!(
+                "rescan: {} objects, {} bytes scanned, {} detected, {} not scanned",
+                report.objects,
+                report.bytes,
+                report.infected.len(),
+                report.errors.len()
+            );
+            if !report.infected.is_empty() {
+                std::process::exit(3);
+            }
+            if !report.errors.is_empty() {
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Stats => {
             let store = open_store(&cfg).await?;
