@@ -47,10 +47,12 @@ impl Clamd {
             .local_addr()?
             .port();
         let conf = format!(
-            "Foreground yes\nTCPAddr 127.0.0.1\nTCPSocket {port}\nDatabaseDirectory {db}\n\
+            "Foreground yes\nTCPAddr 127.0.0.1\nTCPSocket {port}\nLocalSocket {sock}\n\
+             DatabaseDirectory {db}\n\
              LogFile {log}\nTemporaryDirectory {tmp}\nStreamMaxLength 64M\nMaxFileSize 64M\n\
              MaxScanSize 256M\nAlertExceedsMax yes\n",
             db = db.display(),
+            sock = dir.path().join("clamd.sock").display(),
             log = dir.path().join("clamd.log").display(),
             tmp = dir.path().display(),
         );
@@ -98,6 +100,11 @@ impl Clamd {
     /// `tcp://127.0.0.1:PORT`, for `S3DEDUP_CLAMD`.
     pub fn address(&self) -> String {
         format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// `unix:///…/clamd.sock` (clamd listens on both).
+    pub fn unix_address(&self) -> String {
+        format!("unix://{}", self.dir.path().join("clamd.sock").display())
     }
 
     /// Whether clamd answers PING now.

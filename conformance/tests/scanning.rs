@@ -536,3 +536,21 @@ async fn rescan_reports_then_quarantines_stored_infected_objects() {
         &infected[..]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clamd_over_a_unix_socket() {
+    let clamd = Clamd::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = clamd.unix_address();
+    let g = Gateway::start_with(dir.path(), &[("S3DEDUP_CLAMD", addr.as_str())]).unwrap();
+    let c = s3dedup_conformance::sdk_client(&g.s3_url);
+    c.create_bucket().bucket("scan").send().await.unwrap();
+    put(&c, "scan", "clean", &random(60, 200_000))
+        .await
+        .unwrap();
+    assert_rejected(
+        put(&c, "scan", "eicar", EICAR).await,
+        "EICAR over unix socket",
+    );
+    assert_eq!(g.admin_get("/health/ready").unwrap().0, 200);
+}

@@ -331,3 +331,101 @@ mod tests {
         );
     }
 }
+
+/// Behaviour against misbehaving peers (a stalled or confused clamd); the real clamd is
+/// exercised by the gateway's scanning suite.
+#[cfg(test)]
+mod peer_tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A peer that reads everything and then answers `reply` (or stalls if `None`).
+    async fn peer(reply: Option<&'static [u8]>) -> ClamdSettings {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    let mut seen = Vec::new();
+                    // Read until the zero-length terminator frame.
+                    while !seen.ends_with(&[0, 0, 0, 0]) {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    match reply {
+                        Some(r) => {
+                            let _ = s.write_all(r).await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(3600)).await,
+                    }
+                });
+            }
+        });
+        let mut s = ClamdSettings::new(ClamdAddress::Tcp(addr.to_string()));
+        s.scan_timeout = Duration::from_millis(300);
+        s.io_timeout = Duration::from_millis(300);
+        s
+    }
+
+    async fn scan(settings: ClamdSettings) -> Result<Verdict, ScanError> {
+        let scanner = ClamdScanner::new(settings);
+        let mut s = scanner.open().await?;
+        s.write(Bytes::from_static(b"some bytes")).await?;
+        s.finish().await
+    }
+
+    #[tokio::test]
+    async fn a_stalled_clamd_times_out() {
+        let r = scan(peer(None).await).await;
+        assert_eq!(r, Err(ScanError::Timeout(Duration::from_millis(300))));
+    }
+
+    #[tokio::test]
+    async fn replies_are_parsed_strictly() {
+        assert_eq!(
+            scan(peer(Some(b"stream: OK\0")).await).await,
+            Ok(Verdict::Clean)
+        );
+        assert_eq!(
+            scan(peer(Some(b"stream: Foo.Bar FOUND\0")).await).await,
+            Ok(Verdict::Infected("Foo.Bar".into()))
+        );
+        assert!(matches!(
+            scan(peer(Some(b"PONG\0")).await).await,
+            Err(ScanError::Protocol(_))
+        ));
+        // Closing without a reply is not a verdict either.
+        assert!(matches!(
+            scan(peer(Some(b"")).await).await,
+            Err(ScanError::Protocol(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn nobody_listening_is_unavailable() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let s = ClamdScanner::new(ClamdSettings::new(ClamdAddress::Tcp(format!(
+            "127.0.0.1:{port}"
+        ))));
+        assert!(matches!(
+            s.open().await.err(),
+            Some(ScanError::Unavailable(_))
+        ));
+        assert!(matches!(s.ping().await, Err(ScanError::Unavailable(_))));
+        assert!(matches!(s.version().await, Err(ScanError::Unavailable(_))));
+    }
+}
