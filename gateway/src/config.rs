@@ -84,6 +84,8 @@ pub struct Config {
     pub min_part_size: u64,
     /// Target pack size in bytes (`S3DEDUP_PACK_TARGET`).
     pub pack_target: usize,
+    /// Index page cache in bytes (`S3DEDUP_INDEX_CACHE`).
+    pub index_cache: usize,
     /// clamd address, `tcp://host:port` or `unix:///path` (`S3DEDUP_CLAMD`); unset =
     /// uploads are not scanned.
     pub clamd: Option<String>,
@@ -111,6 +113,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             min_part_size: 5 << 20,
             pack_target: 16 << 20,
+            index_cache: 64 << 20,
             clamd: None,
             scan_on_failure: FailurePolicy::FailClosed,
             scan_max_size: 100 << 20,
@@ -209,6 +212,9 @@ impl Config {
         }
         if let Some(v) = env("S3DEDUP_PACK_TARGET") {
             c.pack_target = parse("S3DEDUP_PACK_TARGET", v)?;
+        }
+        if let Some(v) = env("S3DEDUP_INDEX_CACHE") {
+            c.index_cache = parse("S3DEDUP_INDEX_CACHE", v)?;
         }
         if let Some(v) = env("S3DEDUP_CLAMD") {
             c.clamd = (!v.is_empty()).then_some(v);

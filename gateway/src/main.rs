@@ -100,6 +100,7 @@ fn scan_service(cfg: &Config) -> Arc<ScanService> {
 async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     let store_cfg = StoreConfig {
         pack_target: cfg.pack_target,
+        index_cache: cfg.index_cache,
         ..StoreConfig::default()
     };
     Store::open_dir(&cfg.data_dir, store_cfg)

@@ -36,6 +36,10 @@ pub struct StoreConfig {
     pub read_ahead: usize,
     /// Adjacent chunks of one pack are fetched in one ranged read up to this size.
     pub coalesce_max: usize,
+    /// Memory redb may use to cache index pages (reads and pending writes). redb's own
+    /// default (1 GiB) let the cache dominate the gateway's RSS; beyond this the OS page
+    /// cache still serves index reads.
+    pub index_cache: usize,
 }
 
 impl Default for StoreConfig {
@@ -47,6 +51,7 @@ impl Default for StoreConfig {
             hash_parallelism: 4,
             read_ahead: 4,
             coalesce_max: 1 << 20,
+            index_cache: 64 << 20,
         }
     }
 }
@@ -138,8 +143,8 @@ impl Store {
         cfg: StoreConfig,
     ) -> Result<Self> {
         let path = index_path.to_owned();
-        let params = cfg.chunker;
-        let index = blocking(move || Index::open(&path, params)).await?;
+        let (params, cache) = (cfg.chunker, cfg.index_cache);
+        let index = blocking(move || Index::open(&path, params, cache)).await?;
         Ok(Store {
             index: Arc::new(index),
             blobs,

@@ -131,16 +131,19 @@ pub struct Index {
 }
 
 impl Index {
-    /// Opens or creates the index at `path`. A new index records `params`; an existing
+    /// Opens or creates the index at `path` with `cache_bytes` of page cache. A new index
+    /// records `params`; an existing
     /// one keeps its format version checked and its recorded parameters updated to
     /// `params` (old manifests stay valid whatever the parameters).
     ///
     /// # Errors
     /// [`Error::UnsupportedFormat`] for an index written by a newer version;
     /// [`Error::Index`] if redb cannot open the file.
-    pub fn open(path: &Path, params: ChunkerParams) -> Result<Self> {
+    pub fn open(path: &Path, params: ChunkerParams, cache_bytes: usize) -> Result<Self> {
         params.validate()?;
-        let db = Database::create(path)?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
         let txn = db.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;

@@ -23,6 +23,7 @@ pub fn small_config() -> StoreConfig {
         hash_parallelism: 3,
         read_ahead: 3,
         coalesce_max: 8 * 1024,
+        index_cache: 4 << 20,
     }
 }
 
