@@ -291,18 +291,18 @@ impl ScanService {
         &self.scanner
     }
 
-    /// Starts scanning an upload of `size` bytes (if known), before its body is read.
+    /// Starts scanning `who`'s upload of `size` bytes (if known), before its body is read.
     ///
     /// # Errors
     /// EntityTooLarge when `size` is over the limit and oversize uploads are rejected.
-    pub fn begin(&self, size: Option<u64>) -> S3Result<UploadScan> {
+    pub fn begin(&self, size: Option<u64>, who: Subject<'_>) -> S3Result<UploadScan> {
         if !self.enabled() {
             return Ok(UploadScan::off());
         }
         if let Some(n) = size
             && n > self.policy.max_size
         {
-            return self.oversize(None).map(|()| UploadScan::off());
+            return self.oversize(Some(who)).map(|()| UploadScan::off());
         }
         let (tx, rx) = mpsc::channel(TEE_DEPTH);
         let scanner = Arc::clone(&self.scanner);

@@ -246,18 +246,19 @@ impl Gateway {
                 input.checksum_sha256.as_ref(),
             ),
         };
-        let scan = self
-            .settings
-            .scan
-            .begin(input.content_length.and_then(|n| u64::try_from(n).ok()))?;
+        let (bucket, key) = (input.bucket.clone(), input.key.clone());
+        let who = Subject {
+            access_key: &access_key,
+            bucket: &bucket,
+            key: &key,
+        };
+        let scan = self.settings.scan.begin(
+            input.content_length.and_then(|n| u64::try_from(n).ok()),
+            who,
+        )?;
         let (pending, checksums) =
             ingest_verified(self, input.body.take(), claims, trailers, &scan).await?;
         // Invariant 2: nothing is committed without a clean verdict.
-        let who = Subject {
-            access_key: &access_key,
-            bucket: &input.bucket,
-            key: &input.key,
-        };
         self.settings
             .scan
             .conclude(scan, pending.content_digest(), who)

@@ -232,13 +232,14 @@ impl FsWriter {
 impl BlobWriter for FsWriter {
     fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<()>> {
         async move {
-            if self.buf.capacity() == 0 {
-                self.buf.reserve_exact(WRITE_BATCH);
-            }
-            self.buf.extend_from_slice(&data);
-            if self.buf.len() >= WRITE_BATCH {
+            // Write the batch out before it would outgrow its buffer.
+            if !self.buf.is_empty() && self.buf.len() + data.len() > WRITE_BATCH {
                 self.write_out().await?;
             }
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(WRITE_BATCH.max(data.len()));
+            }
+            self.buf.extend_from_slice(&data);
             Ok(())
         }
         .boxed()
