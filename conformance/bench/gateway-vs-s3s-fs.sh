@@ -25,7 +25,8 @@ mkdir -p "$base/s3s-fs"
 target/bench-tools/bin/s3s-fs --host 127.0.0.1 --port "$fs_port" --access-key $AK --secret-key $SK "$base/s3s-fs" \
   > "$base/s3s-fs.log" 2>&1 &
 fs_pid=$!
-trap 'kill $gw_pid $fs_pid 2>/dev/null || true' EXIT
+# Stop both servers and drop their data (tens of GiB after 3 runs); keep the results.
+trap 'kill $gw_pid $fs_pid 2>/dev/null || true; wait 2>/dev/null; rm -rf "$base/s3dedup" "$base/s3s-fs"' EXIT
 for _ in $(seq 50); do grep -q "s3dedup listening" "$base/s3dedup.out" 2>/dev/null && break; sleep 0.2; done
 gw_url=$(grep -o 's3=http://[^ ]*' "$base/s3dedup.out" | cut -d= -f2)
 fs_url="http://127.0.0.1:$fs_port"

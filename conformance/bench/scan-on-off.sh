@@ -41,7 +41,8 @@ start_gw() { # name, extra env...
 }
 off_pid=$(start_gw off)
 on_pid=$(start_gw on S3DEDUP_CLAMD=tcp://127.0.0.1:$clamd_port S3DEDUP_SCAN_MAX_SIZE=$((256 << 20)))
-trap 'kill $off_pid $on_pid $clamd_pid 2>/dev/null || true' EXIT
+# Stop everything and drop the data directories; keep the results.
+trap 'kill $off_pid $on_pid $clamd_pid 2>/dev/null || true; wait 2>/dev/null; rm -rf "$base/off" "$base/on"' EXIT
 for _ in $(seq 100); do
   grep -q "s3dedup listening" "$base/off.out" 2>/dev/null && grep -q "s3dedup listening" "$base/on.out" 2>/dev/null && break
   sleep 0.2

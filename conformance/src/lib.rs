@@ -322,3 +322,47 @@ pub fn sdk_client_with(
         .force_path_style(true);
     aws_sdk_s3::Client::from_conf(f(b).build())
 }
+
+/// The S3 error code of a failed SDK call (`(none)` when it has none).
+pub fn error_code<E: aws_sdk_s3::error::ProvideErrorMetadata>(
+    e: &aws_sdk_s3::error::SdkError<E>,
+) -> String {
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .unwrap_or("(none)")
+        .to_owned()
+}
+
+/// The S3 error message of a failed SDK call (empty when it has none).
+pub fn error_message<E: aws_sdk_s3::error::ProvideErrorMetadata>(
+    e: &aws_sdk_s3::error::SdkError<E>,
+) -> String {
+    e.as_service_error()
+        .and_then(|s| s.message())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The HTTP status of a failed SDK call (0 when no response arrived).
+pub fn error_status<E>(
+    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> u16 {
+    e.raw_response().map_or(0, |r| r.status().as_u16())
+}
+
+/// An `rclone` command with a remote `s3d:` configured for gateway `g` through the
+/// environment (config file under `dir`); `AWS_CA_BUNDLE` is removed because rclone's
+/// SDK then refuses plain http.
+pub fn rclone(g: &Gateway, dir: &Path) -> Command {
+    let mut c = Command::new("rclone");
+    c.env_remove("AWS_CA_BUNDLE")
+        .env("RCLONE_CONFIG", dir.join("rclone.conf"))
+        .env("RCLONE_CONFIG_S3D_TYPE", "s3")
+        .env("RCLONE_CONFIG_S3D_PROVIDER", "Other")
+        .env("RCLONE_CONFIG_S3D_ENDPOINT", &g.s3_url)
+        .env("RCLONE_CONFIG_S3D_REGION", "us-east-1")
+        .env("RCLONE_CONFIG_S3D_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("RCLONE_CONFIG_S3D_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("RCLONE_CONFIG_S3D_FORCE_PATH_STYLE", "true");
+    c
+}

@@ -73,19 +73,9 @@ fn rclone() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let rc = |args: &[&str]| {
-        let mut c = Command::new("rclone");
+        let mut c = s3dedup_conformance::rclone(&g, t);
         c.args(args)
-            .args(["--s3-upload-cutoff", "10M", "--s3-chunk-size", "8M"])
-            // Some environments point this at a CA file; rclone's SDK then refuses plain http.
-            .env_remove("AWS_CA_BUNDLE")
-            .env("RCLONE_CONFIG", t.join("rclone.conf"))
-            .env("RCLONE_CONFIG_S3D_TYPE", "s3")
-            .env("RCLONE_CONFIG_S3D_PROVIDER", "Other")
-            .env("RCLONE_CONFIG_S3D_ENDPOINT", &g.s3_url)
-            .env("RCLONE_CONFIG_S3D_REGION", "us-east-1")
-            .env("RCLONE_CONFIG_S3D_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("RCLONE_CONFIG_S3D_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("RCLONE_CONFIG_S3D_FORCE_PATH_STYLE", "true");
+            .args(["--s3-upload-cutoff", "10M", "--s3-chunk-size", "8M"]);
         run(&mut c)
     };
     let src = t.join("src");

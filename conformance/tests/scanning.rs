@@ -11,7 +11,10 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use rand::{RngCore, SeedableRng, rngs::SmallRng};
 use s3dedup_conformance::clamd::{Clamd, EICAR, SIGNATURE};
-use s3dedup_conformance::{ACCESS_KEY, Gateway, SECRET_KEY};
+use s3dedup_conformance::{
+    ACCESS_KEY, Gateway, SECRET_KEY, error_code as code, error_message as message,
+    error_status as status,
+};
 
 fn random(seed: u64, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
@@ -38,26 +41,6 @@ fn metric(g: &Gateway, name: &str, labels: &[&str]) -> f64 {
         .filter(|l| labels.iter().all(|want| l.contains(want)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &aws_sdk_s3::error::SdkError<E>) -> String {
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .unwrap_or("(none)")
-        .to_owned()
-}
-
-fn message<E: aws_sdk_s3::error::ProvideErrorMetadata>(
-    e: &aws_sdk_s3::error::SdkError<E>,
-) -> String {
-    e.as_service_error()
-        .and_then(|s| s.message())
-        .unwrap_or("")
-        .to_owned()
-}
-
-fn status<E>(e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> u16 {
-    e.raw_response().map_or(0, |r| r.status().as_u16())
 }
 
 async fn put(c: &Client, b: &str, k: &str, body: &[u8]) -> Result<(), String> {
@@ -443,18 +426,9 @@ sys.exit(1)
     );
     println!("boto3: rejected, named the signature");
 
-    let out = Command::new("rclone")
+    let out = s3dedup_conformance::rclone(&g, t)
         .args(["copyto", inf, "s3d:clients/rclone.txt", "--retries", "1"])
         .args(["--low-level-retries", "1"])
-        .env_remove("AWS_CA_BUNDLE")
-        .env("RCLONE_CONFIG", t.join("rclone.conf"))
-        .env("RCLONE_CONFIG_S3D_TYPE", "s3")
-        .env("RCLONE_CONFIG_S3D_PROVIDER", "Other")
-        .env("RCLONE_CONFIG_S3D_ENDPOINT", &g.s3_url)
-        .env("RCLONE_CONFIG_S3D_REGION", "us-east-1")
-        .env("RCLONE_CONFIG_S3D_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("RCLONE_CONFIG_S3D_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("RCLONE_CONFIG_S3D_FORCE_PATH_STYLE", "true")
         .output()
         .expect("rclone (scripts/test.sh installs it)");
     let text = String::from_utf8_lossy(&out.stderr);

@@ -8,7 +8,7 @@ use aws_sdk_s3::types::{
 };
 use md5::{Digest, Md5};
 use rand::{RngCore, SeedableRng, rngs::SmallRng};
-use s3dedup_conformance::Gateway;
+use s3dedup_conformance::{Gateway, error_code as code, error_status as status};
 
 fn client(g: &Gateway) -> Client {
     s3dedup_conformance::sdk_client(&g.s3_url)
@@ -35,17 +35,6 @@ async fn etag_of(c: &Client, b: &str, k: &str) -> String {
 async fn get(c: &Client, b: &str, k: &str) -> Vec<u8> {
     let o = c.get_object().bucket(b).key(k).send().await.unwrap();
     o.body.collect().await.unwrap().into_bytes().to_vec()
-}
-
-fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &aws_sdk_s3::error::SdkError<E>) -> String {
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .unwrap_or("(none)")
-        .to_owned()
-}
-
-fn status<E>(e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> u16 {
-    e.raw_response().map_or(0, |r| r.status().as_u16())
 }
 
 async fn multipart(c: &Client, b: &str, k: &str, body: &[u8], part: usize) -> String {

@@ -383,16 +383,6 @@ impl Store {
         Ok((size, digest, self.read_chunks(chunks)))
     }
 
-    /// Content digest of the current version of an object (see
-    /// [`content_digest`](crate::index::content_digest)).
-    ///
-    /// # Errors
-    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`].
-    pub async fn object_digest(&self, bucket: &str, key: &str) -> Result<[u8; 32]> {
-        let (b, k) = (bucket.to_owned(), key.to_owned());
-        self.with_index(move |i| i.object_digest(&b, &k)).await
-    }
-
     /// Copies an object by reference (no data is read or written).
     ///
     /// # Errors

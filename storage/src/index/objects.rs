@@ -3,7 +3,7 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::{
     BUCKETS, CHUNKS, Index, MANIFESTS, OBJECTS, Staged, UPLOADS_BY_KEY, add_refs, add_stat,
@@ -120,6 +120,21 @@ pub struct ReadPlan {
     pub range: (u64, u64),
     /// Its chunks in order, clipped to the range.
     pub chunks: Vec<PlannedChunk>,
+}
+
+/// The current version of bucket/key in a read snapshot.
+fn current_object(txn: &ReadTransaction, bucket: &str, key: &str) -> Result<ObjectRecord> {
+    if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
+        return Err(Error::NoSuchBucket(bucket.to_owned()));
+    }
+    txn.open_table(OBJECTS)?
+        .get((bucket, key))?
+        .map(|v| ObjectRecord::decode(v.value()))
+        .transpose()?
+        .ok_or_else(|| Error::NoSuchKey {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        })
 }
 
 /// Plans the read of one manifest slice minus `skip` leading and `cut` trailing bytes.
@@ -405,40 +420,7 @@ impl Index {
     /// # Errors
     /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`].
     pub fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
-        let txn = self.db.begin_read()?;
-        if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
-            return Err(Error::NoSuchBucket(bucket.to_owned()));
-        }
-        txn.open_table(OBJECTS)?
-            .get((bucket, key))?
-            .map(|v| ObjectRecord::decode(v.value()))
-            .transpose()?
-            .ok_or_else(|| Error::NoSuchKey {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-            })
-    }
-
-    /// [`content_digest`](super::content_digest) of the current version of bucket/key.
-    ///
-    /// # Errors
-    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`].
-    pub fn object_digest(&self, bucket: &str, key: &str) -> Result<[u8; 32]> {
-        let txn = self.db.begin_read()?;
-        if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
-            return Err(Error::NoSuchBucket(bucket.to_owned()));
-        }
-        let rec = txn
-            .open_table(OBJECTS)?
-            .get((bucket, key))?
-            .map(|v| ObjectRecord::decode(v.value()))
-            .transpose()?
-            .ok_or_else(|| Error::NoSuchKey {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-            })?;
-        let slices = super::read_manifest(&txn.open_table(MANIFESTS)?, rec.manifest)?;
-        Ok(super::content_digest(&slices))
+        current_object(&self.db.begin_read()?, bucket, key)
     }
 
     /// Plans the read of `range` (`start..end`, already clipped to the object) of the
@@ -454,18 +436,7 @@ impl Index {
         range: impl FnOnce(&ObjectRecord) -> Result<(u64, u64)>,
     ) -> Result<ReadPlan> {
         let txn = self.db.begin_read()?;
-        if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
-            return Err(Error::NoSuchBucket(bucket.to_owned()));
-        }
-        let record = txn
-            .open_table(OBJECTS)?
-            .get((bucket, key))?
-            .map(|v| ObjectRecord::decode(v.value()))
-            .transpose()?
-            .ok_or_else(|| Error::NoSuchKey {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-            })?;
+        let record = current_object(&txn, bucket, key)?;
         let (start, end) = range(&record)?;
         let manifests = txn.open_table(MANIFESTS)?;
         let chunks_t = txn.open_table(CHUNKS)?;
