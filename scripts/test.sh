@@ -17,7 +17,10 @@ rustup component list --installed 2>/dev/null | grep -E '^(rustfmt|clippy)' || t
 NEEDED_DEBS=(awscli rclone restic s3cmd python3-venv clamav-daemon)
 if [ ${#NEEDED_DEBS[@]} -gt 0 ]; then
   missing=()
-  for p in "${NEEDED_DEBS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  # "install ok installed" only: a removed package keeps a dpkg record (config-files).
+  for p in "${NEEDED_DEBS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
   if [ ${#missing[@]} -gt 0 ]; then
     step "installing ${missing[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
