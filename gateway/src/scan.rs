@@ -183,7 +183,7 @@ impl UploadScan {
 
     /// Wraps the body so every piece also goes to the scanner (with backpressure). Stops
     /// the upload early when the scanner fails (fail-closed) or the object outgrows the
-    /// scan limit (reject); the caller maps that with [`UploadScan::early_error`].
+    /// scan limit (reject); the caller maps that with [`ScanService::early_error`].
     pub fn tee<S, E>(
         &self,
         body: S,
@@ -193,10 +193,14 @@ impl UploadScan {
         S: Stream<Item = Result<Bytes, E>> + Send + 'static,
         E: From<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
     {
-        let tee = self
+        let Some(tee) = self
             .inner
             .as_ref()
-            .and_then(|r| Some((r.tx.clone()?, Arc::clone(&r.state))));
+            .and_then(|r| Some((r.tx.clone()?, Arc::clone(&r.state))))
+        else {
+            return Box::pin(body);
+        };
+        let tee = Some(tee);
         Box::pin(body.then(move |item| {
             let tee = tee.clone();
             async move {
