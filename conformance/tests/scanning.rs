@@ -31,6 +31,13 @@ fn scanning_gateway(clamd: &Clamd, extra: &[(&str, &str)]) -> (tempfile::TempDir
     (dir, g)
 }
 
+/// An SDK client for `g`, with the bucket `scan` created.
+async fn client_with_bucket(g: &Gateway) -> Client {
+    let c = s3dedup_conformance::sdk_client(&g.s3_url);
+    c.create_bucket().bucket("scan").send().await.unwrap();
+    c
+}
+
 /// Sum of every series of metric `name` whose labels contain all of `labels`
 /// (0 when none exists yet).
 fn metric(g: &Gateway, name: &str, labels: &[&str]) -> f64 {
@@ -107,8 +114,7 @@ fn archive(dir: &Path, kind: &str, payload: &[u8]) -> Vec<u8> {
 async fn infected_uploads_are_rejected_and_never_visible() {
     let clamd = Clamd::start().unwrap();
     let (_d, g) = scanning_gateway(&clamd, &[]);
-    let c = s3dedup_conformance::sdk_client(&g.s3_url);
-    c.create_bucket().bucket("scan").send().await.unwrap();
+    let c = client_with_bucket(&g).await;
     let tmp = tempfile::tempdir().unwrap();
     let chunks_before = metric(&g, "s3dedup_chunks", &[]);
 
@@ -223,8 +229,7 @@ async fn infected_uploads_are_rejected_and_never_visible() {
 async fn clean_objects_pass_and_duplicates_hit_the_cache() {
     let clamd = Clamd::start().unwrap();
     let (_d, g) = scanning_gateway(&clamd, &[]);
-    let c = s3dedup_conformance::sdk_client(&g.s3_url);
-    c.create_bucket().bucket("scan").send().await.unwrap();
+    let c = client_with_bucket(&g).await;
     let body = random(10, 3 << 20);
     put(&c, "scan", "a.bin", &body).await.unwrap();
     let got = c
@@ -267,8 +272,7 @@ async fn clean_objects_pass_and_duplicates_hit_the_cache() {
 async fn clamd_down_fails_closed_and_scanning_resumes_when_it_is_back() {
     let mut clamd = Clamd::start().unwrap();
     let (_d, g) = scanning_gateway(&clamd, &[]);
-    let c = s3dedup_conformance::sdk_client(&g.s3_url);
-    c.create_bucket().bucket("scan").send().await.unwrap();
+    let c = client_with_bucket(&g).await;
     put(&c, "scan", "before.bin", &random(20, 100_000))
         .await
         .unwrap();
@@ -296,8 +300,7 @@ async fn clamd_down_fails_closed_and_scanning_resumes_when_it_is_back() {
 async fn fail_open_publishes_unscanned_and_counts_it() {
     let mut clamd = Clamd::start().unwrap();
     let (_d, g) = scanning_gateway(&clamd, &[("S3DEDUP_SCAN_ON_FAILURE", "fail-open")]);
-    let c = s3dedup_conformance::sdk_client(&g.s3_url);
-    c.create_bucket().bucket("scan").send().await.unwrap();
+    let c = client_with_bucket(&g).await;
     // With clamd up, fail-open changes nothing: infected is still rejected.
     assert_rejected(
         put(&c, "scan", "eicar", EICAR).await,
@@ -320,8 +323,7 @@ async fn objects_over_the_scan_limit_follow_the_policy() {
     let clamd = Clamd::start().unwrap();
     let limit = (1u64 << 20).to_string();
     let (_d, g) = scanning_gateway(&clamd, &[("S3DEDUP_SCAN_MAX_SIZE", &limit)]);
-    let c = s3dedup_conformance::sdk_client(&g.s3_url);
-    c.create_bucket().bucket("scan").send().await.unwrap();
+    let c = client_with_bucket(&g).await;
     let e = put(&c, "scan", "big", &random(40, 2 << 20))
         .await
         .expect_err("oversize accepted");
@@ -338,8 +340,7 @@ async fn objects_over_the_scan_limit_follow_the_policy() {
             ("S3DEDUP_SCAN_OVERSIZE", "allow-unscanned"),
         ],
     );
-    let c2 = s3dedup_conformance::sdk_client(&g2.s3_url);
-    c2.create_bucket().bucket("scan").send().await.unwrap();
+    let c2 = client_with_bucket(&g2).await;
     put(&c2, "scan", "big", &random(40, 2 << 20)).await.unwrap();
     assert_eq!(
         metric(&g2, "s3dedup_scan_oversize_total", &["outcome=\"allowed\""]),
@@ -517,8 +518,7 @@ async fn clamd_over_a_unix_socket() {
     let dir = tempfile::tempdir().unwrap();
     let addr = clamd.unix_address();
     let g = Gateway::start_with(dir.path(), &[("S3DEDUP_CLAMD", addr.as_str())]).unwrap();
-    let c = s3dedup_conformance::sdk_client(&g.s3_url);
-    c.create_bucket().bucket("scan").send().await.unwrap();
+    let c = client_with_bucket(&g).await;
     put(&c, "scan", "clean", &random(60, 200_000))
         .await
         .unwrap();

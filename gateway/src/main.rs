@@ -1,16 +1,15 @@
 //! `s3dedup`: the gateway's command line.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use s3dedup_gateway::config::{self, Config, LogFormat, Overrides};
-use s3dedup_gateway::s3::GatewaySettings;
-use s3dedup_gateway::server::{self, Credentials, ServeOptions};
-use std::sync::Arc;
-
 use s3dedup_gateway::rescan;
+use s3dedup_gateway::s3::GatewaySettings;
 use s3dedup_gateway::scan::{FailurePolicy, ScanPolicy, ScanService};
+use s3dedup_gateway::server::{self, Credentials, ServeOptions};
 use s3dedup_scanner::{ClamdScanner, ClamdSettings, NoopScanner, Scanner};
 use s3dedup_storage::{Store, StoreConfig};
 
@@ -191,15 +190,19 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cfg.admin_listen))?;
     let scan = scan_service(&cfg);
     if scan.enabled() {
-        let s = scan.scanner();
-        match s.version().await {
-            Ok(v) => {
-                tracing::info!(clamd = %cfg.clamd.as_deref().unwrap_or_default(), version = %v, "virus scanning enabled")
+        // Report clamd's state without holding up start-up (an unreachable clamd can take
+        // the whole connect + reply deadline to say so).
+        let scanner = Arc::clone(scan.scanner());
+        let (addr, policy) = (cfg.clamd.clone().unwrap_or_default(), cfg.scan_on_failure);
+        tokio::spawn(async move {
+            match scanner.version().await {
+                Ok(v) => tracing::info!(clamd = %addr, version = %v, "virus scanning enabled"),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "virus scanning enabled but clamd does not answer yet; uploads fail until it does ({policy:?})"
+                ),
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "virus scanning enabled but clamd does not answer yet; uploads fail until it does ({:?})", cfg.scan_on_failure)
-            }
-        }
+        });
         if cfg.scan_on_failure == FailurePolicy::FailOpen {
             tracing::warn!(
                 "scan policy is fail-open: when clamd fails, uploads are published UNSCANNED"

@@ -5,7 +5,6 @@
 use std::io::Write;
 use std::time::Instant;
 
-use futures::StreamExt;
 use s3dedup_scanner::{Scanner, Verdict};
 use s3dedup_storage::{ListEntry, ObjectMeta, Store, WriteCondition};
 
@@ -130,13 +129,8 @@ async fn scan_object(
     key: &str,
 ) -> anyhow::Result<(u64, Verdict)> {
     let reader = store.get_object(bucket, key, None).await?;
-    let size = reader.record.size;
-    let mut body = reader.body;
-    let mut s = scanner.open().await?;
-    while let Some(piece) = body.next().await {
-        s.write(piece?).await?;
-    }
-    Ok((size, s.finish().await?))
+    let verdict = s3dedup_scanner::scan_stream(scanner, reader.body).await??;
+    Ok((reader.record.size, verdict))
 }
 
 async fn quarantine(store: &Store, bucket: &str, key: &str) -> anyhow::Result<()> {

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use s3dedup_scanner::{ScanError, Scanner, Verdict};
+use s3dedup_storage::PendingObject;
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -135,7 +136,16 @@ pub struct ScanService {
     scanner: Arc<dyn Scanner>,
     policy: ScanPolicy,
     cache: Mutex<VerdictCache>,
-    version: tokio::sync::Mutex<Option<(Arc<str>, Instant)>>,
+    /// Last version reading (`None` inside: clamd did not say) and when it was taken.
+    version: tokio::sync::Mutex<Option<(Option<Arc<str>>, Instant)>>,
+}
+
+/// Outcome of a verdict-cache lookup.
+enum Lookup {
+    /// The decision from a cached verdict.
+    Hit(S3Result<()>),
+    /// No cached verdict; file the new one under this version (if known).
+    Miss(Option<Arc<str>>),
 }
 
 /// Why the tee stopped an upload early.
@@ -165,7 +175,6 @@ struct Running {
     tx: Option<mpsc::Sender<Bytes>>,
     task: JoinHandle<Result<Verdict, ScanError>>,
     state: Arc<TeeState>,
-    started: Instant,
 }
 
 impl Drop for Running {
@@ -306,17 +315,21 @@ impl ScanService {
         if let Some(n) = size
             && n > self.policy.max_size
         {
-            return self.oversize(Some(who)).map(|()| UploadScan::off());
+            return self.oversize(who).map(|()| UploadScan::off());
         }
-        let (tx, rx) = mpsc::channel(TEE_DEPTH);
+        let (tx, mut rx) = mpsc::channel::<Bytes>(TEE_DEPTH);
         let scanner = Arc::clone(&self.scanner);
-        let task = tokio::spawn(async move { s3dedup_scanner::scan_channel(&*scanner, rx).await });
+        let task = tokio::spawn(async move {
+            let pieces = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|b| b.map(Ok)));
+            let r: Result<_, std::convert::Infallible> =
+                s3dedup_scanner::scan_stream(&*scanner, pieces).await;
+            r.unwrap_or_else(|never| match never {})
+        });
         Ok(UploadScan {
             inner: Some(Running {
                 tx: Some(tx),
                 task,
                 state: Arc::default(),
-                started: Instant::now(),
             }),
         })
     }
@@ -339,8 +352,8 @@ impl ScanService {
         }
     }
 
-    /// Decides an upload whose body was fully ingested, with content `digest`:
-    /// `Ok` only if it may be published.
+    /// Decides an upload whose body was fully ingested into `pending`: `Ok` only if it
+    /// may be published.
     ///
     /// # Errors
     /// VirusDetected (403) naming the signature; ServiceUnavailable (503) when the
@@ -348,35 +361,30 @@ impl ScanService {
     pub async fn conclude(
         &self,
         mut scan: UploadScan,
-        digest: [u8; 32],
+        pending: &PendingObject,
         who: Subject<'_>,
     ) -> S3Result<()> {
-        let Some(run) = scan.inner.take() else {
+        let Some(mut run) = scan.inner.take() else {
             return Ok(());
         };
         if run.state.oversize.load(Ordering::Relaxed) {
-            return self.oversize(Some(who));
+            return self.oversize(who);
         }
-        let bytes = run.state.bytes.load(Ordering::Relaxed);
-        let version = self.version().await;
-        if let Some(v) = &version
-            && let Some(cached) = self.cached(&digest, v)
-        {
-            // `run` drops here: its clamd session is abandoned unfinished.
-            return self.verdict(Ok(cached), who, true);
-        }
+        let digest = pending.content_digest();
+        let version = match self.lookup(&digest, who).await {
+            Lookup::Hit(decision) => return decision, // `run` drops: clamd never scans
+            Lookup::Miss(version) => version,
+        };
         // The body stream (with the tee's senders) is gone; dropping the last sender
         // ends the clamd stream and the verdict follows.
-        let mut run = run;
+        let started = Instant::now();
         drop(run.tx.take());
         let result = match (&mut run.task).await {
             Ok(r) => r,
             Err(e) => Err(ScanError::Unavailable(format!("scan task failed: {e}"))),
         };
-        metrics::histogram!(m::SCAN_SECONDS).record(run.started.elapsed().as_secs_f64());
-        metrics::counter!(m::SCANNED_BYTES).increment(bytes);
-        self.remember(&digest, version, &result);
-        self.verdict(result, who, false)
+        let bytes = run.state.bytes.load(Ordering::Relaxed);
+        self.settle(&digest, version, result, started, bytes, who)
     }
 
     /// Scans stored content (an assembled multipart upload) of `size` bytes and `digest`
@@ -388,7 +396,7 @@ impl ScanService {
         &self,
         size: u64,
         digest: [u8; 32],
-        mut body: S,
+        body: S,
         who: Subject<'_>,
     ) -> S3Result<()>
     where
@@ -398,82 +406,79 @@ impl ScanService {
             return Ok(());
         }
         if size > self.policy.max_size {
-            return self.oversize(Some(who));
+            return self.oversize(who);
         }
-        let version = self.version().await;
-        if let Some(v) = &version
-            && let Some(cached) = self.cached(&digest, v)
-        {
-            return self.verdict(Ok(cached), who, true);
-        }
-        let started = Instant::now();
-        let result = async {
-            let mut s = self.scanner.open().await?;
-            while let Some(piece) = body.next().await {
-                match piece {
-                    Ok(b) => s.write(b).await?,
-                    Err(e) => return Ok(Err(e)),
-                }
-            }
-            s.finish().await.map(Ok)
-        }
-        .await;
-        let result = match result {
-            Ok(Err(read)) => return Err(crate::error::to_s3(read)),
-            Ok(Ok(v)) => Ok(v),
-            Err(e) => Err(e),
+        let version = match self.lookup(&digest, who).await {
+            Lookup::Hit(decision) => return decision,
+            Lookup::Miss(version) => version,
         };
-        metrics::histogram!(m::SCAN_SECONDS).record(started.elapsed().as_secs_f64());
-        metrics::counter!(m::SCANNED_BYTES).increment(size);
-        self.remember(&digest, version, &result);
-        self.verdict(result, who, false)
+        let started = Instant::now();
+        let result = s3dedup_scanner::scan_stream(&*self.scanner, body)
+            .await
+            .map_err(crate::error::to_s3)?;
+        self.settle(&digest, version, result, started, size, who)
     }
 
-    fn cached(&self, digest: &[u8; 32], version: &str) -> Option<Verdict> {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(digest, version)
+    /// The cached decision for `digest` under the scanner's current version, or the
+    /// version a new verdict is to be filed under.
+    async fn lookup(&self, digest: &[u8; 32], who: Subject<'_>) -> Lookup {
+        let version = self.version().await;
+        let cached = version.as_deref().and_then(|v| {
+            self.cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(digest, v)
+        });
+        match cached {
+            Some(verdict) => Lookup::Hit(self.verdict(Ok(verdict), who, true)),
+            None => Lookup::Miss(version),
+        }
     }
 
-    fn remember(
+    /// Records a finished scan (metrics, cache) and decides on it.
+    fn settle(
         &self,
         digest: &[u8; 32],
         version: Option<Arc<str>>,
-        result: &Result<Verdict, ScanError>,
-    ) {
-        if let (Some(v), Ok(verdict)) = (version, result) {
+        result: Result<Verdict, ScanError>,
+        started: Instant,
+        bytes: u64,
+        who: Subject<'_>,
+    ) -> S3Result<()> {
+        metrics::histogram!(m::SCAN_SECONDS).record(started.elapsed().as_secs_f64());
+        metrics::counter!(m::SCANNED_BYTES).increment(bytes);
+        if let (Some(v), Ok(verdict)) = (version, &result) {
             self.cache
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .put(*digest, v, verdict.clone());
         }
+        self.verdict(result, who, false)
     }
 
     /// The scanner's version, re-read after [`VERSION_TTL`]; `None` when it cannot be
-    /// read (then nothing is cached or served from the cache).
+    /// read (then nothing is cached or served from the cache). A failed reading is kept
+    /// for the TTL too, so an unreachable clamd costs one attempt per TTL, not one per
+    /// upload; concurrent callers wait for the one reading in flight.
     async fn version(&self) -> Option<Arc<str>> {
         let mut slot = self.version.lock().await;
         if let Some((v, at)) = &*slot
             && at.elapsed() < VERSION_TTL
         {
-            return Some(Arc::clone(v));
+            return v.clone();
         }
-        match self.scanner.version().await {
-            Ok(v) => {
-                let v: Arc<str> = v.into();
-                *slot = Some((Arc::clone(&v), Instant::now()));
-                Some(v)
-            }
+        let v = match self.scanner.version().await {
+            Ok(v) => Some(Arc::from(v)),
             Err(e) => {
                 tracing::debug!(error = %e, "scanner version unavailable; verdict cache bypassed");
-                *slot = None;
                 None
             }
-        }
+        };
+        *slot = Some((v.clone(), Instant::now()));
+        v
     }
 
-    fn oversize(&self, who: Option<Subject<'_>>) -> S3Result<()> {
+    fn oversize(&self, who: Subject<'_>) -> S3Result<()> {
         match self.policy.oversize {
             OversizePolicy::Reject => {
                 metrics::counter!(m::SCAN_OVERSIZE, "outcome" => "rejected").increment(1);
@@ -481,17 +486,15 @@ impl ScanService {
             }
             OversizePolicy::AllowUnscanned => {
                 metrics::counter!(m::SCAN_OVERSIZE, "outcome" => "allowed").increment(1);
-                if let Some(w) = who {
-                    tracing::warn!(
-                        target: "audit",
-                        event = "unscanned_oversize",
-                        access_key = w.access_key,
-                        bucket = w.bucket,
-                        key = w.key,
-                        limit = self.policy.max_size,
-                        "object over the scan limit published unscanned (allow-unscanned)"
-                    );
-                }
+                tracing::warn!(
+                    target: "audit",
+                    event = "unscanned_oversize",
+                    access_key = who.access_key,
+                    bucket = who.bucket,
+                    key = who.key,
+                    limit = self.policy.max_size,
+                    "object over the scan limit published unscanned (allow-unscanned)"
+                );
                 Ok(())
             }
         }
@@ -526,7 +529,7 @@ impl ScanService {
             }
             Err(ScanError::TooLarge(why)) => {
                 tracing::info!(reason = %why, "scanner reported a size limit");
-                self.oversize(Some(who))
+                self.oversize(who)
             }
             Err(e) => {
                 metrics::counter!(m::SCANS, "verdict" => "error", "source" => label).increment(1);

@@ -157,37 +157,26 @@ impl ClamdScanner {
 
     /// Sends a one-word command and returns the reply (connect and reply deadlines).
     async fn command(&self, which: Command) -> Result<Vec<u8>, ScanError> {
+        async fn send<T: TransportProtocol>(t: T, which: Command) -> std::io::Result<Vec<u8>> {
+            match which {
+                Command::Ping => clamav_client::tokio::ping(t).await,
+                Command::Version => clamav_client::tokio::get_version(t).await,
+            }
+        }
         let limit = self.settings.connect_timeout + self.settings.io_timeout;
-        let r = match &self.settings.address {
+        match &self.settings.address {
             ClamdAddress::Tcp(hp) => {
                 let t = Tcp {
                     host_address: hp.as_str(),
                 };
-                timeout(limit, async {
-                    match which {
-                        Command::Ping => clamav_client::tokio::ping(t).await,
-                        Command::Version => clamav_client::tokio::get_version(t).await,
-                    }
-                })
-                .await
+                self.within(limit, send(t, which)).await
             }
             ClamdAddress::Unix(p) => {
                 let s = Socket {
                     socket_path: p.as_path(),
                 };
-                timeout(limit, async {
-                    match which {
-                        Command::Ping => clamav_client::tokio::ping(s).await,
-                        Command::Version => clamav_client::tokio::get_version(s).await,
-                    }
-                })
-                .await
+                self.within(limit, send(s, which)).await
             }
-        };
-        match r {
-            Err(_) => Err(ScanError::Timeout(limit)),
-            Ok(Err(e)) => Err(self.unavailable(e)),
-            Ok(Ok(v)) => Ok(v),
         }
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::{Stream, StreamExt};
 
 pub use clamd::{ClamdAddress, ClamdScanner, ClamdSettings};
 pub use reply::parse_reply;
@@ -73,19 +74,28 @@ pub trait ScanStream: Send {
     async fn finish(self: Box<Self>) -> Result<Verdict, ScanError>;
 }
 
-/// Scans everything received on `rx` until the sender is dropped.
+/// Scans every piece of `body` until it ends. A body that fails stops the scan and its
+/// error is returned as the outer `Err`; the inner result is the scan's.
 ///
 /// # Errors
-/// As [`Scanner::open`], [`ScanStream::write`] and [`ScanStream::finish`].
-pub async fn scan_channel(
+/// The body's error; the scan's errors are in the inner result.
+pub async fn scan_stream<S, E>(
     scanner: &dyn Scanner,
-    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
-) -> Result<Verdict, ScanError> {
-    let mut s = scanner.open().await?;
-    while let Some(b) = rx.recv().await {
-        s.write(b).await?;
+    mut body: S,
+) -> Result<Result<Verdict, ScanError>, E>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+{
+    let mut s = match scanner.open().await {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    while let Some(piece) = body.next().await {
+        if let Err(e) = s.write(piece?).await {
+            return Ok(Err(e));
+        }
     }
-    s.finish().await
+    Ok(s.finish().await)
 }
 
 /// The scanner of the embedded default: scans nothing. Callers check

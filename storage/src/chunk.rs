@@ -57,15 +57,6 @@ impl fmt::Debug for ChunkId {
     }
 }
 
-/// Encodes raw chunk bytes into their stored form (header + payload), appending to `out`.
-pub fn encode_into(raw: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(raw.len()).expect("chunks are at most a few MiB");
-    out.reserve(HEADER_LEN + raw.len());
-    out.extend_from_slice(&[FORMAT_V1, 0, 0, 0]);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(raw);
-}
-
 /// Length of the stored form of a raw chunk of `raw_len` bytes.
 pub fn stored_len(raw_len: usize) -> usize {
     HEADER_LEN + raw_len
@@ -128,10 +119,13 @@ pub fn decode(mut stored: Bytes, raw_len: u32) -> Result<Bytes> {
     Ok(stored.split_off(HEADER_LEN))
 }
 
-/// Encodes a chunk into a fresh buffer (used for inline chunks).
+/// Encodes raw chunk bytes into their stored form (header + payload).
 pub fn encode(raw: &[u8]) -> Bytes {
+    let len = u32::try_from(raw.len()).expect("chunks are at most a few MiB");
     let mut v = Vec::with_capacity(stored_len(raw.len()));
-    encode_into(raw, &mut v);
+    v.extend_from_slice(&[FORMAT_V1, 0, 0, 0]);
+    v.extend_from_slice(&len.to_le_bytes());
+    v.extend_from_slice(raw);
     Bytes::from(v)
 }
 

@@ -79,12 +79,12 @@ impl PendingObject {
         self.staged.slices.iter().map(|s| s.chunk)
     }
 
-    /// Hands the staged state to a commit; the caller re-arms orphan recording on error.
     /// [`content_digest`](crate::index::content_digest) of the uploaded bytes as chunked.
     pub fn content_digest(&self) -> [u8; 32] {
         crate::index::content_digest(&self.staged.slices)
     }
 
+    /// Hands the staged state to a commit; the caller re-arms orphan recording on error.
     pub(crate) fn take_staged(&mut self) -> Staged {
         std::mem::take(&mut self.staged)
     }

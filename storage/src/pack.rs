@@ -156,21 +156,6 @@ impl PackBuilder {
         PackBuilder { enc, buf }
     }
 
-    /// The pack's id.
-    pub fn id(&self) -> u128 {
-        self.enc.id()
-    }
-
-    /// Bytes so far (without the table).
-    pub fn len(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// Whether no chunk was added yet.
-    pub fn is_empty(&self) -> bool {
-        self.enc.is_empty()
-    }
-
     /// Appends a chunk; returns its entry (offset, stored length, checksum).
     pub fn push(&mut self, id: ChunkId, raw: &[u8]) -> PackEntry {
         let (entry, stored) = self.enc.push(id, raw);

@@ -260,3 +260,75 @@ async fn bad_parameters_and_future_formats_are_refused_at_open() {
         })
     ));
 }
+
+/// What a scan read before completing (`read_upload`) is what completion publishes: the
+/// read returns the assembled bytes, and a completion carrying another content digest
+/// (parts changed in between) is refused with `Conflict`, publishing nothing.
+#[tokio::test]
+async fn completion_publishes_only_the_content_that_was_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_fs(dir.path(), common::small_config()).await;
+    store.create_bucket("b").await.unwrap();
+    let up = store
+        .create_upload("b", "k", ObjectMeta::default())
+        .await
+        .unwrap();
+    let (p1, p2) = (
+        common::random_bytes(40, 30_000),
+        common::random_bytes(41, 7_000),
+    );
+    let mut listed = Vec::new();
+    for (n, data) in [(1, &p1), (2, &p2)] {
+        let pending = store.ingest_bytes(Bytes::from(data.clone())).await.unwrap();
+        let rec = store.put_part(&up, n, pending, vec![]).await.unwrap();
+        listed.push((n, rec.etag().to_string()));
+    }
+    let (size, digest, body) = store.read_upload(&up, listed.clone(), 0).await.unwrap();
+    let pieces: Vec<Bytes> = futures::TryStreamExt::try_collect(body).await.unwrap();
+    let read = pieces.concat();
+    let mut whole = p1.clone();
+    whole.extend_from_slice(&p2);
+    assert_eq!(size, whole.len() as u64);
+    assert_eq!(read, whole);
+
+    let mut other = digest;
+    other[0] ^= 1;
+    let r = store
+        .complete_upload(
+            &up,
+            listed.clone(),
+            0,
+            vec![],
+            WriteCondition::default(),
+            Some(other),
+        )
+        .await;
+    assert!(matches!(r, Err(Error::Conflict(_))), "{r:?}");
+    assert!(matches!(
+        store.head_object("b", "k").await,
+        Err(Error::NoSuchKey { .. })
+    ));
+    // The upload is still there, and the digest that was read completes it.
+    store
+        .complete_upload(
+            &up,
+            listed,
+            0,
+            vec![],
+            WriteCondition::default(),
+            Some(digest),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_object("b", "k", None)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap(),
+        whole
+    );
+    assert!(store.fsck().await.unwrap().is_clean());
+}

@@ -212,6 +212,18 @@ fn wants_checksums(mode: Option<&dto::ChecksumMode>) -> bool {
 }
 
 impl Gateway {
+    /// NoSuchBucket unless `bucket` exists (checked before reading a request body; the
+    /// commit checks again, authoritatively).
+    async fn require_bucket(&self, bucket: &str) -> S3Result<()> {
+        match self.store.bucket(bucket).await.map_err(to_s3)? {
+            Some(_) => Ok(()),
+            None => Err(s3_error!(
+                NoSuchBucket,
+                "The specified bucket does not exist"
+            )),
+        }
+    }
+
     pub(super) async fn put_object_impl(
         &self,
         req: S3Request<dto::PutObjectInput>,
@@ -222,18 +234,7 @@ impl Gateway {
         check_key(&input.key)?;
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         // Refuse before reading the body, not after storing it.
-        if self
-            .store
-            .bucket(&input.bucket)
-            .await
-            .map_err(to_s3)?
-            .is_none()
-        {
-            return Err(s3_error!(
-                NoSuchBucket,
-                "The specified bucket does not exist"
-            ));
-        }
+        self.require_bucket(&input.bucket).await?;
         let claims = Claims {
             content_md5: input.content_md5.as_ref(),
             content_length: input.content_length,
@@ -246,23 +247,19 @@ impl Gateway {
                 input.checksum_sha256.as_ref(),
             ),
         };
-        let (bucket, key) = (input.bucket.clone(), input.key.clone());
+        let body = input.body.take();
         let who = Subject {
             access_key: &access_key,
-            bucket: &bucket,
-            key: &key,
+            bucket: &input.bucket,
+            key: &input.key,
         };
         let scan = self.settings.scan.begin(
             input.content_length.and_then(|n| u64::try_from(n).ok()),
             who,
         )?;
-        let (pending, checksums) =
-            ingest_verified(self, input.body.take(), claims, trailers, &scan).await?;
+        let (pending, checksums) = ingest_verified(self, body, claims, trailers, &scan).await?;
         // Invariant 2: nothing is committed without a clean verdict.
-        self.settings
-            .scan
-            .conclude(scan, pending.content_digest(), who)
-            .await?;
+        self.settings.scan.conclude(scan, &pending, who).await?;
         let mut meta = object_meta(
             input.content_type.as_ref(),
             StdHeaders {
@@ -469,18 +466,7 @@ impl Gateway {
                 "DeleteObjects takes at most 1000 keys"
             ));
         }
-        if self
-            .store
-            .bucket(&input.bucket)
-            .await
-            .map_err(to_s3)?
-            .is_none()
-        {
-            return Err(s3_error!(
-                NoSuchBucket,
-                "The specified bucket does not exist"
-            ));
-        }
+        self.require_bucket(&input.bucket).await?;
         let quiet = input.delete.quiet.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for obj in input.delete.objects {

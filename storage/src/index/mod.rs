@@ -132,9 +132,9 @@ pub struct Index {
 
 impl Index {
     /// Opens or creates the index at `path` with `cache_bytes` of page cache. A new index
-    /// records `params`; an existing
-    /// one keeps its format version checked and its recorded parameters updated to
-    /// `params` (old manifests stay valid whatever the parameters).
+    /// records `params`; an existing one keeps its format version checked and its
+    /// recorded parameters updated to `params` (old manifests stay valid whatever the
+    /// parameters).
     ///
     /// # Errors
     /// [`Error::UnsupportedFormat`] for an index written by a newer version;
