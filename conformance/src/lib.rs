@@ -14,6 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 pub mod clamd;
+pub mod faultproxy;
+pub mod s3server;
 
 /// Root credentials every test gateway is started with.
 pub const ACCESS_KEY: &str = "S3DEDUPTESTKEY000001";
@@ -70,8 +72,19 @@ pub struct Gateway {
     pub admin_addr: String,
     /// The data directory.
     pub data_dir: PathBuf,
+    /// The S3 server behind it, when the harness started one (see [`Gateway::start_with`]).
+    pub backend: Option<s3server::S3Server>,
     _tmp: Option<tempfile::TempDir>,
 }
+
+/// Set `S3DEDUP_TEST_STORE=s3` to run every harness gateway over a real S3 server
+/// instead of its local directory (the gateway suites run both ways).
+pub fn testing_s3_store() -> bool {
+    std::env::var("S3DEDUP_TEST_STORE").is_ok_and(|v| v == "s3")
+}
+
+/// Bucket the harness's S3 backing store uses.
+pub const TEST_BUCKET: &str = "s3dedup-packs";
 
 impl Gateway {
     /// Starts a gateway on a fresh temporary data directory.
@@ -87,9 +100,19 @@ impl Gateway {
         Self::start_with(dir, &[])
     }
 
-    /// Starts a gateway on `dir` with extra environment variables.
+    /// Starts a gateway on `dir` with extra environment variables. With
+    /// [`testing_s3_store`] (and no `S3DEDUP_STORE` in `env`), an `s3s-fs` over
+    /// `dir/backend-s3` is started first and selected as the backing store; restarting on
+    /// the same `dir` finds the same bucket.
     pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
+        let backend = if testing_s3_store() && !env.iter().any(|(k, _)| *k == "S3DEDUP_STORE") {
+            let server = s3server::S3Server::start(&dir.join("backend-s3"), None)?;
+            server.create_bucket(TEST_BUCKET)?;
+            Some(server)
+        } else {
+            None
+        };
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -109,6 +132,11 @@ impl Gateway {
         .env("S3DEDUP_MIN_PART_SIZE", (5u64 << 20).to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log));
+        if let Some(server) = &backend {
+            for (k, v) in server.gateway_env(TEST_BUCKET, "gw/") {
+                cmd.env(k, v);
+            }
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -141,6 +169,7 @@ impl Gateway {
             s3_url,
             admin_addr,
             data_dir: dir.to_owned(),
+            backend,
             _tmp: None,
         })
     }
@@ -179,6 +208,23 @@ impl Gateway {
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
             .with_context(|| format!("metric {series} not found"))
+    }
+}
+
+impl Gateway {
+    /// Sum of every sample of metric `name` whose labels contain each of `labels`
+    /// (e.g. `op="put"`); 0 when there is none.
+    pub fn metric_sum(&self, name: &str, labels: &[&str]) -> Result<f64> {
+        let (_, text) = self.admin_get("/metrics")?;
+        Ok(text
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .filter(|l| labels.iter().all(|want| l.contains(want)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
     }
 }
 

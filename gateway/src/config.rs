@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use s3dedup_storage::blob::S3Settings;
+
 use crate::scan::{FailurePolicy, OversizePolicy};
 
 /// Errors reading or validating configuration.
@@ -98,6 +100,35 @@ pub struct Config {
     pub scan_oversize: OversizePolicy,
     /// Seconds to wait for a verdict once a stream is sent (`S3DEDUP_SCAN_TIMEOUT`).
     pub scan_timeout_secs: u64,
+    /// Backing store (`S3DEDUP_STORE`): unset = `<data_dir>/store`, or
+    /// `s3://bucket[/prefix]`.
+    pub store: Option<String>,
+    /// S3 endpoint URL (`S3DEDUP_STORE_ENDPOINT`); unset = AWS.
+    pub store_endpoint: Option<String>,
+    /// S3 region (`S3DEDUP_STORE_REGION`); unset = the SDK's region chain, else us-east-1.
+    pub store_region: Option<String>,
+    /// S3 access key (`S3DEDUP_STORE_ACCESS_KEY`); unset = the SDK's credential chain.
+    pub store_access_key: Option<String>,
+    /// S3 secret key (`S3DEDUP_STORE_SECRET_KEY`).
+    pub store_secret_key: Option<String>,
+    /// Path-style bucket addressing (`S3DEDUP_STORE_PATH_STYLE`); self-hosted stores
+    /// usually need it.
+    pub store_path_style: bool,
+    /// Request checksums (`S3DEDUP_STORE_CHECKSUM`: `when_required` | `when_supported`).
+    pub store_checksum: String,
+    /// Seconds one backend attempt may take, body included (`S3DEDUP_STORE_TIMEOUT`).
+    pub store_timeout_secs: f64,
+    /// Attempts per backend request (`S3DEDUP_STORE_MAX_ATTEMPTS`; 1 = no retries).
+    pub store_max_attempts: u32,
+    /// Consecutive failed attempts that open the circuit breaker
+    /// (`S3DEDUP_STORE_BREAKER_THRESHOLD`).
+    pub store_breaker_threshold: u32,
+    /// Seconds the breaker stays open (`S3DEDUP_STORE_BREAKER_COOLDOWN`).
+    pub store_breaker_cooldown_secs: f64,
+    /// Backend reads in flight per GET (`S3DEDUP_READ_AHEAD`).
+    pub read_ahead: usize,
+    /// Largest coalesced backend read in bytes (`S3DEDUP_READ_COALESCE`).
+    pub read_coalesce: usize,
 }
 
 impl Default for Config {
@@ -119,6 +150,19 @@ impl Default for Config {
             scan_max_size: 100 << 20,
             scan_oversize: OversizePolicy::Reject,
             scan_timeout_secs: 120,
+            store: None,
+            store_endpoint: None,
+            store_region: None,
+            store_access_key: None,
+            store_secret_key: None,
+            store_path_style: false,
+            store_checksum: "when_required".into(),
+            store_timeout_secs: 60.0,
+            store_max_attempts: 4,
+            store_breaker_threshold: 8,
+            store_breaker_cooldown_secs: 5.0,
+            read_ahead: 4,
+            read_coalesce: 1 << 20,
         }
     }
 }
@@ -231,6 +275,47 @@ impl Config {
         if let Some(v) = env("S3DEDUP_SCAN_TIMEOUT") {
             c.scan_timeout_secs = parse("S3DEDUP_SCAN_TIMEOUT", v)?;
         }
+        let opt = |v: String| (!v.is_empty()).then_some(v);
+        if let Some(v) = env("S3DEDUP_STORE") {
+            c.store = opt(v);
+        }
+        if let Some(v) = env("S3DEDUP_STORE_ENDPOINT") {
+            c.store_endpoint = opt(v);
+        }
+        if let Some(v) = env("S3DEDUP_STORE_REGION") {
+            c.store_region = opt(v);
+        }
+        if let Some(v) = env("S3DEDUP_STORE_ACCESS_KEY") {
+            c.store_access_key = opt(v);
+        }
+        if let Some(v) = env("S3DEDUP_STORE_SECRET_KEY") {
+            c.store_secret_key = opt(v);
+        }
+        if let Some(v) = env("S3DEDUP_STORE_PATH_STYLE") {
+            c.store_path_style = parse("S3DEDUP_STORE_PATH_STYLE", v)?;
+        }
+        if let Some(v) = env("S3DEDUP_STORE_CHECKSUM") {
+            c.store_checksum = v;
+        }
+        if let Some(v) = env("S3DEDUP_STORE_TIMEOUT") {
+            c.store_timeout_secs = parse("S3DEDUP_STORE_TIMEOUT", v)?;
+        }
+        if let Some(v) = env("S3DEDUP_STORE_MAX_ATTEMPTS") {
+            c.store_max_attempts = parse("S3DEDUP_STORE_MAX_ATTEMPTS", v)?;
+        }
+        if let Some(v) = env("S3DEDUP_STORE_BREAKER_THRESHOLD") {
+            c.store_breaker_threshold = parse("S3DEDUP_STORE_BREAKER_THRESHOLD", v)?;
+        }
+        if let Some(v) = env("S3DEDUP_STORE_BREAKER_COOLDOWN") {
+            c.store_breaker_cooldown_secs = parse("S3DEDUP_STORE_BREAKER_COOLDOWN", v)?;
+        }
+        if let Some(v) = env("S3DEDUP_READ_AHEAD") {
+            c.read_ahead = parse("S3DEDUP_READ_AHEAD", v)?;
+        }
+        if let Some(v) = env("S3DEDUP_READ_COALESCE") {
+            c.read_coalesce = parse("S3DEDUP_READ_COALESCE", v)?;
+        }
+        c.s3_settings()?;
         if let Some(c_addr) = &c.clamd
             && let Err(reason) = c_addr.parse::<s3dedup_scanner::ClamdAddress>()
         {
@@ -263,6 +348,60 @@ impl Config {
             });
         }
         Ok(c)
+    }
+}
+
+impl Config {
+    /// The S3 backing store's settings, `None` for the local directory.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the setting at fault.
+    pub fn s3_settings(&self) -> Result<Option<S3Settings>, ConfigError> {
+        let invalid = |name: &str, value: &str, reason: &str| ConfigError::Invalid {
+            name: name.into(),
+            value: value.into(),
+            reason: reason.into(),
+        };
+        let Some(url) = &self.store else {
+            return Ok(None);
+        };
+        let mut s = S3Settings::from_url(url).map_err(|r| invalid("S3DEDUP_STORE", url, &r))?;
+        s.endpoint.clone_from(&self.store_endpoint);
+        s.region.clone_from(&self.store_region);
+        s.path_style = self.store_path_style;
+        s.credentials = match (&self.store_access_key, &self.store_secret_key) {
+            (Some(a), Some(k)) => Some((a.clone(), k.clone())),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "S3DEDUP_STORE_ACCESS_KEY/S3DEDUP_STORE_SECRET_KEY",
+                    "",
+                    "set both or neither (neither = the AWS SDK's credential chain)",
+                ));
+            }
+        };
+        s.checksum = self
+            .store_checksum
+            .parse()
+            .map_err(|r: String| invalid("S3DEDUP_STORE_CHECKSUM", &self.store_checksum, &r))?;
+        let secs = |name: &str, v: f64| {
+            (v.is_finite() && v > 0.0)
+                .then(|| std::time::Duration::from_secs_f64(v))
+                .ok_or_else(|| invalid(name, &v.to_string(), "expected seconds > 0"))
+        };
+        s.attempt_timeout = secs("S3DEDUP_STORE_TIMEOUT", self.store_timeout_secs)?;
+        s.breaker_cooldown = secs(
+            "S3DEDUP_STORE_BREAKER_COOLDOWN",
+            self.store_breaker_cooldown_secs,
+        )?;
+        if self.store_max_attempts == 0 {
+            return Err(invalid("S3DEDUP_STORE_MAX_ATTEMPTS", "0", "expected ≥ 1"));
+        }
+        s.max_attempts = self.store_max_attempts;
+        s.breaker_threshold = self.store_breaker_threshold.max(1);
+        // Packs up to twice the target go out as one PutObject.
+        s.single_put_max = s.single_put_max.max(self.pack_target.saturating_mul(2));
+        Ok(Some(s))
     }
 }
 

@@ -61,6 +61,22 @@ pub fn to_s3(e: StorageError) -> S3Error {
                 s3_error!(IncompleteBody, "The request body could not be read: {text}")
             }
         }
+        E::Unavailable { detail, slow_down } => {
+            tracing::warn!(error = %detail, "backing store unavailable");
+            let mut err = if slow_down {
+                s3_error!(
+                    SlowDown,
+                    "The backing store is throttling; please reduce your request rate"
+                )
+            } else {
+                s3_error!(
+                    ServiceUnavailable,
+                    "The backing store is unavailable; please retry"
+                )
+            };
+            err.set_status_code(http::StatusCode::SERVICE_UNAVAILABLE);
+            err
+        }
         E::ChunkGone(_) => {
             let mut err = s3_error!(
                 ServiceUnavailable,

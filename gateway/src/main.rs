@@ -11,6 +11,7 @@ use s3dedup_gateway::s3::GatewaySettings;
 use s3dedup_gateway::scan::{FailurePolicy, ScanPolicy, ScanService};
 use s3dedup_gateway::server::{self, Credentials, ServeOptions};
 use s3dedup_scanner::{ClamdScanner, ClamdSettings, NoopScanner, Scanner};
+use s3dedup_storage::blob::{BlobStore, S3BlobStore};
 use s3dedup_storage::{Store, StoreConfig};
 
 #[derive(Parser, Debug)]
@@ -100,11 +101,62 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     let store_cfg = StoreConfig {
         pack_target: cfg.pack_target,
         index_cache: cfg.index_cache,
+        read_ahead: cfg.read_ahead.max(1),
+        coalesce_max: cfg.read_coalesce.max(64 << 10),
         ..StoreConfig::default()
     };
-    Store::open_dir(&cfg.data_dir, store_cfg)
+    let Some(s3) = cfg.s3_settings()? else {
+        check_store_location(cfg, "local")?;
+        return Store::open_dir(&cfg.data_dir, store_cfg)
+            .await
+            .with_context(|| format!("opening data directory {}", cfg.data_dir.display()));
+    };
+    let location = s3.url();
+    check_store_location(cfg, &location)?;
+    let blobs = S3BlobStore::connect(s3)
         .await
-        .with_context(|| format!("opening data directory {}", cfg.data_dir.display()))
+        .with_context(|| format!("configuring backing store {location}"))?;
+    // Reachability is /health/ready's to report; an unreachable bucket at start is not
+    // fatal (the gateway recovers when it comes back), but say so at once.
+    if let Err(e) = blobs.check().await {
+        tracing::warn!(store = %location, error = %e, "backing store not reachable yet");
+    } else {
+        tracing::info!(store = %location, "backing store reachable");
+    }
+    Store::open(&cfg.data_dir.join("index.redb"), Arc::new(blobs), store_cfg)
+        .await
+        .with_context(|| format!("opening index in {}", cfg.data_dir.display()))
+}
+
+/// The index names packs in one backing store; opening it over another would make
+/// every object unreadable and let GC's sweep delete the other store's packs. The data
+/// directory remembers where its packs live, and a mismatch stops the start.
+fn check_store_location(cfg: &Config, location: &str) -> anyhow::Result<()> {
+    let path = cfg.data_dir.join("store-location");
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found.trim() == location => Ok(()),
+        Ok(found) => anyhow::bail!(
+            "{} was created with backing store {:?}, not {location:?}: set S3DEDUP_STORE to \
+             match (or move the packs and edit {})",
+            cfg.data_dir.display(),
+            found.trim(),
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&cfg.data_dir)?;
+            // A data directory from before this file existed used the local store.
+            let previous = cfg.data_dir.join("index.redb").exists();
+            if previous && location != "local" {
+                anyhow::bail!(
+                    "{} holds an index over the local store; it cannot switch to {location}",
+                    cfg.data_dir.display()
+                );
+            }
+            std::fs::write(&path, format!("{location}\n"))
+                .with_context(|| format!("writing {}", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 #[tokio::main]

@@ -238,7 +238,7 @@ async fn ready(store: &Store, scan: &ScanService) -> Result<(), String> {
     store.stats().await.map_err(|e| format!("index: {e}"))?;
     store
         .blobs()
-        .list("packs/00/")
+        .check()
         .await
         .map_err(|e| format!("backing store: {e}"))?;
     if scan.enabled() {

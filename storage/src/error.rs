@@ -106,6 +106,15 @@ pub enum Error {
     /// An invalid argument from the caller (bad blob name, bad range, bad parameters).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The backing store is unreachable, failing or throttling (after retries, or at
+    /// once while its circuit breaker is open); the client should retry later.
+    #[error("backing store unavailable: {detail}")]
+    Unavailable {
+        /// What failed.
+        detail: String,
+        /// The backend itself asked to slow down (503 SlowDown / 429).
+        slow_down: bool,
+    },
     /// The backing store failed.
     #[error("backing store: {0}")]
     Backend(#[source] BoxError),

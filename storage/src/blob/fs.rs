@@ -360,4 +360,19 @@ impl BlobStore for FsBlobStore {
         }
         .boxed()
     }
+
+    fn check(&self) -> BoxFuture<'_, Result<()>> {
+        self.blocking(|p| {
+            for dir in [&p.blobs, &p.tmp] {
+                if !fs::metadata(dir).map_err(Error::backend)?.is_dir() {
+                    return Err(Error::backend(format!(
+                        "{} is not a directory",
+                        dir.display()
+                    )));
+                }
+            }
+            Ok(())
+        })
+        .boxed()
+    }
 }

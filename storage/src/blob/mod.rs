@@ -12,18 +12,27 @@
 //!   the blob does not exist, or [`Error::Truncated`] when it is shorter.
 //! - `delete` is idempotent: deleting a missing blob is `Ok`.
 //! - `list` returns every blob whose name starts with `prefix`, sorted by name.
+//! - A store that cannot reach its backend fails fast with [`Error::Unavailable`]
+//!   (retrying later may succeed) rather than hanging; `check` says whether it can now.
 //!
 //! Names are produced by the engine (see `pack::blob_name`) and checked by
 //! [`check_name`]; no client-controlled string reaches a backend.
 
+#[doc(hidden)]
+pub mod contract;
 mod fs;
 mod memory;
+mod s3;
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt};
 
 pub use fs::FsBlobStore;
 pub use memory::MemoryBlobStore;
+pub use s3::{
+    BACKEND_BYTES, BACKEND_CIRCUIT_OPEN, BACKEND_FAST_FAILS, BACKEND_REQUESTS, BACKEND_RETRIES,
+    BACKEND_SECONDS, ChecksumMode, S3BlobStore, S3Settings,
+};
 
 use crate::error::{Error, Result};
 
@@ -55,6 +64,10 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
     fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>>;
     /// Lists blobs whose name starts with `prefix`, sorted by name.
     fn list<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<BlobInfo>>>;
+    /// Whether the store is reachable now (for readiness probes); cheap.
+    fn check(&self) -> BoxFuture<'_, Result<()>> {
+        futures::future::ready(Ok(())).boxed()
+    }
 }
 
 /// A blob being written in pieces; see [`BlobStore::writer`].
