@@ -55,6 +55,29 @@ fn build_binary() -> Result<PathBuf> {
     if profile_dir.ends_with("release") {
         cmd.arg("--release");
     }
+    // `cargo test` gives this process the package's CARGO_MANIFEST_DIR, CARGO_PKG_* …;
+    // build scripts (ring's) watch those, so passing them on would make this nested
+    // build rebuild half the dependency tree, and the next plain build do it again.
+    for (k, _) in std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v))) {
+        let per_package = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
+            || matches!(
+                k.as_str(),
+                "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            );
+        if per_package {
+            cmd.env_remove(k);
+        }
+    }
     let st = cmd.status().context("running cargo build for s3dedup")?;
     if !st.success() || !bin.exists() {
         bail!("could not build {}", bin.display());
