@@ -36,6 +36,13 @@ step "python virtualenv: boto3, awscli v1"
 target/pyenv/bin/pip install -q --disable-pip-version-check --upgrade boto3 "botocore[crt]" awscli
 target/pyenv/bin/python -c 'import boto3, botocore; print("boto3", boto3.__version__, "botocore", botocore.__version__)'
 
+# A real S3 server for the S3 backing store's tests: s3s-fs from crates.io (the version
+# this toolchain builds), installed under target/ (conformance/src/s3server.rs).
+if [ ! -x target/bench-tools/bin/s3s-fs ]; then
+  step "installing s3s-fs 0.14.1 (S3 server for the S3 backing store tests)"
+  cargo install -q --locked s3s-fs --version 0.14.1 --features binary --root target/bench-tools
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -47,5 +54,11 @@ cargo build -p s3dedup-gateway --bin s3dedup --locked
 
 step "cargo test"
 cargo test --workspace --locked
+
+# The gateway's end-to-end suites once more, with packs in a bucket of a real S3 server
+# (each harness gateway starts its own s3s-fs) instead of the local directory.
+step "gateway suites over the S3 backing store"
+S3DEDUP_TEST_STORE=s3 cargo test -p s3dedup-conformance --locked \
+  --test sdk --test protocol --test awscli --test boto3 --test clients --test scanning
 
 step "all tests passed"

@@ -108,6 +108,8 @@ pub fn testing_s3_store() -> bool {
 
 /// Bucket the harness's S3 backing store uses.
 pub const TEST_BUCKET: &str = "s3dedup-packs";
+/// Key prefix in [`TEST_BUCKET`].
+pub const TEST_PREFIX: &str = "gw/";
 
 impl Gateway {
     /// Starts a gateway on a fresh temporary data directory.
@@ -156,7 +158,7 @@ impl Gateway {
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log));
         if let Some(server) = &backend {
-            for (k, v) in server.gateway_env(TEST_BUCKET, "gw/") {
+            for (k, v) in server.gateway_env(TEST_BUCKET, TEST_PREFIX) {
                 cmd.env(k, v);
             }
         }
@@ -185,6 +187,13 @@ impl Gateway {
                 .map(str::to_owned)
                 .with_context(|| format!("no {name} in {line:?}"))
         };
+        if backend.is_some() {
+            // Make sure the suites really run over the bucket.
+            let location = std::fs::read_to_string(dir.join("store-location"))?;
+            if !location.starts_with("s3://") {
+                bail!("gateway on {} uses store {location:?}", dir.display());
+            }
+        }
         let s3_url = field("s3=")?;
         let admin_addr = field("admin=")?.trim_start_matches("http://").to_owned();
         Ok(Gateway {
@@ -235,6 +244,15 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// The settings selecting this gateway's backing store, for `s3dedup` commands run
+    /// on its data directory (empty for the local store).
+    pub fn store_env(&self) -> Vec<(String, String)> {
+        self.backend
+            .as_ref()
+            .map(|b| b.gateway_env(TEST_BUCKET, TEST_PREFIX))
+            .unwrap_or_default()
+    }
+
     /// Sum of every sample of metric `name` whose labels contain each of `labels`
     /// (e.g. `op="put"`); 0 when there is none.
     pub fn metric_sum(&self, name: &str, labels: &[&str]) -> Result<f64> {

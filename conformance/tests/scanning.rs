@@ -469,6 +469,7 @@ async fn rescan_reports_then_quarantines_stored_infected_objects() {
         let out = Command::new(s3dedup_conformance::binary().unwrap())
             .args(["rescan", "--action", action, "--data-dir"])
             .arg(dir.path())
+            .envs(g.store_env())
             .env("S3DEDUP_CLAMD", clamd.address())
             .output()
             .unwrap();
