@@ -20,6 +20,11 @@ fn data(seed: u64, len: usize) -> Vec<u8> {
     v
 }
 
+async fn read(c: &aws_sdk_s3::Client, key: &str) -> Bytes {
+    let out = c.get_object().bucket("bkt").key(key).send().await.unwrap();
+    out.body.collect().await.unwrap().into_bytes()
+}
+
 fn settings(endpoint: &str, url: &str) -> S3Settings {
     let mut s = S3Settings::from_url(url).unwrap();
     s.endpoint = Some(endpoint.to_owned());
@@ -203,18 +208,7 @@ async fn uploads_cost_packs_not_chunks() {
     let reads0 = g
         .metric_sum("s3dedup_backend_requests_total", &["op=\"get_range\""])
         .unwrap();
-    let got = c
-        .get_object()
-        .bucket("bkt")
-        .key("gib-again")
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let got = read(&c, "gib-again").await;
     assert!(got == big, "GiB read back differs");
     let reads = g
         .metric_sum("s3dedup_backend_requests_total", &["op=\"get_range\""])
@@ -263,18 +257,7 @@ async fn restarts_read_everything_back_from_the_bucket() {
     let g = start(&gw_dir, &server.gateway_env("restart", "site-a/"));
     let c = sdk_client(&g.s3_url);
     for (k, v) in &objects {
-        let got = c
-            .get_object()
-            .bucket("bkt")
-            .key(k)
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes();
+        let got = read(&c, k).await;
         assert!(got == v[..], "{k} differs after restart");
     }
     assert_eq!(server.objects("restart", "site-a/").unwrap(), packs_before);

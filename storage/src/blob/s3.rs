@@ -43,7 +43,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt};
 use md5::{Digest, Md5};
 
@@ -300,6 +300,14 @@ enum Failure {
 }
 
 impl Failure {
+    /// The backend answered with something unusable; retrying will not help.
+    fn rejected(detail: impl Into<crate::error::BoxError>) -> Self {
+        Failure::Final {
+            outcome: "rejected",
+            error: Error::backend(detail),
+        }
+    }
+
     fn transient(outcome: &'static str, detail: impl fmt::Display) -> Self {
         Failure::Transient {
             outcome,
@@ -337,15 +345,9 @@ where
             },
             429 | 503 => Failure::transient("throttled", detail()),
             408 | 500..=599 => Failure::transient("server_error", detail()),
-            _ => Failure::Final {
-                outcome: "rejected",
-                error: Error::backend(detail()),
-            },
+            _ => Failure::rejected(detail()),
         },
-        _ => Failure::Final {
-            outcome: "rejected",
-            error: Error::backend(detail()),
-        },
+        _ => Failure::rejected(detail()),
     }
 }
 
@@ -460,10 +462,7 @@ impl Backend {
                         .rsplit('/')
                         .next()
                         .and_then(|t| t.parse::<u64>().ok())
-                        .ok_or_else(|| Failure::Final {
-                            outcome: "rejected",
-                            error: Error::backend(format!("bad Content-Range {cr:?}")),
-                        })?,
+                        .ok_or_else(|| Failure::rejected(format!("bad Content-Range {cr:?}")))?,
                     None => announced.unwrap_or(0),
                 };
                 let body = out
@@ -604,6 +603,9 @@ impl Breaker {
     }
 }
 
+/// How much a writer's buffer grows at a time.
+const GROW_STEP: usize = 4 << 20;
+
 /// A streamed write: one `PutObject` at `finish` when the blob stays within
 /// `single_put_max`, else a multipart upload with one part in flight while the next
 /// fills. Dropped unfinished, it aborts its multipart upload (if any) in the
@@ -611,7 +613,9 @@ impl Breaker {
 struct S3Writer {
     backend: Arc<Backend>,
     name: String,
-    buf: BytesMut,
+    /// The blob (or the current part) so far. Grown in [`GROW_STEP`]s, not doubled: a
+    /// 16.3 MiB pack must not cost a 32 MiB buffer.
+    buf: Vec<u8>,
     multipart: Option<Multipart>,
     done: bool,
 }
@@ -637,10 +641,8 @@ impl S3Writer {
                     .send()
                     .await
                     .map_err(|e| classify(e, &name))?;
-                out.upload_id.ok_or_else(|| Failure::Final {
-                    outcome: "rejected",
-                    error: Error::backend("CreateMultipartUpload returned no upload id"),
-                })
+                out.upload_id
+                    .ok_or_else(|| Failure::rejected("CreateMultipartUpload returned no upload id"))
             })
             .await?;
         self.multipart = Some(Multipart {
@@ -693,10 +695,8 @@ impl S3Writer {
                         .send()
                         .await
                         .map_err(|e| classify(e, &name))?;
-                    out.e_tag.ok_or_else(|| Failure::Final {
-                        outcome: "rejected",
-                        error: Error::backend("UploadPart returned no ETag"),
-                    })
+                    out.e_tag
+                        .ok_or_else(|| Failure::rejected("UploadPart returned no ETag"))
                 })
                 .await?;
             metrics::counter!(BACKEND_BYTES, "direction" => "out").increment(len);
@@ -748,13 +748,17 @@ impl S3Writer {
 impl BlobWriter for S3Writer {
     fn write(&mut self, data: Bytes) -> BoxFuture<'_, Result<()>> {
         async move {
+            if self.buf.capacity() - self.buf.len() < data.len() {
+                self.buf.reserve_exact(data.len().max(GROW_STEP));
+            }
             self.buf.extend_from_slice(&data);
             if self.multipart.is_none() && self.buf.len() > self.backend.single_put_max {
                 self.start_multipart().await?;
             }
             if self.multipart.is_some() {
                 while self.buf.len() >= self.backend.part_size {
-                    let part = self.buf.split_to(self.backend.part_size).freeze();
+                    let part = Bytes::copy_from_slice(&self.buf[..self.backend.part_size]);
+                    self.buf.drain(..self.backend.part_size);
                     self.send_part(part).await?;
                 }
             }
@@ -765,7 +769,7 @@ impl BlobWriter for S3Writer {
 
     fn finish(mut self: Box<Self>) -> BoxFuture<'static, Result<()>> {
         async move {
-            let data = std::mem::take(&mut self.buf).freeze();
+            let data = Bytes::from(std::mem::take(&mut self.buf));
             if self.multipart.is_none() {
                 self.backend.put_object(&self.name, data).await?;
             } else {
@@ -829,7 +833,7 @@ impl BlobStore for S3BlobStore {
             Ok(Box::new(S3Writer {
                 backend: Arc::clone(&self.backend),
                 name: name.to_owned(),
-                buf: BytesMut::new(),
+                buf: Vec::new(),
                 multipart: None,
                 done: false,
             }) as Box<dyn BlobWriter>)
