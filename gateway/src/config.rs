@@ -125,10 +125,12 @@ pub struct Config {
     pub store_breaker_threshold: u32,
     /// Seconds the breaker stays open (`S3DEDUP_STORE_BREAKER_COOLDOWN`).
     pub store_breaker_cooldown_secs: f64,
-    /// Backend reads in flight per GET (`S3DEDUP_READ_AHEAD`).
-    pub read_ahead: usize,
-    /// Largest coalesced backend read in bytes (`S3DEDUP_READ_COALESCE`).
-    pub read_coalesce: usize,
+    /// Backend reads in flight per GET (`S3DEDUP_READ_AHEAD`); unset = 4 on the local
+    /// store, 8 on S3 (longer round trips).
+    pub read_ahead: Option<usize>,
+    /// Largest coalesced backend read in bytes (`S3DEDUP_READ_COALESCE`); unset = 1 MiB
+    /// on the local store, 4 MiB on S3.
+    pub read_coalesce: Option<usize>,
 }
 
 impl Default for Config {
@@ -161,8 +163,8 @@ impl Default for Config {
             store_max_attempts: 4,
             store_breaker_threshold: 8,
             store_breaker_cooldown_secs: 5.0,
-            read_ahead: 4,
-            read_coalesce: 1 << 20,
+            read_ahead: None,
+            read_coalesce: None,
         }
     }
 }
@@ -310,10 +312,10 @@ impl Config {
             c.store_breaker_cooldown_secs = parse("S3DEDUP_STORE_BREAKER_COOLDOWN", v)?;
         }
         if let Some(v) = env("S3DEDUP_READ_AHEAD") {
-            c.read_ahead = parse("S3DEDUP_READ_AHEAD", v)?;
+            c.read_ahead = Some(parse("S3DEDUP_READ_AHEAD", v)?);
         }
         if let Some(v) = env("S3DEDUP_READ_COALESCE") {
-            c.read_coalesce = parse("S3DEDUP_READ_COALESCE", v)?;
+            c.read_coalesce = Some(parse("S3DEDUP_READ_COALESCE", v)?);
         }
         c.s3_settings()?;
         if let Some(c_addr) = &c.clamd

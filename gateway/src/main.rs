@@ -98,14 +98,22 @@ fn scan_service(cfg: &Config) -> Arc<ScanService> {
 }
 
 async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    let s3 = cfg.s3_settings()?;
+    // An S3 round trip costs far more than a local read: fetch more, in bigger pieces
+    // (measured: 1 GiB GET over s3s-fs 83 MB/s at 4 × 1 MiB, 257 MB/s at 8 × 4 MiB).
+    let (ahead, coalesce) = if s3.is_some() {
+        (8, 4 << 20)
+    } else {
+        (4, 1 << 20)
+    };
     let store_cfg = StoreConfig {
         pack_target: cfg.pack_target,
         index_cache: cfg.index_cache,
-        read_ahead: cfg.read_ahead.max(1),
-        coalesce_max: cfg.read_coalesce.max(64 << 10),
+        read_ahead: cfg.read_ahead.unwrap_or(ahead).max(1),
+        coalesce_max: cfg.read_coalesce.unwrap_or(coalesce).max(64 << 10),
         ..StoreConfig::default()
     };
-    let Some(s3) = cfg.s3_settings()? else {
+    let Some(s3) = s3 else {
         check_store_location(cfg, "local")?;
         return Store::open_dir(&cfg.data_dir, store_cfg)
             .await

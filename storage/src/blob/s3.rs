@@ -357,14 +357,30 @@ impl Backend {
     }
 
     /// Runs `attempt` under the deadline, retry and breaker rules (module docs).
-    async fn call<T, F, Fut>(&self, op: &'static str, mut attempt: F) -> Result<T>
+    async fn call<T, F, Fut>(&self, op: &'static str, attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        self.call_with(op, self.max_attempts, self.attempt_timeout, attempt)
+            .await
+    }
+
+    /// [`Backend::call`] with its own attempt count and deadline.
+    async fn call_with<T, F, Fut>(
+        &self,
+        op: &'static str,
+        max_attempts: u32,
+        deadline: Duration,
+        mut attempt: F,
+    ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
         let mut last = String::new();
         let mut throttled = false;
-        for n in 1..=self.max_attempts {
+        for n in 1..=max_attempts {
             if n > 1 {
                 metrics::counter!(BACKEND_RETRIES, "op" => op).increment(1);
                 tokio::time::sleep(self.backoff(n - 1)).await;
@@ -374,11 +390,11 @@ impl Backend {
                 return Err(e);
             }
             let started = Instant::now();
-            let result = match tokio::time::timeout(self.attempt_timeout, attempt()).await {
+            let result = match tokio::time::timeout(deadline, attempt()).await {
                 Ok(r) => r,
                 Err(_) => Err(Failure::transient(
                     "timeout",
-                    format!("no complete answer within {:?}", self.attempt_timeout),
+                    format!("no complete answer within {deadline:?}"),
                 )),
             };
             metrics::histogram!(BACKEND_SECONDS, "op" => op)
@@ -405,9 +421,9 @@ impl Backend {
                 }
             }
         }
-        tracing::warn!(op, attempts = self.max_attempts, error = %last, "backend request failed");
+        tracing::warn!(op, attempts = max_attempts, error = %last, "backend request failed");
         Err(Error::Unavailable {
-            detail: format!("{op} failed after {} attempts: {last}", self.max_attempts),
+            detail: format!("{op} failed after {max_attempts} attempts: {last}"),
             slow_down: throttled,
         })
     }
@@ -961,7 +977,9 @@ impl BlobStore for S3BlobStore {
                     slow_down: false,
                 });
             }
-            b.call("head_bucket", || async {
+            // A readiness probe answers quickly: one attempt, at most 5 s.
+            let deadline = b.attempt_timeout.min(Duration::from_secs(5));
+            b.call_with("head_bucket", 1, deadline, || async {
                 b.client
                     .head_bucket()
                     .bucket(&b.bucket)
