@@ -54,21 +54,5 @@ for run in $(seq "$runs"); do
 done
 peak=$(grep VmHWM /proc/$gw_pid/status | awk '{print $2}')
 fs_peak=$(grep VmHWM /proc/$fs_pid/status | awk '{print $2}')
-python3 - "$results" "$peak" "$fs_peak" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-def key(r):
-    if r["mode"] == "small":
-        return f'small {r["count"]}x{r["size_kib"]}KiB c{r["concurrency"]}'
-    return f'{r["streams"]}x{r["size_mib"]}MiB dup{r["dup"]}'
-groups = {}
-for r in rows:
-    groups.setdefault(key(r), {}).setdefault(r["label"], []).append(r)
-print("\nmedians (ratio = s3dedup / s3s-fs)")
-for k, by in groups.items():
-    for metric in (["put_ops", "p50_ms", "p99_ms"] if k.startswith("small") else ["put_mbs", "get_mbs", "put_p50_ms", "get_p50_ms"]):
-        a = statistics.median(r[metric] for r in by.get("s3dedup", []))
-        b = statistics.median(r[metric] for r in by.get("s3s-fs", []))
-        print(f"{k:28} {metric:11} s3dedup {a:10.1f}   s3s-fs {b:10.1f}   ratio {a / b if b else float('nan'):5.2f}")
-print(f"\npeak RSS: s3dedup {int(sys.argv[2]) // 1024} MiB, s3s-fs {int(sys.argv[3]) // 1024} MiB")
-PY
+python3 conformance/bench/medians.py "$results" s3dedup s3s-fs
+printf "\\n%s\\n" "peak RSS: s3dedup $((peak / 1024)) MiB, s3s-fs $((fs_peak / 1024)) MiB"

@@ -60,21 +60,5 @@ done
 local_peak=$(grep VmHWM /proc/$local_pid/status | awk '{print $2}')
 s3_peak=$(grep VmHWM /proc/$s3_pid/status | awk '{print $2}')
 echo; curl -s "$s3_admin/metrics" | grep -E '^s3dedup_backend_(requests|retries|fast)' || true
-python3 - "$results" "$local_peak" "$s3_peak" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-def key(r):
-    if r["mode"] == "small":
-        return f'small {r["count"]}x{r["size_kib"]}KiB c{r["concurrency"]}'
-    return f'{r["streams"]}x{r["size_mib"]}MiB dup{r["dup"]}'
-groups = {}
-for r in rows:
-    groups.setdefault(key(r), {}).setdefault(r["label"], []).append(r)
-print("\nmedians (ratio = S3 store / local store)")
-for k, by in groups.items():
-    for metric in (["put_ops", "p50_ms", "p99_ms"] if k.startswith("small") else ["put_mbs", "get_mbs", "put_p50_ms", "get_p50_ms"]):
-        a = statistics.median(r[metric] for r in by.get("s3", []))
-        b = statistics.median(r[metric] for r in by.get("local", []))
-        print(f"{k:28} {metric:11} s3 {a:10.1f}   local {b:10.1f}   ratio {a / b if b else float('nan'):5.2f}")
-print(f"\npeak RSS: local-store gateway {int(sys.argv[2]) // 1024} MiB, S3-store gateway {int(sys.argv[3]) // 1024} MiB")
-PY
+python3 conformance/bench/medians.py "$results" s3 local
+printf "\\n%s\\n" "peak RSS: local-store gateway $((local_peak / 1024)) MiB, S3-store gateway $((s3_peak / 1024)) MiB"

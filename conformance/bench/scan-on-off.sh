@@ -69,20 +69,4 @@ for run in $(seq "$runs"); do
     done
   done
 done
-python3 - "$results" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-def key(r):
-    if r["mode"] == "small":
-        return f'small {r["count"]}x{r["size_kib"]}KiB c{r["concurrency"]}'
-    return f'{r["streams"]}x{r["size_mib"]}MiB'
-groups = {}
-for r in rows:
-    groups.setdefault(key(r), {}).setdefault(r["label"], []).append(r)
-print("\nmedians (ratio = scan on / scan off)")
-for k, by in groups.items():
-    for metric in (["put_ops", "p50_ms", "p99_ms"] if k.startswith("small") else ["put_mbs", "put_p50_ms", "get_mbs"]):
-        a = statistics.median(r[metric] for r in by["scan-on"])
-        b = statistics.median(r[metric] for r in by["scan-off"])
-        print(f"{k:28} {metric:11} on {a:10.1f}   off {b:10.1f}   ratio {a / b if b else float('nan'):5.2f}")
-PY
+python3 conformance/bench/medians.py "$results" scan-on scan-off
