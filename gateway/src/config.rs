@@ -387,8 +387,9 @@ impl Config {
             .parse()
             .map_err(|r: String| invalid("S3DEDUP_STORE_CHECKSUM", &self.store_checksum, &r))?;
         let secs = |name: &str, v: f64| {
-            (v.is_finite() && v > 0.0)
-                .then(|| std::time::Duration::from_secs_f64(v))
+            std::time::Duration::try_from_secs_f64(v)
+                .ok()
+                .filter(|d| !d.is_zero())
                 .ok_or_else(|| invalid(name, &v.to_string(), "expected seconds > 0"))
         };
         s.attempt_timeout = secs("S3DEDUP_STORE_TIMEOUT", self.store_timeout_secs)?;
@@ -549,5 +550,63 @@ mod tests {
             (first.access_key, first.secret_key),
             (again.access_key, again.secret_key)
         );
+    }
+    #[test]
+    fn s3_store_settings() {
+        let load = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            Config::load(
+                None,
+                |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()),
+                &Overrides::default(),
+            )
+        };
+        assert!(load(&[]).unwrap().s3_settings().unwrap().is_none());
+        let c = load(&[
+            ("S3DEDUP_STORE", "s3://packs-bucket/site"),
+            ("S3DEDUP_STORE_ENDPOINT", "http://127.0.0.1:9100"),
+            ("S3DEDUP_STORE_PATH_STYLE", "true"),
+            ("S3DEDUP_STORE_ACCESS_KEY", "ak"),
+            ("S3DEDUP_STORE_SECRET_KEY", "sk"),
+            ("S3DEDUP_STORE_TIMEOUT", "2.5"),
+        ])
+        .unwrap();
+        let s = c.s3_settings().unwrap().unwrap();
+        assert_eq!(
+            (s.bucket.as_str(), s.prefix.as_str()),
+            ("packs-bucket", "site/")
+        );
+        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:9100"));
+        assert!(s.path_style);
+        assert_eq!(s.attempt_timeout, std::time::Duration::from_millis(2500));
+        assert_eq!(s.credentials, Some(("ak".into(), "sk".into())));
+        for bad in [
+            vec![("S3DEDUP_STORE", "bucket-without-scheme")],
+            vec![
+                ("S3DEDUP_STORE", "s3://packs"),
+                ("S3DEDUP_STORE_ACCESS_KEY", "ak"),
+            ],
+            vec![
+                ("S3DEDUP_STORE", "s3://packs"),
+                ("S3DEDUP_STORE_CHECKSUM", "always"),
+            ],
+            vec![
+                ("S3DEDUP_STORE", "s3://packs"),
+                ("S3DEDUP_STORE_TIMEOUT", "0"),
+            ],
+            vec![
+                ("S3DEDUP_STORE", "s3://packs"),
+                ("S3DEDUP_STORE_TIMEOUT", "1e300"),
+            ],
+            vec![
+                ("S3DEDUP_STORE", "s3://packs"),
+                ("S3DEDUP_STORE_MAX_ATTEMPTS", "0"),
+            ],
+        ] {
+            assert!(load(&bad).is_err(), "{bad:?}");
+        }
     }
 }
