@@ -399,22 +399,23 @@ impl Backend {
             };
             metrics::histogram!(BACKEND_SECONDS, "op" => op)
                 .record(started.elapsed().as_secs_f64());
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(Failure::Final { outcome, .. } | Failure::Transient { outcome, .. }) => outcome,
+            };
+            metrics::counter!(BACKEND_REQUESTS, "op" => op, "outcome" => outcome).increment(1);
             match result {
                 Ok(v) => {
                     self.breaker.success();
-                    metrics::counter!(BACKEND_REQUESTS, "op" => op, "outcome" => "ok").increment(1);
                     return Ok(v);
                 }
-                Err(Failure::Final { outcome, error }) => {
+                // The backend answered: it is up, whatever it said.
+                Err(Failure::Final { error, .. }) => {
                     self.breaker.success();
-                    metrics::counter!(BACKEND_REQUESTS, "op" => op, "outcome" => outcome)
-                        .increment(1);
                     return Err(error);
                 }
                 Err(Failure::Transient { outcome, detail }) => {
                     self.breaker.failure();
-                    metrics::counter!(BACKEND_REQUESTS, "op" => op, "outcome" => outcome)
-                        .increment(1);
                     tracing::debug!(op, attempt = n, outcome, %detail, "backend attempt failed");
                     throttled = outcome == "throttled";
                     last = detail;
