@@ -130,6 +130,12 @@ impl Gateway {
     /// `dir/backend-s3` is started first and selected as the backing store; restarting on
     /// the same `dir` finds the same bucket.
     pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Result<Self> {
+        Self::start_wrapped(dir, env, &[])
+    }
+
+    /// [`Gateway::start_with`], run under `wrapper` (a command and its arguments that
+    /// execs the rest, e.g. `["prlimit", "--nofile=256:256", "--"]`).
+    pub fn start_wrapped(dir: &Path, env: &[(&str, &str)], wrapper: &[&str]) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let backend = if testing_s3_store() && !env.iter().any(|(k, _)| *k == "S3DEDUP_STORE") {
             let server = s3server::S3Server::start(&dir.join("backend-s3"), None)?;
@@ -142,7 +148,14 @@ impl Gateway {
             .create(true)
             .append(true)
             .open(dir.join("gateway.log"))?;
-        let mut cmd = Command::new(binary()?);
+        let mut cmd = match wrapper.split_first() {
+            None => Command::new(binary()?),
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(binary()?);
+                c
+            }
+        };
         cmd.args([
             "serve",
             "--listen",
@@ -211,6 +224,11 @@ impl Gateway {
         self.s3_url.trim_start_matches("http://")
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process with SIGKILL and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -273,6 +291,33 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Resident set size of process `pid`, in bytes (Linux `/proc`).
+pub fn rss_bytes(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS")?;
+    Ok(kb * 1024)
+}
+
+/// CPU time (user + system) process `pid` has used so far (Linux `/proc`).
+pub fn cpu_time(pid: u32) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').context("bad stat")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| -> Result<u64> {
+        f.get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .with_context(|| format!("stat field {i}"))
+    };
+    let ticks = field(11)? + field(12)?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Ok(Duration::from_millis(ticks * 10))
 }
 
 /// A minimal HTTP/1.1 client (one request per connection) for raw protocol tests:

@@ -131,6 +131,17 @@ pub struct Config {
     /// Largest coalesced backend read in bytes (`S3DEDUP_READ_COALESCE`); unset = 1 MiB
     /// on the local store, 4 MiB on S3.
     pub read_coalesce: Option<usize>,
+    /// Accept AWS Signature Version 2 (`S3DEDUP_SIGV2`); off by default. When on, a
+    /// SigV2 request's date must be within 15 minutes and a presigned URL's expiry within
+    /// 7 days.
+    pub sigv2: bool,
+    /// Most S3 connections served at once (`S3DEDUP_MAX_CONNECTIONS`); further clients
+    /// wait in the listen backlog. Unset = 4096, lowered to fit the open-file limit.
+    pub max_connections: Option<usize>,
+    /// Seconds between local index snapshots (`S3DEDUP_INDEX_SNAPSHOT_INTERVAL`); 0 = none.
+    pub index_snapshot_interval_secs: u64,
+    /// Index snapshots kept in `<data_dir>/index-snapshots` (`S3DEDUP_INDEX_SNAPSHOTS`).
+    pub index_snapshots: usize,
 }
 
 impl Default for Config {
@@ -165,6 +176,10 @@ impl Default for Config {
             store_breaker_cooldown_secs: 5.0,
             read_ahead: None,
             read_coalesce: None,
+            sigv2: false,
+            max_connections: None,
+            index_snapshot_interval_secs: 3600,
+            index_snapshots: 3,
         }
     }
 }
@@ -316,6 +331,25 @@ impl Config {
         }
         if let Some(v) = env("S3DEDUP_READ_COALESCE") {
             c.read_coalesce = Some(parse("S3DEDUP_READ_COALESCE", v)?);
+        }
+        if let Some(v) = env("S3DEDUP_SIGV2") {
+            c.sigv2 = parse("S3DEDUP_SIGV2", v)?;
+        }
+        if let Some(v) = env("S3DEDUP_MAX_CONNECTIONS").and_then(opt) {
+            c.max_connections = Some(parse("S3DEDUP_MAX_CONNECTIONS", v)?);
+        }
+        if let Some(v) = env("S3DEDUP_INDEX_SNAPSHOT_INTERVAL") {
+            c.index_snapshot_interval_secs = parse("S3DEDUP_INDEX_SNAPSHOT_INTERVAL", v)?;
+        }
+        if let Some(v) = env("S3DEDUP_INDEX_SNAPSHOTS") {
+            c.index_snapshots = parse("S3DEDUP_INDEX_SNAPSHOTS", v)?;
+        }
+        if c.max_connections == Some(0) || c.index_snapshots == 0 {
+            return Err(ConfigError::Invalid {
+                name: "S3DEDUP_MAX_CONNECTIONS/S3DEDUP_INDEX_SNAPSHOTS".into(),
+                value: "0".into(),
+                reason: "expected ≥ 1".into(),
+            });
         }
         c.s3_settings()?;
         if let Some(c_addr) = &c.clamd

@@ -86,6 +86,9 @@ pub fn to_s3(e: StorageError) -> S3Error {
             err
         }
         e => {
+            if matches!(e, E::Corrupt { .. } | E::UnsupportedFormat { .. }) {
+                metrics::counter!(crate::metrics::CORRUPT_RECORDS).increment(1);
+            }
             tracing::warn!(error = %e, "internal error");
             let code = match &e {
                 E::Backend(_) => S3ErrorCode::ServiceUnavailable,

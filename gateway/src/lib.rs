@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`] — settings: TOML file, `S3DEDUP_*` environment, flags; root credentials.
 //! - [`server`] — `run(listeners, shutdown)`: the S3 and admin servers.
+//! - [`edge`] — checks on a request's line and headers before s3s sees it.
 //! - [`s3`] — the S3 operations over `s3dedup_storage::Store`.
 //! - [`checksum`] — `x-amz-checksum-*` computation.
 //! - [`error`] — the one mapping of internal errors to S3 errors.
@@ -15,6 +16,7 @@
 pub mod body;
 pub mod checksum;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod metrics;
 pub mod rescan;

@@ -6,12 +6,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use s3dedup_gateway::config::{self, Config, LogFormat, Overrides};
+use s3dedup_gateway::edge::EdgePolicy;
 use s3dedup_gateway::rescan;
 use s3dedup_gateway::s3::GatewaySettings;
 use s3dedup_gateway::scan::{FailurePolicy, ScanPolicy, ScanService};
 use s3dedup_gateway::server::{self, Credentials, ServeOptions};
 use s3dedup_scanner::{ClamdScanner, ClamdSettings, NoopScanner, Scanner};
 use s3dedup_storage::blob::{BlobStore, S3BlobStore};
+use s3dedup_storage::index::SnapshotSettings;
 use s3dedup_storage::{Store, StoreConfig};
 
 #[derive(Parser, Debug)]
@@ -48,8 +50,14 @@ enum Command {
         #[arg(long)]
         domain: Option<String>,
     },
-    /// Recount every reference and report drift (the gateway must not be running).
-    Fsck,
+    /// Recount every reference and report drift, verify the index file's page checksums
+    /// and report damaged records by key (the gateway must not be running). Exits 1 when
+    /// anything is wrong.
+    Fsck {
+        /// Also read every pack and verify every stored chunk (CRC32C and SHA-256).
+        #[arg(long)]
+        read_data: bool,
+    },
     /// Print storage counters (the gateway must not be running).
     Stats,
     /// Re-scan stored objects with clamd (S3DEDUP_CLAMD), e.g. after a signature
@@ -117,7 +125,7 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
         check_store_location(cfg, "local")?;
         return Store::open_dir(&cfg.data_dir, store_cfg)
             .await
-            .with_context(|| format!("opening data directory {}", cfg.data_dir.display()));
+            .with_context(|| format!("opening data directory {} (a damaged index: see the README, \"Restoring the index\")", cfg.data_dir.display()));
     };
     let location = s3.url();
     check_store_location(cfg, &location)?;
@@ -133,7 +141,12 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
     }
     Store::open(&cfg.data_dir.join("index.redb"), Arc::new(blobs), store_cfg)
         .await
-        .with_context(|| format!("opening index in {}", cfg.data_dir.display()))
+        .with_context(|| {
+            format!(
+                "opening index in {} (a damaged index: see the README, \"Restoring the index\")",
+                cfg.data_dir.display()
+            )
+        })
 }
 
 /// The index names packs in one backing store; opening it over another would make
@@ -190,22 +203,13 @@ async fn main() -> anyhow::Result<()> {
     init_logging(cfg.log_format);
     match cli.command {
         Command::Serve { .. } => serve(cfg).await,
-        Command::Fsck => {
-            let store = open_store(&cfg).await?;
-            let report = store.fsck().await?;
-            println!("{report:#?}");
-            if report.is_clean() {
-                println!("fsck: clean (0 drift)");
-                Ok(())
-            } else {
-                anyhow::bail!("fsck found problems")
-            }
-        }
+        Command::Fsck { read_data } => fsck(&cfg, read_data).await,
         Command::Rescan { bucket, action } => {
             let scan = scan_service(&cfg);
             if !scan.enabled() {
                 anyhow::bail!("rescan needs a scanner: set S3DEDUP_CLAMD (or clamd in the config)");
             }
+            require_index(&cfg)?;
             let store = open_store(&cfg).await?;
             let mut out = std::io::stdout().lock();
             let report = rescan::rescan(
@@ -232,6 +236,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Stats => {
+            require_index(&cfg)?;
             let store = open_store(&cfg).await?;
             println!("{:#?}", store.stats().await?);
             Ok(())
@@ -239,8 +244,100 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Offline commands work on an existing data directory and never create one.
+fn require_index(cfg: &Config) -> anyhow::Result<std::path::PathBuf> {
+    let index = cfg.data_dir.join("index.redb");
+    match std::fs::metadata(&index) {
+        Ok(m) if m.len() > 0 => Ok(index),
+        _ => anyhow::bail!(
+            "no index at {} (is --data-dir / S3DEDUP_DATA_DIR right?)",
+            index.display()
+        ),
+    }
+}
+
+async fn fsck(cfg: &Config, read_data: bool) -> anyhow::Result<()> {
+    let index = require_index(cfg)?;
+    // redb verifies page checksums only when asked: walk the whole file first.
+    let file_ok = match s3dedup_storage::index::Index::verify_file(&index) {
+        Ok(true) => {
+            println!("index file: every page checksum verifies");
+            true
+        }
+        Ok(false) => {
+            println!("index file: an interrupted commit was rolled back; pages verify");
+            true
+        }
+        Err(e) => {
+            println!("index file: DAMAGED: {e}");
+            println!("  (records are still checked below; see README \"Restoring the index\")");
+            false
+        }
+    };
+    let store = open_store(cfg).await?;
+    let report = store.fsck().await?;
+    println!("{report:#?}");
+    let mut clean = file_ok && report.is_clean();
+    if read_data {
+        let data = store
+            .verify_data(|done, total| {
+                if done == total || done % 100 == 0 {
+                    eprintln!("fsck --read-data: {done}/{total} packs");
+                }
+            })
+            .await?;
+        println!("{data:#?}");
+        clean &= data.is_clean();
+    }
+    if clean {
+        println!("fsck: clean (0 drift)");
+        Ok(())
+    } else {
+        anyhow::bail!("fsck found problems")
+    }
+}
+
+/// Raises the soft open-file limit to the hard limit and fits the connection limit
+/// under it (each connection holds a descriptor; the index, packs being written, clamd
+/// and backend connections need some too).
+fn connection_limit(cfg: &Config) -> usize {
+    const RESERVED_FDS: u64 = 256;
+    const DEFAULT_MAX: usize = 4096;
+    let nofile = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read or raise the open-file limit");
+            1024
+        }
+    };
+    let fits = usize::try_from(nofile.saturating_sub(RESERVED_FDS).max(16)).unwrap_or(usize::MAX);
+    match cfg.max_connections {
+        Some(n) => {
+            if n > fits {
+                tracing::warn!(
+                    max_connections = n,
+                    nofile,
+                    "max_connections exceeds what the open-file limit leaves room for; accepts will fail (and back off) when descriptors run out"
+                );
+            }
+            n
+        }
+        None => {
+            if fits < DEFAULT_MAX {
+                tracing::warn!(
+                    nofile,
+                    max_connections = fits,
+                    "open-file limit is low; serving fewer connections at once (raise LimitNOFILE)"
+                );
+            }
+            DEFAULT_MAX.min(fits)
+        }
+    }
+}
+
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let creds = config::root_credentials(&cfg)?;
+    let max_connections = connection_limit(&cfg);
     let store = open_store(&cfg).await?;
     let s3 = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -299,7 +396,23 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             secret_key: creds.secret_key,
         },
         domain: cfg.domain.clone(),
+        edge: EdgePolicy { sigv2: cfg.sigv2 },
+        max_connections,
+        snapshots: (cfg.index_snapshot_interval_secs > 0).then(|| {
+            (
+                s3dedup_storage::index::snapshot_dir(&cfg.data_dir),
+                SnapshotSettings {
+                    interval: Some(std::time::Duration::from_secs(
+                        cfg.index_snapshot_interval_secs,
+                    )),
+                    keep: cfg.index_snapshots,
+                },
+            )
+        }),
     };
+    if cfg.sigv2 {
+        tracing::warn!("SigV2 is enabled: its signatures do not cover request bodies");
+    }
     server::run(store, opts, s3, admin, server::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

@@ -30,6 +30,16 @@ pub const INGESTED_BYTES: &str = "s3dedup_ingested_bytes_total";
 pub const INGESTED_CHUNKS: &str = "s3dedup_ingested_chunks_total";
 /// Chunk reads that failed verification.
 pub const READ_VERIFY_FAILURES: &str = "s3dedup_read_verify_failures_total";
+/// Stored records (index or pack) that failed to decode or verify in a request.
+pub const CORRUPT_RECORDS: &str = "s3dedup_corrupt_records_total";
+/// Requests refused at the edge before s3s saw them, by `code`.
+pub const EDGE_REFUSALS: &str = "s3dedup_edge_refusals_total";
+/// Errors accepting a connection (EMFILE, ENFILE …), by `listener`.
+pub const ACCEPT_ERRORS: &str = "s3dedup_accept_errors_total";
+/// Index snapshots taken, by `result` (`ok`|`error`).
+pub const INDEX_SNAPSHOTS: &str = "s3dedup_index_snapshots_total";
+/// Connections open now, by `listener`.
+pub const CONNECTIONS: &str = "s3dedup_connections";
 /// Index write transactions committed / writes applied (group commit).
 pub const INDEX_COMMITS: &str = "s3dedup_index_commits";
 /// Index writes applied.

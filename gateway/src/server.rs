@@ -12,16 +12,20 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
 use s3dedup_storage::Store;
+use s3dedup_storage::index::SnapshotSettings;
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3Result, s3_error};
-use tokio::net::TcpListener;
+use std::sync::Arc;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
+use crate::edge::{self, EdgePolicy};
 use crate::s3::{Gateway, GatewaySettings};
 use crate::scan::ScanService;
 
@@ -63,7 +67,19 @@ pub struct ServeOptions {
     pub credentials: Credentials,
     /// Base domain for virtual-hosted-style requests.
     pub domain: Option<String>,
+    /// What the edge accepts (SigV2 …).
+    pub edge: EdgePolicy,
+    /// Most S3 connections served at once.
+    pub max_connections: usize,
+    /// Local index snapshots: where, and how often.
+    pub snapshots: Option<(std::path::PathBuf, SnapshotSettings)>,
 }
+
+/// Most admin connections served at once (metrics scrapers, probes, operators).
+const MAX_ADMIN_CONNECTIONS: usize = 64;
+/// How long a connection may take to send a request's headers (also bounds an idle
+/// keep-alive connection's wait for its next request).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds the s3s service.
 ///
@@ -84,17 +100,84 @@ pub fn s3_service(store: Store, opts: &ServeOptions, port: u16) -> anyhow::Resul
     Ok(b.build())
 }
 
-/// Longest presigned-URL validity S3 accepts (7 days).
-const MAX_PRESIGN_SECS: u64 = 604_800;
+/// Accept-error backoff: starts here, doubles up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Refuses presigned URLs valid for longer than S3 allows (s3s only checks expiry).
-fn presign_too_long(uri: &http::Uri) -> bool {
-    uri.query().is_some_and(|q| {
-        q.split('&').any(|kv| {
-            kv.strip_prefix("X-Amz-Expires=")
-                .is_some_and(|v| v.parse::<u64>().map_or(true, |n| n > MAX_PRESIGN_SECS))
-        })
-    })
+/// One listener's accept loop state: a connection limit and a backoff after errors.
+/// Out of file descriptors (EMFILE/ENFILE), `accept` fails at once, again and again;
+/// retrying at once spins a core at 100 % while nobody can be served. The backoff
+/// waits, doubling, until an accept succeeds.
+struct Acceptor {
+    listener: TcpListener,
+    name: &'static str,
+    slots: Arc<Semaphore>,
+    backoff: Duration,
+    last_warned: Option<Instant>,
+}
+
+impl Acceptor {
+    fn new(listener: TcpListener, name: &'static str, max: usize) -> Self {
+        Acceptor {
+            listener,
+            name,
+            slots: Arc::new(Semaphore::new(max)),
+            backoff: Duration::ZERO,
+            last_warned: None,
+        }
+    }
+
+    /// Waits for a free connection slot, then for a connection. Cancel-safe.
+    async fn accept(&mut self) -> (TcpStream, std::net::SocketAddr, OwnedSemaphorePermit) {
+        loop {
+            let permit = Arc::clone(&self.slots)
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            if !self.backoff.is_zero() {
+                tokio::time::sleep(self.backoff).await;
+            }
+            match self.listener.accept().await {
+                Ok((sock, peer)) => {
+                    self.backoff = Duration::ZERO;
+                    return (sock, peer, permit);
+                }
+                Err(e) => {
+                    metrics::counter!(crate::metrics::ACCEPT_ERRORS, "listener" => self.name)
+                        .increment(1);
+                    self.backoff = (self.backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+                    let quiet = self
+                        .last_warned
+                        .is_some_and(|t| t.elapsed() < Duration::from_secs(10));
+                    if !quiet {
+                        self.last_warned = Some(Instant::now());
+                        tracing::warn!(
+                            listener = self.name,
+                            error = %e,
+                            backoff_ms = self.backoff.as_millis() as u64,
+                            "accept failed; backing off (out of file descriptors? raise LimitNOFILE or lower max_connections)"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Counts an open connection in the gauge while alive.
+struct Open(&'static str, #[allow(dead_code)] OwnedSemaphorePermit);
+
+impl Open {
+    fn new(listener: &'static str, permit: OwnedSemaphorePermit) -> Self {
+        metrics::gauge!(crate::metrics::CONNECTIONS, "listener" => listener).increment(1.0);
+        Open(listener, permit)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::CONNECTIONS, "listener" => self.0).decrement(1.0);
+    }
 }
 
 fn request_id() -> String {
@@ -116,18 +199,30 @@ pub async fn run(
     crate::metrics::install();
     let service = s3_service(store.clone(), &opts, s3.local_addr()?.port())?;
     let graceful = GracefulShutdown::new();
-    let http = ConnBuilder::new(TokioExecutor::new());
+    let mut http = ConnBuilder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(64 << 10);
     let admin_store = store.clone();
     let scan = std::sync::Arc::clone(&opts.settings.scan);
+    let edge = opts.edge;
+    let mut s3 = Acceptor::new(s3, "s3", opts.max_connections);
+    let mut admin = Acceptor::new(admin, "admin", MAX_ADMIN_CONNECTIONS);
+    if let Some((dir, settings)) = opts.snapshots.clone() {
+        tokio::spawn(snapshot_loop(store.clone(), dir, settings));
+    }
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
-            r = s3.accept() => {
-                let Ok((sock, peer)) = r else { continue };
+            (sock, peer, permit) = s3.accept() => {
+                let open = Open::new("s3", permit);
                 let svc = service.clone();
                 let handler = service_fn(move |req: Request<Incoming>| {
                     let svc = svc.clone();
-                    serve_s3(svc, req, peer)
+                    serve_s3(svc, req, peer, edge)
                 });
                 let conn = http.serve_connection_with_upgrades(TokioIo::new(sock), handler);
                 let conn = graceful.watch(conn.into_owned());
@@ -135,10 +230,11 @@ pub async fn run(
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    drop(open);
                 });
             }
-            r = admin.accept() => {
-                let Ok((sock, _)) = r else { continue };
+            (sock, _, permit) = admin.accept() => {
+                let open = Open::new("admin", permit);
                 let store = admin_store.clone();
                 let scan = std::sync::Arc::clone(&scan);
                 let handler = service_fn(move |req: Request<Incoming>| {
@@ -148,7 +244,7 @@ pub async fn run(
                 });
                 let conn = http.serve_connection(TokioIo::new(sock), handler);
                 let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move { let _ = conn.await; });
+                tokio::spawn(async move { let _ = conn.await; drop(open); });
             }
             () = &mut shutdown => break,
         }
@@ -165,6 +261,7 @@ fn serve_s3(
     svc: S3Service,
     req: Request<Incoming>,
     peer: std::net::SocketAddr,
+    edge: EdgePolicy,
 ) -> BoxFuture<'static, Result<Response<s3s::Body>, s3s::HttpError>> {
     let id = request_id();
     let span = tracing::info_span!(
@@ -177,16 +274,36 @@ fn serve_s3(
     Box::pin(
         async move {
             let started = Instant::now();
-            if presign_too_long(req.uri()) {
-                let body = format!(
-                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AuthorizationQueryParametersError</Code><Message>X-Amz-Expires must be less than a week (in seconds) that is 604800</Message><RequestId>{id}</RequestId></Error>"
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            if let Err(refusal) = edge::check(req.method(), req.uri(), req.headers(), edge, now) {
+                // Answered without reading a byte of the body; the connection is closed
+                // so an unread body cannot be taken for the next request.
+                metrics::counter!(crate::metrics::EDGE_REFUSALS, "code" => refusal.code)
+                    .increment(1);
+                tracing::info!(
+                    status = refusal.status.as_u16(),
+                    code = refusal.code,
+                    "refused at the edge"
                 );
-                let mut resp = Response::new(s3s::Body::from(body));
-                *resp.status_mut() = StatusCode::BAD_REQUEST;
-                resp.headers_mut().insert(
+                let body = if req.method() == http::Method::HEAD {
+                    s3s::Body::empty()
+                } else {
+                    s3s::Body::from(refusal.xml(&id))
+                };
+                let mut resp = Response::new(body);
+                *resp.status_mut() = refusal.status;
+                let h = resp.headers_mut();
+                h.insert(
                     http::header::CONTENT_TYPE,
                     http::HeaderValue::from_static("application/xml"),
                 );
+                h.insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+                if let Ok(v) = http::HeaderValue::from_str(&id) {
+                    h.insert("x-amz-request-id", v);
+                }
                 return Ok(resp);
             }
             let mut resp = hyper::service::Service::call(&svc, req).await?;
@@ -248,6 +365,34 @@ async fn ready(store: &Store, scan: &ScanService) -> Result<(), String> {
             .map_err(|e| format!("virus scanner: {e}"))?;
     }
     Ok(())
+}
+
+/// Takes a local index snapshot every interval (keeping the newest few).
+async fn snapshot_loop(store: Store, dir: std::path::PathBuf, settings: SnapshotSettings) {
+    let Some(every) = settings.interval else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let started = Instant::now();
+        match store.snapshot_index(&dir, settings.keep).await {
+            Ok(info) => {
+                metrics::counter!(crate::metrics::INDEX_SNAPSHOTS, "result" => "ok").increment(1);
+                tracing::info!(
+                    path = %info.path.display(),
+                    entries = info.entries,
+                    bytes = info.bytes,
+                    ms = started.elapsed().as_millis() as u64,
+                    "index snapshot written"
+                );
+            }
+            Err(e) => {
+                metrics::counter!(crate::metrics::INDEX_SNAPSHOTS, "result" => "error")
+                    .increment(1);
+                tracing::error!(error = %e, "index snapshot failed; the previous snapshots are kept");
+            }
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

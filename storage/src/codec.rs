@@ -2,7 +2,10 @@
 //!
 //! Records are written field by field with fixed-width integers and `u32`-length-prefixed
 //! byte strings. Each record type starts with its own version byte (see `records`), so
-//! a reader always knows which layout follows.
+//! a reader always knows which layout follows. From version 2 on every record ends with
+//! a CRC32C of all the bytes before it ([`Writer::seal`], [`Reader::open`]): redb does
+//! not verify page checksums on a clean open, so one flipped byte in the index file
+//! would otherwise decode as a plausible wrong value (a shorter size, another time).
 
 use crate::error::{Error, Result};
 
@@ -44,6 +47,12 @@ impl Writer {
             Some(s) => self.u8(1).str(s),
         }
     }
+    /// Ends a checksummed record: appends the CRC32C of everything written so far.
+    pub(crate) fn seal(mut self) -> Vec<u8> {
+        let crc = crc32c::crc32c(&self.0);
+        self.0.extend_from_slice(&crc.to_le_bytes());
+        self.0
+    }
     pub(crate) fn pairs(&mut self, v: &[(String, String)]) -> &mut Self {
         self.u32(u32::try_from(v.len()).expect("fewer than 4G pairs"));
         for (k, val) in v {
@@ -61,8 +70,51 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8], what: &'static str) -> Self {
-        Reader { buf, what }
+    /// Opens a record whose version is `legacy` (no checksum) or `sealed` (ends with a
+    /// CRC32C of the bytes before it, checked here and stripped). Returns the version
+    /// found and a reader positioned after the version byte.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for an empty record or a checksum mismatch,
+    /// [`Error::UnsupportedFormat`] for any other version.
+    pub(crate) fn open(
+        buf: &'a [u8],
+        what: &'static str,
+        legacy: u8,
+        sealed: u8,
+    ) -> Result<(u8, Self)> {
+        let Some(&version) = buf.first() else {
+            return Err(Error::corrupt(what, "record is empty"));
+        };
+        let body = if version == sealed {
+            let Some(split) = buf.len().checked_sub(4).filter(|&n| n >= 1) else {
+                return Err(Error::corrupt(what, "record is truncated"));
+            };
+            let (body, crc) = buf.split_at(split);
+            let want = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
+            let got = crc32c::crc32c(body);
+            if got != want {
+                return Err(Error::corrupt(
+                    what,
+                    format!("checksum mismatch (stored {want:08x}, computed {got:08x})"),
+                ));
+            }
+            body
+        } else if version == legacy {
+            buf
+        } else {
+            return Err(Error::UnsupportedFormat {
+                what,
+                version: version.into(),
+            });
+        };
+        Ok((
+            version,
+            Reader {
+                buf: &body[1..],
+                what,
+            },
+        ))
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
@@ -126,18 +178,6 @@ impl<'a> Reader<'a> {
                 self.what,
                 format!("{} trailing bytes", self.buf.len()),
             ))
-        }
-    }
-    /// Reads a version byte and fails unless it is `expected`.
-    pub(crate) fn version(&mut self, expected: u8) -> Result<()> {
-        let v = self.u8()?;
-        if v == expected {
-            Ok(())
-        } else {
-            Err(Error::UnsupportedFormat {
-                what: self.what,
-                version: v.into(),
-            })
         }
     }
 }

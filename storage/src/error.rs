@@ -124,6 +124,21 @@ pub enum Error {
     /// The redb index failed.
     #[error("index: {0}")]
     Index(#[from] redb::Error),
+    /// The index is missing or empty but the backing store already holds packs: this
+    /// is a store whose index was lost, not a new store. Starting an empty index over
+    /// it would show no buckets (and a later GC sweep would delete every pack).
+    #[error(
+        "the index {index} is missing or empty, but the backing store already holds packs \
+         (first: {first}): this is not a new store. Restore the index from a snapshot \
+         (<data_dir>/index-snapshots/, see the README \"Restoring the index\"), or point \
+         the gateway at an empty store"
+    )]
+    IndexMissing {
+        /// The index file.
+        index: String,
+        /// A pack found in the store.
+        first: String,
+    },
     /// A background task panicked or was cancelled.
     #[error("internal: {0}")]
     Internal(String),

@@ -19,6 +19,7 @@
 //! - [`index`] — redb tables, transactions, refcounts, listing, fsck.
 //! - [`ingest`] — the upload pipeline producing a [`PendingObject`].
 //! - [`store`] — [`Store`], the API the gateway calls.
+//! - [`verify`] — `fsck --read-data`: every stored chunk read back and verified.
 //! - [`error`] — the crate's [`Error`].
 
 pub mod blob;
@@ -31,6 +32,7 @@ pub mod ingest;
 pub mod pack;
 pub mod records;
 pub mod store;
+pub mod verify;
 
 pub use chunk::ChunkId;
 pub use chunker::ChunkerParams;

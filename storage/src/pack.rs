@@ -51,9 +51,12 @@ pub fn pack_id_ms(id: u128) -> u64 {
     (id >> 80) as u64
 }
 
+/// Prefix of every pack's blob name.
+pub const PACKS_PREFIX: &str = "packs/";
+
 /// Backing-store name of a pack. Derived from the id only; nothing client-controlled.
 pub fn blob_name(id: u128) -> String {
-    format!("packs/{:02x}/{id:032x}.pack", (id & 0xff) as u8)
+    format!("{PACKS_PREFIX}{:02x}/{id:032x}.pack", (id & 0xff) as u8)
 }
 
 /// Parses a blob name back into a pack id (`None` for anything else).
@@ -208,8 +211,11 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64) -> Result<Trailer> {
         count: u32::from_le_bytes(tail[8..12].try_into().expect("4 bytes")),
         table_crc: u32::from_le_bytes(tail[12..16].try_into().expect("4 bytes")),
     };
-    let table_end = t.table_offset + u64::from(t.count) * ENTRY_LEN as u64;
-    if t.table_offset < MAGIC.len() as u64 || table_end + TRAILER_LEN as u64 != pack_len {
+    // Stored numbers: checked arithmetic, a crafted offset must not wrap around.
+    let table_end = (u64::from(t.count) * ENTRY_LEN as u64)
+        .checked_add(t.table_offset)
+        .and_then(|e| e.checked_add(TRAILER_LEN as u64));
+    if t.table_offset < MAGIC.len() as u64 || table_end != Some(pack_len) {
         return Err(Error::corrupt(
             "pack",
             "table bounds disagree with pack size",
@@ -239,8 +245,8 @@ pub fn parse_table(table: &[u8], trailer: &Trailer) -> Result<Vec<PackEntry>> {
         })
         .collect();
     for e in &entries {
-        let end = e.offset + u64::from(e.stored_len);
-        if e.offset < MAGIC.len() as u64 || end > trailer.table_offset {
+        let end = e.offset.checked_add(u64::from(e.stored_len));
+        if e.offset < MAGIC.len() as u64 || end.is_none_or(|end| end > trailer.table_offset) {
             return Err(Error::corrupt(
                 "pack",
                 format!("entry {} out of bounds", e.id),

@@ -1,8 +1,13 @@
 //! Versioned encodings of everything stored in the redb index.
 //!
 //! Every value starts with a format version byte; `decode` refuses versions it does not
-//! know instead of guessing. `tests/formats.rs` decodes fixtures written by version 1 so
-//! a layout change that would misread old data fails the build's tests.
+//! know instead of guessing. Version 2 of every record is version 1's layout followed by
+//! a CRC32C of the encoded bytes, checked on every decode; version 1 records (written
+//! before checksums existed) still decode. `tests/formats.rs` decodes fixtures written
+//! by version 1 so a layout change that would misread old data fails the build's tests.
+//!
+//! Decoders never trust a length or a count: each is checked against the bytes that
+//! remain before anything is allocated, and a failure is an [`Error::Corrupt`] value.
 
 use std::fmt;
 
@@ -10,7 +15,10 @@ use crate::chunk::ChunkId;
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 
+/// Layout without a checksum (read only).
 const V1: u8 = 1;
+/// The same layout, sealed with a CRC32C (what is written).
+const V2: u8 = 2;
 
 /// An S3 ETag: hex MD5 of the object, or MD5 of the part MD5s with `-N` for multipart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,10 +104,10 @@ pub struct ManifestRef {
 }
 
 impl ObjectRecord {
-    /// Encodes the record (version 1).
+    /// Encodes the record (version 2).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(V1)
+        w.u8(V2)
             .u64(self.size)
             .raw(&self.etag.md5)
             .u32(self.etag.parts)
@@ -107,7 +115,7 @@ impl ObjectRecord {
             .u64(self.manifest.id)
             .u64(self.manifest.slices);
         self.meta.write(&mut w);
-        w.0
+        w.seal()
     }
 
     /// Decodes a record.
@@ -115,8 +123,7 @@ impl ObjectRecord {
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(b, "object record");
-        r.version(V1)?;
+        let (_, mut r) = Reader::open(b, "object record", V1, V2)?;
         let rec = ObjectRecord {
             size: r.u64()?,
             etag: Etag {
@@ -145,19 +152,18 @@ pub struct BucketRecord {
 }
 
 impl BucketRecord {
-    /// Encodes the record (version 1).
+    /// Encodes the record (version 2).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(V1).u64(self.created_ms).str(&self.owner);
-        w.0
+        w.u8(V2).u64(self.created_ms).str(&self.owner);
+        w.seal()
     }
     /// Decodes a record.
     ///
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(b, "bucket record");
-        r.version(V1)?;
+        let (_, mut r) = Reader::open(b, "bucket record", V1, V2)?;
         let rec = BucketRecord {
             created_ms: r.u64()?,
             owner: r.string()?,
@@ -213,10 +219,10 @@ pub struct ChunkRecord {
 }
 
 impl ChunkRecord {
-    /// Encodes the record (version 1).
+    /// Encodes the record (version 2).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(V1).u64(self.refcount);
+        w.u8(V2).u64(self.refcount);
         match self.state {
             ChunkState::Live => w.u8(0).u64(0),
             ChunkState::Zero { since_ms } => w.u8(1).u64(since_ms),
@@ -231,15 +237,14 @@ impl ChunkRecord {
             } => w.u8(0).u128(*pack).u64(*offset).u32(*stored_len),
             Location::Inline(data) => w.u8(1).bytes(data),
         };
-        w.0
+        w.seal()
     }
     /// Decodes a record.
     ///
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(b, "chunk record");
-        r.version(V1)?;
+        let (_, mut r) = Reader::open(b, "chunk record", V1, V2)?;
         let refcount = r.u64()?;
         let state = match (r.u8()?, r.u64()?) {
             (0, _) => ChunkState::Live,
@@ -281,22 +286,21 @@ pub struct PackRecord {
 }
 
 impl PackRecord {
-    /// Encodes the record (version 1).
+    /// Encodes the record (version 2).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(V1)
+        w.u8(V2)
             .u64(self.size)
             .u32(self.chunks)
             .u64(self.committed_ms);
-        w.0
+        w.seal()
     }
     /// Decodes a record.
     ///
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(b, "pack record");
-        r.version(V1)?;
+        let (_, mut r) = Reader::open(b, "pack record", V1, V2)?;
         let rec = PackRecord {
             size: r.u64()?,
             chunks: r.u32()?,
@@ -321,23 +325,22 @@ pub struct UploadRecord {
 }
 
 impl UploadRecord {
-    /// Encodes the record (version 1).
+    /// Encodes the record (version 2).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(V1)
+        w.u8(V2)
             .str(&self.bucket)
             .str(&self.key)
             .u64(self.initiated_ms);
         self.meta.write(&mut w);
-        w.0
+        w.seal()
     }
     /// Decodes a record.
     ///
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(b, "upload record");
-        r.version(V1)?;
+        let (_, mut r) = Reader::open(b, "upload record", V1, V2)?;
         let rec = UploadRecord {
             bucket: r.string()?,
             key: r.string()?,
@@ -372,25 +375,24 @@ impl PartRecord {
             parts: 0,
         }
     }
-    /// Encodes the record (version 1).
+    /// Encodes the record (version 2).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(V1)
+        w.u8(V2)
             .u64(self.size)
             .raw(&self.md5)
             .u64(self.mtime_ms)
             .pairs(&self.checksums)
             .u64(self.manifest.id)
             .u64(self.manifest.slices);
-        w.0
+        w.seal()
     }
     /// Decodes a record.
     ///
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(b, "part record");
-        r.version(V1)?;
+        let (_, mut r) = Reader::open(b, "part record", V1, V2)?;
         let rec = PartRecord {
             size: r.u64()?,
             md5: r.array()?,
@@ -431,24 +433,23 @@ pub struct ManifestSegment {
 }
 
 impl ManifestSegment {
-    /// Encodes the segment (version 1).
+    /// Encodes the segment (version 2).
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer(Vec::with_capacity(13 + SLICE_LEN * self.slices.len()));
-        w.u8(V1)
+        let mut w = Writer(Vec::with_capacity(17 + SLICE_LEN * self.slices.len()));
+        w.u8(V2)
             .u64(self.start)
             .u32(u32::try_from(self.slices.len()).expect("segment is bounded"));
         for s in &self.slices {
             w.raw(&s.chunk.0).u32(s.offset).u32(s.len);
         }
-        w.0
+        w.seal()
     }
     /// Reads only the start offset of an encoded segment.
     ///
     /// # Errors
     /// As [`Self::decode`].
     pub fn decode_start(b: &[u8]) -> Result<u64> {
-        let mut r = Reader::new(b, "manifest segment");
-        r.version(V1)?;
+        let (_, mut r) = Reader::open(b, "manifest segment", V1, V2)?;
         r.u64()
     }
     /// Decodes a segment.
@@ -456,11 +457,10 @@ impl ManifestSegment {
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(b, "manifest segment");
-        r.version(V1)?;
+        let (_, mut r) = Reader::open(b, "manifest segment", V1, V2)?;
         let start = r.u64()?;
         let n = r.u32()? as usize;
-        if r.remaining() != n * SLICE_LEN {
+        if n.checked_mul(SLICE_LEN) != Some(r.remaining()) {
             return Err(Error::corrupt(
                 "manifest segment",
                 format!("{n} slices do not fit {} bytes", r.remaining()),
@@ -479,6 +479,69 @@ impl ManifestSegment {
     }
 }
 
+/// A completed multipart upload, remembered for a while so a retried
+/// CompleteMultipartUpload (its first answer was lost) gets the same answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedUploadRecord {
+    /// Target bucket.
+    pub bucket: String,
+    /// Target key.
+    pub key: String,
+    /// When it completed, ms.
+    pub completed_ms: u64,
+    /// SHA-256 over the listed (part number, ETag) pairs it completed with.
+    pub parts_digest: [u8; 32],
+    /// The object's ETag.
+    pub etag: Etag,
+}
+
+impl CompletedUploadRecord {
+    /// Encodes the record (version 2: this record has existed only sealed).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(V2)
+            .str(&self.bucket)
+            .str(&self.key)
+            .u64(self.completed_ms)
+            .raw(&self.parts_digest)
+            .raw(&self.etag.md5)
+            .u32(self.etag.parts);
+        w.seal()
+    }
+    /// Decodes a record.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let (_, mut r) = Reader::open(b, "completed upload record", V2, V2)?;
+        let rec = CompletedUploadRecord {
+            bucket: r.string()?,
+            key: r.string()?,
+            completed_ms: r.u64()?,
+            parts_digest: r.array()?,
+            etag: Etag {
+                md5: r.array()?,
+                parts: r.u32()?,
+            },
+        };
+        r.finish()?;
+        Ok(rec)
+    }
+
+    /// The digest of a part list, as stored in `parts_digest`.
+    pub fn digest_parts(listed: &[(u32, String)]) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        for (n, etag) in listed {
+            h.update(n.to_le_bytes());
+            let tag = etag.trim().trim_matches('"');
+            h.update((tag.len() as u32).to_le_bytes());
+            h.update(tag.as_bytes());
+        }
+        h.finalize().into()
+    }
+}
+
 /// Index-wide settings recorded at creation (table `meta`, key `chunker`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkerRecord {
@@ -487,21 +550,20 @@ pub struct ChunkerRecord {
 }
 
 impl ChunkerRecord {
-    /// Encodes the record (version 1).
+    /// Encodes the record (version 2).
     pub fn encode(&self) -> Vec<u8> {
         let p = self.params;
         let mut w = Writer::default();
         // Algorithm tag 1 = FastCDC v2020 with the crate's default gear table.
-        w.u8(V1).u8(1).u32(p.min).u32(p.avg).u32(p.max).u8(p.level);
-        w.0
+        w.u8(V2).u8(1).u32(p.min).u32(p.avg).u32(p.max).u8(p.level);
+        w.seal()
     }
     /// Decodes a record.
     ///
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(b, "chunker record");
-        r.version(V1)?;
+        let (_, mut r) = Reader::open(b, "chunker record", V1, V2)?;
         let algo = r.u8()?;
         if algo != 1 {
             return Err(Error::UnsupportedFormat {

@@ -142,6 +142,15 @@ impl Store {
         blobs: Arc<dyn BlobStore>,
         cfg: StoreConfig,
     ) -> Result<Self> {
+        // A missing or zero-length index is created here; refuse to do that over a store
+        // that already holds packs (a lost index is not a new store).
+        let fresh = std::fs::metadata(index_path).map_or(true, |m| m.len() == 0);
+        if fresh && let Some(first) = blobs.list(crate::pack::PACKS_PREFIX).await?.first() {
+            return Err(Error::IndexMissing {
+                index: index_path.display().to_string(),
+                first: first.name.clone(),
+            });
+        }
         let path = index_path.to_owned();
         let (params, cache) = (cfg.chunker, cfg.index_cache);
         let index = blocking(move || Index::open(&path, params, cache)).await?;
@@ -465,6 +474,18 @@ impl Store {
             .await
     }
 
+    /// A multipart upload completed within the last 24 hours, if `upload_id` is one.
+    ///
+    /// # Errors
+    /// [`Error::Index`] or a decode error.
+    pub async fn completed_upload(
+        &self,
+        upload_id: &str,
+    ) -> Result<Option<crate::records::CompletedUploadRecord>> {
+        let id = upload_id.to_owned();
+        self.with_index(move |i| i.completed_upload(&id)).await
+    }
+
     /// Aborts a multipart upload.
     ///
     /// # Errors
@@ -522,6 +543,24 @@ impl Store {
     /// [`Error::Index`].
     pub async fn stats(&self) -> Result<Stats> {
         self.with_index(Index::stats).await
+    }
+
+    /// Writes a snapshot of the index into `dir` and keeps the newest `keep` there.
+    ///
+    /// # Errors
+    /// See [`Index::snapshot`].
+    pub async fn snapshot_index(
+        &self,
+        dir: &Path,
+        keep: usize,
+    ) -> Result<crate::index::SnapshotInfo> {
+        let dir = dir.to_owned();
+        self.with_index(move |i| {
+            let info = i.snapshot(&dir)?;
+            crate::index::prune_snapshots(&dir, keep.max(1))?;
+            Ok(info)
+        })
+        .await
     }
 
     /// Recounts references; see [`FsckReport`].

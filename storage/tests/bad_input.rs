@@ -128,7 +128,109 @@ async fn corrupt_index_record_is_a_typed_error_and_spares_the_rest() {
         Err(Error::Corrupt { .. })
     ));
     assert_eq!(common::get(&store, "b", "other").await, b"still fine");
-    assert!(matches!(store.fsck().await, Err(Error::Corrupt { .. })));
+    // fsck names the damaged record and goes on.
+    let report = store.fsck().await.unwrap();
+    assert_eq!(report.damaged, 1, "{report:#?}");
+    assert!(
+        report.problems.iter().any(|p| p.contains("object b/k")),
+        "{report:#?}"
+    );
+    assert!(!report.is_clean());
+}
+
+/// A record written before checksums existed (v1) whose slice count was flipped to a
+/// huge value: every path that reads its manifest fails with a typed error instead of
+/// allocating by the count (it aborted the process: "memory allocation of 171127608800
+/// bytes failed").
+#[tokio::test]
+async fn a_huge_stored_count_is_an_error_not_an_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, data) = store_with_object(dir.path()).await;
+    let rec = store.head_object("b", "k").await.unwrap();
+    drop(store);
+    let mut v1 = rec.encode();
+    v1.truncate(v1.len() - 4); // drop the CRC: the v1 layout is the same fields
+    v1[0] = 1;
+    // version 1 + size 8 + md5 16 + parts 4 + mtime 8 + manifest id 8 = 45
+    v1[45..53].copy_from_slice(&171_127_608_800u64.to_le_bytes());
+    {
+        const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
+        let db = redb::Database::open(dir.path().join("index.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(OBJECTS)
+            .unwrap()
+            .insert(("b", "k"), v1.as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = common::open_fs(dir.path(), common::small_config()).await;
+    assert_eq!(
+        store.head_object("b", "k").await.unwrap().manifest.slices,
+        171_127_608_800
+    );
+    assert!(matches!(
+        store.delete_object("b", "k").await,
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(matches!(
+        store
+            .copy_object(("b", "k"), ("b", "copy"), None, WriteCondition::default())
+            .await,
+        Err(Error::Corrupt { .. })
+    ));
+    let p = store
+        .ingest_bytes(Bytes::from_static(b"new"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .put_object(
+                "b",
+                "k",
+                p,
+                ObjectMeta::default(),
+                WriteCondition::default()
+            )
+            .await,
+        Err(Error::Corrupt { .. })
+    ));
+    // Reads check what they serve (the manifest covers the size), so this one still
+    // reads back whole.
+    assert_eq!(common::get(&store, "b", "k").await, data);
+    let report = store.fsck().await.unwrap();
+    assert_eq!(report.damaged, 1, "{report:#?}");
+}
+
+/// A record whose size no longer matches its manifest is refused before any byte is
+/// served (a short body under a 200 would look complete).
+#[tokio::test]
+async fn a_size_the_manifest_does_not_cover_is_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = store_with_object(dir.path()).await;
+    let mut rec = store.head_object("b", "k").await.unwrap();
+    drop(store);
+    rec.size -= 1000; // re-sealed with a valid checksum: only the coverage check is left
+    {
+        const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
+        let db = redb::Database::open(dir.path().join("index.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(OBJECTS)
+            .unwrap()
+            .insert(("b", "k"), rec.encode().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let store = common::open_fs(dir.path(), common::small_config()).await;
+    assert!(matches!(
+        store.get_object("b", "k", None).await,
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(matches!(
+        store
+            .get_object("b", "k", Some(ByteRange::Suffix(10)))
+            .await,
+        Err(Error::Corrupt { .. })
+    ));
 }
 
 #[tokio::test]

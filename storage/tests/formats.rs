@@ -2,9 +2,11 @@
 //! pack formats, and a whole data directory written by format version 1 must keep
 //! decoding to the same values.
 //!
-//! The fixtures under `tests/fixtures/v1/` were produced by `write_v1_fixtures` (run it
-//! with `--ignored` only when deliberately adding a new format version's fixtures; never
-//! regenerate v1).
+//! The fixtures under `tests/fixtures/v1/` were written by version 1 (records without a
+//! checksum); `tests/fixtures/v2/` holds the records of version 2 (the same layouts
+//! sealed with a CRC32C), written by `write_current_fixtures` (run it with `--ignored`
+//! only when deliberately adding a new format version's fixtures; never regenerate an
+//! old version's).
 
 mod common;
 
@@ -20,7 +22,30 @@ use s3dedup_storage::records::{
 use s3dedup_storage::{ChunkerParams, ObjectMeta as Meta, WriteCondition};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+    fixtures_of(1)
+}
+
+fn fixtures_of(version: u8) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/v{version}"))
+}
+
+/// The record format the encoders write today.
+const CURRENT: u8 = 2;
+
+/// Decodes a record fixture by its file name and encodes it again (with today's
+/// encoder): equal output means the old bytes decoded to the same value.
+fn reencode(name: &str, b: &[u8]) -> s3dedup_storage::Result<Vec<u8>> {
+    Ok(match name {
+        "bucket.bin" => BucketRecord::decode(b)?.encode(),
+        "object.bin" => ObjectRecord::decode(b)?.encode(),
+        "pack.bin" => PackRecord::decode(b)?.encode(),
+        "upload.bin" => UploadRecord::decode(b)?.encode(),
+        "part.bin" => PartRecord::decode(b)?.encode(),
+        "manifest-segment.bin" => ManifestSegment::decode(b)?.encode(),
+        "chunker.bin" => ChunkerRecord::decode(b)?.encode(),
+        "chunk-stored.bin" => chunk::decode(Bytes::copy_from_slice(b), 20).map(|_| b.to_vec())?,
+        _ => ChunkRecord::decode(b)?.encode(),
+    })
 }
 
 fn meta() -> ObjectMeta {
@@ -200,11 +225,50 @@ fn dir_objects() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 #[test]
-fn v1_records_decode_and_reencode_identically() {
+fn current_records_match_their_fixtures() {
+    for (name, expected) in records() {
+        let path = fixtures_of(CURRENT).join(name);
+        let fixture = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(fixture, expected, "{name}: v{CURRENT} encoding changed");
+        assert_eq!(reencode(name, &fixture).unwrap(), expected, "{name}");
+    }
+}
+
+#[test]
+fn sealed_records_refuse_every_flipped_byte_and_truncation() {
+    for (name, good) in records() {
+        if name == "chunk-stored.bin" {
+            continue; // chunk format: its CRC lives in the chunk record (tested below)
+        }
+        for i in 0..good.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut bad = good.clone();
+                bad[i] ^= flip;
+                assert!(
+                    reencode(name, &bad).is_err(),
+                    "{name}: byte {i} ^ {flip:#x} went unnoticed"
+                );
+            }
+        }
+        for n in 0..good.len() {
+            assert!(
+                reencode(name, &good[..n]).is_err(),
+                "{name}: truncated to {n}"
+            );
+        }
+    }
+}
+
+#[test]
+fn v1_records_decode_to_the_same_values() {
     for (name, expected) in records() {
         let path = fixtures().join(name);
         let fixture = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(fixture, expected, "{name}: v1 encoding changed");
+        assert_eq!(
+            reencode(name, &fixture).unwrap(),
+            expected,
+            "{name}: v1 no longer decodes to the same value"
+        );
     }
     let r = |n: &str| std::fs::read(fixtures().join(n)).unwrap();
     assert_eq!(
@@ -368,9 +432,22 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+#[test]
+#[ignore = "writes the current version's record fixtures; run only for a new format version"]
+fn write_current_fixtures() {
+    let dir = fixtures_of(CURRENT);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in records() {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+/// How the v1 fixtures were written (kept as the record of what v1 holds; writing them
+/// again today would write v2 records, so it refuses to run).
 #[tokio::test]
-#[ignore = "writes the v1 fixtures; run only to create fixtures for a new format version"]
+#[ignore = "wrote the v1 fixtures; never regenerate them"]
 async fn write_v1_fixtures() {
+    assert_eq!(CURRENT, 1, "v1 fixtures are history: never rewrite them");
     let dir = fixtures();
     std::fs::create_dir_all(&dir).unwrap();
     for (name, bytes) in records() {

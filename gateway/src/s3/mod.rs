@@ -76,9 +76,11 @@ fn access_key(c: Option<&s3s::auth::Credentials>) -> String {
     c.map_or_else(|| "anonymous".to_owned(), |c| c.access_key.clone())
 }
 
-/// Timestamp of a record's mtime.
+/// Timestamp of a record's mtime. A stored time is checked when its record is
+/// decoded; this still never panics on one beyond year 9999 (clamped).
 fn timestamp(ms: u64) -> Timestamp {
-    Timestamp::from(UNIX_EPOCH + std::time::Duration::from_millis(ms))
+    const MAX_MS: u64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    Timestamp::from(UNIX_EPOCH + std::time::Duration::from_millis(ms.min(MAX_MS)))
 }
 
 fn etag(rec: &ObjectRecord) -> ETag {
@@ -103,6 +105,40 @@ fn check_key(key: &str) -> S3Result<()> {
             KeyTooLongError,
             "Your key is {} bytes; the maximum is 1024",
             key.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The key of an object being written: as [`check_key`], and no character XML 1.0
+/// cannot carry (control characters but tab, LF and CR; U+FFFE, U+FFFF). Such a key
+/// could never be listed in a well-formed ListObjects response.
+fn check_new_key(key: &str) -> S3Result<()> {
+    check_key(key)?;
+    let bad = key.chars().find(|&c| {
+        (c < '\u{20}' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    });
+    if let Some(c) = bad {
+        return Err(s3_error!(
+            InvalidArgument,
+            "The object key contains the character U+{:04X}, which XML 1.0 cannot carry",
+            c as u32
+        ));
+    }
+    Ok(())
+}
+
+/// S3's limit on user metadata: the UTF-8 bytes of every key (without `x-amz-meta-`)
+/// and value, summed.
+const MAX_USER_METADATA: usize = 2048;
+
+/// Refuses user metadata over S3's 2 KB limit (before any body byte is read).
+fn check_user_metadata(m: Option<&dto::Metadata>) -> S3Result<()> {
+    let size: usize = m.map_or(0, |m| m.iter().map(|(k, v)| k.len() + v.len()).sum());
+    if size > MAX_USER_METADATA {
+        return Err(s3_error!(
+            MetadataTooLarge,
+            "Your metadata headers are {size} bytes; the maximum is {MAX_USER_METADATA}"
         ));
     }
     Ok(())

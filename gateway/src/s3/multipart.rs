@@ -2,11 +2,14 @@
 //! like a PUT and holds references to its chunks until the upload completes or aborts.
 
 use s3dedup_storage::WriteCondition;
+use s3dedup_storage::records::CompletedUploadRecord;
 use s3s::dto::{self, StreamingBlob};
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::objects::{Claims, claimed_values, ingest_verified, resolve_range};
-use super::{Gateway, StdHeaders, WithChecksums, check_key, object_meta, timestamp};
+use super::{
+    Gateway, StdHeaders, WithChecksums, check_new_key, check_user_metadata, object_meta, timestamp,
+};
 use crate::error::to_s3;
 use crate::scan::{Subject, UploadScan};
 
@@ -52,7 +55,8 @@ impl Gateway {
         req: S3Request<dto::CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
         let i = req.input;
-        check_key(&i.key)?;
+        check_new_key(&i.key)?;
+        check_user_metadata(i.metadata.as_ref())?;
         let meta = object_meta(
             i.content_type.as_ref(),
             StdHeaders {
@@ -193,7 +197,6 @@ impl Gateway {
     ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
         let access_key = super::access_key(req.credentials.as_ref());
         let i = req.input;
-        self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
         let parts = i
             .multipart_upload
             .and_then(|m| m.parts)
@@ -214,6 +217,27 @@ impl Gateway {
             };
             listed.push((part_number(n)?, tag.value().to_owned()));
         }
+        // A retry of a completion whose answer was lost: the same part list gets the
+        // same answer, as from AWS (an SDK would otherwise report a stored object as
+        // failed).
+        if let Some(done) = self
+            .store
+            .completed_upload(&i.upload_id)
+            .await
+            .map_err(to_s3)?
+            && done.bucket == i.bucket
+            && done.key == i.key
+            && done.parts_digest == CompletedUploadRecord::digest_parts(&listed)
+        {
+            return Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
+                location: Some(format!("/{}/{}", done.bucket, done.key)),
+                bucket: Some(done.bucket),
+                key: Some(done.key),
+                e_tag: Some(dto::ETag::Strong(done.etag.to_string())),
+                ..Default::default()
+            }));
+        }
+        self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
         let cond = match (&i.if_match, &i.if_none_match) {
             (None, None) => WriteCondition::default(),
             (m, nm) => WriteCondition {

@@ -10,8 +10,9 @@ use s3s::dto::{self, StreamingBlob};
 use s3s::{S3Request, S3Response, S3Result, TrailingHeaders, s3_error};
 
 use super::{
-    Gateway, StdHeaders, WithChecksums, check_key, check_read_conditions, checksum_fields, etag,
-    expires, header, object_meta, timestamp, user_metadata,
+    Gateway, StdHeaders, WithChecksums, check_key, check_new_key, check_read_conditions,
+    check_user_metadata, checksum_fields, etag, expires, header, object_meta, timestamp,
+    user_metadata,
 };
 use crate::checksum::{Algorithm, Hasher};
 use crate::error::to_s3;
@@ -231,7 +232,8 @@ impl Gateway {
         let trailers = req.trailing_headers;
         let access_key = super::access_key(req.credentials.as_ref());
         let mut input = req.input;
-        check_key(&input.key)?;
+        check_new_key(&input.key)?;
+        check_user_metadata(input.metadata.as_ref())?;
         let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         // Refuse before reading the body, not after storing it.
         self.require_bucket(&input.bucket).await?;
@@ -507,7 +509,8 @@ impl Gateway {
         req: S3Request<dto::CopyObjectInput>,
     ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
         let input = req.input;
-        check_key(&input.key)?;
+        check_new_key(&input.key)?;
+        check_user_metadata(input.metadata.as_ref())?;
         let dto::CopySource::Bucket {
             bucket: sb,
             key: sk,

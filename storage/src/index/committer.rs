@@ -136,10 +136,10 @@ fn run(db: &Database, rx: &mpsc::Receiver<Job>, counters: &CommitCounters) {
 /// Tries the whole batch in one transaction. Returns false (and has sent nothing) when
 /// a write failed, so the caller replays them one by one.
 fn commit_batch(db: &Database, batch: &mut Vec<Job>, counters: &CommitCounters) -> bool {
-    let txn = match db.begin_write() {
+    let txn = match super::begin_write(db) {
         Ok(t) => t,
         Err(e) => {
-            fail_all(batch, &Error::from(e));
+            fail_all(batch, &e);
             return true;
         }
     };
@@ -164,7 +164,7 @@ fn commit_batch(db: &Database, batch: &mut Vec<Job>, counters: &CommitCounters) 
 }
 
 fn commit_one(db: &Database, op: &Op) -> Outcome {
-    let txn = db.begin_write()?;
+    let txn = super::begin_write(db)?;
     let out = op(&txn)?;
     txn.commit()?;
     Ok(out)

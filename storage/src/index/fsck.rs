@@ -5,11 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::{
-    CHUNKS, GC_QUEUE, Index, MANIFESTS, OBJECTS, PACKS, PARTS, Stats, read_manifest, slice_counts,
+    BUCKETS, CHUNKS, GC_QUEUE, Index, MANIFESTS, OBJECTS, PACKS, PARTS, Stats, UPLOADS,
+    read_manifest, slice_counts,
 };
 use crate::chunk::ChunkId;
 use crate::error::Result;
-use crate::records::{ChunkRecord, ChunkState, Location, ObjectRecord, PartRecord};
+use crate::records::{
+    BucketRecord, ChunkRecord, ChunkState, Location, ObjectRecord, PartRecord, UploadRecord,
+};
 
 /// What `fsck` found. A healthy index has every problem count at zero.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,6 +35,9 @@ pub struct FsckReport {
     pub stray_segments: u64,
     /// Counters (stats table) that differ from a recount.
     pub stats_drift: u64,
+    /// Records that fail to decode or verify (checksum, layout, bounds), by key in
+    /// `problems`; the check goes on past each.
+    pub damaged: u64,
     /// Human-readable details of the first problems found.
     pub problems: Vec<String>,
 }
@@ -45,6 +51,12 @@ impl FsckReport {
             && self.unknown_packs == 0
             && self.stray_segments == 0
             && self.stats_drift == 0
+            && self.damaged == 0
+    }
+
+    fn damaged(&mut self, what: String, e: &crate::Error) {
+        self.damaged += 1;
+        self.problem(format!("damaged {what}: {e}"));
     }
 
     fn problem(&mut self, msg: String) {
@@ -58,9 +70,11 @@ impl Index {
     /// Recounts references from every object and part manifest and compares them with
     /// the chunk records, the GC queue, the pack table and the counters.
     ///
+    /// A record that cannot be decoded is reported by its key (`damaged`) and skipped;
+    /// the references it held then show up as drift on the chunks it named.
+    ///
     /// # Errors
-    /// [`crate::Error::Index`] or a decode error (a record that cannot be decoded is
-    /// itself corruption and stops the check).
+    /// [`crate::Error::Index`] when redb itself fails (its tree cannot be walked).
     pub fn fsck(&self) -> Result<FsckReport> {
         let txn = self.db.begin_read()?;
         let mut report = FsckReport::default();
@@ -71,12 +85,30 @@ impl Index {
 
         for r in txn.open_table(OBJECTS)?.iter()? {
             let (k, v) = r?;
-            let rec = ObjectRecord::decode(v.value())?;
-            let slices = read_manifest(&manifests, rec.manifest)?;
+            let (b, key) = k.value();
+            let rec = match ObjectRecord::decode(v.value()) {
+                Ok(rec) => rec,
+                Err(e) => {
+                    report.damaged(format!("object {b}/{key}"), &e);
+                    continue;
+                }
+            };
+            owned.insert(rec.manifest.id);
+            let slices = match read_manifest(&manifests, rec.manifest) {
+                Ok(s) => s,
+                Err(e) => {
+                    report.damaged(
+                        format!("manifest {} of object {b}/{key}", rec.manifest.id),
+                        &e,
+                    );
+                    report.objects += 1;
+                    logical += rec.size;
+                    continue;
+                }
+            };
             let len: u64 = slices.iter().map(|s| u64::from(s.len)).sum();
             if len != rec.size {
                 report.dangling += 1;
-                let (b, key) = k.value();
                 report.problem(format!(
                     "{b}/{key}: manifest covers {len} bytes, size {}",
                     rec.size
@@ -85,18 +117,47 @@ impl Index {
             for (id, n) in slice_counts(&slices) {
                 *counted.entry(id).or_insert(0) += n;
             }
-            owned.insert(rec.manifest.id);
             logical += rec.size;
             report.objects += 1;
         }
         for r in txn.open_table(PARTS)?.iter()? {
-            let (_, v) = r?;
-            let rec = PartRecord::decode(v.value())?;
-            for (id, n) in slice_counts(&read_manifest(&manifests, rec.manifest)?) {
-                *counted.entry(id).or_insert(0) += n;
-            }
+            let (k, v) = r?;
+            let (upload, part) = k.value();
+            let rec = match PartRecord::decode(v.value()) {
+                Ok(rec) => rec,
+                Err(e) => {
+                    report.damaged(format!("part {part} of upload {upload}"), &e);
+                    continue;
+                }
+            };
             owned.insert(rec.manifest.id);
             report.parts += 1;
+            match read_manifest(&manifests, rec.manifest) {
+                Ok(slices) => {
+                    for (id, n) in slice_counts(&slices) {
+                        *counted.entry(id).or_insert(0) += n;
+                    }
+                }
+                Err(e) => report.damaged(
+                    format!(
+                        "manifest {} of part {part} of upload {upload}",
+                        rec.manifest.id
+                    ),
+                    &e,
+                ),
+            }
+        }
+        for r in txn.open_table(BUCKETS)?.iter()? {
+            let (k, v) = r?;
+            if let Err(e) = BucketRecord::decode(v.value()) {
+                report.damaged(format!("bucket {}", k.value()), &e);
+            }
+        }
+        for r in txn.open_table(UPLOADS)?.iter()? {
+            let (k, v) = r?;
+            if let Err(e) = UploadRecord::decode(v.value()) {
+                report.damaged(format!("upload {}", k.value()), &e);
+            }
         }
         for r in manifests.iter()? {
             let (k, _) = r?;
@@ -114,18 +175,25 @@ impl Index {
             let (t, id) = k.value();
             queued.insert((t, *id));
         }
-        let (mut unique, mut live) = (0u64, 0u64);
-        let mut stored = packs
-            .iter()?
-            .map(|r| -> Result<u64> {
-                let (_, v) = r?;
-                Ok(crate::records::PackRecord::decode(v.value())?.size)
-            })
-            .sum::<Result<u64>>()?;
+        let (mut unique, mut live, mut stored) = (0u64, 0u64, 0u64);
+        for r in packs.iter()? {
+            let (k, v) = r?;
+            match crate::records::PackRecord::decode(v.value()) {
+                Ok(p) => stored += p.size,
+                Err(e) => report.damaged(format!("pack record {:032x}", k.value()), &e),
+            }
+        }
         for r in txn.open_table(CHUNKS)?.iter()? {
             let (k, v) = r?;
             let id = ChunkId(*k.value());
-            let rec = ChunkRecord::decode(v.value())?;
+            let rec = match ChunkRecord::decode(v.value()) {
+                Ok(rec) => rec,
+                Err(e) => {
+                    report.damaged(format!("chunk record {id}"), &e);
+                    counted.remove(&id);
+                    continue;
+                }
+            };
             report.chunks += 1;
             let want = counted.remove(&id).unwrap_or(0);
             if rec.refcount != want {

@@ -8,7 +8,14 @@
 //! - `fsck.rs` — the recount that proves refcounts equal references.
 //!
 //! Every mutation is one redb write transaction with `Durability::Immediate` (redb's
-//! default): it either commits entirely, durably, or not at all.
+//! default): it either commits entirely, durably, or not at all. Every commit also saves
+//! redb's allocator state ("quick repair", which implies two-phase commit): after an
+//! unclean stop redb then opens at once instead of re-verifying every page checksum of
+//! the whole file, a walk that refuses the entire database ("all roots are corrupted")
+//! when a single page shared by both commit slots has gone bad. Damage inside a value
+//! is caught by the record's own CRC32C (`records`); damage to the tree shows as an
+//! index error on the paths that touch it; `fsck` and the periodic snapshots walk it
+//! all (see `snapshot`).
 //!
 //! Reference counting: a chunk's refcount is the number of manifest slices naming it,
 //! over committed objects and uploaded multipart parts. Increments are applied before
@@ -20,6 +27,7 @@ mod committer;
 mod fsck;
 mod multipart;
 mod objects;
+mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -33,6 +41,7 @@ use committer::Committer;
 pub use fsck::FsckReport;
 pub use multipart::UploadSummary;
 pub use objects::{ListEntry, ListPage, ListQuery, PlannedChunk, ReadPlan, WriteCondition};
+pub use snapshot::{SnapshotInfo, SnapshotSettings, prune_snapshots, snapshot_dir};
 
 use crate::chunk::ChunkId;
 use crate::chunker::ChunkerParams;
@@ -55,6 +64,17 @@ pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("u
 pub(crate) const UPLOADS_BY_KEY: TableDefinition<(&str, &str, &str), ()> =
     TableDefinition::new("uploads_by_key");
 pub(crate) const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("parts");
+/// Completed uploads by id, remembered for [`COMPLETED_UPLOAD_TTL_MS`] so a retried
+/// completion gets the first answer again.
+pub(crate) const COMPLETED_UPLOADS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("completed_uploads");
+/// The same, by completion time, for expiry.
+pub(crate) const COMPLETED_BY_TIME: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("completed_by_time");
+
+/// How long a completed upload is remembered (AWS answers a retried completion for
+/// at least this long).
+pub const COMPLETED_UPLOAD_TTL_MS: u64 = 24 * 3600 * 1000;
 
 /// Version of the index layout as a whole (tables and their key types).
 pub const INDEX_FORMAT: u32 = 1;
@@ -115,6 +135,13 @@ pub(crate) struct Staged {
     pub(crate) packs: Vec<NewPack>,
 }
 
+/// A write transaction as every writer here starts it (see the module docs).
+fn begin_write(db: &Database) -> Result<WriteTransaction> {
+    let mut txn = db.begin_write()?;
+    txn.set_quick_repair(true);
+    Ok(txn)
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -144,7 +171,7 @@ impl Index {
         let db = Database::builder()
             .set_cache_size(cache_bytes)
             .create(path)?;
-        let txn = db.begin_write()?;
+        let txn = begin_write(&db)?;
         {
             let mut meta = txn.open_table(META)?;
             let format = meta.get(KEY_FORMAT)?.map(|v| v.value().to_vec());
@@ -192,6 +219,8 @@ impl Index {
             txn.open_table(UPLOADS)?;
             txn.open_table(UPLOADS_BY_KEY)?;
             txn.open_table(PARTS)?;
+            txn.open_table(COMPLETED_UPLOADS)?;
+            txn.open_table(COMPLETED_BY_TIME)?;
         }
         txn.commit()?;
         let db = Arc::new(db);
@@ -201,6 +230,17 @@ impl Index {
             params,
             committer,
         })
+    }
+
+    /// Walks every page of the index file at `path` and verifies redb's checksums
+    /// (`Database::check_integrity`). Needs the file to itself: the gateway must not be
+    /// running. `Ok(true)` = clean; `Ok(false)` = redb repaired an interrupted commit.
+    ///
+    /// # Errors
+    /// [`Error::Index`] when the file is damaged (or cannot be opened).
+    pub fn verify_file(path: &Path) -> Result<bool> {
+        let mut db = Database::open(path)?;
+        Ok(db.check_integrity()?)
     }
 
     /// Group-commit counters (writes, transactions, replayed batches).
@@ -299,6 +339,23 @@ impl Index {
                 Ok((since, ChunkId(*id)))
             })
             .collect()
+    }
+
+    /// Every chunk record that decodes (damaged ones are `fsck`'s to report).
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub fn chunk_records(&self) -> Result<Vec<(ChunkId, ChunkRecord)>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(CHUNKS)?;
+        let mut out = Vec::new();
+        for r in t.iter()? {
+            let (k, v) = r?;
+            if let Ok(rec) = ChunkRecord::decode(v.value()) {
+                out.push((ChunkId(*k.value()), rec));
+            }
+        }
+        Ok(out)
     }
 
     /// Packs known to the index.
@@ -507,10 +564,16 @@ fn read_manifest<T: ReadableTable<(u64, u32), &'static [u8]>>(
     t: &T,
     m: ManifestRef,
 ) -> Result<Vec<Slice>> {
-    let mut out = Vec::with_capacity(usize::try_from(m.slices).unwrap_or(0));
+    // The count comes from a stored record: never allocate on its word alone (one
+    // flipped byte asked for 171 GB and aborted the process).
+    let mut out =
+        Vec::with_capacity(usize::try_from(m.slices).map_or(0, |n| n.min(SEGMENT_SLICES)));
     for r in t.range((m.id, 0)..=(m.id, u32::MAX))? {
         let (_, v) = r?;
         out.extend(ManifestSegment::decode(v.value())?.slices);
+        if out.len() as u64 > m.slices {
+            break;
+        }
     }
     if out.len() as u64 != m.slices {
         return Err(Error::corrupt(

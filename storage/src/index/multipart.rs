@@ -7,11 +7,40 @@ use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::objects::{PlannedChunk, WriteCondition, install_object, plan_slice};
 use super::{
-    BUCKETS, CHUNKS, Index, MANIFESTS, OBJECTS, PARTS, Staged, UPLOADS, UPLOADS_BY_KEY, add_refs,
-    content_digest, drop_manifest, now_ms, read_manifest, register_packs, slice_counts,
+    BUCKETS, CHUNKS, COMPLETED_BY_TIME, COMPLETED_UPLOAD_TTL_MS, COMPLETED_UPLOADS, Index,
+    MANIFESTS, OBJECTS, PARTS, Staged, UPLOADS, UPLOADS_BY_KEY, add_refs, content_digest,
+    drop_manifest, now_ms, read_manifest, register_packs, slice_counts,
 };
 use crate::error::{Error, Result};
-use crate::records::{Etag, ManifestRef, ObjectMeta, ObjectRecord, PartRecord, UploadRecord};
+use crate::records::{
+    CompletedUploadRecord, Etag, ManifestRef, ObjectMeta, ObjectRecord, PartRecord, UploadRecord,
+};
+
+/// Most expired completion records one completion removes (bounds its transaction).
+const EXPIRE_PER_COMPLETION: usize = 64;
+
+/// Remembers a completion and forgets ones older than the TTL.
+fn remember_completion(
+    txn: &WriteTransaction,
+    upload_id: &str,
+    rec: &CompletedUploadRecord,
+) -> Result<()> {
+    let mut by_id = txn.open_table(COMPLETED_UPLOADS)?;
+    let mut by_time = txn.open_table(COMPLETED_BY_TIME)?;
+    let horizon = rec.completed_ms.saturating_sub(COMPLETED_UPLOAD_TTL_MS);
+    let expired: Vec<(u64, String)> = by_time
+        .range(..(horizon, ""))?
+        .take(EXPIRE_PER_COMPLETION)
+        .map(|r| r.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
+        .collect::<std::result::Result<_, _>>()?;
+    for (t, id) in &expired {
+        by_time.remove((*t, id.as_str()))?;
+        by_id.remove(id.as_str())?;
+    }
+    by_id.insert(upload_id, rec.encode().as_slice())?;
+    by_time.insert((rec.completed_ms, upload_id), ())?;
+    Ok(())
+}
 
 /// An upload as listed by [`Index::list_uploads`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,8 +381,30 @@ impl Index {
                 manifest,
             };
             install_object(txn, &up.bucket, &up.key, &record, old)?;
+            let done = CompletedUploadRecord {
+                bucket: up.bucket.clone(),
+                key: up.key.clone(),
+                completed_ms: record.mtime_ms,
+                parts_digest: CompletedUploadRecord::digest_parts(listed),
+                etag: record.etag,
+            };
+            remember_completion(txn, upload_id, &done)?;
             Ok((up.bucket, up.key, record))
         })
+    }
+
+    /// A completed upload remembered within the TTL, if `upload_id` is one.
+    ///
+    /// # Errors
+    /// [`Error::Index`] or a decode error.
+    pub fn completed_upload(&self, upload_id: &str) -> Result<Option<CompletedUploadRecord>> {
+        let txn = self.db.begin_read()?;
+        let rec = txn
+            .open_table(COMPLETED_UPLOADS)?
+            .get(upload_id)?
+            .map(|v| CompletedUploadRecord::decode(v.value()))
+            .transpose()?;
+        Ok(rec.filter(|r| r.completed_ms + COMPLETED_UPLOAD_TTL_MS > now_ms()))
     }
 
     /// Aborts an upload, releasing its parts.

@@ -155,13 +155,27 @@ pub(super) fn plan_slice<T: ReadableTable<&'static [u8; 32], &'static [u8]>>(
             format!("referenced chunk {} is being deleted", s.chunk),
         ));
     }
+    let (start, end) = s
+        .offset
+        .checked_add(s.len)
+        .filter(|&e| e <= rec.raw_len && skip.saturating_add(cut) <= s.len)
+        .map(|e| (s.offset + skip, e - cut))
+        .ok_or_else(|| {
+            Error::corrupt(
+                "manifest",
+                format!(
+                    "slice {}+{} of chunk {} exceeds its {} bytes",
+                    s.offset, s.len, s.chunk, rec.raw_len
+                ),
+            )
+        })?;
     Ok(PlannedChunk {
         id: s.chunk,
         raw_len: rec.raw_len,
         crc: rec.crc,
         location: rec.location,
-        start: s.offset + skip,
-        end: s.offset + s.len - cut,
+        start,
+        end,
     })
 }
 
@@ -441,11 +455,33 @@ impl Index {
         let manifests = txn.open_table(MANIFESTS)?;
         let chunks_t = txn.open_table(CHUNKS)?;
         let mut chunks = Vec::new();
+        let corrupt =
+            |detail: String| Error::corrupt("manifest", format!("{bucket}/{key}: {detail}"));
+        let m: ManifestRef = record.manifest;
+        let segs: Vec<_> = manifests
+            .range((m.id, 0)..=(m.id, u32::MAX))?
+            .collect::<std::result::Result<_, _>>()?;
+        // The manifest must cover exactly the object's size before a status line is
+        // sent: its last segment's start plus its slices must equal the size (a flipped
+        // size or a lost segment would otherwise be served as a short, "complete" 200).
+        let covered = match segs.last() {
+            None => 0,
+            Some((_, v)) => {
+                let last = ManifestSegment::decode(v.value())?;
+                last.slices
+                    .iter()
+                    .try_fold(last.start, |a, s| a.checked_add(u64::from(s.len)))
+                    .ok_or_else(|| corrupt("slice lengths overflow".into()))?
+            }
+        };
+        if covered != record.size {
+            return Err(corrupt(format!(
+                "manifest covers {covered} bytes, the object has {}",
+                record.size
+            )));
+        }
         if start < end {
-            let m: ManifestRef = record.manifest;
-            let segs: Vec<_> = manifests
-                .range((m.id, 0)..=(m.id, u32::MAX))?
-                .collect::<std::result::Result<_, _>>()?;
+            let mut expected_start = None;
             for (i, (_, v)) in segs.iter().enumerate() {
                 // Skip segments that end before the range without decoding their slices.
                 if let Some((_, next)) = segs.get(i + 1)
@@ -454,9 +490,15 @@ impl Index {
                     continue;
                 }
                 let seg = ManifestSegment::decode(v.value())?;
+                if expected_start.is_some_and(|e| e != seg.start) {
+                    return Err(corrupt(format!(
+                        "segment {i} starts at {}, the previous one ends at {expected_start:?}",
+                        seg.start
+                    )));
+                }
                 let mut pos = seg.start;
                 for s in seg.slices {
-                    let (s_start, s_end) = (pos, pos + u64::from(s.len));
+                    let (s_start, s_end) = (pos, pos.saturating_add(u64::from(s.len)));
                     pos = s_end;
                     if s_end <= start {
                         continue;
@@ -468,9 +510,17 @@ impl Index {
                     let cut = s_end.saturating_sub(end) as u32;
                     chunks.push(plan_slice(&chunks_t, &s, skip, cut)?);
                 }
+                expected_start = Some(pos);
                 if pos >= end {
                     break;
                 }
+            }
+            let planned: u64 = chunks.iter().map(|c| u64::from(c.end - c.start)).sum();
+            if planned != end - start {
+                return Err(corrupt(format!(
+                    "manifest yields {planned} bytes for a range of {}",
+                    end - start
+                )));
             }
         }
         Ok(ReadPlan {

@@ -1,0 +1,480 @@
+//! Checks made on a request's line and headers before s3s sees it: what s3s does not
+//! refuse at all, or refuses only after reading the body.
+//!
+//! Everything here is a pure function of the method, URI, headers and the clock, so
+//! the table of cases is unit-tested without a server. A refusal never reads the body:
+//! the server answers it at once and closes the connection.
+
+use http::{HeaderMap, Method, StatusCode, Uri};
+
+/// Longest presigned-URL validity S3 accepts (7 days), for SigV4 and (here) SigV2.
+pub const MAX_PRESIGN_SECS: i64 = 604_800;
+/// Largest clock difference accepted on a SigV2 header-signed request (as SigV4's).
+pub const MAX_SKEW_SECS: i64 = 900;
+/// Largest request header section, names and values (S3 documents 8 KiB for PUT; a
+/// little room is left for long session tokens).
+pub const MAX_HEADER_BYTES: usize = 16 << 10;
+
+/// What the edge allows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EdgePolicy {
+    /// Accept AWS Signature Version 2 (header and presigned query). Off by default: a
+    /// SigV2 signature does not cover the body, and its date is only checked here.
+    pub sigv2: bool,
+}
+
+/// A request refused at the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// S3 error code.
+    pub code: &'static str,
+    /// Message for the client.
+    pub message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Refusal {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The S3 error document.
+    pub fn xml(&self, request_id: &str) -> String {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><RequestId>{request_id}</RequestId></Error>",
+            self.code,
+            xml_escape(&self.message)
+        )
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Query parameters as (name, raw value) pairs; values are not percent-decoded (only
+/// names and numbers are looked at).
+fn query_pairs(uri: &Uri) -> impl Iterator<Item = (&str, &str)> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+}
+
+fn query_get<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
+    query_pairs(uri).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+/// Checks one request; `now` is seconds since the Unix epoch.
+///
+/// # Errors
+/// The [`Refusal`] to answer with.
+pub fn check(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    policy: EdgePolicy,
+    now: i64,
+) -> Result<(), Refusal> {
+    if !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::POST | Method::DELETE | Method::OPTIONS
+    ) {
+        return Err(Refusal::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            format!("The method {method} is not allowed against this resource"),
+        ));
+    }
+    let header_bytes: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "RequestHeaderSectionTooLarge",
+            format!(
+                "Your request header section is {header_bytes} bytes; the maximum is {MAX_HEADER_BYTES}"
+            ),
+        ));
+    }
+    if *method == Method::POST && is_form_upload(headers) {
+        // s3s reads a form's whole file part into memory before authenticating it, and
+        // the gateway does not implement POST object yet: refuse before any body byte.
+        return Err(Refusal::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "POST object (HTML form upload) is not supported; use PUT or a presigned PUT URL",
+        ));
+    }
+    check_auth(uri, headers, policy, now)
+}
+
+fn is_form_upload(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"))
+        })
+}
+
+fn check_auth(uri: &Uri, headers: &HeaderMap, policy: EdgePolicy, now: i64) -> Result<(), Refusal> {
+    let authorization = headers
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
+    let v4_query = query_get(uri, "X-Amz-Signature").is_some()
+        || query_get(uri, "X-Amz-Credential").is_some()
+        || query_get(uri, "X-Amz-Algorithm").is_some();
+    let v2_query = query_get(uri, "Signature").is_some();
+    if authorization.is_some() && (v4_query || v2_query) {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, \
+             Signature query string parameter or the Authorization header should be specified",
+        ));
+    }
+    if v4_query && v2_query {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "Only one auth mechanism allowed; the request carries both SigV4 and SigV2 query parameters",
+        ));
+    }
+    let v2_header = authorization.is_some_and(|a| a.starts_with("AWS ") && !a.starts_with("AWS4"));
+    if (v2_header || v2_query) && !policy.sigv2 {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "The authorization mechanism you have provided is not supported. Please use AWS4-HMAC-SHA256.",
+        ));
+    }
+    if v2_header {
+        // A SigV2 header signature covers the Date (or x-amz-date) header; without a
+        // bound on it a captured request could be replayed forever.
+        let date = headers
+            .get("x-amz-date")
+            .or_else(|| headers.get(http::header::DATE))
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| {
+                Refusal::new(
+                    StatusCode::FORBIDDEN,
+                    "AccessDenied",
+                    "AWS authentication requires a valid Date or x-amz-date header",
+                )
+            })?;
+        let when = http_date_secs(date).ok_or_else(|| {
+            Refusal::new(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                "AWS authentication requires a valid Date or x-amz-date header",
+            )
+        })?;
+        if (now - when).abs() > MAX_SKEW_SECS {
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "RequestTimeTooSkewed",
+                "The difference between the request time and the current time is too large",
+            ));
+        }
+    }
+    if v2_query {
+        let expires = query_get(uri, "Expires").and_then(|v| v.parse::<i64>().ok());
+        match expires {
+            None => {
+                return Err(Refusal::new(
+                    StatusCode::FORBIDDEN,
+                    "AccessDenied",
+                    "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters",
+                ));
+            }
+            Some(e) if e - now > MAX_PRESIGN_SECS => {
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "AuthorizationQueryParametersError",
+                    format!(
+                        "Expires must be less than a week ({MAX_PRESIGN_SECS} seconds) from now"
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if v4_query {
+        let expires = query_get(uri, "X-Amz-Expires");
+        if expires.is_some_and(|v| {
+            v.parse::<u64>()
+                .map_or(true, |n| n > MAX_PRESIGN_SECS as u64)
+        }) {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "AuthorizationQueryParametersError",
+                format!(
+                    "X-Amz-Expires must be less than a week (in seconds) that is {MAX_PRESIGN_SECS}"
+                ),
+            ));
+        }
+    }
+    // SigV4 credential scope: <key>/<date>/<region>/<service>/aws4_request.
+    let scope = match authorization {
+        Some(a) if a.starts_with("AWS4-") => a
+            .split("Credential=")
+            .nth(1)
+            .map(|s| s.split([',', ' ']).next().unwrap_or("").to_owned()),
+        _ => query_get(uri, "X-Amz-Credential").map(|c| {
+            percent_encoding::percent_decode_str(c)
+                .decode_utf8_lossy()
+                .into_owned()
+        }),
+    };
+    if let Some(scope) = scope {
+        let service = scope.split('/').nth(3).unwrap_or("");
+        if service != "s3" {
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "SignatureDoesNotMatch",
+                format!(
+                    "The credential scope names service {service:?}; this endpoint serves \"s3\""
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch of an HTTP date (IMF-fixdate, what SDKs send) or of an
+/// ISO 8601 basic `x-amz-date`.
+fn http_date_secs(s: &str) -> Option<i64> {
+    use s3s::dto::{Timestamp, TimestampFormat};
+    let s = s.trim();
+    let t = Timestamp::parse(TimestampFormat::HttpDate, s)
+        .ok()
+        .map(time::OffsetDateTime::from)
+        .or_else(|| amz_date(s))?;
+    Some(t.unix_timestamp())
+}
+
+/// `YYYYMMDDTHHMMSSZ`.
+fn amz_date(s: &str) -> Option<time::OffsetDateTime> {
+    let b = s.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+    let month = time::Month::try_from(u8::try_from(num(4..6)?).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(
+        i32::try_from(num(0..4)?).ok()?,
+        month,
+        u8::try_from(num(6..8)?).ok()?,
+    )
+    .ok()?;
+    let t = time::Time::from_hms(
+        u8::try_from(num(9..11)?).ok()?,
+        u8::try_from(num(11..13)?).ok()?,
+        u8::try_from(num(13..15)?).ok()?,
+    )
+    .ok()?;
+    Some(time::PrimitiveDateTime::new(date, t).assume_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_796_000_000; // 2026-11-30
+
+    fn req(method: &str, uri: &str, headers: &[(&str, &str)]) -> Result<(), Refusal> {
+        req_with(method, uri, headers, EdgePolicy::default())
+    }
+
+    fn req_with(
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        policy: EdgePolicy,
+    ) -> Result<(), Refusal> {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        check(
+            &method.parse().unwrap(),
+            &uri.parse().unwrap(),
+            &h,
+            policy,
+            NOW,
+        )
+    }
+
+    fn code(r: Result<(), Refusal>) -> (u16, &'static str) {
+        let e = r.expect_err("refused");
+        (e.status.as_u16(), e.code)
+    }
+
+    fn http_date(secs: i64) -> String {
+        let t = time::OffsetDateTime::from_unix_timestamp(secs).unwrap();
+        let mut out = Vec::new();
+        s3s::dto::Timestamp::from(t)
+            .format(s3s::dto::TimestampFormat::HttpDate, &mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    const V4: &str = "AWS4-HMAC-SHA256 Credential=AK/20261130/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00";
+
+    #[test]
+    fn ordinary_requests_pass() {
+        assert!(req("GET", "/b/k", &[("authorization", V4)]).is_ok());
+        assert!(
+            req(
+                "PUT",
+                "/b/k?partNumber=1&uploadId=x",
+                &[("authorization", V4)]
+            )
+            .is_ok()
+        );
+        assert!(req("GET", "/", &[]).is_ok());
+        let presigned = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20261130%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20261130T000000Z&X-Amz-Expires=604800&X-Amz-SignedHeaders=host&X-Amz-Signature=00";
+        assert!(req("GET", presigned, &[]).is_ok());
+    }
+
+    #[test]
+    fn unknown_methods_are_405() {
+        assert_eq!(code(req("PATCH", "/b/k", &[])), (405, "MethodNotAllowed"));
+        assert_eq!(
+            code(req("PROPFIND", "/b/k", &[])),
+            (405, "MethodNotAllowed")
+        );
+    }
+
+    #[test]
+    fn header_section_is_bounded() {
+        let big = "x".repeat(MAX_HEADER_BYTES);
+        assert_eq!(
+            code(req("GET", "/b/k", &[("x-amz-meta-a", &big)])),
+            (400, "RequestHeaderSectionTooLarge")
+        );
+        let fits = "x".repeat(MAX_HEADER_BYTES / 2);
+        assert!(req("GET", "/b/k", &[("x-amz-meta-a", &fits)]).is_ok());
+    }
+
+    #[test]
+    fn form_posts_are_refused_before_the_body() {
+        let ct = ("content-type", "multipart/form-data; boundary=xyz");
+        assert_eq!(code(req("POST", "/b", &[ct])), (501, "NotImplemented"));
+        // Other POSTs (DeleteObjects, multipart) go on.
+        assert!(req("POST", "/b?delete", &[("content-type", "application/xml")]).is_ok());
+    }
+
+    #[test]
+    fn sigv2_is_off_by_default() {
+        let auth = ("authorization", "AWS AK:c2lnbmF0dXJl");
+        let date = http_date(NOW);
+        let d = ("date", date.as_str());
+        assert_eq!(
+            code(req("GET", "/b/k", &[auth, d])),
+            (400, "InvalidRequest")
+        );
+        let q = format!("/b/k?AWSAccessKeyId=AK&Expires={}&Signature=abc", NOW + 60);
+        assert_eq!(code(req("GET", &q, &[])), (400, "InvalidRequest"));
+    }
+
+    #[test]
+    fn sigv2_when_enabled_bounds_time() {
+        let on = EdgePolicy { sigv2: true };
+        let auth = ("authorization", "AWS AK:c2lnbmF0dXJl");
+        let fresh = http_date(NOW - 60);
+        assert!(req_with("GET", "/b/k", &[auth, ("date", &fresh)], on).is_ok());
+        let old = http_date(NOW - MAX_SKEW_SECS - 1);
+        assert_eq!(
+            code(req_with("GET", "/b/k", &[auth, ("date", &old)], on)),
+            (403, "RequestTimeTooSkewed")
+        );
+        assert_eq!(
+            code(req_with(
+                "GET",
+                "/b/k",
+                &[auth, ("date", "Mon, 01 Jan 2001 00:00:00 GMT")],
+                on
+            )),
+            (403, "RequestTimeTooSkewed")
+        );
+        assert_eq!(
+            code(req_with("GET", "/b/k", &[auth], on)),
+            (403, "AccessDenied")
+        );
+        let amz = ("x-amz-date", "20261130T004500Z");
+        assert!(req_with("GET", "/b/k", &[auth, amz], on).is_ok());
+        let week = format!(
+            "/b/k?AWSAccessKeyId=AK&Expires={}&Signature=abc",
+            NOW + MAX_PRESIGN_SECS
+        );
+        assert!(req_with("GET", &week, &[], on).is_ok());
+        let years = format!(
+            "/b/k?AWSAccessKeyId=AK&Expires={}&Signature=abc",
+            NOW + 75 * 31_557_600
+        );
+        assert_eq!(
+            code(req_with("GET", &years, &[], on)),
+            (400, "AuthorizationQueryParametersError")
+        );
+    }
+
+    #[test]
+    fn one_auth_mechanism_per_request() {
+        let q = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20261130%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=00";
+        assert_eq!(
+            code(req("GET", q, &[("authorization", V4)])),
+            (400, "InvalidArgument")
+        );
+        let on = EdgePolicy { sigv2: true };
+        let q2 = format!("/b/k?AWSAccessKeyId=AK&Expires={}&Signature=abc", NOW + 60);
+        assert_eq!(
+            code(req_with("GET", &q2, &[("authorization", V4)], on)),
+            (400, "InvalidArgument")
+        );
+    }
+
+    #[test]
+    fn presign_expiry_is_capped() {
+        let q = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20261130%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Expires=604801&X-Amz-Signature=00";
+        assert_eq!(
+            code(req("GET", q, &[])),
+            (400, "AuthorizationQueryParametersError")
+        );
+    }
+
+    #[test]
+    fn scope_must_name_s3() {
+        let sts = V4.replace("/s3/", "/sts/");
+        assert_eq!(
+            code(req("GET", "/b/k", &[("authorization", &sts)])),
+            (403, "SignatureDoesNotMatch")
+        );
+        let q = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20261130%2Fus-east-1%2Fec2%2Faws4_request&X-Amz-Signature=00";
+        assert_eq!(code(req("GET", q, &[])), (403, "SignatureDoesNotMatch"));
+    }
+
+    #[test]
+    fn http_dates_parse() {
+        assert_eq!(http_date_secs(&http_date(NOW)), Some(NOW));
+        assert_eq!(http_date_secs("20261130T000000Z"), Some(1_795_996_800));
+        assert_eq!(http_date_secs("garbage"), None);
+    }
+}
