@@ -81,19 +81,23 @@ def suite(mode):
         check(got["Body"].read() == body, f"{algo} put/get")
         check(f"Checksum{algo}" in got, f"{algo} checksum returned")
 
-    # Presigned GET and PUT used with a plain HTTP client, with boto3's default presign
-    # signature (SigV2 query auth) and with SigV4.
-    for version in [None, "s3v4"]:
-        signer = s3 if version is None else client_v4(mode)
-        key = f"presigned-{version}"
-        url = signer.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": key},
-                                            ExpiresIn=300)
-        status, _ = plain_http("PUT", url, b"presigned body")
-        check(status == 200, f"presigned PUT ({version or 'default'})")
-        url = signer.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
-                                            ExpiresIn=300)
-        status, got = plain_http("GET", url)
-        check(status == 200 and got == b"presigned body", f"presigned GET ({version or 'default'})")
+    # Presigned GET and PUT used with a plain HTTP client. boto3's default presign
+    # signature with a custom endpoint is SigV2 query auth, which the gateway refuses
+    # unless `sigv2` is enabled (its signatures do not cover the body); SigV4 works.
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "x"},
+                                    ExpiresIn=300)
+    check("Signature=" in url and "X-Amz-" not in url, "boto3's default presign is SigV2")
+    status, got = plain_http("GET", url)
+    check(status == 400 and b"<Code>InvalidRequest</Code>" in got, "SigV2 presigned GET refused")
+    signer = client_v4(mode)
+    url = signer.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "presigned"},
+                                        ExpiresIn=300)
+    status, _ = plain_http("PUT", url, b"presigned body")
+    check(status == 200, "presigned PUT (SigV4)")
+    url = signer.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "presigned"},
+                                        ExpiresIn=300)
+    status, got = plain_http("GET", url)
+    check(status == 200 and got == b"presigned body", "presigned GET (SigV4)")
 
     # List pagination (v2 and v1 paginators), copy, delete_objects.
     for i in range(250):

@@ -218,7 +218,9 @@ fn quick_get(addr: &str, timeout: Duration) -> Option<u16> {
 fn hold(addr: &str, n: usize) -> Vec<TcpStream> {
     let addr = addr.parse().unwrap();
     (0..n)
-        .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok())
+        .filter_map(|_| {
+            (0..3).find_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok())
+        })
         .collect()
 }
 

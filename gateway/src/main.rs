@@ -125,7 +125,7 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
         check_store_location(cfg, "local")?;
         return Store::open_dir(&cfg.data_dir, store_cfg)
             .await
-            .with_context(|| format!("opening data directory {} (a damaged index: see the README, \"Restoring the index\")", cfg.data_dir.display()));
+            .with_context(|| format!("opening data directory {} (a damaged index: see the README, \"Index integrity and restoring the index\")", cfg.data_dir.display()));
     };
     let location = s3.url();
     check_store_location(cfg, &location)?;
@@ -143,7 +143,7 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
         .await
         .with_context(|| {
             format!(
-                "opening index in {} (a damaged index: see the README, \"Restoring the index\")",
+                "opening index in {} (a damaged index: see the README, \"Index integrity and restoring the index\")",
                 cfg.data_dir.display()
             )
         })
@@ -270,7 +270,9 @@ async fn fsck(cfg: &Config, read_data: bool) -> anyhow::Result<()> {
         }
         Err(e) => {
             println!("index file: DAMAGED: {e}");
-            println!("  (records are still checked below; see README \"Restoring the index\")");
+            println!(
+                "  (records are still checked below; see README \"Index integrity and restoring the index\")"
+            );
             false
         }
     };

@@ -130,7 +130,7 @@ pub enum Error {
     #[error(
         "the index {index} is missing or empty, but the backing store already holds packs \
          (first: {first}): this is not a new store. Restore the index from a snapshot \
-         (<data_dir>/index-snapshots/, see the README \"Restoring the index\"), or point \
+         (<data_dir>/index-snapshots/, see the README \"Index integrity and restoring the index\"), or point \
          the gateway at an empty store"
     )]
     IndexMissing {
