@@ -196,6 +196,36 @@ fn anonymous_form_posts_are_refused_before_their_body() {
     // The gateway still serves.
     let (status, _) = http_request(g.s3_addr(), "GET", "/", &[], &[]).unwrap();
     assert_eq!(status, 403);
+    // A content type s3s would read differently (non-ASCII: s3s skips the value) is
+    // refused too, not let through to s3s's buffering form parser.
+    let (status, _) = http_request(
+        g.s3_addr(),
+        "POST",
+        "/bucket0",
+        &[("Content-Type", "multipart/form-data; boundary=é".to_owned())],
+        b"--x\r\n",
+    )
+    .unwrap();
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn a_silent_connection_does_not_hold_its_slot_forever() {
+    let g = Gateway::start().unwrap();
+    let mut s = TcpStream::connect(g.s3_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(45))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    let r = s.read(&mut buf);
+    let took = started.elapsed();
+    assert!(
+        matches!(r, Ok(0) | Err(_)) && took < Duration::from_secs(40),
+        "a connection that sent nothing was kept {took:?} ({r:?})"
+    );
+    assert!(
+        took >= Duration::from_secs(25),
+        "closed after only {took:?}"
+    );
 }
 
 /// An anonymous `GET /` that gives up after `timeout`: the status, or `None`.

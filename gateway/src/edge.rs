@@ -60,18 +60,67 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Query parameters as (name, raw value) pairs; values are not percent-decoded (only
-/// names and numbers are looked at).
-fn query_pairs(uri: &Uri) -> impl Iterator<Item = (&str, &str)> {
+/// Form-urlencoded decoding, as s3s decodes the query (`+` is a space).
+fn form_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Query parameters as (name, value), both decoded as s3s decodes them: a name spelled
+/// with percent escapes (`Signatur%65`) is the name s3s will see.
+fn query_pairs(uri: &Uri) -> impl Iterator<Item = (String, String)> {
     uri.query()
         .unwrap_or("")
         .split('&')
         .filter(|kv| !kv.is_empty())
-        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (form_decode(k), form_decode(v))
+        })
 }
 
-fn query_get<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
-    query_pairs(uri).find(|(k, _)| *k == name).map(|(_, v)| v)
+fn query_get(uri: &Uri, name: &str) -> Option<String> {
+    query_pairs(uri).find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+/// Headers whose value decides how a request is authenticated or parsed. s3s reads each
+/// as a single UTF-8 value and silently skips values that are not UTF-8, so a request
+/// that repeats one, or sends one that is not UTF-8, could look different here and
+/// there: it is refused.
+const SINGLE_HEADERS: [&str; 5] = [
+    "authorization",
+    "content-type",
+    "date",
+    "x-amz-date",
+    "x-amz-content-sha256",
+];
+
+/// The value of a header that must appear at most once, as UTF-8.
+fn single<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn check_single_headers(headers: &HeaderMap) -> Result<(), Refusal> {
+    for name in SINGLE_HEADERS {
+        let mut values = headers.get_all(name).iter();
+        let first = values.next();
+        if values.next().is_some() {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidArgument",
+                format!("The {name} header may appear only once"),
+            ));
+        }
+        if first.is_some_and(|v| v.to_str().is_err()) {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidArgument",
+                format!("The {name} header must be visible ASCII"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks one request; `now` is seconds since the Unix epoch.
@@ -108,6 +157,7 @@ pub fn check(
             ),
         ));
     }
+    check_single_headers(headers)?;
     if *method == Method::POST && is_form_upload(headers) {
         // s3s reads a form's whole file part into memory before authenticating it, and
         // the gateway does not implement POST object yet: refuse before any body byte.
@@ -121,20 +171,15 @@ pub fn check(
 }
 
 fn is_form_upload(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"))
-        })
+    single(headers, "content-type").is_some_and(|v| {
+        v.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("multipart/form-data"))
+    })
 }
 
 fn check_auth(uri: &Uri, headers: &HeaderMap, policy: EdgePolicy, now: i64) -> Result<(), Refusal> {
-    let authorization = headers
-        .get(http::header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or(""));
+    let authorization = single(headers, "authorization");
     let v4_query = query_get(uri, "X-Amz-Signature").is_some()
         || query_get(uri, "X-Amz-Credential").is_some()
         || query_get(uri, "X-Amz-Algorithm").is_some();
@@ -165,10 +210,8 @@ fn check_auth(uri: &Uri, headers: &HeaderMap, policy: EdgePolicy, now: i64) -> R
     if v2_header {
         // A SigV2 header signature covers the Date (or x-amz-date) header; without a
         // bound on it a captured request could be replayed forever.
-        let date = headers
-            .get("x-amz-date")
-            .or_else(|| headers.get(http::header::DATE))
-            .and_then(|v| v.to_str().ok())
+        let date = single(headers, "x-amz-date")
+            .or_else(|| single(headers, "date"))
             .ok_or_else(|| {
                 Refusal::new(
                     StatusCode::FORBIDDEN,
@@ -201,7 +244,7 @@ fn check_auth(uri: &Uri, headers: &HeaderMap, policy: EdgePolicy, now: i64) -> R
                     "Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters",
                 ));
             }
-            Some(e) if e - now > MAX_PRESIGN_SECS => {
+            Some(e) if e.saturating_sub(now) > MAX_PRESIGN_SECS => {
                 return Err(Refusal::new(
                     StatusCode::BAD_REQUEST,
                     "AuthorizationQueryParametersError",
@@ -215,7 +258,7 @@ fn check_auth(uri: &Uri, headers: &HeaderMap, policy: EdgePolicy, now: i64) -> R
     }
     if v4_query {
         let expires = query_get(uri, "X-Amz-Expires");
-        if expires.is_some_and(|v| {
+        if expires.as_deref().is_some_and(|v| {
             v.parse::<u64>()
                 .map_or(true, |n| n > MAX_PRESIGN_SECS as u64)
         }) {
@@ -234,11 +277,7 @@ fn check_auth(uri: &Uri, headers: &HeaderMap, policy: EdgePolicy, now: i64) -> R
             .split("Credential=")
             .nth(1)
             .map(|s| s.split([',', ' ']).next().unwrap_or("").to_owned()),
-        _ => query_get(uri, "X-Amz-Credential").map(|c| {
-            percent_encoding::percent_decode_str(c)
-                .decode_utf8_lossy()
-                .into_owned()
-        }),
+        _ => query_get(uri, "X-Amz-Credential"),
     };
     if let Some(scope) = scope {
         let service = scope.split('/').nth(3).unwrap_or("");
@@ -255,14 +294,18 @@ fn check_auth(uri: &Uri, headers: &HeaderMap, policy: EdgePolicy, now: i64) -> R
     Ok(())
 }
 
-/// Seconds since the epoch of an HTTP date (IMF-fixdate, what SDKs send) or of an
-/// ISO 8601 basic `x-amz-date`.
+/// Seconds since the epoch of a request date: an HTTP date (IMF-fixdate, what SDKs
+/// send), RFC 2822 with a numeric zone (`+0000`, what s3cmd sends), or an ISO 8601
+/// basic `x-amz-date`.
 fn http_date_secs(s: &str) -> Option<i64> {
     use s3s::dto::{Timestamp, TimestampFormat};
     let s = s.trim();
     let t = Timestamp::parse(TimestampFormat::HttpDate, s)
         .ok()
         .map(time::OffsetDateTime::from)
+        .or_else(|| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc2822).ok()
+        })
         .or_else(|| amz_date(s))?;
     Some(t.unix_timestamp())
 }
@@ -472,7 +515,67 @@ mod tests {
     }
 
     #[test]
+    fn smuggled_headers_and_escaped_names_are_seen_as_s3s_sees_them() {
+        let mut h = HeaderMap::new();
+        h.append(
+            "content-type",
+            http::HeaderValue::from_bytes(b"\xff").unwrap(),
+        );
+        h.append(
+            "content-type",
+            "multipart/form-data; boundary=x".parse().unwrap(),
+        );
+        let r = check(
+            &Method::POST,
+            &"/b".parse().unwrap(),
+            &h,
+            EdgePolicy::default(),
+            NOW,
+        );
+        assert_eq!(code(r), (400, "InvalidArgument"));
+        let mut h = HeaderMap::new();
+        h.append(
+            "content-type",
+            http::HeaderValue::from_bytes("multipart/form-data; boundary=é".as_bytes()).unwrap(),
+        );
+        let r = check(
+            &Method::POST,
+            &"/b".parse().unwrap(),
+            &h,
+            EdgePolicy::default(),
+            NOW,
+        );
+        assert_eq!(code(r), (400, "InvalidArgument"));
+        let two_auth = [("authorization", "junk"), ("authorization", "AWS AK:sig")];
+        assert_eq!(
+            code(req("GET", "/b/k", &two_auth)),
+            (400, "InvalidArgument")
+        );
+        let q = format!(
+            "/b/k?AWSAccessKeyId=AK&Expires={}&Signatur%65=abc",
+            NOW + 60
+        );
+        assert_eq!(code(req("GET", &q, &[])), (400, "InvalidRequest"));
+        let q = "/b/k?X-Amz-Credential=AK%2F20261130%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=00&X-Amz-Expire%73=999999999";
+        assert_eq!(
+            code(req("GET", q, &[])),
+            (400, "AuthorizationQueryParametersError")
+        );
+        let on = EdgePolicy { sigv2: true };
+        let q = "/b/k?AWSAccessKeyId=AK&Expires=-9223372036854775808&Signature=abc";
+        assert!(
+            req_with("GET", q, &[], on).is_ok(),
+            "expired: s3s refuses it"
+        );
+    }
+
+    #[test]
     fn http_dates_parse() {
+        // s3cmd's SigV2 x-amz-date.
+        assert_eq!(
+            http_date_secs("Mon, 30 Nov 2026 00:00:00 +0000"),
+            Some(1_795_996_800)
+        );
         assert_eq!(http_date_secs(&http_date(NOW)), Some(NOW));
         assert_eq!(http_date_secs("20261130T000000Z"), Some(1_795_996_800));
         assert_eq!(http_date_secs("garbage"), None);

@@ -77,8 +77,8 @@ pub struct ServeOptions {
 
 /// Most admin connections served at once (metrics scrapers, probes, operators).
 const MAX_ADMIN_CONNECTIONS: usize = 64;
-/// How long a connection may take to send a request's headers (also bounds an idle
-/// keep-alive connection's wait for its next request).
+/// How long a new connection may stay silent, and how long a request's headers may take
+/// once they have started (an idle keep-alive connection is not bounded yet).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds the s3s service.
@@ -88,6 +88,16 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn s3_service(store: Store, opts: &ServeOptions, port: u16) -> anyhow::Result<S3Service> {
     let mut b = S3ServiceBuilder::new(Gateway::new(store, opts.settings.clone()));
     b.set_auth(Keys(opts.credentials.clone()));
+    // Defence in depth behind the edge's refusal of form uploads: s3s buffers a form's
+    // file part whole before authenticating it, so allow it nothing.
+    let mut config = s3s::config::S3Config::default();
+    config.post_object_max_file_size = 0;
+    config.form_max_field_size = 16 << 10;
+    config.form_max_fields_size = 64 << 10;
+    config.form_max_parts = 64;
+    b.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+        config,
+    ))));
     if let Some(d) = &opts.domain {
         // Clients send `Host: domain:port`; without the port form s3s would take the
         // whole host for a bucket name.
@@ -199,13 +209,13 @@ pub async fn run(
     crate::metrics::install();
     let service = s3_service(store.clone(), &opts, s3.local_addr()?.port())?;
     let graceful = GracefulShutdown::new();
-    let mut http = ConnBuilder::new(TokioExecutor::new());
+    // HTTP/1 only: S3 clients speak HTTP/1.1 on plain TCP, and the auto builder's wait
+    // for an HTTP/2 preface has no timer (a silent connection would hold its slot
+    // forever); hyper's header timer then runs from the connection's first read.
+    let mut http = ConnBuilder::new(TokioExecutor::new()).http1_only();
     http.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    http.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(64 << 10);
     let admin_store = store.clone();
     let scan = std::sync::Arc::clone(&opts.settings.scan);
     let edge = opts.edge;
@@ -224,10 +234,18 @@ pub async fn run(
                     let svc = svc.clone();
                     serve_s3(svc, req, peer, edge)
                 });
-                let conn = http.serve_connection_with_upgrades(TokioIo::new(sock), handler);
-                let conn = graceful.watch(conn.into_owned());
+                let (http, watcher) = (http.clone(), graceful.watcher());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    // hyper's header timer starts with the first byte: a connection that
+                    // sends nothing would hold its slot forever.
+                    let mut first = [0u8; 1];
+                    let first = tokio::time::timeout(HEADER_READ_TIMEOUT, sock.peek(&mut first));
+                    if !matches!(first.await, Ok(Ok(1))) {
+                        tracing::debug!(%peer, "connection sent nothing; closed");
+                        return;
+                    }
+                    let conn = http.serve_connection_with_upgrades(TokioIo::new(sock), handler);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                     drop(open);

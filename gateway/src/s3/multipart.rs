@@ -219,74 +219,108 @@ impl Gateway {
         }
         // A retry of a completion whose answer was lost: the same part list gets the
         // same answer, as from AWS (an SDK would otherwise report a stored object as
-        // failed).
-        if let Some(done) = self
-            .store
-            .completed_upload(&i.upload_id)
-            .await
-            .map_err(to_s3)?
-            && done.bucket == i.bucket
-            && done.key == i.key
-            && done.parts_digest == CompletedUploadRecord::digest_parts(&listed)
+        // failed). Asked again after a NoSuchUpload: the first attempt may have
+        // completed it while this one was being scanned.
+        if let Some(out) = self
+            .remembered_completion(&i.upload_id, &i.bucket, &i.key, &listed)
+            .await?
         {
-            return Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
-                location: Some(format!("/{}/{}", done.bucket, done.key)),
-                bucket: Some(done.bucket),
-                key: Some(done.key),
-                e_tag: Some(dto::ETag::Strong(done.etag.to_string())),
-                ..Default::default()
-            }));
+            return Ok(out);
         }
-        self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
-        let cond = match (&i.if_match, &i.if_none_match) {
-            (None, None) => WriteCondition::default(),
-            (m, nm) => WriteCondition {
-                if_match: m
-                    .as_ref()
-                    .and_then(|c| c.as_etag())
-                    .map(|e| e.value().to_owned()),
-                if_none_match_any: nm.as_ref().is_some_and(dto::ETagCondition::is_any),
-            },
-        };
-        // Invariant 2: the assembled object is scanned as a whole (a signature split
-        // across parts is caught), and exactly the scanned bytes are published.
-        let expect_digest = if self.settings.scan.enabled() {
-            let (size, digest, body) = self
+        let fresh = async {
+            self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
+            let cond = match (&i.if_match, &i.if_none_match) {
+                (None, None) => WriteCondition::default(),
+                (m, nm) => WriteCondition {
+                    if_match: m
+                        .as_ref()
+                        .and_then(|c| c.as_etag())
+                        .map(|e| e.value().to_owned()),
+                    if_none_match_any: nm.as_ref().is_some_and(dto::ETagCondition::is_any),
+                },
+            };
+            // Invariant 2: the assembled object is scanned as a whole (a signature split
+            // across parts is caught), and exactly the scanned bytes are published.
+            let expect_digest = if self.settings.scan.enabled() {
+                let (size, digest, body) = self
+                    .store
+                    .read_upload(&i.upload_id, listed.clone(), self.settings.min_part_size)
+                    .await
+                    .map_err(to_s3)?;
+                let who = Subject {
+                    access_key: &access_key,
+                    bucket: &i.bucket,
+                    key: &i.key,
+                };
+                self.settings
+                    .scan
+                    .scan_stored(size, digest, body, who)
+                    .await?;
+                Some(digest)
+            } else {
+                None
+            };
+            let (bucket, key, rec) = self
                 .store
-                .read_upload(&i.upload_id, listed.clone(), self.settings.min_part_size)
+                .complete_upload(
+                    &i.upload_id,
+                    listed.clone(),
+                    self.settings.min_part_size,
+                    Vec::new(),
+                    cond,
+                    expect_digest,
+                )
                 .await
                 .map_err(to_s3)?;
-            let who = Subject {
-                access_key: &access_key,
-                bucket: &i.bucket,
-                key: &i.key,
-            };
-            self.settings
-                .scan
-                .scan_stored(size, digest, body, who)
-                .await?;
-            Some(digest)
-        } else {
-            None
+            Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
+                bucket: Some(bucket.clone()),
+                key: Some(key.clone()),
+                e_tag: Some(super::etag(&rec)),
+                location: Some(format!("/{bucket}/{key}")),
+                ..Default::default()
+            }))
         };
-        let (bucket, key, rec) = self
+        let r: S3Result<S3Response<dto::CompleteMultipartUploadOutput>> = fresh.await;
+        match r {
+            Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchUpload => {
+                match self
+                    .remembered_completion(&i.upload_id, &i.bucket, &i.key, &listed)
+                    .await?
+                {
+                    Some(out) => Ok(out),
+                    None => Err(e),
+                }
+            }
+            r => r,
+        }
+    }
+
+    /// The remembered answer to a completion of this upload with this part list.
+    async fn remembered_completion(
+        &self,
+        upload_id: &str,
+        bucket: &str,
+        key: &str,
+        listed: &[(u32, String)],
+    ) -> S3Result<Option<S3Response<dto::CompleteMultipartUploadOutput>>> {
+        let done = self
             .store
-            .complete_upload(
-                &i.upload_id,
-                listed,
-                self.settings.min_part_size,
-                Vec::new(),
-                cond,
-                expect_digest,
-            )
+            .completed_upload(upload_id)
             .await
-            .map_err(to_s3)?;
-        Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
-            bucket: Some(bucket.clone()),
-            key: Some(key.clone()),
-            e_tag: Some(super::etag(&rec)),
-            location: Some(format!("/{bucket}/{key}")),
-            ..Default::default()
+            .map_err(to_s3)?
+            .filter(|d| {
+                d.bucket == bucket
+                    && d.key == key
+                    && d.parts_digest == CompletedUploadRecord::digest_parts(listed)
+            });
+        Ok(done.map(|d| {
+            S3Response::new(dto::CompleteMultipartUploadOutput {
+                location: Some(format!("/{}/{}", d.bucket, d.key)),
+                bucket: Some(d.bucket),
+                key: Some(d.key),
+                e_tag: Some(dto::ETag::Strong(d.etag.to_string())),
+                ..Default::default()
+            })
         }))
     }
 

@@ -76,8 +76,13 @@ pub(crate) const COMPLETED_BY_TIME: TableDefinition<(u64, &str), ()> =
 /// at least this long).
 pub const COMPLETED_UPLOAD_TTL_MS: u64 = 24 * 3600 * 1000;
 
-/// Version of the index layout as a whole (tables and their key types).
-pub const INDEX_FORMAT: u32 = 1;
+/// Version of the index layout as a whole (tables, their key types, record versions).
+/// 2: records are sealed with a CRC32C (v2 records); an index of format 1 is upgraded
+/// in place when opened (its v1 records stay readable), and from then on a binary that
+/// only knows format 1 refuses it instead of failing on every new record.
+pub const INDEX_FORMAT: u32 = 2;
+/// Index formats this version opens.
+const READABLE_FORMATS: [u32; 2] = [1, 2];
 const KEY_FORMAT: &str = "format";
 const KEY_CHUNKER: &str = "chunker";
 const KEY_NEXT_ID: &str = "next_manifest_id";
@@ -185,11 +190,15 @@ impl Index {
                             .try_into()
                             .map_err(|_| Error::corrupt("index", "format marker"))?,
                     );
-                    if found != INDEX_FORMAT {
+                    if !READABLE_FORMATS.contains(&found) {
                         return Err(Error::UnsupportedFormat {
                             what: "index",
                             version: found,
                         });
+                    }
+                    if found != INDEX_FORMAT {
+                        tracing::info!(from = found, to = INDEX_FORMAT, "index format upgraded");
+                        meta.insert(KEY_FORMAT, INDEX_FORMAT.to_le_bytes().as_slice())?;
                     }
                 }
             }
