@@ -175,18 +175,25 @@ impl Acceptor {
 }
 
 /// Counts an open connection in the gauge while alive.
-struct Open(&'static str, #[allow(dead_code)] OwnedSemaphorePermit);
+struct Open {
+    listener: &'static str,
+    /// Held for the connection's life: dropping it frees the slot.
+    _slot: OwnedSemaphorePermit,
+}
 
 impl Open {
     fn new(listener: &'static str, permit: OwnedSemaphorePermit) -> Self {
         metrics::gauge!(crate::metrics::CONNECTIONS, "listener" => listener).increment(1.0);
-        Open(listener, permit)
+        Open {
+            listener,
+            _slot: permit,
+        }
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        metrics::gauge!(crate::metrics::CONNECTIONS, "listener" => self.0).decrement(1.0);
+        metrics::gauge!(crate::metrics::CONNECTIONS, "listener" => self.listener).decrement(1.0);
     }
 }
 

@@ -464,15 +464,18 @@ impl Index {
         // The manifest must cover exactly the object's size before a status line is
         // sent: its last segment's start plus its slices must equal the size (a flipped
         // size or a lost segment would otherwise be served as a short, "complete" 200).
-        let covered = match segs.last() {
+        // Decoded once: it is also the first segment a read of the object's tail uses.
+        let mut last = segs
+            .last()
+            .map(|(_, v)| ManifestSegment::decode(v.value()))
+            .transpose()?;
+        let covered = match &last {
             None => 0,
-            Some((_, v)) => {
-                let last = ManifestSegment::decode(v.value())?;
-                last.slices
-                    .iter()
-                    .try_fold(last.start, |a, s| a.checked_add(u64::from(s.len)))
-                    .ok_or_else(|| corrupt("slice lengths overflow".into()))?
-            }
+            Some(seg) => seg
+                .slices
+                .iter()
+                .try_fold(seg.start, |a, s| a.checked_add(u64::from(s.len)))
+                .ok_or_else(|| corrupt("slice lengths overflow".into()))?,
         };
         if covered != record.size {
             return Err(corrupt(format!(
@@ -489,7 +492,10 @@ impl Index {
                 {
                     continue;
                 }
-                let seg = ManifestSegment::decode(v.value())?;
+                let seg = match last.take_if(|_| i + 1 == segs.len()) {
+                    Some(seg) => seg,
+                    None => ManifestSegment::decode(v.value())?,
+                };
                 if expected_start.is_some_and(|e| e != seg.start) {
                     return Err(corrupt(format!(
                         "segment {i} starts at {}, the previous one ends at {expected_start:?}",
