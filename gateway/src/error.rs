@@ -101,3 +101,122 @@ pub fn to_s3(e: StorageError) -> S3Error {
         }
     }
 }
+
+/// A message for an error s3s produced without one (it routes, authenticates and
+/// parses before any of our code runs). Every error a client sees says what is wrong.
+fn default_message(code: &str, bucket: Option<&str>) -> String {
+    let m = match code {
+        "SignatureDoesNotMatch" => {
+            "The request signature we calculated does not match the signature you provided; \
+             check your secret key and signing method"
+        }
+        "InvalidBucketName" => {
+            let name = bucket.unwrap_or_default();
+            let rule = crate::s3::bucket_name_problem(name)
+                .unwrap_or("it does not follow S3's bucket naming rules");
+            return format!("The specified bucket is not valid: {name:?}: {rule}");
+        }
+        "NoSuchBucket" => "The specified bucket does not exist",
+        "AccessDenied" => "Access denied",
+        "NotImplemented" => "This operation or option is not implemented by s3dedup",
+        "InvalidURI" => "The request URI could not be parsed",
+        "KeyTooLongError" => "Your key is too long; the maximum is 1024 bytes",
+        "MissingContentLength" => "You must provide the Content-Length header",
+        "IncompleteBody" => "The body is shorter than the Content-Length header says",
+        "MalformedXML" => "The XML you provided was not well-formed or did not validate",
+        "MethodNotAllowed" => "The specified method is not allowed against this resource",
+        "RequestTimeTooSkewed" => {
+            "The difference between the request time and the server's time is too large"
+        }
+        "XAmzContentSHA256Mismatch" => {
+            "The x-amz-content-sha256 header does not match the body received"
+        }
+        "AuthorizationHeaderMalformed" => "The Authorization header is malformed",
+        "MaxMessageLengthExceeded" => "Your request body is too large",
+        "InvalidRequest" | "InvalidArgument" => "The request is not valid",
+        "InvalidDigest" => "The Content-MD5 or checksum you specified is not valid",
+        "BadDigest" => "The Content-MD5 or checksum you specified did not match what we received",
+        "InternalError" => "We encountered an internal error; please try again",
+        other => return format!("The request failed: {other}"),
+    };
+    m.to_owned()
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Completes an S3 error body: a `<Message>` when s3s left it out (or gave only
+/// "Unknown operation"), and the `<RequestId>`. `None` when `xml` is not an error body.
+pub fn complete_error_body(xml: &[u8], request_id: &str, bucket: Option<&str>) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(xml).ok()?;
+    let code_start = text.find("<Code>")? + "<Code>".len();
+    let code_end = code_start + text[code_start..].find("</Code>")?;
+    let code = &text[code_start..code_end];
+    let after_code = code_end + "</Code>".len();
+    let mut out = String::with_capacity(text.len() + 160);
+    out.push_str(&text[..after_code]);
+    let rest = &text[after_code..];
+    let rest = match rest.strip_prefix("<Message>Unknown operation</Message>") {
+        Some(r) => {
+            out.push_str("<Message>This operation is not implemented by s3dedup</Message>");
+            r
+        }
+        None if !rest.starts_with("<Message>") => {
+            out.push_str("<Message>");
+            out.push_str(&xml_escape(&default_message(code, bucket)));
+            out.push_str("</Message>");
+            rest
+        }
+        None => rest,
+    };
+    match rest.rfind("</Error>") {
+        Some(end) if !rest.contains("<RequestId>") => {
+            out.push_str(&rest[..end]);
+            out.push_str("<RequestId>");
+            out.push_str(&xml_escape(request_id));
+            out.push_str("</RequestId>");
+            out.push_str(&rest[end..]);
+        }
+        _ => out.push_str(rest),
+    }
+    Some(out.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::complete_error_body;
+
+    fn complete(xml: &str, bucket: Option<&str>) -> String {
+        String::from_utf8(complete_error_body(xml.as_bytes(), "REQ1", bucket).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn missing_messages_and_request_ids_are_filled_in() {
+        let decl = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
+        let out = complete(
+            &format!("{decl}<Error><Code>SignatureDoesNotMatch</Code></Error>"),
+            None,
+        );
+        assert!(out.starts_with(decl));
+        assert!(out.contains("<Message>The request signature we calculated"), "{out}");
+        assert!(out.ends_with("<RequestId>REQ1</RequestId></Error>"), "{out}");
+
+        let out = complete("<Error><Code>InvalidBucketName</Code></Error>", Some("Bad_Name"));
+        assert!(out.contains("\"Bad_Name\": a bucket name may hold only lowercase"), "{out}");
+
+        let out = complete(
+            "<Error><Code>NotImplemented</Code><Message>Unknown operation</Message></Error>",
+            None,
+        );
+        assert!(out.contains("not implemented by s3dedup") && !out.contains("Unknown"), "{out}");
+
+        // A message we wrote is kept as it is.
+        let ours = "<Error><Code>NoSuchKey</Code><Message>The specified key does not exist: a&amp;b</Message></Error>";
+        let out = complete(ours, None);
+        assert!(out.contains("does not exist: a&amp;b</Message><RequestId>REQ1"), "{out}");
+        assert!(complete_error_body(b"<ListBucketResult/>", "R", None).is_none());
+    }
+}

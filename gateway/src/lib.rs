@@ -2,7 +2,10 @@
 //! servers, configuration and the `s3dedup` command.
 //!
 //! # Layout
-//! - [`config`] — settings: TOML file, `S3DEDUP_*` environment, flags; root credentials.
+//! - [`config`] — settings: one typed struct; TOML file < `S3DEDUP_*` environment < flags.
+//! - [`credentials`] — root credentials: from settings, or kept in the data directory.
+//! - [`stats`] — `s3dedup stats`: stored vs logical bytes, overall and per bucket.
+//! - [`access`] — access control after authentication; the operation a request resolved to.
 //! - [`server`] — `run(listeners, shutdown)`: the S3 and admin servers.
 //! - [`edge`] — checks on a request's line and headers before s3s sees it.
 //! - [`s3`] — the S3 operations over `s3dedup_storage::Store`.
@@ -13,9 +16,11 @@
 //! - [`scan`] — inline virus scanning policy, verdict cache.
 //! - [`rescan`] — `s3dedup rescan`: re-scan stored objects, report or quarantine.
 
+pub mod access;
 pub mod body;
 pub mod checksum;
 pub mod config;
+pub mod credentials;
 pub mod edge;
 pub mod error;
 pub mod metrics;
@@ -23,3 +28,4 @@ pub mod rescan;
 pub mod s3;
 pub mod scan;
 pub mod server;
+pub mod stats;

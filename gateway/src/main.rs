@@ -1,11 +1,14 @@
 //! `s3dedup`: the gateway's command line.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use s3dedup_gateway::config::{self, Config, LogFormat, Overrides};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use s3dedup_gateway::config::{self, LogFormat, Settings};
+use s3dedup_gateway::credentials;
+use s3dedup_gateway::stats;
 use s3dedup_gateway::edge::EdgePolicy;
 use s3dedup_gateway::rescan;
 use s3dedup_gateway::s3::GatewaySettings;
@@ -20,15 +23,15 @@ use s3dedup_storage::{Store, StoreConfig};
 #[command(
     name = "s3dedup",
     version,
-    about = "Deduplicating, virus-scanning S3 gateway"
+    about = "Deduplicating, virus-scanning S3 gateway",
+    after_help = "Every setting is a TOML key, an S3DEDUP_<KEY> environment variable and a --key flag \
+                  (file < environment < flag); see deploy/s3dedup.example.toml."
 )]
 struct Cli {
-    /// TOML configuration file (environment variables and flags override it).
-    #[arg(long, global = true, env = "S3DEDUP_CONFIG")]
+    /// TOML configuration file (environment variables and flags override it)
+    /// [env: S3DEDUP_CONFIG].
+    #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Data directory (index and local chunk store).
-    #[arg(long, global = true)]
-    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,18 +40,8 @@ struct Cli {
 enum Command {
     /// Serve the S3 API and the admin endpoints.
     Serve {
-        /// S3 API address, e.g. 127.0.0.1:9000 (port 0 picks a free one).
-        #[arg(long)]
-        listen: Option<std::net::SocketAddr>,
-        /// Admin address (metrics, health).
-        #[arg(long)]
-        admin_listen: Option<std::net::SocketAddr>,
-        /// Region.
-        #[arg(long)]
-        region: Option<String>,
-        /// Base domain for virtual-hosted-style requests.
-        #[arg(long)]
-        domain: Option<String>,
+        #[command(flatten)]
+        settings: Settings,
     },
     /// Recount every reference and report drift, verify the index file's page checksums
     /// and report damaged records by key (the gateway must not be running). Exits 1 when
@@ -57,9 +50,18 @@ enum Command {
         /// Also read every pack and verify every stored chunk (CRC32C and SHA-256).
         #[arg(long)]
         read_data: bool,
+        #[command(flatten)]
+        settings: Settings,
     },
-    /// Print storage counters (the gateway must not be running).
-    Stats,
+    /// Print what is stored and what dedup saves, overall and per bucket (the gateway
+    /// must not be running).
+    Stats {
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
     /// Re-scan stored objects with clamd (S3DEDUP_CLAMD), e.g. after a signature
     /// update; the gateway must not be running. Exits 3 when something was detected,
     /// 1 when objects could not be scanned.
@@ -70,43 +72,115 @@ enum Command {
         /// What to do with detected objects.
         #[arg(long, value_enum, default_value = "report")]
         action: rescan::Action,
+        #[command(flatten)]
+        settings: Settings,
     },
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("S3DEDUP_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Subcommands that take the settings.
+const WITH_SETTINGS: &[&str] = &["serve", "fsck", "stats", "rescan"];
+
+/// `--config FILE` / `--config=FILE` anywhere before `--`, else `S3DEDUP_CONFIG`. Read
+/// before clap parses, because the file supplies the settings' defaults.
+fn config_path(args: &[OsString]) -> Option<PathBuf> {
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        if a == "--" {
+            break;
+        }
+        if a == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.strip_prefix("--config=") {
+            return Some(PathBuf::from(v));
+        }
+    }
+    std::env::var_os("S3DEDUP_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// A configuration error: one line naming the key and value, exit status 2 (as clap
+/// does for a bad flag), before anything touches the data directory.
+fn refuse(e: impl std::fmt::Display) -> ! {
+    eprintln!("s3dedup: {e}");
+    std::process::exit(2)
+}
+
+fn parse_cli() -> Cli {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let layers = config::Layers::load(config_path(&args).as_deref(), |k| std::env::var(k).ok())
+        .unwrap_or_else(|e| refuse(e));
+    let mut cmd = Cli::command();
+    for sub in WITH_SETTINGS {
+        cmd = cmd.mut_subcommand(sub, |s| layers.apply(s));
+    }
+    let matches = cmd.get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.command.settings().validate().unwrap_or_else(|e| refuse(e));
+    cli
+}
+
+impl Command {
+    fn settings(&self) -> &Settings {
+        match self {
+            Command::Serve { settings }
+            | Command::Fsck { settings, .. }
+            | Command::Stats { settings, .. }
+            | Command::Rescan { settings, .. } => settings,
+        }
+    }
+}
+
+fn init_logging(s: &Settings) {
+    use std::io::IsTerminal;
+    // s3s logs every error response at ERROR, with its whole source (a malformed XML
+    // body, up to its size limit): the request line already says what happened, once.
+    let filter = if s.log.contains("s3s") {
+        tracing_subscriber::EnvFilter::new(&s.log)
+    } else {
+        tracing_subscriber::EnvFilter::new(format!("{},s3s=off", s.log))
+    };
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    match format {
+    match s.log_format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
     }
 }
 
-fn scan_service(cfg: &Config) -> Arc<ScanService> {
-    let scanner: Arc<dyn Scanner> = match &cfg.clamd {
+fn scan_service(s: &Settings) -> Arc<ScanService> {
+    let scanner: Arc<dyn Scanner> = match &s.clamd {
         None => Arc::new(NoopScanner),
-        Some(addr) => {
-            let address = addr.parse().expect("validated when the config was loaded");
-            let mut settings = ClamdSettings::new(address);
-            settings.scan_timeout = std::time::Duration::from_secs(cfg.scan_timeout_secs);
+        Some(address) => {
+            let mut settings = ClamdSettings::new(address.clone());
+            settings.scan_timeout = s.scan_timeout;
             Arc::new(ClamdScanner::new(settings))
         }
     };
     Arc::new(ScanService::new(
         scanner,
         ScanPolicy {
-            on_failure: cfg.scan_on_failure,
-            max_size: cfg.scan_max_size,
-            oversize: cfg.scan_oversize,
+            on_failure: s.scan_on_failure,
+            max_size: s.scan_max_size,
+            oversize: s.scan_oversize,
         },
     ))
 }
 
-async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
-    let s3 = cfg.s3_settings()?;
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// The pid file a serving gateway keeps in its data directory, so an offline command
+/// that finds the index locked can say who holds it.
+const PID_FILE: &str = "s3dedup.pid";
+
+async fn open_store(s: &Settings) -> anyhow::Result<Store> {
+    let s3 = s.s3_settings();
     // An S3 round trip costs far more than a local read: fetch more, in bigger pieces
     // (measured: a 512 MiB GET over s3s-fs, 83 MB/s at 4 × 1 MiB, 257 MB/s at 8 × 4 MiB).
     let (ahead, coalesce) = if s3.is_some() {
@@ -115,62 +189,72 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Store> {
         (4, 1 << 20)
     };
     let store_cfg = StoreConfig {
-        pack_target: cfg.pack_target,
-        index_cache: cfg.index_cache,
-        read_ahead: cfg.read_ahead.unwrap_or(ahead).max(1),
-        coalesce_max: cfg.read_coalesce.unwrap_or(coalesce).max(64 << 10),
+        pack_target: to_usize(s.pack_target),
+        index_cache: to_usize(s.index_cache),
+        read_ahead: s.read_ahead.unwrap_or(ahead),
+        coalesce_max: s.read_coalesce.map_or(coalesce, to_usize),
         ..StoreConfig::default()
     };
-    let Some(s3) = s3 else {
-        check_store_location(cfg, "local")?;
-        return Store::open_dir(&cfg.data_dir, store_cfg)
-            .await
-            .with_context(|| format!("opening data directory {} (a damaged index: see the README, \"Index integrity and restoring the index\")", cfg.data_dir.display()));
+    let damaged = "(a damaged index: see the README, \"Index integrity and restoring the index\")";
+    let opened = match s3 {
+        None => {
+            check_store_location(s, "local")?;
+            Store::open_dir(&s.data_dir, store_cfg).await
+        }
+        Some(s3) => {
+            let location = s3.url();
+            check_store_location(s, &location)?;
+            let blobs = S3BlobStore::connect(s3)
+                .await
+                .with_context(|| format!("configuring backing store {location}"))?;
+            // Reachability is /health/ready's to report; an unreachable bucket at start is
+            // not fatal (the gateway recovers when it comes back), but say so at once.
+            if let Err(e) = blobs.check().await {
+                tracing::warn!(store = %location, error = %e, "backing store not reachable yet");
+            } else {
+                tracing::info!(store = %location, "backing store reachable");
+            }
+            Store::open(&s.data_dir.join("index.redb"), Arc::new(blobs), store_cfg).await
+        }
     };
-    let location = s3.url();
-    check_store_location(cfg, &location)?;
-    let blobs = S3BlobStore::connect(s3)
-        .await
-        .with_context(|| format!("configuring backing store {location}"))?;
-    // Reachability is /health/ready's to report; an unreachable bucket at start is not
-    // fatal (the gateway recovers when it comes back), but say so at once.
-    if let Err(e) = blobs.check().await {
-        tracing::warn!(store = %location, error = %e, "backing store not reachable yet");
-    } else {
-        tracing::info!(store = %location, "backing store reachable");
-    }
-    Store::open(&cfg.data_dir.join("index.redb"), Arc::new(blobs), store_cfg)
-        .await
-        .with_context(|| {
-            format!(
-                "opening index in {} (a damaged index: see the README, \"Index integrity and restoring the index\")",
-                cfg.data_dir.display()
+    match opened {
+        Ok(store) => Ok(store),
+        Err(s3dedup_storage::Error::IndexLocked { .. }) => {
+            let holder = std::fs::read_to_string(s.data_dir.join(PID_FILE)).unwrap_or_default();
+            let mut lines = holder.lines();
+            let pid = lines.next().unwrap_or("unknown");
+            let admin = lines.next().unwrap_or("the admin port");
+            anyhow::bail!(
+                "the gateway is running (pid {pid}) on {}; use the admin port ({admin}) or stop it first",
+                s.data_dir.display()
             )
-        })
+        }
+        Err(e) => Err(e).with_context(|| format!("opening {} {damaged}", s.data_dir.display())),
+    }
 }
 
 /// The index names packs in one backing store; opening it over another would make
 /// every object unreadable and let GC's sweep delete the other store's packs. The data
 /// directory remembers where its packs live, and a mismatch stops the start.
-fn check_store_location(cfg: &Config, location: &str) -> anyhow::Result<()> {
-    let path = cfg.data_dir.join("store-location");
+fn check_store_location(s: &Settings, location: &str) -> anyhow::Result<()> {
+    let path = s.data_dir.join("store-location");
     match std::fs::read_to_string(&path) {
         Ok(found) if found.trim() == location => Ok(()),
         Ok(found) => anyhow::bail!(
             "{} was created with backing store {:?}, not {location:?}: set S3DEDUP_STORE to \
              match (or move the packs and edit {})",
-            cfg.data_dir.display(),
+            s.data_dir.display(),
             found.trim(),
             path.display()
         ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(&cfg.data_dir)?;
+            std::fs::create_dir_all(&s.data_dir)?;
             // A data directory from before this file existed used the local store.
-            let previous = cfg.data_dir.join("index.redb").exists();
+            let previous = s.data_dir.join("index.redb").exists();
             if previous && location != "local" {
                 anyhow::bail!(
                     "{} holds an index over the local store; it cannot switch to {location}",
-                    cfg.data_dir.display()
+                    s.data_dir.display()
                 );
             }
             std::fs::write(&path, format!("{location}\n"))
@@ -180,37 +264,42 @@ fn check_store_location(cfg: &Config, location: &str) -> anyhow::Result<()> {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let mut flags = Overrides {
-        data_dir: cli.data_dir.clone(),
-        ..Default::default()
-    };
-    if let Command::Serve {
-        listen,
-        admin_listen,
-        region,
-        domain,
-    } = &cli.command
-    {
-        flags.listen = *listen;
-        flags.admin_listen = *admin_listen;
-        flags.region.clone_from(region);
-        flags.domain.clone_from(domain);
+fn main() -> std::process::ExitCode {
+    let cli = parse_cli();
+    init_logging(cli.command.settings());
+    let ran = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .and_then(|rt| rt.block_on(run(cli.command)));
+    match ran {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, causes joined: what went wrong and why.
+            eprintln!("s3dedup: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
-    let cfg = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok(), &flags)?;
-    init_logging(cfg.log_format);
-    match cli.command {
-        Command::Serve { .. } => serve(cfg).await,
-        Command::Fsck { read_data } => fsck(&cfg, read_data).await,
-        Command::Rescan { bucket, action } => {
-            let scan = scan_service(&cfg);
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { settings } => serve(settings).await,
+        Command::Fsck {
+            read_data,
+            settings,
+        } => fsck(&settings, read_data).await,
+        Command::Rescan {
+            bucket,
+            action,
+            settings,
+        } => {
+            let scan = scan_service(&settings);
             if !scan.enabled() {
                 anyhow::bail!("rescan needs a scanner: set S3DEDUP_CLAMD (or clamd in the config)");
             }
-            require_index(&cfg)?;
-            let store = open_store(&cfg).await?;
+            require_index(&settings)?;
+            let store = open_store(&settings).await?;
             let mut out = std::io::stdout().lock();
             let report = rescan::rescan(
                 &store,
@@ -235,18 +324,29 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Stats => {
-            require_index(&cfg)?;
-            let store = open_store(&cfg).await?;
-            println!("{:#?}", store.stats().await?);
+        Command::Stats { json, settings } => {
+            require_index(&settings)?;
+            let store = open_store(&settings).await?;
+            let report = stats::collect(&store).await?;
+            if json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.table());
+            }
             Ok(())
         }
     }
 }
 
 /// Offline commands work on an existing data directory and never create one.
-fn require_index(cfg: &Config) -> anyhow::Result<std::path::PathBuf> {
-    let index = cfg.data_dir.join("index.redb");
+fn require_index(s: &Settings) -> anyhow::Result<PathBuf> {
+    if !s.data_dir.is_dir() {
+        anyhow::bail!(
+            "data directory {} does not exist (is --data-dir / S3DEDUP_DATA_DIR right?)",
+            s.data_dir.display()
+        );
+    }
+    let index = s.data_dir.join("index.redb");
     match std::fs::metadata(&index) {
         Ok(m) if m.len() > 0 => Ok(index),
         _ => anyhow::bail!(
@@ -256,7 +356,7 @@ fn require_index(cfg: &Config) -> anyhow::Result<std::path::PathBuf> {
     }
 }
 
-async fn fsck(cfg: &Config, read_data: bool) -> anyhow::Result<()> {
+async fn fsck(cfg: &Settings, read_data: bool) -> anyhow::Result<()> {
     let index = require_index(cfg)?;
     // redb verifies page checksums only when asked: walk the whole file first.
     let file_ok = match s3dedup_storage::index::Index::verify_file(&index) {
@@ -302,7 +402,7 @@ async fn fsck(cfg: &Config, read_data: bool) -> anyhow::Result<()> {
 /// Raises the soft open-file limit to the hard limit and fits the connection limit
 /// under it (each connection holds a descriptor; the index, packs being written, clamd
 /// and backend connections need some too).
-fn connection_limit(cfg: &Config) -> usize {
+fn connection_limit(cfg: &Settings) -> usize {
     const RESERVED_FDS: u64 = 256;
     const DEFAULT_MAX: usize = 4096;
     let nofile = match rlimit::increase_nofile_limit(u64::MAX) {
@@ -337,32 +437,40 @@ fn connection_limit(cfg: &Config) -> usize {
     }
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let creds = config::root_credentials(&cfg)?;
-    let max_connections = connection_limit(&cfg);
-    let store = open_store(&cfg).await?;
-    let s3 = tokio::net::TcpListener::bind(cfg.listen)
+async fn serve(s: Settings) -> anyhow::Result<()> {
+    let max_connections = connection_limit(&s);
+    // Bind first: a start that cannot listen leaves nothing behind in the data directory.
+    let s3 = tokio::net::TcpListener::bind(s.listen)
         .await
-        .with_context(|| format!("binding {}", cfg.listen))?;
-    let admin = tokio::net::TcpListener::bind(cfg.admin_listen)
+        .with_context(|| format!("binding {} (listen)", s.listen))?;
+    let admin = tokio::net::TcpListener::bind(s.admin_listen)
         .await
-        .with_context(|| format!("binding {}", cfg.admin_listen))?;
-    let scan = scan_service(&cfg);
+        .with_context(|| format!("binding {} (admin_listen)", s.admin_listen))?;
+    let store = open_store(&s).await?;
+    let creds = credentials::root_credentials(&s)?;
+    let (s3_addr, admin_addr) = (s3.local_addr()?, admin.local_addr()?);
+    let pid_file = s.data_dir.join(PID_FILE);
+    std::fs::write(
+        &pid_file,
+        format!("{}\nhttp://{admin_addr}\n", std::process::id()),
+    )
+    .with_context(|| format!("writing {}", pid_file.display()))?;
+    let scan = scan_service(&s);
     if scan.enabled() {
         // Report clamd's state without holding up start-up (an unreachable clamd can take
         // the whole connect + reply deadline to say so).
         let scanner = Arc::clone(scan.scanner());
-        let (addr, policy) = (cfg.clamd.clone().unwrap_or_default(), cfg.scan_on_failure);
+        let policy = s.scan_on_failure;
         tokio::spawn(async move {
             match scanner.version().await {
-                Ok(v) => tracing::info!(clamd = %addr, version = %v, "virus scanning enabled"),
+                Ok(v) => tracing::info!(version = %v, "virus scanning enabled"),
                 Err(e) => tracing::warn!(
                     error = %e,
                     "virus scanning enabled but clamd does not answer yet; uploads fail until it does ({policy:?})"
                 ),
             }
         });
-        if cfg.scan_on_failure == FailurePolicy::FailOpen {
+        if s.scan_on_failure == FailurePolicy::FailOpen {
             tracing::warn!(
                 "scan policy is fail-open: when clamd fails, uploads are published UNSCANNED"
             );
@@ -372,50 +480,57 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             "virus scanning is not enabled (set S3DEDUP_CLAMD): uploads are NOT scanned"
         );
     }
-    if creds.created {
-        println!(
+    match (&creds.kept_in, creds.created) {
+        (Some(path), true) => println!(
             "root credentials created (shown once; kept in {}):\n  access key: {}\n  secret key: {}",
-            cfg.data_dir.join("root-credentials").display(),
+            path.display(),
             creds.access_key,
-            creds.secret_key
-        );
+            creds.secret_key.expose()
+        ),
+        (Some(path), false) => println!(
+            "root credentials: access key {} (kept in {})",
+            creds.access_key,
+            path.display()
+        ),
+        (None, _) => println!(
+            "root credentials: access key {} (from the settings: root_access_key / S3DEDUP_ROOT_ACCESS_KEY)",
+            creds.access_key
+        ),
     }
     // Tests and scripts read the real addresses from this line.
     println!(
-        "s3dedup listening: s3=http://{} admin=http://{} data={}",
-        s3.local_addr()?,
-        admin.local_addr()?,
-        cfg.data_dir.display()
+        "s3dedup listening: s3=http://{s3_addr} admin=http://{admin_addr} data={}",
+        s.data_dir.display()
     );
     let opts = ServeOptions {
         settings: GatewaySettings {
-            region: cfg.region.clone(),
-            min_part_size: cfg.min_part_size,
+            region: s.region.clone(),
+            min_part_size: s.min_part_size,
             scan,
         },
         credentials: Credentials {
             access_key: creds.access_key,
-            secret_key: creds.secret_key,
+            secret_key: creds.secret_key.expose().to_owned(),
         },
-        domain: cfg.domain.clone(),
-        edge: EdgePolicy { sigv2: cfg.sigv2 },
+        domain: s.domain.clone(),
+        edge: EdgePolicy { sigv2: s.sigv2 },
         max_connections,
-        snapshots: (cfg.index_snapshot_interval_secs > 0).then(|| {
+        snapshots: (!s.index_snapshot_interval.is_zero()).then(|| {
             (
-                s3dedup_storage::index::snapshot_dir(&cfg.data_dir),
+                s3dedup_storage::index::snapshot_dir(&s.data_dir),
                 SnapshotSettings {
-                    interval: Some(std::time::Duration::from_secs(
-                        cfg.index_snapshot_interval_secs,
-                    )),
-                    keep: cfg.index_snapshots,
+                    interval: Some(s.index_snapshot_interval),
+                    keep: s.index_snapshots,
                 },
             )
         }),
     };
-    if cfg.sigv2 {
+    if s.sigv2 {
         tracing::warn!("SigV2 is enabled: its signatures do not cover request bodies");
     }
-    server::run(store, opts, s3, admin, server::shutdown_signal()).await?;
+    let served = server::run(store, opts, s3, admin, server::shutdown_signal()).await;
+    let _ = std::fs::remove_file(&pid_file);
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -107,8 +107,9 @@ pub async fn render(store: &Store) -> String {
 }
 
 /// Records one S3 operation's outcome.
-pub fn record_request(operation: &'static str, status: u16, started: Instant) {
-    metrics::counter!(REQUESTS, "operation" => operation, "status" => status.to_string())
+pub fn record_request(operation: &str, status: u16, started: Instant) {
+    let operation = operation.to_owned();
+    metrics::counter!(REQUESTS, "operation" => operation.clone(), "status" => status.to_string())
         .increment(1);
     metrics::histogram!(REQUEST_SECONDS, "operation" => operation)
         .record(started.elapsed().as_secs_f64());

@@ -88,6 +88,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn s3_service(store: Store, opts: &ServeOptions, port: u16) -> anyhow::Result<S3Service> {
     let mut b = S3ServiceBuilder::new(Gateway::new(store, opts.settings.clone()));
     b.set_auth(Keys(opts.credentials.clone()));
+    b.set_access(crate::access::Access);
     // Defence in depth behind the edge's refusal of form uploads: s3s buffers a form's
     // file part whole before authenticating it, so allow it nothing.
     let mut config = s3s::config::S3Config::default();
@@ -299,17 +300,13 @@ fn serve_s3(
     Box::pin(
         async move {
             let started = Instant::now();
+            let bytes_in = content_length(req.headers());
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             if let Err(refusal) = edge::check(req.method(), req.uri(), req.headers(), edge, now) {
                 // Answered without reading a byte of the body; the connection is closed
                 // so an unread body cannot be taken for the next request.
                 metrics::counter!(crate::metrics::EDGE_REFUSALS, "code" => refusal.code)
                     .increment(1);
-                tracing::info!(
-                    status = refusal.status.as_u16(),
-                    code = refusal.code,
-                    "refused at the edge"
-                );
                 let body = if req.method() == http::Method::HEAD {
                     s3s::Body::empty()
                 } else {
@@ -329,23 +326,68 @@ fn serve_s3(
                 if let Ok(v) = http::HeaderValue::from_str(&id) {
                     h.insert("x-amz-request-id", v);
                 }
+                log_request("Refused", &resp, bytes_in, started, Some(refusal.code));
                 return Ok(resp);
             }
-            let mut resp = hyper::service::Service::call(&svc, req).await?;
+            let bucket = first_path_segment(req.uri().path());
+            let (resp, operation) =
+                crate::access::with_operation(hyper::service::Service::call(&svc, req)).await;
+            let mut resp = resp?;
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 resp.headers_mut().insert("x-amz-request-id", v);
             }
-            let status = resp.status().as_u16();
-            let ms = started.elapsed().as_millis() as u64;
-            if status >= 500 {
-                tracing::warn!(status, ms, "response");
-            } else {
-                tracing::debug!(status, ms, "response");
+            if resp.status().as_u16() >= 400
+                && let Some(xml) = resp.body().bytes()
+                && let Some(full) = crate::error::complete_error_body(&xml, &id, bucket.as_deref())
+            {
+                if resp.headers().contains_key(http::header::CONTENT_LENGTH) {
+                    resp.headers_mut()
+                        .insert(http::header::CONTENT_LENGTH, full.len().into());
+                }
+                *resp.body_mut() = s3s::Body::from(full);
             }
+            log_request(&operation, &resp, bytes_in, started, None);
             Ok(resp)
         }
         .instrument(span),
     )
+}
+
+fn content_length(h: &http::HeaderMap) -> u64 {
+    h.get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn first_path_segment(path: &str) -> Option<String> {
+    let seg = path.trim_start_matches('/').split('/').next()?;
+    let seg = percent_encoding::percent_decode_str(seg).decode_utf8().ok()?;
+    (!seg.is_empty()).then(|| seg.into_owned())
+}
+
+/// The one line (and the one count) per request, when its response starts: operation,
+/// status, bytes in and out (as declared), milliseconds. The request id and peer are on
+/// the span. 5xx at warn, everything else at info.
+fn log_request(
+    operation: &str,
+    resp: &Response<s3s::Body>,
+    bytes_in: u64,
+    started: Instant,
+    refused: Option<&'static str>,
+) {
+    let status = resp.status().as_u16();
+    crate::metrics::record_request(operation, status, started);
+    let bytes_out = http_body::Body::size_hint(resp.body())
+        .exact()
+        .unwrap_or_else(|| content_length(resp.headers()));
+    let ms = started.elapsed().as_millis() as u64;
+    let code = refused;
+    if status >= 500 {
+        tracing::warn!(operation, status, bytes_in, bytes_out, ms, code, "request");
+    } else {
+        tracing::info!(operation, status, bytes_in, bytes_out, ms, code, "request");
+    }
 }
 
 async fn serve_admin(

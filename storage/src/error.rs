@@ -139,6 +139,12 @@ pub enum Error {
         /// A pack found in the store.
         first: String,
     },
+    /// Another process (a running gateway) holds the index open.
+    #[error("the index {index} is in use by another process")]
+    IndexLocked {
+        /// The index file.
+        index: String,
+    },
     /// A background task panicked or was cancelled.
     #[error("internal: {0}")]
     Internal(String),

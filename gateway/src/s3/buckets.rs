@@ -7,21 +7,35 @@ use super::{Gateway, timestamp};
 use crate::error::to_s3;
 
 /// S3 bucket naming rules (general purpose buckets).
-pub(crate) fn valid_bucket_name(name: &str) -> bool {
+#[cfg(test)]
+fn valid_bucket_name(name: &str) -> bool {
+    bucket_name_problem(name).is_none()
+}
+
+/// Which of S3's bucket naming rules `name` breaks, if any.
+pub(crate) fn bucket_name_problem(name: &str) -> Option<&'static str> {
     let b = name.as_bytes();
-    (3..=63).contains(&b.len())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && !name.contains("..")
-        && !name.contains(".-")
-        && !name.contains("-.")
-        && name.parse::<std::net::Ipv4Addr>().is_err()
-        && !name.starts_with("xn--")
-        && !name.starts_with("sthree-")
-        && !name.ends_with("-s3alias")
-        && !name.ends_with("--ol-s3")
+    let rule = if !(3..=63).contains(&b.len()) {
+        "a bucket name must be 3 to 63 characters long"
+    } else if !b
+        .iter()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+    {
+        "a bucket name may hold only lowercase letters, digits, dots and hyphens"
+    } else if !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
+        "a bucket name must begin and end with a letter or digit"
+    } else if name.contains("..") || name.contains(".-") || name.contains("-.") {
+        "a bucket name must not have two adjacent dots, or a dot next to a hyphen"
+    } else if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        "a bucket name must not look like an IP address"
+    } else if name.starts_with("xn--") || name.starts_with("sthree-") {
+        "a bucket name must not begin with xn-- or sthree-"
+    } else if name.ends_with("-s3alias") || name.ends_with("--ol-s3") {
+        "a bucket name must not end with -s3alias or --ol-s3"
+    } else {
+        return None;
+    };
+    Some(rule)
 }
 
 impl Gateway {
@@ -51,10 +65,10 @@ impl Gateway {
         req: S3Request<dto::CreateBucketInput>,
     ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
         let name = req.input.bucket;
-        if !valid_bucket_name(&name) {
+        if let Some(rule) = bucket_name_problem(&name) {
             return Err(s3_error!(
                 InvalidBucketName,
-                "The specified bucket is not valid: {name}"
+                "The specified bucket is not valid: {name:?}: {rule}"
             ));
         }
         if let Some(c) = req
@@ -86,7 +100,11 @@ impl Gateway {
                 bucket_region: Some(self.settings.region.clone()),
                 ..Default::default()
             })),
-            None => Err(s3_error!(NoSuchBucket)),
+            None => Err(s3_error!(
+                NoSuchBucket,
+                "The specified bucket does not exist: {}",
+                req.input.bucket
+            )),
         }
     }
 
@@ -108,21 +126,35 @@ impl Gateway {
         &self,
         req: S3Request<dto::GetBucketLocationInput>,
     ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
-        if self
-            .store
-            .bucket(&req.input.bucket)
-            .await
-            .map_err(to_s3)?
-            .is_none()
-        {
-            return Err(s3_error!(NoSuchBucket));
-        }
+        self.require_bucket(&req.input.bucket).await?;
         // us-east-1 is reported as an empty constraint, as S3 does.
         let region = &self.settings.region;
         Ok(S3Response::new(dto::GetBucketLocationOutput {
             location_constraint: (region != "us-east-1")
                 .then(|| dto::BucketLocationConstraint::from(region.clone())),
         }))
+    }
+
+    /// Buckets are unversioned: an empty configuration, as S3 answers for a bucket
+    /// whose versioning was never enabled.
+    pub(super) async fn get_bucket_versioning_impl(
+        &self,
+        req: S3Request<dto::GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<dto::GetBucketVersioningOutput>> {
+        self.require_bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(dto::GetBucketVersioningOutput::default()))
+    }
+
+    /// NoSuchBucket unless `bucket` exists (checked before reading a request body; the
+    /// commit checks again, authoritatively).
+    pub(super) async fn require_bucket(&self, bucket: &str) -> S3Result<()> {
+        match self.store.bucket(bucket).await.map_err(to_s3)? {
+            Some(_) => Ok(()),
+            None => Err(s3_error!(
+                NoSuchBucket,
+                "The specified bucket does not exist: {bucket}"
+            )),
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! The S3 API over the storage engine.
 //!
 //! Layout:
-//! - `mod.rs` — [`Gateway`], the `s3s::S3` impl (one line per operation, each timed and
-//!   counted by [`observe`]) and shared helpers (metadata, conditions, names);
+//! - `mod.rs` — [`Gateway`], the `s3s::S3` impl (one line per operation; the server
+//!   times, counts and logs each request) and shared helpers (metadata, conditions,
+//!   names);
 //! - `buckets.rs` — bucket operations;
 //! - `objects.rs` — PUT/GET/HEAD/DELETE/COPY of objects, DeleteObjects;
 //! - `list.rs` — ListObjects v1 and v2;
@@ -13,13 +14,15 @@ mod list;
 mod multipart;
 mod objects;
 
-use std::time::{Instant, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use s3dedup_storage::{ObjectMeta, ObjectRecord, Store};
 use s3s::dto::{self, ETag, Timestamp};
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
 use crate::checksum::Algorithm;
+
+pub(crate) use buckets::bucket_name_problem;
 
 /// Settings the S3 layer needs.
 #[derive(Debug, Clone)]
@@ -44,31 +47,6 @@ impl Gateway {
     pub fn new(store: Store, settings: GatewaySettings) -> Self {
         Gateway { store, settings }
     }
-}
-
-/// Times and counts one operation; 5xx outcomes were logged where they were converted.
-async fn observe<T>(
-    operation: &'static str,
-    fut: impl Future<Output = S3Result<S3Response<T>>>,
-) -> S3Result<S3Response<T>> {
-    let started = Instant::now();
-    let r = fut.await;
-    let status = match &r {
-        Ok(resp) => resp.status.map_or(200, |s| s.as_u16()),
-        Err(e) => e.status_code().map_or(500, |s| s.as_u16()),
-    };
-    crate::metrics::record_request(operation, status, started);
-    if status >= 500 {
-        tracing::warn!(operation, status, "request failed");
-    } else {
-        tracing::info!(
-            operation,
-            status,
-            ms = started.elapsed().as_millis() as u64,
-            "request"
-        );
-    }
-    r
 }
 
 /// The request's access key, for audit lines.
@@ -336,136 +314,126 @@ impl S3 for Gateway {
         &self,
         req: S3Request<dto::ListBucketsInput>,
     ) -> S3Result<S3Response<dto::ListBucketsOutput>> {
-        observe("ListBuckets", self.list_buckets_impl(req)).await
+        self.list_buckets_impl(req).await
     }
     async fn create_bucket(
         &self,
         req: S3Request<dto::CreateBucketInput>,
     ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
-        observe("CreateBucket", self.create_bucket_impl(req)).await
+        self.create_bucket_impl(req).await
     }
     async fn head_bucket(
         &self,
         req: S3Request<dto::HeadBucketInput>,
     ) -> S3Result<S3Response<dto::HeadBucketOutput>> {
-        observe("HeadBucket", self.head_bucket_impl(req)).await
+        self.head_bucket_impl(req).await
     }
     async fn delete_bucket(
         &self,
         req: S3Request<dto::DeleteBucketInput>,
     ) -> S3Result<S3Response<dto::DeleteBucketOutput>> {
-        observe("DeleteBucket", self.delete_bucket_impl(req)).await
+        self.delete_bucket_impl(req).await
     }
     async fn get_bucket_location(
         &self,
         req: S3Request<dto::GetBucketLocationInput>,
     ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
-        observe("GetBucketLocation", self.get_bucket_location_impl(req)).await
+        self.get_bucket_location_impl(req).await
     }
     async fn put_object(
         &self,
         req: S3Request<dto::PutObjectInput>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
-        observe("PutObject", self.put_object_impl(req)).await
+        self.put_object_impl(req).await
     }
     async fn get_object(
         &self,
         req: S3Request<dto::GetObjectInput>,
     ) -> S3Result<S3Response<dto::GetObjectOutput>> {
-        observe("GetObject", self.get_object_impl(req)).await
+        self.get_object_impl(req).await
     }
     async fn head_object(
         &self,
         req: S3Request<dto::HeadObjectInput>,
     ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
-        observe("HeadObject", self.head_object_impl(req)).await
+        self.head_object_impl(req).await
     }
     async fn delete_object(
         &self,
         req: S3Request<dto::DeleteObjectInput>,
     ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
-        observe("DeleteObject", self.delete_object_impl(req)).await
+        self.delete_object_impl(req).await
     }
     async fn delete_objects(
         &self,
         req: S3Request<dto::DeleteObjectsInput>,
     ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
-        observe("DeleteObjects", self.delete_objects_impl(req)).await
+        self.delete_objects_impl(req).await
     }
     async fn copy_object(
         &self,
         req: S3Request<dto::CopyObjectInput>,
     ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
-        observe("CopyObject", self.copy_object_impl(req)).await
+        self.copy_object_impl(req).await
     }
     async fn list_objects(
         &self,
         req: S3Request<dto::ListObjectsInput>,
     ) -> S3Result<S3Response<dto::ListObjectsOutput>> {
-        observe("ListObjects", self.list_objects_impl(req)).await
+        self.list_objects_impl(req).await
     }
     async fn list_objects_v2(
         &self,
         req: S3Request<dto::ListObjectsV2Input>,
     ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
-        observe("ListObjectsV2", self.list_objects_v2_impl(req)).await
+        self.list_objects_v2_impl(req).await
     }
     async fn create_multipart_upload(
         &self,
         req: S3Request<dto::CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
-        observe(
-            "CreateMultipartUpload",
-            self.create_multipart_upload_impl(req),
-        )
-        .await
+        self.create_multipart_upload_impl(req).await
     }
     async fn upload_part(
         &self,
         req: S3Request<dto::UploadPartInput>,
     ) -> S3Result<S3Response<dto::UploadPartOutput>> {
-        observe("UploadPart", self.upload_part_impl(req)).await
+        self.upload_part_impl(req).await
     }
     async fn upload_part_copy(
         &self,
         req: S3Request<dto::UploadPartCopyInput>,
     ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
-        observe("UploadPartCopy", self.upload_part_copy_impl(req)).await
+        self.upload_part_copy_impl(req).await
     }
     async fn complete_multipart_upload(
         &self,
         req: S3Request<dto::CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
-        observe(
-            "CompleteMultipartUpload",
-            self.complete_multipart_upload_impl(req),
-        )
-        .await
+        self.complete_multipart_upload_impl(req).await
     }
     async fn abort_multipart_upload(
         &self,
         req: S3Request<dto::AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
-        observe(
-            "AbortMultipartUpload",
-            self.abort_multipart_upload_impl(req),
-        )
-        .await
+        self.abort_multipart_upload_impl(req).await
     }
     async fn list_parts(
         &self,
         req: S3Request<dto::ListPartsInput>,
     ) -> S3Result<S3Response<dto::ListPartsOutput>> {
-        observe("ListParts", self.list_parts_impl(req)).await
+        self.list_parts_impl(req).await
     }
     async fn list_multipart_uploads(
         &self,
         req: S3Request<dto::ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<dto::ListMultipartUploadsOutput>> {
-        observe(
-            "ListMultipartUploads",
-            self.list_multipart_uploads_impl(req),
-        )
-        .await
+        self.list_multipart_uploads_impl(req).await
+    }
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<dto::GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<dto::GetBucketVersioningOutput>> {
+        self.get_bucket_versioning_impl(req).await
     }
 }

@@ -213,18 +213,6 @@ fn wants_checksums(mode: Option<&dto::ChecksumMode>) -> bool {
 }
 
 impl Gateway {
-    /// NoSuchBucket unless `bucket` exists (checked before reading a request body; the
-    /// commit checks again, authoritatively).
-    async fn require_bucket(&self, bucket: &str) -> S3Result<()> {
-        match self.store.bucket(bucket).await.map_err(to_s3)? {
-            Some(_) => Ok(()),
-            None => Err(s3_error!(
-                NoSuchBucket,
-                "The specified bucket does not exist"
-            )),
-        }
-    }
-
     pub(super) async fn put_object_impl(
         &self,
         req: S3Request<dto::PutObjectInput>,

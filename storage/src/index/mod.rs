@@ -173,9 +173,14 @@ impl Index {
     /// [`Error::Index`] if redb cannot open the file.
     pub fn open(path: &Path, params: ChunkerParams, cache_bytes: usize) -> Result<Self> {
         params.validate()?;
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)?;
+        let db = match Database::builder().set_cache_size(cache_bytes).create(path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(Error::IndexLocked {
+                    index: path.display().to_string(),
+                });
+            }
+            opened => opened?,
+        };
         let txn = begin_write(&db)?;
         {
             let mut meta = txn.open_table(META)?;
