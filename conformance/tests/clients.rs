@@ -149,7 +149,7 @@ fn s3cmd() {
     std::fs::write(
         &cfg,
         format!(
-            "[default]\naccess_key = {ACCESS_KEY}\nsecret_key = {SECRET_KEY}\nhost_base = {h}\nhost_bucket = {h}\nuse_https = False\nsignature_v2 = False\nbucket_location = us-east-1\nmultipart_chunk_size_mb = 15\n",
+            "[default]\naccess_key = {ACCESS_KEY}\nsecret_key = {SECRET_KEY}\nhost_base = {h}\nhost_bucket = {h}\nuse_https = False\nsignature_v2 = False\nmultipart_chunk_size_mb = 15\n",
             h = g.s3_addr()
         ),
     )

@@ -121,9 +121,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     if let Ok(n) = s.parse::<u64>() {
         return Ok(n);
     }
-    s.parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|e| {
-        format!("{e}; expected a size such as 64KiB, 16MiB or 1GB (or plain bytes)")
-    })
+    s.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{e}; expected a size such as 64KiB, 16MiB or 1GB (or plain bytes)"))
 }
 
 fn parse_size_in(
@@ -549,10 +549,11 @@ impl Settings {
         s.endpoint.clone_from(&self.store_endpoint);
         s.region.clone_from(&self.store_region);
         s.path_style = self.store_path_style;
-        s.credentials = self
-            .store_access_key
-            .clone()
-            .zip(self.store_secret_key.as_ref().map(|s| s.expose().to_owned()));
+        s.credentials = self.store_access_key.clone().zip(
+            self.store_secret_key
+                .as_ref()
+                .map(|s| s.expose().to_owned()),
+        );
         s.checksum = self.store_checksum;
         s.attempt_timeout = self.store_timeout;
         s.breaker_cooldown = self.store_breaker_cooldown;
@@ -745,7 +746,10 @@ read_ahead = 3
             "{e}"
         );
         let e = err(None, &[("S3DEDUP_PACK_TARGET", "1KiB")]);
-        assert!(e.contains("S3DEDUP_PACK_TARGET") && e.contains("outside"), "{e}");
+        assert!(
+            e.contains("S3DEDUP_PACK_TARGET") && e.contains("outside"),
+            "{e}"
+        );
         let e = err(None, &[("S3DEDUP_STORE_MAX_ATTEMPTS", "0")]);
         assert!(e.contains("S3DEDUP_STORE_MAX_ATTEMPTS"), "{e}");
         let e = err(None, &[("S3DEDUP_STORE", "bucket-without-scheme")]);
@@ -789,7 +793,10 @@ read_ahead = 3
             let key = arg.get_id().as_str();
             assert_eq!(arg.get_long(), Some(key.replace('_', "-").as_str()));
             let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
-            assert!(help.contains(&format!("[env: {}]", env_name(key))), "{help}");
+            assert!(
+                help.contains(&format!("[env: {}]", env_name(key))),
+                "{help}"
+            );
         }
     }
 

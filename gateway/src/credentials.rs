@@ -117,8 +117,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().to_str().unwrap().to_owned();
-        let s = crate::config::load_from(["s3dedup", "--data-dir", &data_dir], None, |_| None)
-            .unwrap();
+        let s =
+            crate::config::load_from(["s3dedup", "--data-dir", &data_dir], None, |_| None).unwrap();
         let first = root_credentials(&s).unwrap();
         assert!(first.created);
         let path = dir.path().join(CREDENTIALS_FILE);

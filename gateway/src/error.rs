@@ -201,22 +201,40 @@ mod tests {
             None,
         );
         assert!(out.starts_with(decl));
-        assert!(out.contains("<Message>The request signature we calculated"), "{out}");
-        assert!(out.ends_with("<RequestId>REQ1</RequestId></Error>"), "{out}");
+        assert!(
+            out.contains("<Message>The request signature we calculated"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("<RequestId>REQ1</RequestId></Error>"),
+            "{out}"
+        );
 
-        let out = complete("<Error><Code>InvalidBucketName</Code></Error>", Some("Bad_Name"));
-        assert!(out.contains("\"Bad_Name\": a bucket name may hold only lowercase"), "{out}");
+        let out = complete(
+            "<Error><Code>InvalidBucketName</Code></Error>",
+            Some("Bad_Name"),
+        );
+        assert!(
+            out.contains("\"Bad_Name\": a bucket name may hold only lowercase"),
+            "{out}"
+        );
 
         let out = complete(
             "<Error><Code>NotImplemented</Code><Message>Unknown operation</Message></Error>",
             None,
         );
-        assert!(out.contains("not implemented by s3dedup") && !out.contains("Unknown"), "{out}");
+        assert!(
+            out.contains("not implemented by s3dedup") && !out.contains("Unknown"),
+            "{out}"
+        );
 
         // A message we wrote is kept as it is.
         let ours = "<Error><Code>NoSuchKey</Code><Message>The specified key does not exist: a&amp;b</Message></Error>";
         let out = complete(ours, None);
-        assert!(out.contains("does not exist: a&amp;b</Message><RequestId>REQ1"), "{out}");
+        assert!(
+            out.contains("does not exist: a&amp;b</Message><RequestId>REQ1"),
+            "{out}"
+        );
         assert!(complete_error_body(b"<ListBucketResult/>", "R", None).is_none());
     }
 }

@@ -8,12 +8,12 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use s3dedup_gateway::config::{self, LogFormat, Settings};
 use s3dedup_gateway::credentials;
-use s3dedup_gateway::stats;
 use s3dedup_gateway::edge::EdgePolicy;
 use s3dedup_gateway::rescan;
 use s3dedup_gateway::s3::GatewaySettings;
 use s3dedup_gateway::scan::{FailurePolicy, ScanPolicy, ScanService};
 use s3dedup_gateway::server::{self, Credentials, ServeOptions};
+use s3dedup_gateway::stats;
 use s3dedup_scanner::{ClamdScanner, ClamdSettings, NoopScanner, Scanner};
 use s3dedup_storage::blob::{BlobStore, S3BlobStore};
 use s3dedup_storage::index::SnapshotSettings;
@@ -22,7 +22,7 @@ use s3dedup_storage::{Store, StoreConfig};
 #[derive(Parser, Debug)]
 #[command(
     name = "s3dedup",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("S3DEDUP_COMMIT"), ")"),
     about = "Deduplicating, virus-scanning S3 gateway",
     after_help = "Every setting is a TOML key, an S3DEDUP_<KEY> environment variable and a --key flag \
                   (file < environment < flag); see deploy/s3dedup.example.toml."
@@ -118,7 +118,10 @@ fn parse_cli() -> Cli {
     }
     let matches = cmd.get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    cli.command.settings().validate().unwrap_or_else(|e| refuse(e));
+    cli.command
+        .settings()
+        .validate()
+        .unwrap_or_else(|e| refuse(e));
     cli
 }
 

@@ -23,7 +23,7 @@ pub const CHUNKS: &str = "s3dedup_chunks";
 /// logical / unique bytes.
 pub const DEDUP_RATIO: &str = "s3dedup_dedup_ratio";
 /// logical − unique bytes.
-pub const BYTES_SAVED: &str = "s3dedup_bytes_saved";
+pub const SAVED_BYTES: &str = "s3dedup_saved_bytes";
 /// Bytes received in uploads.
 pub const INGESTED_BYTES: &str = "s3dedup_ingested_bytes_total";
 /// Chunks cut from uploads that were already stored (by `result`=`new`|`deduped`).
@@ -40,10 +40,15 @@ pub const ACCEPT_ERRORS: &str = "s3dedup_accept_errors_total";
 pub const INDEX_SNAPSHOTS: &str = "s3dedup_index_snapshots_total";
 /// Connections open now, by `listener`.
 pub const CONNECTIONS: &str = "s3dedup_connections";
-/// Index write transactions committed / writes applied (group commit).
-pub const INDEX_COMMITS: &str = "s3dedup_index_commits";
+/// Index write transactions committed (group commit: one may apply many writes).
+pub const INDEX_COMMITS: &str = "s3dedup_index_commits_total";
 /// Index writes applied.
-pub const INDEX_WRITES: &str = "s3dedup_index_writes";
+pub const INDEX_WRITES: &str = "s3dedup_index_writes_total";
+/// Always 1, labelled with the `version` and git `commit` of the binary.
+pub const BUILD_INFO: &str = "s3dedup_build_info";
+
+/// The git commit this binary was built from (or "unknown").
+pub const COMMIT: &str = env!("S3DEDUP_COMMIT");
 
 /// Verdicts by `verdict` (`clean`|`infected`|`error`) and `source` (`scanned`|`cache_hit`).
 pub const SCANS: &str = "s3dedup_scans_total";
@@ -77,8 +82,115 @@ pub fn install() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
         }
+        describe();
+        s3dedup_storage::metrics::describe();
+        metrics::gauge!(
+            BUILD_INFO,
+            "version" => env!("CARGO_PKG_VERSION"),
+            "commit" => COMMIT
+        )
+        .set(1.0);
         handle
     })
+}
+
+/// Describes every gateway metric to the recorder: each family gets `# HELP`.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        REQUESTS,
+        "S3 requests by operation and HTTP status (Unresolved: refused before routing, e.g. a bad signature; Refused: refused at the edge)"
+    );
+    describe_histogram!(
+        REQUEST_SECONDS,
+        Unit::Seconds,
+        "S3 request latency by operation, until the response starts"
+    );
+    describe_gauge!(
+        LOGICAL_BYTES,
+        Unit::Bytes,
+        "Sum of the sizes of stored objects"
+    );
+    describe_gauge!(
+        UNIQUE_BYTES,
+        Unit::Bytes,
+        "Sum of the sizes of the distinct chunks objects reference"
+    );
+    describe_gauge!(
+        STORED_BYTES,
+        Unit::Bytes,
+        "Bytes held in the backing store (known packs) and inline"
+    );
+    describe_gauge!(OBJECTS, "Stored objects");
+    describe_gauge!(CHUNKS, "Distinct chunks referenced");
+    describe_gauge!(DEDUP_RATIO, "Logical bytes / unique bytes (1 when empty)");
+    describe_gauge!(
+        SAVED_BYTES,
+        Unit::Bytes,
+        "Logical bytes minus unique bytes: what dedup saves"
+    );
+    describe_counter!(INGESTED_BYTES, Unit::Bytes, "Bytes received in uploads");
+    describe_counter!(
+        INGESTED_CHUNKS,
+        "Chunks cut from uploads, by result (new or deduped)"
+    );
+    describe_counter!(
+        READ_VERIFY_FAILURES,
+        "Chunk reads whose SHA-256 or CRC32C did not verify"
+    );
+    describe_counter!(
+        CORRUPT_RECORDS,
+        "Stored records that failed to decode or verify in a request"
+    );
+    describe_counter!(
+        EDGE_REFUSALS,
+        "Requests refused before s3s saw them, by S3 error code"
+    );
+    describe_counter!(
+        ACCEPT_ERRORS,
+        "Errors accepting a connection (EMFILE, ENFILE ...), by listener"
+    );
+    describe_counter!(INDEX_SNAPSHOTS, "Local index snapshots taken, by result");
+    describe_gauge!(CONNECTIONS, "Connections open now, by listener");
+    describe_counter!(INDEX_COMMITS, "Index write transactions committed");
+    describe_counter!(
+        INDEX_WRITES,
+        "Index writes applied (several per commit under load)"
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; labels carry the version and git commit"
+    );
+    describe_counter!(
+        SCANS,
+        "Virus-scan verdicts by verdict and source (scanned or cache_hit)"
+    );
+    describe_histogram!(
+        SCAN_SECONDS,
+        Unit::Seconds,
+        "Virus-scan latency, body end to verdict"
+    );
+    describe_counter!(
+        SCANNED_BYTES,
+        Unit::Bytes,
+        "Bytes sent to the virus scanner"
+    );
+    describe_counter!(
+        INFECTED_REJECTED,
+        "Uploads refused because a signature matched"
+    );
+    describe_counter!(
+        SCAN_ERRORS,
+        "Scans without a verdict (scanner down, timeout, bad reply)"
+    );
+    describe_counter!(
+        SCAN_FAIL_OPEN,
+        "Objects published unscanned because the scanner failed under fail-open"
+    );
+    describe_counter!(
+        SCAN_OVERSIZE,
+        "Objects over the scan size limit, by outcome"
+    );
 }
 
 /// Renders all metrics, refreshing the gauges that mirror the index first.
@@ -90,7 +202,7 @@ pub async fn render(store: &Store) -> String {
         metrics::gauge!(STORED_BYTES).set(s.stored_bytes as f64);
         metrics::gauge!(OBJECTS).set(s.objects as f64);
         metrics::gauge!(CHUNKS).set(s.chunks as f64);
-        metrics::gauge!(BYTES_SAVED).set(s.logical_bytes.saturating_sub(s.unique_bytes) as f64);
+        metrics::gauge!(SAVED_BYTES).set(s.logical_bytes.saturating_sub(s.unique_bytes) as f64);
         let ratio = if s.unique_bytes == 0 {
             1.0
         } else {
@@ -99,10 +211,8 @@ pub async fn render(store: &Store) -> String {
         metrics::gauge!(DEDUP_RATIO).set(ratio);
     }
     let c = store.index().commit_counters();
-    let load =
-        |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
-    metrics::gauge!(INDEX_COMMITS).set(load(&c.commits));
-    metrics::gauge!(INDEX_WRITES).set(load(&c.writes));
+    metrics::counter!(INDEX_COMMITS).absolute(c.commits.load(std::sync::atomic::Ordering::Relaxed));
+    metrics::counter!(INDEX_WRITES).absolute(c.writes.load(std::sync::atomic::Ordering::Relaxed));
     handle.render()
 }
 

@@ -362,7 +362,9 @@ fn content_length(h: &http::HeaderMap) -> u64 {
 
 fn first_path_segment(path: &str) -> Option<String> {
     let seg = path.trim_start_matches('/').split('/').next()?;
-    let seg = percent_encoding::percent_decode_str(seg).decode_utf8().ok()?;
+    let seg = percent_encoding::percent_decode_str(seg)
+        .decode_utf8()
+        .ok()?;
     (!seg.is_empty()).then(|| seg.into_owned())
 }
 

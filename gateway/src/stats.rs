@@ -117,7 +117,11 @@ impl StatsReport {
             .max()
             .unwrap_or(0)
             .max("bucket".len());
-        let _ = writeln!(out, "{:<width$} {:>10} {:>14}", "bucket", "objects", "logical");
+        let _ = writeln!(
+            out,
+            "{:<width$} {:>10} {:>14}",
+            "bucket", "objects", "logical"
+        );
         for b in &self.buckets {
             let _ = writeln!(
                 out,

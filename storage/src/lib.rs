@@ -21,6 +21,7 @@
 //! - [`store`] — [`Store`], the API the gateway calls.
 //! - [`verify`] — `fsck --read-data`: every stored chunk read back and verified.
 //! - [`error`] — the crate's [`Error`].
+//! - [`metrics`] — the crate's metric names and help texts.
 
 pub mod blob;
 pub mod chunk;
@@ -29,6 +30,7 @@ mod codec;
 pub mod error;
 pub mod index;
 pub mod ingest;
+pub mod metrics;
 pub mod pack;
 pub mod records;
 pub mod store;

@@ -29,10 +29,7 @@ use futures::future::{BoxFuture, FutureExt};
 
 pub use fs::FsBlobStore;
 pub use memory::MemoryBlobStore;
-pub use s3::{
-    BACKEND_BYTES, BACKEND_CIRCUIT_OPEN, BACKEND_FAST_FAILS, BACKEND_REQUESTS, BACKEND_RETRIES,
-    BACKEND_SECONDS, ChecksumMode, S3BlobStore, S3Settings,
-};
+pub use s3::{ChecksumMode, S3BlobStore, S3Settings};
 
 use crate::error::{Error, Result};
 

@@ -50,19 +50,10 @@ use md5::{Digest, Md5};
 use super::{BlobInfo, BlobStore, BlobWriter, check_name};
 use crate::error::{Error, Result};
 
-/// Backend requests by `op` and `outcome` (`ok`, `not_found`, `rejected`, `throttled`,
-/// `server_error`, `timeout`, `network`, `short_body`).
-pub const BACKEND_REQUESTS: &str = "s3dedup_backend_requests_total";
-/// Backend request latency in seconds by `op` (one attempt, body included).
-pub const BACKEND_SECONDS: &str = "s3dedup_backend_request_duration_seconds";
-/// Bytes sent to (`direction=out`) and received from (`in`) the backend.
-pub const BACKEND_BYTES: &str = "s3dedup_backend_bytes_total";
-/// Attempts repeated after a transient failure, by `op`.
-pub const BACKEND_RETRIES: &str = "s3dedup_backend_retries_total";
-/// Calls refused at once because the circuit breaker was open.
-pub const BACKEND_FAST_FAILS: &str = "s3dedup_backend_fast_failures_total";
-/// 1 while the circuit breaker is open.
-pub const BACKEND_CIRCUIT_OPEN: &str = "s3dedup_backend_circuit_open";
+use crate::metrics::{
+    BACKEND_BYTES, BACKEND_CIRCUIT_OPEN, BACKEND_FAST_FAILS, BACKEND_REQUESTS, BACKEND_RETRIES,
+    BACKEND_SECONDS,
+};
 
 /// Which request checksums the SDK computes (`S3DEDUP_STORE_CHECKSUM`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
