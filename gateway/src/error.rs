@@ -112,7 +112,7 @@ fn default_message(code: &str, bucket: Option<&str>) -> String {
         }
         "InvalidBucketName" => {
             let name = bucket.unwrap_or_default();
-            let rule = crate::s3::bucket_name_problem(name)
+            let rule = crate::bucket_name::problem(name)
                 .unwrap_or("it does not follow S3's bucket naming rules");
             return format!("The specified bucket is not valid: {name:?}: {rule}");
         }

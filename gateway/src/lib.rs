@@ -12,12 +12,14 @@
 //! - [`checksum`] — `x-amz-checksum-*` computation.
 //! - [`error`] — the one mapping of internal errors to S3 errors.
 //! - [`metrics`] — metric names and rendering.
+//! - [`bucket_name`] — S3's bucket naming rules.
 //! - [`body`] — response bodies.
 //! - [`scan`] — inline virus scanning policy, verdict cache.
 //! - [`rescan`] — `s3dedup rescan`: re-scan stored objects, report or quarantine.
 
 pub mod access;
 pub mod body;
+pub mod bucket_name;
 pub mod checksum;
 pub mod config;
 pub mod credentials;

@@ -22,8 +22,6 @@ use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
 use crate::checksum::Algorithm;
 
-pub(crate) use buckets::bucket_name_problem;
-
 /// Settings the S3 layer needs.
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {

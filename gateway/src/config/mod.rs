@@ -1,0 +1,293 @@
+//! Settings: one typed struct, [`Settings`], layered built-in default < TOML file <
+//! `S3DEDUP_*` environment variable < command-line flag.
+//!
+//! A setting is one field with a clap `#[arg]`: its TOML key is the field name, its flag
+//! `--field-name`, its environment variable `S3DEDUP_FIELD_NAME`. The file and the
+//! environment are applied as the arguments' defaults ([`Layers`]) after each value has
+//! been checked with the field's own parser, so a bad value is refused naming where it
+//! came from; flags then override them. Values are parsed once, into typed values
+//! (addresses, durations, sizes, enums); nothing downstream re-parses a string.
+//!
+//! Durations are human strings (`"90s"`, `"5m"`, `"1h"`) or plain seconds; sizes are
+//! `"16MiB"`, `"1GB"` or plain bytes. An empty value (in the file or the environment)
+//! means unset: the built-in default (an empty environment variable also drops the
+//! file's value).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::{BoolishValueParser, RangedU64ValueParser};
+use clap::{ArgAction, Args};
+
+use s3dedup_scanner::ClamdAddress;
+use s3dedup_storage::blob::{ChecksumMode, S3Settings};
+
+use crate::scan::{FailurePolicy, OversizePolicy};
+
+/// Errors reading or validating configuration. Each names the file, key, variable or flag
+/// at fault (and the value, unless it is a secret).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's message (with line and column).
+        message: String,
+    },
+    /// The config file has a key that is not a setting.
+    #[error("config file {path}: unknown key `{key}`{hint}")]
+    UnknownKey {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// A suggestion (a renamed key), or empty.
+        hint: String,
+    },
+    /// A value does not parse or is out of range.
+    #[error("{origin}: invalid value {value}: {reason}")]
+    Invalid {
+        /// `config file F, key `k``, `S3DEDUP_K` or `--k`.
+        origin: String,
+        /// The value, quoted (or `(hidden)` for secrets).
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// Settings that only make sense together disagree.
+    #[error("{keys}: {reason}")]
+    Conflict {
+        /// The keys involved.
+        keys: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("expected text or json".into()),
+        }
+    }
+}
+
+/// A secret setting: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// All settings of the gateway. Field docs are the `--help` text; the defaults shown
+/// there are the built-in ones.
+#[derive(Args, Debug, Clone)]
+#[non_exhaustive]
+pub struct Settings {
+    /// Where the index and the local chunk store live.
+    #[arg(long, value_name = "DIR", default_value = "./s3dedup-data")]
+    pub data_dir: PathBuf,
+    /// S3 API address (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+    /// Admin address: metrics and health.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9001")]
+    pub admin_listen: SocketAddr,
+    /// Region reported and accepted in signatures (s3cmd's `US` is taken as us-east-1).
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// Base domain for virtual-hosted-style requests; path style always works.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Root access key; unset = the one kept in <data_dir>/root-credentials (created at
+    /// first start). At least 3 characters.
+    #[arg(long, value_name = "KEY", value_parser = parse_access_key)]
+    pub root_access_key: Option<String>,
+    /// Root secret key (set both or neither). At least 8 characters.
+    #[arg(long, value_name = "SECRET", value_parser = parse_secret_key, hide_default_value = true)]
+    pub root_secret_key: Option<Secret>,
+    /// Log format: text or json.
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives.
+    #[arg(long, value_name = "FILTER", default_value = "info", value_parser = parse_log_filter)]
+    pub log: String,
+    /// Minimum size of every multipart part but the last.
+    #[arg(long, value_name = "SIZE", default_value = "5MiB", value_parser = parse_size_in(0, 5 << 30))]
+    pub min_part_size: u64,
+    /// Target pack size.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size_in(64 << 10, 1 << 30))]
+    pub pack_target: u64,
+    /// Index page cache.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size_in(1 << 20, 1 << 40))]
+    pub index_cache: u64,
+    /// clamd address, tcp://host:port or unix:///path; unset = uploads are not scanned.
+    #[arg(long, value_name = "ADDR")]
+    pub clamd: Option<ClamdAddress>,
+    /// On scanner failure: fail-closed (refuse the upload) or fail-open (publish it
+    /// unscanned; development only).
+    #[arg(long, value_name = "POLICY", default_value = "fail-closed")]
+    pub scan_on_failure: FailurePolicy,
+    /// Largest object scanned; keep it at or below clamd's StreamMaxLength.
+    #[arg(long, value_name = "SIZE", default_value = "100MiB", value_parser = parse_size_in(1, 1 << 42))]
+    pub scan_max_size: u64,
+    /// Above scan_max_size: reject or allow-unscanned.
+    #[arg(long, value_name = "POLICY", default_value = "reject")]
+    pub scan_oversize: OversizePolicy,
+    /// How long to wait for a verdict once a stream is sent.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_positive_duration)]
+    pub scan_timeout: Duration,
+    /// Backing store: unset = <data_dir>/store, or s3://bucket[/prefix].
+    #[arg(long, value_name = "URL", value_parser = parse_store)]
+    pub store: Option<S3Settings>,
+    /// S3 endpoint URL; unset = AWS.
+    #[arg(long, value_name = "URL", value_parser = parse_endpoint)]
+    pub store_endpoint: Option<String>,
+    /// S3 region; unset = the SDK's region chain, else us-east-1.
+    #[arg(long)]
+    pub store_region: Option<String>,
+    /// S3 access key; unset = the SDK's credential chain.
+    #[arg(long, value_name = "KEY")]
+    pub store_access_key: Option<String>,
+    /// S3 secret key (set both or neither).
+    #[arg(long, value_name = "SECRET", value_parser = parse_secret, hide_default_value = true)]
+    pub store_secret_key: Option<Secret>,
+    /// Path-style bucket addressing; self-hosted stores usually need it.
+    #[arg(long, value_name = "BOOL", action = ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", default_value = "false",
+          value_parser = BoolishValueParser::new())]
+    pub store_path_style: bool,
+    /// Request checksums: when_required or when_supported.
+    #[arg(long, value_name = "MODE", default_value = "when_required")]
+    pub store_checksum: ChecksumMode,
+    /// How long one backend attempt may take, body included.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_positive_duration)]
+    pub store_timeout: Duration,
+    /// Attempts per backend request (1 = no retries).
+    #[arg(long, value_name = "N", default_value = "4", value_parser = RangedU64ValueParser::<u32>::new().range(1..=100))]
+    pub store_max_attempts: u32,
+    /// Consecutive failed attempts that open the circuit breaker.
+    #[arg(long, value_name = "N", default_value = "8", value_parser = RangedU64ValueParser::<u32>::new().range(1..))]
+    pub store_breaker_threshold: u32,
+    /// How long the breaker stays open.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_positive_duration)]
+    pub store_breaker_cooldown: Duration,
+    /// Backend reads in flight per GET; unset = 4 on the local store, 8 on S3.
+    #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..=256))]
+    pub read_ahead: Option<usize>,
+    /// Largest coalesced backend read; unset = 1MiB on the local store, 4MiB on S3.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_in(64 << 10, 256 << 20))]
+    pub read_coalesce: Option<u64>,
+    /// Accept AWS Signature Version 2 (its signatures do not cover bodies). When on, a
+    /// SigV2 date must be within 15 minutes and a presigned expiry within 7 days.
+    #[arg(long, value_name = "BOOL", action = ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", default_value = "false",
+          value_parser = BoolishValueParser::new())]
+    pub sigv2: bool,
+    /// Most S3 connections served at once; further clients wait in the listen backlog.
+    /// Unset = 4096, lowered to fit the open-file limit.
+    #[arg(long, value_name = "N", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_connections: Option<usize>,
+    /// Time between local index snapshots; 0 = none.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub index_snapshot_interval: Duration,
+    /// Index snapshots kept in <data_dir>/index-snapshots.
+    #[arg(long, value_name = "N", default_value = "3", value_parser = RangedU64ValueParser::<usize>::new().range(1..=1000))]
+    pub index_snapshots: usize,
+}
+
+impl Settings {
+    /// Checks settings that only make sense together.
+    ///
+    /// # Errors
+    /// [`ConfigError::Conflict`] naming the keys.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.root_access_key.is_some() != self.root_secret_key.is_some() {
+            return Err(ConfigError::Conflict {
+                keys: "root_access_key/root_secret_key".into(),
+                reason: "set both or neither".into(),
+            });
+        }
+        if self.store_access_key.is_some() != self.store_secret_key.is_some() {
+            return Err(ConfigError::Conflict {
+                keys: "store_access_key/store_secret_key".into(),
+                reason: "set both or neither (neither = the AWS SDK's credential chain)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The S3 backing store's settings, `None` for the local directory.
+    pub fn s3_settings(&self) -> Option<S3Settings> {
+        let mut s = self.store.clone()?;
+        s.endpoint.clone_from(&self.store_endpoint);
+        s.region.clone_from(&self.store_region);
+        s.path_style = self.store_path_style;
+        s.credentials = self.store_access_key.clone().zip(
+            self.store_secret_key
+                .as_ref()
+                .map(|s| s.expose().to_owned()),
+        );
+        s.checksum = self.store_checksum;
+        s.attempt_timeout = self.store_timeout;
+        s.breaker_cooldown = self.store_breaker_cooldown;
+        s.max_attempts = self.store_max_attempts;
+        s.breaker_threshold = self.store_breaker_threshold;
+        // Packs up to twice the target go out as one PutObject.
+        let pack_target = usize::try_from(self.pack_target).unwrap_or(usize::MAX);
+        s.single_put_max = s.single_put_max.max(pack_target.saturating_mul(2));
+        Some(s)
+    }
+}
+
+mod layers;
+mod parse;
+#[cfg(test)]
+mod tests;
+
+pub use layers::{Layers, LoadError, env_name, keys, load_from, schema};
+pub use parse::{parse_duration, parse_size};
+use parse::{
+    parse_access_key, parse_endpoint, parse_log_filter, parse_positive_duration, parse_secret,
+    parse_secret_key, parse_size_in, parse_store,
+};
