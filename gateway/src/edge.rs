@@ -16,11 +16,23 @@ pub const MAX_SKEW_SECS: i64 = 900;
 pub const MAX_HEADER_BYTES: usize = 16 << 10;
 
 /// What the edge allows.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct EdgePolicy {
     /// Accept AWS Signature Version 2 (header and presigned query). Off by default: a
     /// SigV2 signature does not cover the body, and its date is only checked here.
     pub sigv2: bool,
+    /// The gateway's region, named to clients whose credential scope carries a region
+    /// that is not one (s3cmd's default `US`), so they retry with it as they do on AWS.
+    pub region: &'static str,
+}
+
+impl Default for EdgePolicy {
+    fn default() -> Self {
+        EdgePolicy {
+            sigv2: false,
+            region: "us-east-1",
+        }
+    }
 }
 
 /// A request refused at the edge.
@@ -32,6 +44,8 @@ pub struct Refusal {
     pub code: &'static str,
     /// Message for the client.
     pub message: String,
+    /// The region to use instead (AuthorizationHeaderMalformed, as AWS answers).
+    pub region: Option<&'static str>,
 }
 
 impl Refusal {
@@ -40,13 +54,17 @@ impl Refusal {
             status,
             code,
             message: message.into(),
+            region: None,
         }
     }
 
     /// The S3 error document.
     pub fn xml(&self, request_id: &str) -> String {
+        let region = self.region.map_or(String::new(), |r| {
+            format!("<Region>{}</Region>", xml_escape(r))
+        });
         format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><RequestId>{request_id}</RequestId></Error>",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message>{region}<RequestId>{request_id}</RequestId></Error>",
             self.code,
             xml_escape(&self.message)
         )
@@ -280,6 +298,27 @@ fn check_auth(uri: &Uri, headers: &HeaderMap, policy: EdgePolicy, now: i64) -> R
         _ => query_get(uri, "X-Amz-Credential"),
     };
     if let Some(scope) = scope {
+        // s3cmd signs with its default bucket_location `US` until told the bucket's
+        // region; s3s refuses such a scope after checking the signature (InvalidRequest).
+        // AWS answers AuthorizationHeaderMalformed naming the right region, and s3cmd
+        // retries with it: answer the same.
+        let region = scope.split('/').nth(2).unwrap_or("");
+        if !region.is_empty()
+            && !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            let mut r = Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "AuthorizationHeaderMalformed",
+                format!(
+                    "The authorization header is malformed; the region {region:?} is wrong; expecting {:?}",
+                    policy.region
+                ),
+            );
+            r.region = Some(policy.region);
+            return Err(r);
+        }
         let service = scope.split('/').nth(3).unwrap_or("");
         if service != "s3" {
             return Err(Refusal::new(
@@ -440,7 +479,10 @@ mod tests {
 
     #[test]
     fn sigv2_when_enabled_bounds_time() {
-        let on = EdgePolicy { sigv2: true };
+        let on = EdgePolicy {
+            sigv2: true,
+            ..EdgePolicy::default()
+        };
         let auth = ("authorization", "AWS AK:c2lnbmF0dXJl");
         let fresh = http_date(NOW - 60);
         assert!(req_with("GET", "/b/k", &[auth, ("date", &fresh)], on).is_ok());
@@ -486,7 +528,10 @@ mod tests {
             code(req("GET", q, &[("authorization", V4)])),
             (400, "InvalidArgument")
         );
-        let on = EdgePolicy { sigv2: true };
+        let on = EdgePolicy {
+            sigv2: true,
+            ..EdgePolicy::default()
+        };
         let q2 = format!("/b/k?AWSAccessKeyId=AK&Expires={}&Signature=abc", NOW + 60);
         assert_eq!(
             code(req_with("GET", &q2, &[("authorization", V4)], on)),
@@ -512,6 +557,22 @@ mod tests {
         );
         let q = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20261130%2Fus-east-1%2Fec2%2Faws4_request&X-Amz-Signature=00";
         assert_eq!(code(req("GET", q, &[])), (403, "SignatureDoesNotMatch"));
+    }
+
+    #[test]
+    fn a_region_s3s_refuses_is_answered_with_the_right_one() {
+        let us = V4.replace("/us-east-1/", "/US/");
+        let r = req("GET", "/b/k", &[("authorization", &us)]).unwrap_err();
+        assert_eq!(
+            (r.status.as_u16(), r.code),
+            (400, "AuthorizationHeaderMalformed")
+        );
+        assert!(
+            r.xml("id").contains("<Region>us-east-1</Region>"),
+            "{}",
+            r.xml("id")
+        );
+        assert!(req("GET", "/b/k", &[("authorization", V4)]).is_ok());
     }
 
     #[test]
@@ -561,7 +622,10 @@ mod tests {
             code(req("GET", q, &[])),
             (400, "AuthorizationQueryParametersError")
         );
-        let on = EdgePolicy { sigv2: true };
+        let on = EdgePolicy {
+            sigv2: true,
+            ..EdgePolicy::default()
+        };
         let q = "/b/k?AWSAccessKeyId=AK&Expires=-9223372036854775808&Signature=abc";
         assert!(
             req_with("GET", q, &[], on).is_ok(),

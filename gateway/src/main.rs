@@ -516,7 +516,11 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             secret_key: creds.secret_key.expose().to_owned(),
         },
         domain: s.domain.clone(),
-        edge: EdgePolicy { sigv2: s.sigv2 },
+        edge: EdgePolicy {
+            sigv2: s.sigv2,
+            // One per process, for the edge's Copy policy.
+            region: Box::leak(s.region.clone().into_boxed_str()),
+        },
         max_connections,
         snapshots: (!s.index_snapshot_interval.is_zero()).then(|| {
             (

@@ -286,8 +286,8 @@ mod parse;
 mod tests;
 
 pub use layers::{Layers, LoadError, env_name, keys, load_from, schema};
-pub use parse::{parse_duration, parse_size};
 use parse::{
     parse_access_key, parse_endpoint, parse_log_filter, parse_positive_duration, parse_secret,
     parse_secret_key, parse_size_in, parse_store,
 };
+pub use parse::{parse_duration, parse_size};

@@ -98,4 +98,3 @@ pub(super) fn parse_secret_key(s: &str) -> Result<Secret, String> {
 pub(super) fn parse_secret(s: &str) -> Result<Secret, String> {
     Ok(Secret(s.to_owned()))
 }
-
