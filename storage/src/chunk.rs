@@ -1,6 +1,7 @@
-//! Chunk identity and the stored chunk codec.
+//! The stored chunk codec.
 //!
-//! A chunk is named by the SHA-256 of its raw bytes. What is stored (in a pack or
+//! A chunk is named by the SHA-256 of its raw bytes ([`ChunkId`], in its own leaf
+//! module `id`). What is stored (in a pack or
 //! inline in the index) is a small versioned header followed by the payload:
 //!
 //! ```text
@@ -16,46 +17,16 @@
 //! it is written; reads check that before any byte leaves the engine. Scrub re-derives
 //! the SHA-256.
 
-use std::fmt;
-
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+pub use crate::id::ChunkId;
 
 /// Size of the chunk header in bytes.
 pub const HEADER_LEN: usize = 8;
 /// Current chunk format version.
 pub const FORMAT_V1: u8 = 1;
 const KNOWN_FLAGS: u8 = 0;
-
-/// SHA-256 of a chunk's raw bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ChunkId(pub [u8; 32]);
-
-impl ChunkId {
-    /// Hashes `data` into its chunk id.
-    pub fn of(data: &[u8]) -> Self {
-        ChunkId(Sha256::digest(data).into())
-    }
-
-    /// The raw 32 bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl fmt::Display for ChunkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for ChunkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChunkId({})", hex::encode(&self.0[..8]))
-    }
-}
 
 /// Length of the stored form of a raw chunk of `raw_len` bytes.
 pub fn stored_len(raw_len: usize) -> usize {

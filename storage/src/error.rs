@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::chunk::ChunkId;
+use crate::id::ChunkId;
 
 /// Boxed error of a client-supplied byte stream or a backend SDK.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

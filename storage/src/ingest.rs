@@ -22,13 +22,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::blob::{BlobStore, BlobWriter};
-use crate::chunk::{self, ChunkId};
+use crate::chunk;
 use crate::chunker::Chunker;
+use crate::config::StoreConfig;
 use crate::error::{BoxError, Error, Result};
+use crate::id::ChunkId;
 use crate::index::{Index, NewChunk, NewPack, Staged};
 use crate::pack::{self, PackEncoder};
 use crate::records::{Location, Slice};
-use crate::store::StoreConfig;
 
 /// Below this many bytes MD5 runs inline: a thread hand-off costs more than it saves.
 const MD5_INLINE_LIMIT: u64 = 1 << 20;

@@ -12,12 +12,14 @@
 //!
 //! # Layout
 //! - [`chunker`] — streaming FastCDC, pure.
-//! - [`chunk`] — chunk ids and the versioned stored-chunk codec.
+//! - [`id`] — [`ChunkId`], the SHA-256 naming a chunk (a leaf module).
+//! - [`chunk`] — the versioned stored-chunk codec.
 //! - [`pack`] — self-describing pack format, pure.
 //! - [`blob`] — the `BlobStore` trait and its `fs` and `memory` backends.
 //! - [`records`] — versioned encodings of every index value.
 //! - [`index`] — redb tables, transactions, refcounts, listing, fsck.
 //! - [`ingest`] — the upload pipeline producing a [`PendingObject`].
+//! - [`config`] — [`StoreConfig`], the engine's settings.
 //! - [`store`] — [`Store`], the API the gateway calls.
 //! - [`verify`] — `fsck --read-data`: every stored chunk read back and verified.
 //! - [`error`] — the crate's [`Error`].
@@ -27,7 +29,9 @@ pub mod blob;
 pub mod chunk;
 pub mod chunker;
 mod codec;
+pub mod config;
 pub mod error;
+pub mod id;
 pub mod index;
 pub mod ingest;
 pub mod metrics;
@@ -36,9 +40,9 @@ pub mod records;
 pub mod store;
 pub mod verify;
 
-pub use chunk::ChunkId;
 pub use chunker::ChunkerParams;
 pub use error::{Error, Result};
+pub use id::ChunkId;
 pub use index::{FsckReport, ListEntry, ListPage, Stats, WriteCondition};
 pub use ingest::PendingObject;
 pub use records::{Etag, ObjectMeta, ObjectRecord};

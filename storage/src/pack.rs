@@ -14,8 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::chunk::{self, ChunkId};
+use crate::chunk;
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
 
 const MAGIC: &[u8; 8] = b"S3DPACK1";
 const END_MAGIC: &[u8; 8] = b"S3DPEND1";

@@ -11,9 +11,9 @@
 
 use std::fmt;
 
-use crate::chunk::ChunkId;
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
 
 /// Layout without a checksum (read only).
 const V1: u8 = 1;

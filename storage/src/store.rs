@@ -12,7 +12,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 
 use crate::blob::{BlobStore, FsBlobStore};
 use crate::chunk;
-use crate::chunker::ChunkerParams;
+pub use crate::config::StoreConfig;
 use crate::error::{BoxError, Error, Result};
 use crate::index::{
     FsckReport, Index, ListPage, ListQuery, PlannedChunk, Stats, UploadSummary, WriteCondition,
@@ -20,41 +20,6 @@ use crate::index::{
 use crate::ingest::{self, PendingObject, record_orphans_now};
 use crate::pack;
 use crate::records::{BucketRecord, Location, ObjectMeta, ObjectRecord, PartRecord, UploadRecord};
-
-/// Engine settings.
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    /// FastCDC parameters for new data.
-    pub chunker: ChunkerParams,
-    /// A pack is written once it holds this many bytes.
-    pub pack_target: usize,
-    /// Chunks up to this size live inline in the index instead of a pack.
-    pub inline_max: usize,
-    /// Chunks hashed concurrently per upload.
-    pub hash_parallelism: usize,
-    /// Backend reads in flight per object read.
-    pub read_ahead: usize,
-    /// Adjacent chunks of one pack are fetched in one ranged read up to this size.
-    pub coalesce_max: usize,
-    /// Memory redb may use to cache index pages (reads and pending writes). redb's own
-    /// default (1 GiB) let the cache dominate the gateway's RSS; beyond this the OS page
-    /// cache still serves index reads.
-    pub index_cache: usize,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            chunker: ChunkerParams::default(),
-            pack_target: 16 << 20,
-            inline_max: 4096,
-            hash_parallelism: 4,
-            read_ahead: 4,
-            coalesce_max: 1 << 20,
-            index_cache: 64 << 20,
-        }
-    }
-}
 
 /// A byte range request, resolved against the object size by [`Store::get_object`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

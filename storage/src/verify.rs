@@ -5,8 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::chunk::{self, ChunkId};
+use crate::chunk;
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
 use crate::index::Index;
 use crate::pack;
 use crate::records::{ChunkRecord, Location};

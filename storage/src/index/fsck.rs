@@ -8,8 +8,8 @@ use super::{
     BUCKETS, CHUNKS, GC_QUEUE, Index, MANIFESTS, OBJECTS, PACKS, PARTS, Stats, UPLOADS,
     read_manifest, slice_counts,
 };
-use crate::chunk::ChunkId;
 use crate::error::Result;
+use crate::id::ChunkId;
 use crate::records::{
     BucketRecord, ChunkRecord, ChunkState, Location, ObjectRecord, PartRecord, UploadRecord,
 };

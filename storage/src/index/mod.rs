@@ -3,6 +3,7 @@
 //! Layout:
 //! - `mod.rs` — table definitions, open/format check, and the reference-counting and
 //!   manifest primitives every write goes through;
+//! - `buckets.rs` — create, delete, look up and list buckets;
 //! - `objects.rs` — commit, copy, delete, list and read plans of objects;
 //! - `multipart.rs` — uploads and parts;
 //! - `fsck.rs` — the recount that proves refcounts equal references.
@@ -23,6 +24,7 @@
 //! zero. A chunk reaching zero is marked `Zero { since }` and queued in `gc_queue` with
 //! that time; GC (a later component) reclaims it after a grace period.
 
+mod buckets;
 mod committer;
 mod fsck;
 mod multipart;
@@ -43,9 +45,9 @@ pub use multipart::UploadSummary;
 pub use objects::{ListEntry, ListPage, ListQuery, PlannedChunk, ReadPlan, WriteCondition};
 pub use snapshot::{SnapshotInfo, SnapshotSettings, prune_snapshots, snapshot_dir};
 
-use crate::chunk::ChunkId;
 use crate::chunker::ChunkerParams;
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
 use crate::records::{
     ChunkRecord, ChunkState, ChunkerRecord, Location, ManifestRef, ManifestSegment, PackRecord,
     SEGMENT_SLICES, Slice,

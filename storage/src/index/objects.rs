@@ -1,4 +1,4 @@
-//! Buckets and objects: commit, copy, delete, list, read plans.
+//! Objects: commit, copy, delete, list, read plans.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -6,14 +6,14 @@ use std::sync::Arc;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::{
-    BUCKETS, CHUNKS, Index, MANIFESTS, OBJECTS, Staged, UPLOADS_BY_KEY, add_refs, add_stat,
-    drop_manifest, now_ms, register_packs, slice_counts, stat, write_manifest,
+    BUCKETS, CHUNKS, Index, MANIFESTS, OBJECTS, Staged, add_refs, add_stat, drop_manifest, now_ms,
+    register_packs, slice_counts, stat, write_manifest,
 };
-use crate::chunk::ChunkId;
 use crate::error::{Error, Result};
+use crate::id::ChunkId;
 use crate::records::{
-    BucketRecord, ChunkRecord, ChunkState, Etag, Location, ManifestRef, ManifestSegment,
-    ObjectMeta, ObjectRecord, Slice,
+    ChunkRecord, ChunkState, Etag, Location, ManifestRef, ManifestSegment, ObjectMeta,
+    ObjectRecord, Slice,
 };
 
 /// Conditions checked atomically with a write (S3 conditional writes).
@@ -195,7 +195,7 @@ fn prefix_successor(s: &str) -> Option<String> {
     None
 }
 
-fn bucket_must_exist(txn: &WriteTransaction, bucket: &str) -> Result<()> {
+pub(super) fn bucket_must_exist(txn: &WriteTransaction, bucket: &str) -> Result<()> {
     if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
         return Err(Error::NoSuchBucket(bucket.to_owned()));
     }
@@ -231,99 +231,6 @@ pub(super) fn install_object(
 }
 
 impl Index {
-    /// Creates a bucket.
-    ///
-    /// # Errors
-    /// [`Error::BucketExists`].
-    pub fn create_bucket(
-        &self,
-        name: &str,
-        owner: &str,
-    ) -> impl Future<Output = Result<()>> + use<> {
-        let (name, owner) = (name.to_owned(), owner.to_owned());
-        let created_ms = now_ms();
-        self.committer.submit(move |txn| {
-            let (name, owner) = (name.as_str(), owner.as_str());
-            let mut t = txn.open_table(BUCKETS)?;
-            if t.get(name)?.is_some() {
-                return Err(Error::BucketExists(name.to_owned()));
-            }
-            let rec = BucketRecord {
-                created_ms,
-                owner: owner.to_owned(),
-            };
-            t.insert(name, rec.encode().as_slice())?;
-            Ok(())
-        })
-    }
-
-    /// Deletes an empty bucket; in-progress multipart uploads in it are aborted in the
-    /// same transaction (their references released).
-    ///
-    /// # Errors
-    /// [`Error::NoSuchBucket`], [`Error::BucketNotEmpty`].
-    pub fn delete_bucket(&self, name: &str) -> impl Future<Output = Result<()>> + use<> {
-        let name = name.to_owned();
-        self.committer.submit(move |txn| {
-            let name = name.as_str();
-            bucket_must_exist(txn, name)?;
-            let has_object = txn
-                .open_table(OBJECTS)?
-                .range((name, "")..)?
-                .next()
-                .transpose()?
-                .is_some_and(|(k, _)| k.value().0 == name);
-            if has_object {
-                return Err(Error::BucketNotEmpty(name.to_owned()));
-            }
-            let uploads: Vec<String> = {
-                let t = txn.open_table(UPLOADS_BY_KEY)?;
-                let mut ids = Vec::new();
-                for r in t.range((name, "", "")..)? {
-                    let (k, _) = r?;
-                    let (b, _, id) = k.value();
-                    if b != name {
-                        break;
-                    }
-                    ids.push(id.to_owned());
-                }
-                ids
-            };
-            for id in uploads {
-                super::multipart::abort_in(txn, &id)?;
-            }
-            txn.open_table(BUCKETS)?.remove(name)?;
-            Ok(())
-        })
-    }
-
-    /// A bucket's record.
-    ///
-    /// # Errors
-    /// [`Error::Index`].
-    pub fn bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
-        let txn = self.db.begin_read()?;
-        txn.open_table(BUCKETS)?
-            .get(name)?
-            .map(|v| BucketRecord::decode(v.value()))
-            .transpose()
-    }
-
-    /// All buckets in name order.
-    ///
-    /// # Errors
-    /// [`Error::Index`].
-    pub fn buckets(&self) -> Result<Vec<(String, BucketRecord)>> {
-        let txn = self.db.begin_read()?;
-        let t = txn.open_table(BUCKETS)?;
-        t.iter()?
-            .map(|r| {
-                let (k, v) = r?;
-                Ok((k.value().to_owned(), BucketRecord::decode(v.value())?))
-            })
-            .collect()
-    }
-
     /// Commits an uploaded object as the current version of bucket/key.
     ///
     /// # Errors

@@ -1,0 +1,104 @@
+//! Buckets: create, delete (aborting the uploads in it), look up, list.
+
+use redb::{ReadableDatabase, ReadableTable};
+
+use super::multipart::abort_in;
+use super::objects::bucket_must_exist;
+use super::{BUCKETS, Index, OBJECTS, UPLOADS_BY_KEY, now_ms};
+use crate::error::{Error, Result};
+use crate::records::BucketRecord;
+
+impl Index {
+    /// Creates a bucket.
+    ///
+    /// # Errors
+    /// [`Error::BucketExists`].
+    pub fn create_bucket(
+        &self,
+        name: &str,
+        owner: &str,
+    ) -> impl Future<Output = Result<()>> + use<> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        let created_ms = now_ms();
+        self.committer.submit(move |txn| {
+            let (name, owner) = (name.as_str(), owner.as_str());
+            let mut t = txn.open_table(BUCKETS)?;
+            if t.get(name)?.is_some() {
+                return Err(Error::BucketExists(name.to_owned()));
+            }
+            let rec = BucketRecord {
+                created_ms,
+                owner: owner.to_owned(),
+            };
+            t.insert(name, rec.encode().as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Deletes an empty bucket; in-progress multipart uploads in it are aborted in the
+    /// same transaction (their references released).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::BucketNotEmpty`].
+    pub fn delete_bucket(&self, name: &str) -> impl Future<Output = Result<()>> + use<> {
+        let name = name.to_owned();
+        self.committer.submit(move |txn| {
+            let name = name.as_str();
+            bucket_must_exist(txn, name)?;
+            let has_object = txn
+                .open_table(OBJECTS)?
+                .range((name, "")..)?
+                .next()
+                .transpose()?
+                .is_some_and(|(k, _)| k.value().0 == name);
+            if has_object {
+                return Err(Error::BucketNotEmpty(name.to_owned()));
+            }
+            let uploads: Vec<String> = {
+                let t = txn.open_table(UPLOADS_BY_KEY)?;
+                let mut ids = Vec::new();
+                for r in t.range((name, "", "")..)? {
+                    let (k, _) = r?;
+                    let (b, _, id) = k.value();
+                    if b != name {
+                        break;
+                    }
+                    ids.push(id.to_owned());
+                }
+                ids
+            };
+            for id in uploads {
+                abort_in(txn, &id)?;
+            }
+            txn.open_table(BUCKETS)?.remove(name)?;
+            Ok(())
+        })
+    }
+
+    /// A bucket's record.
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub fn bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
+        let txn = self.db.begin_read()?;
+        txn.open_table(BUCKETS)?
+            .get(name)?
+            .map(|v| BucketRecord::decode(v.value()))
+            .transpose()
+    }
+
+    /// All buckets in name order.
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub fn buckets(&self) -> Result<Vec<(String, BucketRecord)>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(BUCKETS)?;
+        t.iter()?
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((k.value().to_owned(), BucketRecord::decode(v.value())?))
+            })
+            .collect()
+    }
+}
