@@ -149,6 +149,21 @@ impl Hasher {
     }
 }
 
+/// The engine feeds the body to the hasher in the same sink as its MD5 (inline for
+/// small bodies, on a blocking thread for large ones).
+impl s3dedup_storage::ingest::BodyDigest for Hasher {
+    fn update(&mut self, data: &[u8]) {
+        Hasher::update(self, data);
+    }
+
+    fn finish(self: Box<Self>) -> Vec<(&'static str, String)> {
+        Hasher::finish(*self)
+            .into_iter()
+            .map(|(a, v)| (a.name(), v))
+            .collect()
+    }
+}
+
 /// Base64 of an MD5 (the `Content-MD5` form).
 pub fn md5_base64(md5: &[u8; 16]) -> String {
     B64.encode(md5)

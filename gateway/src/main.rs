@@ -15,8 +15,8 @@ use s3dedup_gateway::scan::{FailurePolicy, ScanPolicy, ScanService};
 use s3dedup_gateway::server::{self, Credentials, ServeOptions};
 use s3dedup_gateway::stats;
 use s3dedup_scanner::{ClamdScanner, ClamdSettings, NoopScanner, Scanner};
+use s3dedup_storage::SnapshotSettings;
 use s3dedup_storage::blob::{BlobStore, S3BlobStore};
-use s3dedup_storage::index::SnapshotSettings;
 use s3dedup_storage::{Store, StoreConfig};
 
 #[derive(Parser, Debug)]
@@ -362,7 +362,7 @@ fn require_index(s: &Settings) -> anyhow::Result<PathBuf> {
 async fn fsck(cfg: &Settings, read_data: bool) -> anyhow::Result<()> {
     let index = require_index(cfg)?;
     // redb verifies page checksums only when asked: walk the whole file first.
-    let file_ok = match s3dedup_storage::index::Index::verify_file(&index) {
+    let file_ok = match s3dedup_storage::Store::verify_index_file(&index) {
         Ok(true) => {
             println!("index file: every page checksum verifies");
             true
@@ -524,7 +524,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         max_connections,
         snapshots: (!s.index_snapshot_interval.is_zero()).then(|| {
             (
-                s3dedup_storage::index::snapshot_dir(&s.data_dir),
+                s3dedup_storage::snapshot_dir(&s.data_dir),
                 SnapshotSettings {
                     interval: Some(s.index_snapshot_interval),
                     keep: s.index_snapshots,

@@ -210,7 +210,7 @@ pub async fn render(store: &Store) -> String {
         };
         metrics::gauge!(DEDUP_RATIO).set(ratio);
     }
-    let c = store.index().commit_counters();
+    let c = store.commit_counters();
     metrics::counter!(INDEX_COMMITS).absolute(c.commits.load(std::sync::atomic::Ordering::Relaxed));
     metrics::counter!(INDEX_WRITES).absolute(c.writes.load(std::sync::atomic::Ordering::Relaxed));
     handle.render()

@@ -148,10 +148,15 @@ enum Lookup {
     Miss(Option<Arc<str>>),
 }
 
-/// Why the tee stopped an upload early.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Abort {
+/// Why the tee stopped an upload early: the error the body stream ends with, carried
+/// through the engine (as `Error::Body`) to [`ScanService::abort_error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Abort {
+    /// Over the scan size limit, with the policy `reject`.
+    #[error("object exceeds the scan size limit")]
     Oversize,
+    /// The scanner stopped reading the stream, with the policy `fail-closed`.
+    #[error("virus scanner failed")]
     ScannerFailed,
 }
 
@@ -161,7 +166,6 @@ struct TeeState {
     /// Set when teeing stopped without stopping the upload (fail-open, allow-unscanned).
     detached: AtomicBool,
     oversize: AtomicBool,
-    abort: Mutex<Option<Abort>>,
 }
 
 /// The scan of one upload, from [`ScanService::begin`] to [`ScanService::conclude`].
@@ -192,7 +196,7 @@ impl UploadScan {
 
     /// Wraps the body so every piece also goes to the scanner (with backpressure). Stops
     /// the upload early when the scanner fails (fail-closed) or the object outgrows the
-    /// scan limit (reject); the caller maps that with [`ScanService::early_error`].
+    /// scan limit (reject); the caller maps that with [`ScanService::abort_error`].
     pub fn tee<S, E>(
         &self,
         body: S,
@@ -224,7 +228,7 @@ impl UploadScan {
                 if total > policy.max_size {
                     st.oversize.store(true, Ordering::Relaxed);
                     if policy.oversize == OversizePolicy::Reject {
-                        return stop(&st, Abort::Oversize);
+                        return stop(Abort::Oversize);
                     }
                     st.detached.store(true, Ordering::Relaxed);
                     return item;
@@ -232,7 +236,7 @@ impl UploadScan {
                 if tx.send(data.clone()).await.is_err() {
                     // The scan ended before the body did: it failed.
                     if policy.on_failure == FailurePolicy::FailClosed {
-                        return stop(&st, Abort::ScannerFailed);
+                        return stop(Abort::ScannerFailed);
                     }
                     st.detached.store(true, Ordering::Relaxed);
                 }
@@ -242,15 +246,11 @@ impl UploadScan {
     }
 }
 
-fn stop<E>(st: &TeeState, why: Abort) -> Result<Bytes, E>
+fn stop<E>(why: Abort) -> Result<Bytes, E>
 where
     E: From<Box<dyn std::error::Error + Send + Sync>>,
 {
-    *st.abort.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
-    Err(E::from(Box::new(std::io::Error::other(match why {
-        Abort::Oversize => "object exceeds the scan size limit",
-        Abort::ScannerFailed => "virus scanner failed",
-    }))))
+    Err(E::from(Box::new(why)))
 }
 
 fn virus_error(signature: &str) -> S3Error {
@@ -335,10 +335,11 @@ impl ScanService {
     }
 
     /// The S3 error for an upload the tee stopped early, if it did.
-    pub fn early_error(&self, scan: &UploadScan) -> Option<S3Error> {
-        let r = scan.inner.as_ref()?;
-        let why = *r.state.abort.lock().unwrap_or_else(|p| p.into_inner());
-        match why? {
+    pub fn abort_error(&self, e: &s3dedup_storage::Error) -> Option<S3Error> {
+        let s3dedup_storage::Error::Body(source) = e else {
+            return None;
+        };
+        match *source.downcast_ref::<Abort>()? {
             Abort::Oversize => {
                 metrics::counter!(m::SCAN_OVERSIZE, "outcome" => "rejected").increment(1);
                 Some(oversize_error(self.policy.max_size))

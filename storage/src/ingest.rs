@@ -58,6 +58,8 @@ pub struct PendingObject {
     pub size: u64,
     /// MD5 of the bytes.
     pub md5: [u8; 16],
+    /// What the [`BodyDigest`] given to the ingest computed (empty without one).
+    pub digests: Vec<(&'static str, String)>,
     /// What the ingest did.
     pub stats: IngestStats,
     pub(crate) staged: Staged,
@@ -118,47 +120,84 @@ pub(crate) fn record_orphans_in_background(index: &Arc<Index>, packs: Vec<NewPac
     drop(index.record_orphans(packs));
 }
 
-enum Md5Sink {
-    Inline(Md5),
+/// Digests of the whole body computed beside MD5 (the gateway's S3 checksums: CRC32,
+/// CRC32C, CRC64NVME, SHA-1, SHA-256): fed by the same sink, once per buffer, on the same
+/// thread as MD5.
+pub trait BodyDigest: Send + 'static {
+    /// Feeds the next bytes of the body.
+    fn update(&mut self, data: &[u8]);
+    /// The digests, by name (the caller's naming), once the body has ended.
+    fn finish(self: Box<Self>) -> Vec<(&'static str, String)>;
+}
+
+/// The one digest sink of an upload: MD5 (for the ETag and Content-MD5) plus the
+/// requested [`BodyDigest`]. Small bodies are digested inline; past
+/// [`MD5_INLINE_LIMIT`] the sink moves to a blocking thread, so a large upload's hashing
+/// never runs on the async workers.
+enum DigestSink {
+    Inline(Digests),
     Thread {
         tx: mpsc::Sender<Bytes>,
-        done: JoinHandle<Md5>,
+        done: JoinHandle<Digests>,
     },
 }
 
-impl Md5Sink {
+#[derive(Default)]
+struct Digests {
+    md5: Md5,
+    extra: Option<Box<dyn BodyDigest>>,
+}
+
+impl Digests {
+    fn update(&mut self, data: &[u8]) {
+        self.md5.update(data);
+        if let Some(x) = &mut self.extra {
+            x.update(data);
+        }
+    }
+}
+
+impl DigestSink {
+    fn new(extra: Option<Box<dyn BodyDigest>>) -> Self {
+        DigestSink::Inline(Digests {
+            md5: Md5::new(),
+            extra,
+        })
+    }
+
     async fn update(&mut self, data: &Bytes, total: u64) -> Result<()> {
         match self {
-            Md5Sink::Inline(h) if total < MD5_INLINE_LIMIT => h.update(data),
-            Md5Sink::Inline(h) => {
-                let mut h = std::mem::take(h);
-                h.update(data);
+            DigestSink::Inline(d) if total < MD5_INLINE_LIMIT => d.update(data),
+            DigestSink::Inline(d) => {
+                let mut d = std::mem::take(d);
+                d.update(data);
                 let (tx, mut rx) = mpsc::channel::<Bytes>(64);
                 let done = tokio::task::spawn_blocking(move || {
                     while let Some(b) = rx.blocking_recv() {
-                        h.update(&b);
+                        d.update(&b);
                     }
-                    h
+                    d
                 });
-                *self = Md5Sink::Thread { tx, done };
+                *self = DigestSink::Thread { tx, done };
             }
-            Md5Sink::Thread { tx, .. } => tx
+            DigestSink::Thread { tx, .. } => tx
                 .send(data.clone())
                 .await
-                .map_err(|_| Error::Internal("md5 thread stopped".into()))?,
+                .map_err(|_| Error::Internal("digest thread stopped".into()))?,
         }
         Ok(())
     }
 
-    async fn finish(self) -> Result<[u8; 16]> {
-        let h = match self {
-            Md5Sink::Inline(h) => h,
-            Md5Sink::Thread { tx, done } => {
+    async fn finish(self) -> Result<([u8; 16], Vec<(&'static str, String)>)> {
+        let d = match self {
+            DigestSink::Inline(d) => d,
+            DigestSink::Thread { tx, done } => {
                 drop(tx);
                 done.await?
             }
         };
-        Ok(h.finalize().into())
+        let extra = d.extra.map(BodyDigest::finish).unwrap_or_default();
+        Ok((d.md5.finalize().into(), extra))
     }
 }
 
@@ -269,13 +308,17 @@ impl Ingest {
         Ok(())
     }
 
-    async fn run<S, E>(&mut self, mut body: S) -> Result<(u64, [u8; 16])>
+    async fn run<S, E>(
+        &mut self,
+        mut body: S,
+        digest: Option<Box<dyn BodyDigest>>,
+    ) -> Result<(u64, [u8; 16], Vec<(&'static str, String)>)>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
         E: Into<BoxError>,
     {
         let mut chunker = Chunker::new(self.index.params())?;
-        let mut md5 = Md5Sink::Inline(Md5::new());
+        let mut digests = DigestSink::new(digest);
         let mut size = 0u64;
         let mut cut = Vec::new();
         let mut in_flight: VecDeque<JoinHandle<Result<Hashed>>> = VecDeque::new();
@@ -285,7 +328,7 @@ impl Ingest {
             match body.next().await {
                 Some(Ok(data)) => {
                     size += data.len() as u64;
-                    md5.update(&data, size).await?;
+                    digests.update(&data, size).await?;
                     chunker.push(&data, &mut cut);
                 }
                 Some(Err(e)) => return Err(Error::Body(e.into())),
@@ -321,7 +364,8 @@ impl Ingest {
         }
         self.maybe_flush(true).await?;
         self.wait_flush().await?;
-        Ok((size, md5.finish().await?))
+        let (md5, extra) = digests.finish().await?;
+        Ok((size, md5, extra))
     }
 }
 
@@ -331,6 +375,7 @@ pub(crate) async fn ingest<S, E>(
     blobs: &Arc<dyn BlobStore>,
     cfg: &StoreConfig,
     body: S,
+    digest: Option<Box<dyn BodyDigest>>,
 ) -> Result<PendingObject>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
@@ -346,10 +391,11 @@ where
         flushing: None,
         stats: IngestStats::default(),
     };
-    match st.run(body).await {
-        Ok((size, md5)) => Ok(PendingObject {
+    match st.run(body, digest).await {
+        Ok((size, md5, digests)) => Ok(PendingObject {
             size,
             md5,
+            digests,
             stats: st.stats,
             staged: std::mem::take(&mut st.staged),
             index: Arc::clone(index),

@@ -32,7 +32,7 @@ mod codec;
 pub mod config;
 pub mod error;
 pub mod id;
-pub mod index;
+mod index;
 pub mod ingest;
 pub mod metrics;
 pub mod pack;
@@ -43,7 +43,10 @@ pub mod verify;
 pub use chunker::ChunkerParams;
 pub use error::{Error, Result};
 pub use id::ChunkId;
-pub use index::{FsckReport, ListEntry, ListPage, Stats, WriteCondition};
+pub use index::{
+    CommitCounters, FsckReport, ListEntry, ListPage, SnapshotInfo, SnapshotSettings, Stats,
+    UploadSummary, WriteCondition, snapshot_dir,
+};
 pub use ingest::PendingObject;
 pub use records::{Etag, ObjectMeta, ObjectRecord};
 pub use store::{ByteRange, ObjectReader, Store, StoreConfig};

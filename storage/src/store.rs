@@ -12,6 +12,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 
 use crate::blob::{BlobStore, FsBlobStore};
 use crate::chunk;
+use crate::chunker::ChunkerParams;
 pub use crate::config::StoreConfig;
 use crate::error::{BoxError, Error, Result};
 use crate::index::{
@@ -136,9 +137,59 @@ impl Store {
         Self::open(&dir.join("index.redb"), Arc::new(blobs), cfg).await
     }
 
-    /// The index, for administrative reads.
-    pub fn index(&self) -> &Arc<Index> {
+    /// The index (crate-internal: everything outside goes through `Store` methods, so a
+    /// later index backend implements the same functions).
+    pub(crate) fn index(&self) -> &Arc<Index> {
         &self.index
+    }
+
+    /// Verifies every page checksum of the index file at `path` (the gateway must not
+    /// hold it open): `Ok(true)` when clean, `Ok(false)` when an interrupted commit was
+    /// rolled back.
+    ///
+    /// # Errors
+    /// [`Error::Index`] naming the damage.
+    pub fn verify_index_file(path: &Path) -> Result<bool> {
+        Index::verify_file(path)
+    }
+
+    /// Index commit counters (group commit), for metrics.
+    pub fn commit_counters(&self) -> &crate::index::CommitCounters {
+        self.index.commit_counters()
+    }
+
+    /// The chunker parameters recorded when the store was created.
+    ///
+    /// # Errors
+    /// [`Error::Index`], [`Error::Corrupt`].
+    pub fn recorded_chunker_params(&self) -> Result<ChunkerParams> {
+        self.index.recorded_params()
+    }
+
+    /// Packs recorded as orphans (written by uploads that did not commit), with the
+    /// time they were recorded.
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub fn orphan_packs(&self) -> Result<Vec<(u128, u64)>> {
+        self.index.orphan_packs()
+    }
+
+    /// Chunks whose refcount reached 0, with the time (ms) they got there: what GC may
+    /// remove once the grace period has passed.
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub fn gc_queue(&self) -> Result<Vec<(u64, crate::ChunkId)>> {
+        self.index.gc_queue()
+    }
+
+    /// Packs the index knows, by id.
+    ///
+    /// # Errors
+    /// [`Error::Index`], [`Error::Corrupt`].
+    pub fn packs(&self) -> Result<Vec<(u128, crate::records::PackRecord)>> {
+        self.index.packs()
     }
 
     /// The backing store.
@@ -201,7 +252,25 @@ impl Store {
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
         E: Into<BoxError>,
     {
-        ingest::ingest(&self.index, &self.blobs, &self.cfg, body).await
+        ingest::ingest(&self.index, &self.blobs, &self.cfg, body, None).await
+    }
+
+    /// [`Store::ingest`], also computing `digest` over the body in the same sink as the
+    /// MD5 (off the async workers for large bodies); its results are in
+    /// [`PendingObject::digests`].
+    ///
+    /// # Errors
+    /// As [`Store::ingest`].
+    pub async fn ingest_with<S, E>(
+        &self,
+        body: S,
+        digest: Box<dyn ingest::BodyDigest>,
+    ) -> Result<PendingObject>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
+        E: Into<BoxError>,
+    {
+        ingest::ingest(&self.index, &self.blobs, &self.cfg, body, Some(digest)).await
     }
 
     /// Ingests bytes already in memory.

@@ -259,7 +259,7 @@ async fn stream_failing_midway_publishes_nothing() {
     assert_eq!(store.stats().await.unwrap(), before);
     common::assert_fsck_clean(&store).await;
     assert!(
-        !store.index().orphan_packs().unwrap().is_empty(),
+        !store.orphan_packs().unwrap().is_empty(),
         "packs written before the failure are recorded for GC"
     );
 }

@@ -140,7 +140,7 @@ async fn if_none_match_lets_exactly_one_writer_win() {
     assert_eq!(ok, 1);
     common::assert_fsck_clean(&store).await;
     // The losers' packs are recorded for GC, not leaked silently.
-    assert!(!store.index().orphan_packs().unwrap().is_empty());
+    assert!(!store.orphan_packs().unwrap().is_empty());
 }
 
 /// Writes that share a group commit with a failing write still commit, and the failing

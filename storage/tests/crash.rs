@@ -277,7 +277,7 @@ async fn crash_between_pack_write_and_commit_publishes_nothing() {
     // The packs of the interrupted upload are in the store but unknown to the index:
     // orphans for GC's sweep, never referenced.
     let in_store = store.blobs().list("packs/").await.unwrap().len();
-    let known = store.index().packs().unwrap().len();
+    let known = store.packs().unwrap().len();
     assert!(
         in_store > known,
         "expected orphan packs: {in_store} in store, {known} known"
@@ -313,13 +313,13 @@ async fn failing_backend_publishes_nothing_and_records_orphans() {
         Err(Error::NoSuchKey { .. })
     ));
     common::assert_fsck_clean(&store).await;
-    let orphans = store.index().orphan_packs().unwrap();
+    let orphans = store.orphan_packs().unwrap();
     assert_eq!(
         orphans.len(),
         3,
         "the three packs that did land are recorded for GC"
     );
-    assert!(store.index().packs().unwrap().is_empty());
+    assert!(store.packs().unwrap().is_empty());
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.objects, stats.chunks, stats.stored_bytes), (0, 0, 0));
 }

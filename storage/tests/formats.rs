@@ -383,7 +383,7 @@ async fn v1_data_directory_opens_and_reads_back() {
     // are recorded, and old manifests stay valid.
     let store = common::open_fs(tmp.path(), s3dedup_storage::StoreConfig::default()).await;
     assert_eq!(
-        store.index().recorded_params().unwrap(),
+        store.recorded_chunker_params().unwrap(),
         ChunkerParams::default()
     );
     for (key, bytes) in dir_objects() {

@@ -16,7 +16,7 @@ mod objects;
 
 use std::time::UNIX_EPOCH;
 
-use s3dedup_storage::{ObjectMeta, ObjectRecord, Store};
+use s3dedup_storage::{ObjectMeta, ObjectRecord, Store, WriteCondition};
 use s3s::dto::{self, ETag, Timestamp};
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
@@ -45,6 +45,33 @@ impl Gateway {
     pub fn new(store: Store, settings: GatewaySettings) -> Self {
         Gateway { store, settings }
     }
+}
+
+/// The write condition of PutObject and CompleteMultipartUpload (one builder, so both
+/// accept and refuse the same headers): `If-Match` (an ETag or `*`) and
+/// `If-None-Match: *`; an `If-None-Match` naming an ETag is not implemented.
+pub(super) fn write_condition(
+    if_match: Option<&dto::ETagCondition>,
+    if_none_match: Option<&dto::ETagCondition>,
+) -> S3Result<WriteCondition> {
+    let if_none_match_any = match if_none_match {
+        None => false,
+        Some(dto::ETagCondition::Any) => true,
+        Some(_) => {
+            return Err(s3_error!(
+                NotImplemented,
+                "Conditional writes support only If-None-Match: *"
+            ));
+        }
+    };
+    let if_match = if_match.map(|c| match c {
+        dto::ETagCondition::Any => "*".to_owned(),
+        dto::ETagCondition::ETag(e) => e.value().to_owned(),
+    });
+    Ok(WriteCondition {
+        if_match,
+        if_none_match_any,
+    })
 }
 
 /// The request's access key, for audit lines.

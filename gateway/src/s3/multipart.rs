@@ -1,7 +1,6 @@
 //! Multipart uploads. Parts may arrive concurrently and in any order; each is verified
 //! like a PUT and holds references to its chunks until the upload completes or aborts.
 
-use s3dedup_storage::WriteCondition;
 use s3dedup_storage::records::CompletedUploadRecord;
 use s3s::dto::{self, StreamingBlob};
 use s3s::{S3Request, S3Response, S3Result, s3_error};
@@ -229,16 +228,7 @@ impl Gateway {
         }
         let fresh = async {
             self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
-            let cond = match (&i.if_match, &i.if_none_match) {
-                (None, None) => WriteCondition::default(),
-                (m, nm) => WriteCondition {
-                    if_match: m
-                        .as_ref()
-                        .and_then(|c| c.as_etag())
-                        .map(|e| e.value().to_owned()),
-                    if_none_match_any: nm.as_ref().is_some_and(dto::ETagCondition::is_any),
-                },
-            };
+            let cond = super::write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?;
             // Invariant 2: the assembled object is scanned as a whole (a signature split
             // across parts is caught), and exactly the scanned bytes are published.
             let expect_digest = if self.settings.scan.enabled() {

@@ -1,8 +1,6 @@
 //! Objects: PUT, GET, HEAD, DELETE, DeleteObjects, COPY, and the verified upload path
 //! shared with UploadPart.
 
-use std::sync::{Arc, Mutex};
-
 use base64::Engine as _;
 use futures::StreamExt;
 use s3dedup_storage::{ByteRange, PendingObject, WriteCondition};
@@ -96,26 +94,18 @@ pub(super) async fn ingest_verified(
             ));
         }
     }
-    let hasher = Arc::new(Mutex::new(Hasher::new(
+    let hasher = Hasher::new(
         requested
             .into_iter()
             .chain(claims.values.iter().map(|(a, _)| *a)),
-    )));
-    let h = Arc::clone(&hasher);
+    );
     let stream = body.unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
-    let stream = stream.map(move |r| {
-        if let Ok(b) = &r {
-            h.lock().unwrap_or_else(|p| p.into_inner()).update(b);
-        }
-        r
-    });
     let stream = scan.tee(stream, gw.settings.scan.policy());
-    let pending = gw.store.ingest(stream).await.map_err(|e| {
-        gw.settings
-            .scan
-            .early_error(scan)
-            .unwrap_or_else(|| to_s3(e))
-    })?;
+    let pending = gw
+        .store
+        .ingest_with(stream, Box::new(hasher))
+        .await
+        .map_err(|e| gw.settings.scan.abort_error(&e).unwrap_or_else(|| to_s3(e)))?;
     crate::metrics::record_ingest(&pending.stats, pending.size);
 
     if let Some(len) = claims.content_length
@@ -135,11 +125,11 @@ pub(super) async fn ingest_verified(
             "The Content-MD5 you specified did not match what we received"
         ));
     }
-    let computed = Arc::try_unwrap(hasher)
-        .map_err(|_| s3_error!(InternalError, "checksum state still shared"))?
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .finish();
+    let computed: Vec<(Algorithm, String)> = pending
+        .digests
+        .iter()
+        .filter_map(|(name, v)| Some((Algorithm::parse(name)?, v.clone())))
+        .collect();
     // Values sent in a trailer arrive only after the body; s3s exposes them now.
     let mut claimed = claims.values;
     if let Some(a) = requested
@@ -173,30 +163,6 @@ pub(super) async fn ingest_verified(
     Ok((pending, checksums))
 }
 
-fn write_condition(
-    if_match: Option<&dto::ETagCondition>,
-    if_none_match: Option<&dto::ETagCondition>,
-) -> S3Result<WriteCondition> {
-    let if_none_match_any = match if_none_match {
-        None => false,
-        Some(dto::ETagCondition::Any) => true,
-        Some(_) => {
-            return Err(s3_error!(
-                NotImplemented,
-                "Conditional writes support only If-None-Match: *"
-            ));
-        }
-    };
-    let if_match = if_match.map(|c| match c {
-        dto::ETagCondition::Any => "*".to_owned(),
-        dto::ETagCondition::ETag(e) => e.value().to_owned(),
-    });
-    Ok(WriteCondition {
-        if_match,
-        if_none_match_any,
-    })
-}
-
 pub(super) fn resolve_range(r: &dto::Range) -> ByteRange {
     match *r {
         dto::Range::Int {
@@ -222,7 +188,7 @@ impl Gateway {
         let mut input = req.input;
         check_new_key(&input.key)?;
         check_user_metadata(input.metadata.as_ref())?;
-        let cond = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let cond = super::write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         // Refuse before reading the body, not after storing it.
         self.require_bucket(&input.bucket).await?;
         let claims = Claims {

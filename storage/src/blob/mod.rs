@@ -18,7 +18,7 @@
 //! Names are produced by the engine (see `pack::blob_name`) and checked by
 //! [`check_name`]; no client-controlled string reaches a backend.
 
-#[doc(hidden)]
+#[cfg(feature = "contract-tests")]
 pub mod contract;
 mod fs;
 mod memory;

@@ -13,7 +13,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::BucketExists`].
-    pub fn create_bucket(
+    pub(crate) fn create_bucket(
         &self,
         name: &str,
         owner: &str,
@@ -40,7 +40,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::NoSuchBucket`], [`Error::BucketNotEmpty`].
-    pub fn delete_bucket(&self, name: &str) -> impl Future<Output = Result<()>> + use<> {
+    pub(crate) fn delete_bucket(&self, name: &str) -> impl Future<Output = Result<()>> + use<> {
         let name = name.to_owned();
         self.committer.submit(move |txn| {
             let name = name.as_str();
@@ -79,7 +79,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::Index`].
-    pub fn bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
+    pub(crate) fn bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
         let txn = self.db.begin_read()?;
         txn.open_table(BUCKETS)?
             .get(name)?
@@ -91,7 +91,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::Index`].
-    pub fn buckets(&self) -> Result<Vec<(String, BucketRecord)>> {
+    pub(crate) fn buckets(&self) -> Result<Vec<(String, BucketRecord)>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(BUCKETS)?;
         t.iter()?

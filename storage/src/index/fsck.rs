@@ -75,7 +75,7 @@ impl Index {
     ///
     /// # Errors
     /// [`crate::Error::Index`] when redb itself fails (its tree cannot be walked).
-    pub fn fsck(&self) -> Result<FsckReport> {
+    pub(crate) fn fsck(&self) -> Result<FsckReport> {
         let txn = self.db.begin_read()?;
         let mut report = FsckReport::default();
         let manifests = txn.open_table(MANIFESTS)?;

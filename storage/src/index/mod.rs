@@ -42,8 +42,10 @@ pub use committer::CommitCounters;
 use committer::Committer;
 pub use fsck::FsckReport;
 pub use multipart::UploadSummary;
-pub use objects::{ListEntry, ListPage, ListQuery, PlannedChunk, ReadPlan, WriteCondition};
-pub use snapshot::{SnapshotInfo, SnapshotSettings, prune_snapshots, snapshot_dir};
+pub use objects::{ListEntry, ListPage, WriteCondition};
+pub(crate) use objects::{ListQuery, PlannedChunk};
+pub(crate) use snapshot::prune_snapshots;
+pub use snapshot::{SnapshotInfo, SnapshotSettings, snapshot_dir};
 
 use crate::chunker::ChunkerParams;
 use crate::error::{Error, Result};
@@ -76,13 +78,13 @@ pub(crate) const COMPLETED_BY_TIME: TableDefinition<(u64, &str), ()> =
 
 /// How long a completed upload is remembered (AWS answers a retried completion for
 /// at least this long).
-pub const COMPLETED_UPLOAD_TTL_MS: u64 = 24 * 3600 * 1000;
+pub(crate) const COMPLETED_UPLOAD_TTL_MS: u64 = 24 * 3600 * 1000;
 
 /// Version of the index layout as a whole (tables, their key types, record versions).
 /// 2: records are sealed with a CRC32C (v2 records); an index of format 1 is upgraded
 /// in place when opened (its v1 records stay readable), and from then on a binary that
 /// only knows format 1 refuses it instead of failing on every new record.
-pub const INDEX_FORMAT: u32 = 2;
+pub(crate) const INDEX_FORMAT: u32 = 2;
 /// Index formats this version opens.
 const READABLE_FORMATS: [u32; 2] = [1, 2];
 const KEY_FORMAT: &str = "format";
@@ -90,17 +92,17 @@ const KEY_CHUNKER: &str = "chunker";
 const KEY_NEXT_ID: &str = "next_manifest_id";
 
 /// Counter names in the `stats` table.
-pub mod stat {
+pub(crate) mod stat {
     /// Sum of committed object sizes.
-    pub const LOGICAL_BYTES: &str = "logical_bytes";
+    pub(crate) const LOGICAL_BYTES: &str = "logical_bytes";
     /// Committed objects.
-    pub const OBJECTS: &str = "objects";
+    pub(crate) const OBJECTS: &str = "objects";
     /// Sum of raw lengths of chunks with refcount > 0.
-    pub const UNIQUE_BYTES: &str = "unique_bytes";
+    pub(crate) const UNIQUE_BYTES: &str = "unique_bytes";
     /// Chunks with refcount > 0.
-    pub const CHUNKS: &str = "chunks";
+    pub(crate) const CHUNKS: &str = "chunks";
     /// Bytes of packs known to the index plus inline chunk bytes.
-    pub const STORED_BYTES: &str = "stored_bytes";
+    pub(crate) const STORED_BYTES: &str = "stored_bytes";
 }
 
 /// Counters kept transactionally with the data they describe.
@@ -158,7 +160,7 @@ pub(crate) fn now_ms() -> u64 {
 
 /// The open index.
 #[derive(Debug)]
-pub struct Index {
+pub(crate) struct Index {
     db: Arc<Database>,
     params: ChunkerParams,
     committer: Committer,
@@ -173,7 +175,7 @@ impl Index {
     /// # Errors
     /// [`Error::UnsupportedFormat`] for an index written by a newer version;
     /// [`Error::Index`] if redb cannot open the file.
-    pub fn open(path: &Path, params: ChunkerParams, cache_bytes: usize) -> Result<Self> {
+    pub(crate) fn open(path: &Path, params: ChunkerParams, cache_bytes: usize) -> Result<Self> {
         params.validate()?;
         let db = match Database::builder().set_cache_size(cache_bytes).create(path) {
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
@@ -254,18 +256,18 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::Index`] when the file is damaged (or cannot be opened).
-    pub fn verify_file(path: &Path) -> Result<bool> {
+    pub(crate) fn verify_file(path: &Path) -> Result<bool> {
         let mut db = Database::open(path)?;
         Ok(db.check_integrity()?)
     }
 
     /// Group-commit counters (writes, transactions, replayed batches).
-    pub fn commit_counters(&self) -> &CommitCounters {
+    pub(crate) fn commit_counters(&self) -> &CommitCounters {
         &self.committer.counters
     }
 
     /// The chunker parameters in force.
-    pub fn params(&self) -> ChunkerParams {
+    pub(crate) fn params(&self) -> ChunkerParams {
         self.params
     }
 
@@ -273,7 +275,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::Index`] or a decode error.
-    pub fn recorded_params(&self) -> Result<ChunkerParams> {
+    pub(crate) fn recorded_params(&self) -> Result<ChunkerParams> {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
         let v = meta
@@ -287,7 +289,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::Index`] or a decode error.
-    pub fn chunk_reusable(&self, id: &ChunkId) -> Result<bool> {
+    pub(crate) fn chunk_reusable(&self, id: &ChunkId) -> Result<bool> {
         let txn = self.db.begin_read()?;
         let chunks = txn.open_table(CHUNKS)?;
         match chunks.get(&id.0)? {
@@ -300,7 +302,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::Index`].
-    pub fn stats(&self) -> Result<Stats> {
+    pub(crate) fn stats(&self) -> Result<Stats> {
         read_stats(&self.db.begin_read()?)
     }
 
@@ -330,7 +332,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::Index`].
-    pub fn orphan_packs(&self) -> Result<Vec<(u128, u64)>> {
+    pub(crate) fn orphan_packs(&self) -> Result<Vec<(u128, u64)>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(ORPHAN_PACKS)?;
         t.iter()?
@@ -345,7 +347,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::Index`].
-    pub fn gc_queue(&self) -> Result<Vec<(u64, ChunkId)>> {
+    pub(crate) fn gc_queue(&self) -> Result<Vec<(u64, ChunkId)>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(GC_QUEUE)?;
         t.iter()?
@@ -361,7 +363,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::Index`].
-    pub fn chunk_records(&self) -> Result<Vec<(ChunkId, ChunkRecord)>> {
+    pub(crate) fn chunk_records(&self) -> Result<Vec<(ChunkId, ChunkRecord)>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(CHUNKS)?;
         let mut out = Vec::new();
@@ -378,7 +380,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::Index`] or a decode error.
-    pub fn packs(&self) -> Result<Vec<(u128, PackRecord)>> {
+    pub(crate) fn packs(&self) -> Result<Vec<(u128, PackRecord)>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(PACKS)?;
         t.iter()?
@@ -564,7 +566,7 @@ fn write_manifest(txn: &WriteTransaction, slices: &[Slice]) -> Result<ManifestRe
 /// Chunk ids are content hashes, so equal digests mean equal bytes; it costs one small
 /// hash per ~64 KiB chunk, not a pass over the data. (The same bytes cut differently, e.g.
 /// uploaded in other parts, get another digest.)
-pub fn content_digest<'a>(slices: impl IntoIterator<Item = &'a Slice>) -> [u8; 32] {
+pub(crate) fn content_digest<'a>(slices: impl IntoIterator<Item = &'a Slice>) -> [u8; 32] {
     use sha2::Digest as _;
     let mut h = sha2::Sha256::new();
     for s in slices {

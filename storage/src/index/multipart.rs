@@ -153,7 +153,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::NoSuchBucket`].
-    pub fn create_upload(
+    pub(crate) fn create_upload(
         &self,
         bucket: &str,
         key: &str,
@@ -220,7 +220,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::NoSuchUpload`], [`Error::NoSuchBucket`], [`Error::NoSuchKey`].
-    pub fn copy_object_to_part(
+    pub(crate) fn copy_object_to_part(
         &self,
         src: (&str, &str),
         upload_id: &str,
@@ -265,7 +265,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::NoSuchUpload`], [`Error::InvalidPart`], [`Error::EntityTooSmall`].
-    pub fn plan_upload_read(
+    pub(crate) fn plan_upload_read(
         &self,
         upload_id: &str,
         listed: &[(u32, String)],
@@ -300,7 +300,7 @@ impl Index {
     /// # Errors
     /// [`Error::NoSuchUpload`], [`Error::InvalidPart`], [`Error::InvalidPartOrder`],
     /// [`Error::EntityTooSmall`], [`Error::PreconditionFailed`], [`Error::NoSuchBucket`].
-    pub fn complete_upload(
+    pub(crate) fn complete_upload(
         &self,
         upload_id: &str,
         listed: Vec<(u32, String)>,
@@ -397,7 +397,10 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::Index`] or a decode error.
-    pub fn completed_upload(&self, upload_id: &str) -> Result<Option<CompletedUploadRecord>> {
+    pub(crate) fn completed_upload(
+        &self,
+        upload_id: &str,
+    ) -> Result<Option<CompletedUploadRecord>> {
         let txn = self.db.begin_read()?;
         let rec = txn
             .open_table(COMPLETED_UPLOADS)?
@@ -411,7 +414,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::NoSuchUpload`].
-    pub fn abort_upload(&self, upload_id: &str) -> impl Future<Output = Result<()>> + use<> {
+    pub(crate) fn abort_upload(&self, upload_id: &str) -> impl Future<Output = Result<()>> + use<> {
         let upload_id = upload_id.to_owned();
         self.committer.submit(move |txn| abort_in(txn, &upload_id))
     }
@@ -420,7 +423,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::NoSuchUpload`].
-    pub fn upload(&self, upload_id: &str) -> Result<UploadRecord> {
+    pub(crate) fn upload(&self, upload_id: &str) -> Result<UploadRecord> {
         let txn = self.db.begin_read()?;
         txn.open_table(UPLOADS)?
             .get(upload_id)?
@@ -433,7 +436,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::NoSuchUpload`].
-    pub fn list_parts(
+    pub(crate) fn list_parts(
         &self,
         upload_id: &str,
         after: u32,
@@ -463,7 +466,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::NoSuchBucket`].
-    pub fn list_uploads(
+    pub(crate) fn list_uploads(
         &self,
         bucket: &str,
         prefix: &str,

@@ -50,7 +50,7 @@ impl WriteCondition {
 
 /// A list request. `delimiter: Some("")` is treated as no delimiter.
 #[derive(Debug, Clone, Default)]
-pub struct ListQuery<'a> {
+pub(crate) struct ListQuery<'a> {
     /// Only keys starting with this.
     pub prefix: &'a str,
     /// Roll keys up to the first occurrence of this after the prefix.
@@ -96,7 +96,7 @@ pub struct ListPage {
 
 /// A chunk to read for an object read, and which of its bytes to emit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedChunk {
+pub(crate) struct PlannedChunk {
     /// Chunk id.
     pub id: ChunkId,
     /// Raw length.
@@ -113,7 +113,7 @@ pub struct PlannedChunk {
 
 /// Everything needed to stream an object (or a range of it), from one snapshot.
 #[derive(Debug, Clone)]
-pub struct ReadPlan {
+pub(crate) struct ReadPlan {
     /// The object version being read.
     pub record: ObjectRecord,
     /// `start..end` of the object being read.
@@ -270,7 +270,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`] (source), [`Error::PreconditionFailed`].
-    pub fn copy_object(
+    pub(crate) fn copy_object(
         &self,
         src: (&str, &str),
         dst: (&str, &str),
@@ -316,7 +316,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::NoSuchBucket`].
-    pub fn delete_object(
+    pub(crate) fn delete_object(
         &self,
         bucket: &str,
         key: &str,
@@ -340,7 +340,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`].
-    pub fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
+    pub(crate) fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
         current_object(&self.db.begin_read()?, bucket, key)
     }
 
@@ -350,7 +350,7 @@ impl Index {
     /// # Errors
     /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::Corrupt`] when a referenced
     /// chunk is missing from the index.
-    pub fn plan_read(
+    pub(crate) fn plan_read(
         &self,
         bucket: &str,
         key: &str,
@@ -447,7 +447,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::NoSuchBucket`].
-    pub fn list_objects(&self, bucket: &str, q: &ListQuery<'_>) -> Result<ListPage> {
+    pub(crate) fn list_objects(&self, bucket: &str, q: &ListQuery<'_>) -> Result<ListPage> {
         let txn = self.db.begin_read()?;
         if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
             return Err(Error::NoSuchBucket(bucket.to_owned()));

@@ -122,7 +122,7 @@ impl Index {
     /// # Errors
     /// [`Error::Index`] when a table cannot be read (damage) or written; [`Error::Internal`]
     /// when the index holds a table snapshots do not cover.
-    pub fn snapshot(&self, dir: &Path) -> Result<SnapshotInfo> {
+    pub(crate) fn snapshot(&self, dir: &Path) -> Result<SnapshotInfo> {
         std::fs::create_dir_all(dir).map_err(Error::backend)?;
         let name = format!("index-{:013}.redb", now_ms());
         let tmp = dir.join(format!("{name}.tmp"));
@@ -222,7 +222,7 @@ impl Index {
 ///
 /// # Errors
 /// [`Error::Backend`] when the directory cannot be read.
-pub fn prune_snapshots(dir: &Path, keep: usize) -> Result<Vec<PathBuf>> {
+pub(crate) fn prune_snapshots(dir: &Path, keep: usize) -> Result<Vec<PathBuf>> {
     let mut snaps = Vec::new();
     for e in std::fs::read_dir(dir).map_err(Error::backend)? {
         let p = e.map_err(Error::backend)?.path();
