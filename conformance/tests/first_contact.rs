@@ -405,3 +405,73 @@ fn metrics_pass_promtool_and_count_refused_requests() {
         "no build_info"
     );
 }
+
+#[test]
+fn one_log_line_per_request_without_bodies_secrets_or_colours() {
+    let g = Gateway::start().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = sdk_client(&g.s3_url);
+        c.create_bucket().bucket("logged").send().await.unwrap();
+    });
+    // A malformed DeleteObjects body: s3s used to log it whole at ERROR.
+    let marker = "MARKER-BODY-4f1c9e";
+    let body = format!("<Delete><Object><Key>{marker}</Key></Object><<<not xml");
+    let headers = signed_headers(&g, "POST", "/logged?delete");
+    let (status, _) = http_request(
+        g.s3_addr(),
+        "POST",
+        "/logged?delete",
+        &[
+            headers.as_slice(),
+            &[("content-md5", {
+                use base64::Engine as _;
+                use md5::Digest as _;
+                base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body.as_bytes()))
+            })],
+        ]
+        .concat(),
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert!((400..500).contains(&status), "{status}");
+    let log = std::fs::read_to_string(g.data_dir.join("gateway.log")).unwrap();
+    assert!(!log.contains(marker), "the request body was logged:\n{log}");
+    assert!(
+        !log.contains(s3dedup_conformance::SECRET_KEY),
+        "the secret key was logged"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI colours in a non-terminal log"
+    );
+    assert!(
+        !log.contains("ERROR"),
+        "client errors logged at ERROR:\n{log}"
+    );
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(" request ")).collect();
+    let create: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("operation=\"CreateBucket\""))
+        .collect();
+    assert_eq!(create.len(), 1, "{lines:#?}");
+    for field in [
+        "status=200",
+        "bytes_in=",
+        "bytes_out=",
+        "ms=",
+        "request_id=",
+    ] {
+        assert!(create[0].contains(field), "{field} missing: {}", create[0]);
+    }
+    let refused: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("operation=\"DeleteObjects\""))
+        .collect();
+    assert_eq!(refused.len(), 1, "{lines:#?}");
+    assert!(
+        refused[0].contains(&format!("status={status}")),
+        "{}",
+        refused[0]
+    );
+}

@@ -20,6 +20,7 @@
 //! - [`index`] — redb tables, transactions, refcounts, listing, fsck.
 //! - [`ingest`] — the upload pipeline producing a [`PendingObject`].
 //! - [`config`] — [`StoreConfig`], the engine's settings.
+//! - [`read`] — the read pipeline: coalesced, read-ahead, verified chunk streams.
 //! - [`store`] — [`Store`], the API the gateway calls.
 //! - [`verify`] — `fsck --read-data`: every stored chunk read back and verified.
 //! - [`error`] — the crate's [`Error`].
@@ -36,6 +37,7 @@ mod index;
 pub mod ingest;
 pub mod metrics;
 pub mod pack;
+pub mod read;
 pub mod records;
 pub mod store;
 pub mod verify;
