@@ -20,9 +20,9 @@ pub const STORED_BYTES: &str = "s3dedup_stored_bytes";
 pub const OBJECTS: &str = "s3dedup_objects";
 /// Referenced unique chunks.
 pub const CHUNKS: &str = "s3dedup_chunks";
-/// logical / unique bytes.
+/// logical / stored bytes.
 pub const DEDUP_RATIO: &str = "s3dedup_dedup_ratio";
-/// logical − unique bytes.
+/// logical − stored bytes.
 pub const SAVED_BYTES: &str = "s3dedup_saved_bytes";
 /// Bytes received in uploads.
 pub const INGESTED_BYTES: &str = "s3dedup_ingested_bytes_total";
@@ -123,11 +123,14 @@ fn describe() {
     );
     describe_gauge!(OBJECTS, "Stored objects");
     describe_gauge!(CHUNKS, "Distinct chunks referenced");
-    describe_gauge!(DEDUP_RATIO, "Logical bytes / unique bytes (1 when empty)");
+    describe_gauge!(
+        DEDUP_RATIO,
+        "Logical bytes / stored bytes (1 when nothing is stored)"
+    );
     describe_gauge!(
         SAVED_BYTES,
         Unit::Bytes,
-        "Logical bytes minus unique bytes: what dedup saves"
+        "Logical bytes minus stored bytes: what dedup saves"
     );
     describe_counter!(INGESTED_BYTES, Unit::Bytes, "Bytes received in uploads");
     describe_counter!(
@@ -202,11 +205,13 @@ pub async fn render(store: &Store) -> String {
         metrics::gauge!(STORED_BYTES).set(s.stored_bytes as f64);
         metrics::gauge!(OBJECTS).set(s.objects as f64);
         metrics::gauge!(CHUNKS).set(s.chunks as f64);
-        metrics::gauge!(SAVED_BYTES).set(s.logical_bytes.saturating_sub(s.unique_bytes) as f64);
-        let ratio = if s.unique_bytes == 0 {
+        // What clients stored against what the backing store holds: the same figures
+        // `s3dedup stats` prints.
+        metrics::gauge!(SAVED_BYTES).set(s.logical_bytes.saturating_sub(s.stored_bytes) as f64);
+        let ratio = if s.stored_bytes == 0 {
             1.0
         } else {
-            s.logical_bytes as f64 / s.unique_bytes as f64
+            s.logical_bytes as f64 / s.stored_bytes as f64
         };
         metrics::gauge!(DEDUP_RATIO).set(ratio);
     }
