@@ -53,6 +53,9 @@ fi
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "module boundaries: no import cycle between a crate's files, no file over 700 lines"
+python3 scripts/modcycles.py 700
+
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
