@@ -413,6 +413,24 @@ fn one_log_line_per_request_without_bodies_secrets_or_colours() {
     rt.block_on(async {
         let c = sdk_client(&g.s3_url);
         c.create_bucket().bucket("logged").send().await.unwrap();
+        c.put_object()
+            .bucket("logged")
+            .key("mib")
+            .body(ByteStream::from(vec![7u8; 1 << 20]))
+            .send()
+            .await
+            .unwrap();
+        let got = c
+            .get_object()
+            .bucket("logged")
+            .key("mib")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            got.body.collect().await.unwrap().into_bytes().len(),
+            1 << 20
+        );
     });
     // A malformed DeleteObjects body: s3s used to log it whole at ERROR.
     let marker = "MARKER-BODY-4f1c9e";
@@ -464,6 +482,17 @@ fn one_log_line_per_request_without_bodies_secrets_or_colours() {
     ] {
         assert!(create[0].contains(field), "{field} missing: {}", create[0]);
     }
+    // Written when the body has been sent: the bytes actually sent.
+    let get: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("operation=\"GetObject\""))
+        .collect();
+    assert_eq!(get.len(), 1, "{lines:#?}");
+    assert!(
+        get[0].contains("bytes_out=1048576") && !get[0].contains("aborted"),
+        "{}",
+        get[0]
+    );
     let refused: Vec<&&str> = lines
         .iter()
         .filter(|l| l.contains("operation=\"DeleteObjects\""))

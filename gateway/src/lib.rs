@@ -15,6 +15,7 @@
 //! - [`bucket_name`] — S3's bucket naming rules.
 //! - [`body`] — response bodies.
 //! - [`scan`] — inline virus scanning policy, verdict cache.
+//! - [`request_log`] — the one log line and count per request, when its body has been sent.
 //! - [`rescan`] — `s3dedup rescan`: re-scan stored objects, report or quarantine.
 
 pub mod access;
@@ -26,6 +27,7 @@ pub mod credentials;
 pub mod edge;
 pub mod error;
 pub mod metrics;
+pub mod request_log;
 pub mod rescan;
 pub mod s3;
 pub mod scan;

@@ -104,7 +104,7 @@ fn describe() {
     describe_histogram!(
         REQUEST_SECONDS,
         Unit::Seconds,
-        "S3 request latency by operation, until the response starts"
+        "S3 request duration by operation, until the response body has been sent"
     );
     describe_gauge!(
         LOGICAL_BYTES,

@@ -26,6 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::edge::{self, EdgePolicy};
+use crate::request_log::{LoggedBody, RequestLine};
 use crate::s3::{Gateway, GatewaySettings};
 use crate::scan::ScanService;
 
@@ -288,7 +289,7 @@ fn serve_s3(
     req: Request<Incoming>,
     peer: std::net::SocketAddr,
     edge: EdgePolicy,
-) -> BoxFuture<'static, Result<Response<s3s::Body>, s3s::HttpError>> {
+) -> BoxFuture<'static, Result<Response<LoggedBody>, s3s::HttpError>> {
     let id = request_id();
     let span = tracing::info_span!(
         "s3",
@@ -326,13 +327,20 @@ fn serve_s3(
                 if let Ok(v) = http::HeaderValue::from_str(&id) {
                     h.insert("x-amz-request-id", v);
                 }
-                log_request("Refused", &resp, bytes_in, started, Some(refusal.code));
-                return Ok(resp);
+                return Ok(logged(resp, "Refused".into(), bytes_in, started, Some(refusal.code)));
             }
             let bucket = first_path_segment(req.uri().path());
             let (resp, operation) =
                 crate::access::with_operation(hyper::service::Service::call(&svc, req)).await;
-            let mut resp = resp?;
+            let mut resp = match resp {
+                Ok(r) => r,
+                Err(e) => {
+                    // No response at all (hyper drops the connection): still one line.
+                    crate::metrics::record_request(&operation, 500, started);
+                    tracing::warn!(operation, error = ?e, bytes_in, "request failed without a response");
+                    return Err(e);
+                }
+            };
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 resp.headers_mut().insert("x-amz-request-id", v);
             }
@@ -346,8 +354,7 @@ fn serve_s3(
                 }
                 *resp.body_mut() = s3s::Body::from(full);
             }
-            log_request(&operation, &resp, bytes_in, started, None);
-            Ok(resp)
+            Ok(logged(resp, operation, bytes_in, started, None))
         }
         .instrument(span),
     )
@@ -368,28 +375,23 @@ fn first_path_segment(path: &str) -> Option<String> {
     (!seg.is_empty()).then(|| seg.into_owned())
 }
 
-/// The one line (and the one count) per request, when its response starts: operation,
-/// status, bytes in and out (as declared), milliseconds. The request id and peer are on
-/// the span. 5xx at warn, everything else at info.
-fn log_request(
-    operation: &str,
-    resp: &Response<s3s::Body>,
+/// Wraps the response so its one log line is written when the body has been sent.
+fn logged(
+    resp: Response<s3s::Body>,
+    operation: String,
     bytes_in: u64,
     started: Instant,
-    refused: Option<&'static str>,
-) {
-    let status = resp.status().as_u16();
-    crate::metrics::record_request(operation, status, started);
-    let bytes_out = http_body::Body::size_hint(resp.body())
-        .exact()
-        .unwrap_or_else(|| content_length(resp.headers()));
-    let ms = started.elapsed().as_millis() as u64;
-    let code = refused;
-    if status >= 500 {
-        tracing::warn!(operation, status, bytes_in, bytes_out, ms, code, "request");
-    } else {
-        tracing::info!(operation, status, bytes_in, bytes_out, ms, code, "request");
-    }
+    code: Option<&'static str>,
+) -> Response<LoggedBody> {
+    let line = RequestLine {
+        operation,
+        status: resp.status().as_u16(),
+        bytes_in,
+        started,
+        code,
+        span: tracing::Span::current(),
+    };
+    resp.map(|body| LoggedBody::new(body, line))
 }
 
 async fn serve_admin(

@@ -1,0 +1,128 @@
+//! The one log line and the one count per S3 request, at its end: when the response body
+//! has been sent (or the client went away). The response body is wrapped in
+//! [`LoggedBody`], which counts the bytes it yields and emits the line when it ends or
+//! is dropped, inside the request's span (request id, method, path, peer).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+
+/// What the line says, gathered when the response starts.
+#[derive(Debug)]
+pub struct RequestLine {
+    /// The S3 operation (see [`crate::access`]), or `Refused` at the edge.
+    pub operation: String,
+    /// HTTP status.
+    pub status: u16,
+    /// Request bytes, as declared by Content-Length.
+    pub bytes_in: u64,
+    /// When the request arrived.
+    pub started: Instant,
+    /// The edge's error code, for refusals.
+    pub code: Option<&'static str>,
+    /// The request's span.
+    pub span: tracing::Span,
+}
+
+impl RequestLine {
+    fn emit(self, bytes_out: u64, complete: bool) {
+        crate::metrics::record_request(&self.operation, self.status, self.started);
+        let ms = self.started.elapsed().as_millis() as u64;
+        let (operation, status, bytes_in, code) = (
+            self.operation.as_str(),
+            self.status,
+            self.bytes_in,
+            self.code,
+        );
+        // A response the client stopped reading says so.
+        let aborted = (!complete).then_some(true);
+        let _in_span = self.span.enter();
+        if status >= 500 {
+            tracing::warn!(
+                operation, status, bytes_in, bytes_out, ms, code, aborted, "request"
+            );
+        } else {
+            tracing::info!(
+                operation, status, bytes_in, bytes_out, ms, code, aborted, "request"
+            );
+        }
+    }
+}
+
+/// A response body that logs its request's line when it ends.
+pub struct LoggedBody {
+    inner: Pin<Box<s3s::Body>>,
+    line: Option<RequestLine>,
+    sent: u64,
+}
+
+impl std::fmt::Debug for LoggedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoggedBody")
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoggedBody {
+    /// Wraps `body`; `line` is emitted once, when it ends or is dropped.
+    pub fn new(body: s3s::Body, line: RequestLine) -> Self {
+        LoggedBody {
+            inner: Box::pin(body),
+            line: Some(line),
+            sent: 0,
+        }
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(line) = self.line.take() {
+            line.emit(self.sent, complete);
+        }
+    }
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = s3s::StdError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = self.inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    self.sent += d.len() as u64;
+                }
+                if self.inner.is_end_stream() {
+                    self.finish(true);
+                }
+            }
+            Poll::Ready(None) => self.finish(true),
+            Poll::Ready(Some(Err(_))) => self.finish(false),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        // Never polled to the end: a HEAD, an empty body hyper did not poll, or a client
+        // that went away mid-body (then `sent` is short of the size).
+        let complete = self.inner.is_end_stream();
+        self.finish(complete);
+    }
+}
