@@ -57,7 +57,7 @@ impl Stream for ObjectBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 metrics::counter!(crate::metrics::READ_VERIFY_FAILURES).increment(1);
-                tracing::error!(error = %e, "object read failed mid-stream; aborting the response");
+                tracing::warn!(error = %e, "object read failed mid-stream; aborting the response");
                 Poll::Ready(Some(Err(Box::new(e))))
             }
             other => other.map(|o| o.map(|r| r.map_err(|e| Box::new(e) as StdError))),

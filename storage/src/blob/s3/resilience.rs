@@ -170,7 +170,8 @@ impl Resilience {
                 }
             }
         }
-        tracing::warn!(op, attempts = max_attempts, error = %last, "backend request failed");
+        // The caller logs the error once, where it becomes an S3 error (or its own).
+        tracing::debug!(op, attempts = max_attempts, error = %last, "backend request failed");
         Err(Error::Unavailable {
             detail: format!("{op} failed after {max_attempts} attempts: {last}"),
             slow_down: throttled,
