@@ -371,6 +371,11 @@ async fn fsck(cfg: &Settings, read_data: bool) -> anyhow::Result<()> {
             println!("index file: an interrupted commit was rolled back; pages verify");
             true
         }
+        // A running gateway holds it: say so (open_store names the pid), not "damaged".
+        Err(s3dedup_storage::Error::IndexLocked { .. }) => {
+            open_store(cfg).await?;
+            anyhow::bail!("the index is in use")
+        }
         Err(e) => {
             println!("index file: DAMAGED: {e}");
             println!(

@@ -44,6 +44,8 @@ pub const CONNECTIONS: &str = "s3dedup_connections";
 pub const INDEX_COMMITS: &str = "s3dedup_index_commits_total";
 /// Index writes applied.
 pub const INDEX_WRITES: &str = "s3dedup_index_writes_total";
+/// Responses whose body failed on our side after the status line (by `operation`).
+pub const FAILED_BODIES: &str = "s3dedup_response_body_failures_total";
 /// Always 1, labelled with the `version` and git `commit` of the binary.
 pub const BUILD_INFO: &str = "s3dedup_build_info";
 
@@ -160,6 +162,10 @@ fn describe() {
         INDEX_WRITES,
         "Index writes applied (several per commit under load)"
     );
+    describe_counter!(
+        FAILED_BODIES,
+        "Responses whose body failed on the server side after the status line was sent, by operation"
+    );
     describe_gauge!(
         BUILD_INFO,
         "Always 1; labels carry the version and git commit"
@@ -228,6 +234,11 @@ pub fn record_request(operation: &str, status: u16, started: Instant) {
         .increment(1);
     metrics::histogram!(REQUEST_SECONDS, "operation" => operation)
         .record(started.elapsed().as_secs_f64());
+}
+
+/// Counts a response whose body failed after its status line was sent.
+pub fn record_failed_body(operation: &str) {
+    metrics::counter!(FAILED_BODIES, "operation" => operation.to_owned()).increment(1);
 }
 
 /// Records what an upload did.

@@ -27,8 +27,20 @@ pub struct RequestLine {
     pub span: tracing::Span,
 }
 
+/// How a response body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Every byte sent.
+    Complete,
+    /// The client went away (or stopped reading) first.
+    Dropped,
+    /// Producing the body failed on our side (a chunk failed verification, the backend
+    /// failed mid-read): a server fault after a 2xx status line.
+    Failed,
+}
+
 impl RequestLine {
-    fn emit(self, bytes_out: u64, complete: bool) {
+    fn emit(self, bytes_out: u64, ended: Ended) {
         crate::metrics::record_request(&self.operation, self.status, self.started);
         let ms = self.started.elapsed().as_millis() as u64;
         let (operation, status, bytes_in, code) = (
@@ -37,10 +49,17 @@ impl RequestLine {
             self.bytes_in,
             self.code,
         );
-        // A response the client stopped reading says so.
-        let aborted = (!complete).then_some(true);
+        // A response the client stopped reading says so; one we failed to produce is a
+        // server fault whatever its status line said.
+        let aborted = (ended == Ended::Dropped).then_some(true);
+        let failed = (ended == Ended::Failed).then_some(true);
         let _in_span = self.span.enter();
-        if status >= 500 {
+        if failed.is_some() {
+            crate::metrics::record_failed_body(operation);
+            tracing::warn!(
+                operation, status, bytes_in, bytes_out, ms, failed, "request"
+            );
+        } else if status >= 500 {
             tracing::warn!(
                 operation, status, bytes_in, bytes_out, ms, code, aborted, "request"
             );
@@ -77,9 +96,9 @@ impl LoggedBody {
         }
     }
 
-    fn finish(&mut self, complete: bool) {
+    fn finish(&mut self, ended: Ended) {
         if let Some(line) = self.line.take() {
-            line.emit(self.sent, complete);
+            line.emit(self.sent, ended);
         }
     }
 }
@@ -99,11 +118,11 @@ impl Body for LoggedBody {
                     self.sent += d.len() as u64;
                 }
                 if self.inner.is_end_stream() {
-                    self.finish(true);
+                    self.finish(Ended::Complete);
                 }
             }
-            Poll::Ready(None) => self.finish(true),
-            Poll::Ready(Some(Err(_))) => self.finish(false),
+            Poll::Ready(None) => self.finish(Ended::Complete),
+            Poll::Ready(Some(Err(_))) => self.finish(Ended::Failed),
             Poll::Pending => {}
         }
         polled
@@ -122,7 +141,11 @@ impl Drop for LoggedBody {
     fn drop(&mut self) {
         // Never polled to the end: a HEAD, an empty body hyper did not poll, or a client
         // that went away mid-body (then `sent` is short of the size).
-        let complete = self.inner.is_end_stream();
-        self.finish(complete);
+        let ended = if self.inner.is_end_stream() {
+            Ended::Complete
+        } else {
+            Ended::Dropped
+        };
+        self.finish(ended);
     }
 }

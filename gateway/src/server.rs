@@ -34,12 +34,20 @@ use crate::scan::ScanService;
 const DRAIN: Duration = Duration::from_secs(30);
 
 /// Credentials accepted by the S3 API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Credentials {
     /// Access key id.
     pub access_key: String,
     /// Secret key.
     pub secret_key: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key", &self.access_key)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]

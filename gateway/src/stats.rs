@@ -30,7 +30,7 @@ pub struct StatsReport {
     pub stored_bytes: u64,
     /// `logical_bytes − stored_bytes` (0 if storing costs more than it saves).
     pub saved_bytes: u64,
-    /// `logical_bytes / stored_bytes` (0 when nothing is stored).
+    /// `logical_bytes / stored_bytes` (1 when nothing is stored), to two decimals.
     pub dedup_ratio: f64,
     /// Per bucket, by name.
     pub buckets: Vec<BucketUsage>,
@@ -69,8 +69,9 @@ pub async fn collect(store: &Store) -> s3dedup_storage::Result<StatsReport> {
     }
     buckets.sort_by(|a, b| a.name.cmp(&b.name));
     #[allow(clippy::cast_precision_loss)]
+    // As the metric: 1 when nothing is stored.
     let ratio = if s.stored_bytes == 0 {
-        0.0
+        1.0
     } else {
         s.logical_bytes as f64 / s.stored_bytes as f64
     };

@@ -39,9 +39,18 @@ pub fn keys() -> Vec<String> {
 
 /// The file and environment layers: values checked, to become the settings arguments'
 /// defaults.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Layers {
     values: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Layers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys only: values may be secrets.
+        f.debug_list()
+            .entries(self.values.iter().map(|(k, _)| k))
+            .finish()
+    }
 }
 
 impl Layers {

@@ -120,7 +120,7 @@ impl std::fmt::Debug for Secret {
 }
 
 /// All settings of the gateway. Field docs are the `--help` text; the defaults shown
-/// there are the built-in ones.
+/// there are the built-in ones, or the file's and environment's values when they set one.
 #[derive(Args, Debug, Clone)]
 #[non_exhaustive]
 pub struct Settings {
@@ -133,8 +133,9 @@ pub struct Settings {
     /// Admin address: metrics and health.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9001")]
     pub admin_listen: SocketAddr,
-    /// Region reported and accepted in signatures (s3cmd's `US` is taken as us-east-1).
-    #[arg(long, default_value = "us-east-1")]
+    /// Region reported and accepted in signatures; a client signing for a region that is
+    /// not one (s3cmd's default `US`) is told to use this one.
+    #[arg(long, default_value = "us-east-1", value_parser = parse_region)]
     pub region: String,
     /// Base domain for virtual-hosted-style requests; path style always works.
     #[arg(long)]
@@ -242,6 +243,18 @@ impl Settings {
     /// # Errors
     /// [`ConfigError::Conflict`] naming the keys.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        // Checked here, not by the flag's parser, so the value is never quoted.
+        if self
+            .root_secret_key
+            .as_ref()
+            .is_some_and(|k| k.expose().chars().count() < 8)
+        {
+            return Err(ConfigError::Invalid {
+                origin: "root_secret_key (S3DEDUP_ROOT_SECRET_KEY, --root-secret-key)".into(),
+                value: "(hidden)".into(),
+                reason: "a secret key needs at least 8 characters".into(),
+            });
+        }
         if self.root_access_key.is_some() != self.root_secret_key.is_some() {
             return Err(ConfigError::Conflict {
                 keys: "root_access_key/root_secret_key".into(),
@@ -287,7 +300,7 @@ mod tests;
 
 pub use layers::{Layers, LoadError, env_name, keys, load_from, schema};
 use parse::{
-    parse_access_key, parse_endpoint, parse_log_filter, parse_positive_duration, parse_secret,
-    parse_secret_key, parse_size_in, parse_store,
+    parse_access_key, parse_endpoint, parse_log_filter, parse_positive_duration, parse_region,
+    parse_secret, parse_secret_key, parse_size_in, parse_store,
 };
 pub use parse::{parse_duration, parse_size};

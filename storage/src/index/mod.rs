@@ -257,7 +257,14 @@ impl Index {
     /// # Errors
     /// [`Error::Index`] when the file is damaged (or cannot be opened).
     pub(crate) fn verify_file(path: &Path) -> Result<bool> {
-        let mut db = Database::open(path)?;
+        let mut db = match Database::open(path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(Error::IndexLocked {
+                    index: path.display().to_string(),
+                });
+            }
+            opened => opened?,
+        };
         Ok(db.check_integrity()?)
     }
 
