@@ -169,9 +169,16 @@ fn offline_commands_refuse_a_missing_data_dir_and_a_running_gateway() {
     );
     args[0] = "fsck";
     let o = s3dedup(&args, &env);
-    assert!(stderr(&o).contains("the gateway is running"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the gateway is running"),
+        "{}",
+        stderr(&o)
+    );
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(!out.contains("DAMAGED"), "a held index reported as damaged: {out}");
+    assert!(
+        !out.contains("DAMAGED"),
+        "a held index reported as damaged: {out}"
+    );
 }
 
 #[test]

@@ -564,3 +564,70 @@ async fn upload_part_copy_whole_object_is_metadata_only() {
     want.extend_from_slice(&src[100..1100]);
     assert_eq!(get(&c, "upc", "dst").await, want);
 }
+
+/// CompleteMultipartUpload takes the same write conditions as PutObject (one builder).
+#[tokio::test]
+async fn complete_multipart_upload_honours_write_conditions() {
+    let g = Gateway::start().unwrap();
+    let c = client(&g);
+    c.create_bucket().bucket("mpcond").send().await.unwrap();
+    let complete = |key: &'static str, cond: &'static str, value: &'static str| {
+        let c = c.clone();
+        async move {
+            let id = c
+                .create_multipart_upload()
+                .bucket("mpcond")
+                .key(key)
+                .send()
+                .await
+                .unwrap()
+                .upload_id()
+                .unwrap()
+                .to_owned();
+            let part = c
+                .upload_part()
+                .bucket("mpcond")
+                .key(key)
+                .upload_id(&id)
+                .part_number(1)
+                .body(ByteStream::from(data(7, 1000)))
+                .send()
+                .await
+                .unwrap();
+            let parts = CompletedMultipartUpload::builder()
+                .parts(
+                    CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(part.e_tag().unwrap())
+                        .build(),
+                )
+                .build();
+            let req = c
+                .complete_multipart_upload()
+                .bucket("mpcond")
+                .key(key)
+                .upload_id(&id)
+                .multipart_upload(parts);
+            let req = match cond {
+                "if-match" => req.if_match(value),
+                "if-none-match" => req.if_none_match(value),
+                _ => req,
+            };
+            req.send().await
+        }
+    };
+    // If-Match: * on a missing key: NoSuchKey (it was ignored before).
+    let e = complete("absent", "if-match", "*").await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchKey");
+    complete("present", "", "").await.unwrap();
+    // If-None-Match: * on an existing key: 412.
+    let e = complete("present", "if-none-match", "*").await.unwrap_err();
+    assert_eq!(status(&e), 412);
+    // If-None-Match naming an ETag: not implemented, as for PutObject.
+    let e = complete("present", "if-none-match", "\"abc\"")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), "NotImplemented");
+    // If-Match: * on an existing key: completes.
+    complete("present", "if-match", "*").await.unwrap();
+}

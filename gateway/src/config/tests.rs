@@ -183,16 +183,26 @@ fn refusals_name_the_key_and_the_value() {
     );
     assert!(e.contains("store_access_key/store_secret_key"), "{e}");
     let e = err(None, &[("S3DEDUP_REGION", "US")]);
-    assert!(e.contains("S3DEDUP_REGION") && e.contains("lowercase"), "{e}");
+    assert!(
+        e.contains("S3DEDUP_REGION") && e.contains("lowercase"),
+        "{e}"
+    );
     // A secret given as a flag is not quoted back either.
     let short = load_from(
-        ["s3dedup", "--root-access-key=abc", "--root-secret-key=hunter2"],
+        [
+            "s3dedup",
+            "--root-access-key=abc",
+            "--root-secret-key=hunter2",
+        ],
         None,
         |_| None,
     )
     .unwrap_err()
     .to_string();
-    assert!(short.contains("at least 8") && !short.contains("hunter2"), "{short}");
+    assert!(
+        short.contains("at least 8") && !short.contains("hunter2"),
+        "{short}"
+    );
     let bad_flag = load_from(["s3dedup", "--listen", "nope"], None, |_| None).unwrap_err();
     assert!(bad_flag.to_string().contains("--listen"), "{bad_flag}");
 }
