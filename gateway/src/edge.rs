@@ -71,11 +71,13 @@ impl Refusal {
     }
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+use crate::error::xml_escape;
+
+/// A region as SigV4 scopes carry it and s3s accepts it: `[a-z0-9-]+`.
+pub(crate) fn is_region(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Form-urlencoded decoding, as s3s decodes the query (`+` is a space).
@@ -303,11 +305,7 @@ fn check_auth(uri: &Uri, headers: &HeaderMap, policy: EdgePolicy, now: i64) -> R
         // AWS answers AuthorizationHeaderMalformed naming the right region, and s3cmd
         // retries with it: answer the same.
         let region = scope.split('/').nth(2).unwrap_or("");
-        if !region.is_empty()
-            && !region
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
+        if !region.is_empty() && !is_region(region) {
             let mut r = Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "AuthorizationHeaderMalformed",

@@ -142,7 +142,8 @@ fn default_message(code: &str, bucket: Option<&str>) -> String {
     m.to_owned()
 }
 
-fn xml_escape(s: &str) -> String {
+/// Escapes text content for an XML error document.
+pub(crate) fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

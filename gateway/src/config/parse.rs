@@ -82,10 +82,7 @@ pub(super) fn parse_log_filter(s: &str) -> Result<String, String> {
 
 /// A region as SigV4 scopes carry it: `[a-z0-9-]+` (what s3s accepts).
 pub(super) fn parse_region(s: &str) -> Result<String, String> {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
+    if crate::edge::is_region(s) {
         Ok(s.to_owned())
     } else {
         Err("expected lowercase letters, digits and hyphens, e.g. us-east-1".into())
