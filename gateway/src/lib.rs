@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`] — settings: one typed struct; TOML file < `S3DEDUP_*` environment < flags.
 //! - [`credentials`] — root credentials: from settings, or kept in the data directory.
+//! - [`admin`] — the admin API (`/admin/v1`), its token, the GC worker, `s3dedup admin`.
 //! - [`stats`] — `s3dedup stats`: stored vs logical bytes, overall and per bucket.
 //! - [`access`] — access control after authentication; the operation a request resolved to.
 //! - [`server`] — `run(listeners, shutdown)`: the S3 and admin servers.
@@ -19,6 +20,7 @@
 //! - [`rescan`] — `s3dedup rescan`: re-scan stored objects, report or quarantine.
 
 pub mod access;
+pub mod admin;
 pub mod body;
 pub mod bucket_name;
 pub mod checksum;

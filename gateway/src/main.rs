@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use s3dedup_gateway::admin;
 use s3dedup_gateway::config::{self, LogFormat, Settings};
 use s3dedup_gateway::credentials;
 use s3dedup_gateway::edge::EdgePolicy;
@@ -62,6 +63,25 @@ enum Command {
         #[command(flatten)]
         settings: Settings,
     },
+    /// Garbage-collect a stopped server's data dir: chunks unreferenced for longer than
+    /// the grace period, empty and orphan packs, stale multipart uploads. A running
+    /// server does this itself (and on `s3dedup admin gc`).
+    Gc {
+        /// Grace period for this run (default: gc_grace); "0s" removes everything
+        /// unreferenced now.
+        #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
+        grace: Option<std::time::Duration>,
+        /// Report what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Talk to a running server's admin API: gc, status, usage.
+    Admin {
+        #[command(subcommand)]
+        command: admin::cli::AdminCommand,
+    },
     /// Re-scan stored objects with clamd (S3DEDUP_CLAMD), e.g. after a signature
     /// update; the gateway must not be running. Exits 3 when something was detected,
     /// 1 when objects could not be scanned.
@@ -78,7 +98,7 @@ enum Command {
 }
 
 /// Subcommands that take the settings.
-const WITH_SETTINGS: &[&str] = &["serve", "fsck", "stats", "rescan"];
+const WITH_SETTINGS: &[&str] = &["serve", "fsck", "stats", "rescan", "gc"];
 
 /// `--config FILE` / `--config=FILE` anywhere before `--`, else `S3DEDUP_CONFIG`. Read
 /// before clap parses, because the file supplies the settings' defaults.
@@ -118,26 +138,35 @@ fn parse_cli() -> Cli {
     }
     let matches = cmd.get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    cli.command
-        .settings()
-        .validate()
-        .unwrap_or_else(|e| refuse(e));
+    if let Some(s) = cli.command.settings() {
+        s.validate().unwrap_or_else(|e| refuse(e));
+    }
     cli
 }
 
 impl Command {
-    fn settings(&self) -> &Settings {
+    fn settings(&self) -> Option<&Settings> {
         match self {
             Command::Serve { settings }
             | Command::Fsck { settings, .. }
             | Command::Stats { settings, .. }
-            | Command::Rescan { settings, .. } => settings,
+            | Command::Gc { settings, .. }
+            | Command::Rescan { settings, .. } => Some(settings),
+            Command::Admin { .. } => None,
         }
     }
 }
 
-fn init_logging(s: &Settings) {
+fn init_logging(s: Option<&Settings>) {
     use std::io::IsTerminal;
+    let Some(s) = s else {
+        // The admin CLI: warnings only.
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .with_writer(std::io::stderr)
+            .init();
+        return;
+    };
     // s3s logs every error response at ERROR, with its whole source (a malformed XML
     // body, up to its size limit): the request line already says what happened, once.
     let filter = if s.log.contains("s3s") {
@@ -327,6 +356,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Gc {
+            grace,
+            dry_run,
+            settings,
+        } => {
+            require_index(&settings)?;
+            let store = open_store(&settings).await?;
+            let mut opts = gc_options(&settings);
+            opts.grace = grace.unwrap_or(opts.grace);
+            opts.dry_run = dry_run;
+            admin::cli::offline_gc(&store, opts).await
+        }
+        Command::Admin { command } => admin::cli::run(command).await,
         Command::Stats { json, settings } => {
             require_index(&settings)?;
             let store = open_store(&settings).await?;
@@ -338,6 +380,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// GC options from the settings.
+fn gc_options(s: &Settings) -> s3dedup_storage::gc::GcOptions {
+    s3dedup_storage::gc::GcOptions {
+        grace: s.gc_grace,
+        multipart_expiry: s.multipart_expiry,
+        ..Default::default()
     }
 }
 
@@ -456,6 +507,9 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("binding {} (admin_listen)", s.admin_listen))?;
     let store = open_store(&s).await?;
     let creds = credentials::root_credentials(&s)?;
+    let admin_token = admin::token::server_token(s.admin_token.as_ref(), &s.data_dir)?;
+    let worker = admin::worker::Worker::new(store.clone(), gc_options(&s));
+    tokio::spawn(Arc::clone(&worker).schedule(s.gc_interval));
     let (s3_addr, admin_addr) = (s3.local_addr()?, admin.local_addr()?);
     let pid_file = s.data_dir.join(PID_FILE);
     std::fs::write(
@@ -527,6 +581,12 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             region: Box::leak(s.region.clone().into_boxed_str()),
         },
         max_connections,
+        admin: Some(admin::AdminApi {
+            store: store.clone(),
+            token: admin_token,
+            worker,
+            gc_interval: s.gc_interval,
+        }),
         snapshots: (!s.index_snapshot_interval.is_zero()).then(|| {
             (
                 s3dedup_storage::snapshot_dir(&s.data_dir),

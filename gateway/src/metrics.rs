@@ -54,6 +54,20 @@ pub const COMMIT: &str = env!("S3DEDUP_COMMIT");
 
 /// Verdicts by `verdict` (`clean`|`infected`|`error`) and `source` (`scanned`|`cache_hit`).
 pub const SCANS: &str = "s3dedup_scans_total";
+/// Gauge: stored bytes no live object needs (chunks at refcount 0, dead pack space).
+pub const GARBAGE_BYTES: &str = "s3dedup_garbage_bytes";
+/// Counter: GC runs, by result (ok, error).
+pub const GC_RUNS: &str = "s3dedup_gc_runs_total";
+/// Counter: bytes GC freed in the backing store and the index.
+pub const GC_RECLAIMED: &str = "s3dedup_gc_reclaimed_bytes_total";
+/// Counter: pack blobs GC deleted (empty, orphan and unknown packs).
+pub const GC_DELETED_PACKS: &str = "s3dedup_gc_deleted_packs_total";
+/// Counter: chunk records GC removed.
+pub const GC_REMOVED_CHUNKS: &str = "s3dedup_gc_removed_chunks_total";
+/// Counter: delete requests GC sent to the backing store.
+pub const GC_BACKEND_DELETES: &str = "s3dedup_gc_backend_deletes_total";
+/// Gauge: 1 while a GC run is in progress.
+pub const GC_RUNNING: &str = "s3dedup_gc_running";
 /// Scan latency in seconds (body end or stored-object scan start to verdict).
 pub const SCAN_SECONDS: &str = "s3dedup_scan_duration_seconds";
 /// Bytes sent to the scanner.
@@ -200,6 +214,33 @@ fn describe() {
         SCAN_OVERSIZE,
         "Objects over the scan size limit, by outcome"
     );
+    describe_gauge!(
+        GARBAGE_BYTES,
+        Unit::Bytes,
+        "Stored bytes no live object needs: chunks at refcount 0 and dead space in packs"
+    );
+    describe_counter!(GC_RUNS, "Garbage collection runs, by result");
+    describe_counter!(
+        GC_RECLAIMED,
+        Unit::Bytes,
+        "Bytes garbage collection freed in the backing store and the index"
+    );
+    describe_counter!(
+        GC_DELETED_PACKS,
+        "Pack blobs garbage collection deleted (empty, orphan and unknown packs)"
+    );
+    describe_counter!(
+        GC_REMOVED_CHUNKS,
+        "Chunk records garbage collection removed"
+    );
+    describe_counter!(
+        GC_BACKEND_DELETES,
+        "Delete requests garbage collection sent to the backing store"
+    );
+    describe_gauge!(
+        GC_RUNNING,
+        "1 while a garbage collection run is in progress"
+    );
 }
 
 /// Renders all metrics, refreshing the gauges that mirror the index first.
@@ -209,6 +250,7 @@ pub async fn render(store: &Store) -> String {
         metrics::gauge!(LOGICAL_BYTES).set(s.logical_bytes as f64);
         metrics::gauge!(UNIQUE_BYTES).set(s.unique_bytes as f64);
         metrics::gauge!(STORED_BYTES).set(s.stored_bytes as f64);
+        metrics::gauge!(GARBAGE_BYTES).set(s.garbage_bytes() as f64);
         metrics::gauge!(OBJECTS).set(s.objects as f64);
         metrics::gauge!(CHUNKS).set(s.chunks as f64);
         // What clients stored against what the backing store holds: the same figures

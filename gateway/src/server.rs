@@ -82,6 +82,8 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// Local index snapshots: where, and how often.
     pub snapshots: Option<(std::path::PathBuf, SnapshotSettings)>,
+    /// The admin API (`/admin/v1`); `None` = not served.
+    pub admin: Option<crate::admin::AdminApi>,
 }
 
 /// Most admin connections served at once (metrics scrapers, probes, operators).
@@ -234,6 +236,7 @@ pub async fn run(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let admin_store = store.clone();
+    let admin_api = opts.admin.clone().map(Arc::new);
     let scan = std::sync::Arc::clone(&opts.settings.scan);
     let edge = opts.edge;
     let mut s3 = Acceptor::new(s3, "s3", opts.max_connections);
@@ -272,10 +275,14 @@ pub async fn run(
                 let open = Open::new("admin", permit);
                 let store = admin_store.clone();
                 let scan = std::sync::Arc::clone(&scan);
+                let api = admin_api.clone();
                 let handler = service_fn(move |req: Request<Incoming>| {
                     let store = store.clone();
                     let scan = std::sync::Arc::clone(&scan);
-                    async move { Ok::<_, Infallible>(serve_admin(&store, &scan, &req).await) }
+                    let api = api.clone();
+                    async move {
+                        Ok::<_, Infallible>(serve_admin(&store, &scan, api.as_deref(), &req).await)
+                    }
                 });
                 let conn = http.serve_connection(TokioIo::new(sock), handler);
                 let conn = graceful.watch(conn.into_owned());
@@ -405,6 +412,7 @@ fn logged(
 async fn serve_admin(
     store: &Store,
     scan: &ScanService,
+    api: Option<&crate::admin::AdminApi>,
     req: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let text = |status: StatusCode, body: String| {
@@ -414,7 +422,17 @@ async fn serve_admin(
             .body(Full::new(Bytes::from(body)))
             .unwrap_or_default()
     };
-    match req.uri().path() {
+    let path = req.uri().path();
+    if let Some(api) = api
+        && (path == "/admin/v1" || path.starts_with("/admin/v1/"))
+    {
+        let auth = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        return api.serve(req.method(), path, req.uri().query(), auth).await;
+    }
+    match path {
         "/metrics" => text(StatusCode::OK, crate::metrics::render(store).await),
         "/health/live" => text(StatusCode::OK, "ok\n".into()),
         "/health/ready" => match ready(store, scan).await {

@@ -1,11 +1,11 @@
 //! `s3dedup stats`: what is stored and what dedup saves, overall and per bucket.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use s3dedup_storage::{ListEntry, Store};
 
 /// Usage of one bucket.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BucketUsage {
     /// Bucket name.
     pub name: String,
@@ -16,7 +16,7 @@ pub struct BucketUsage {
 }
 
 /// The whole report.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StatsReport {
     /// Committed objects.
     pub objects: u64,
@@ -28,6 +28,8 @@ pub struct StatsReport {
     pub chunks: u64,
     /// Bytes held in the backing store.
     pub stored_bytes: u64,
+    /// Of those, bytes no live object needs (GC and compaction reclaim them).
+    pub garbage_bytes: u64,
     /// `logical_bytes − stored_bytes` (0 if storing costs more than it saves).
     pub saved_bytes: u64,
     /// `logical_bytes / stored_bytes` (1 when nothing is stored), to two decimals.
@@ -81,6 +83,7 @@ pub async fn collect(store: &Store) -> s3dedup_storage::Result<StatsReport> {
         unique_bytes: s.unique_bytes,
         chunks: s.chunks,
         stored_bytes: s.stored_bytes,
+        garbage_bytes: s.garbage_bytes(),
         saved_bytes: s.logical_bytes.saturating_sub(s.stored_bytes),
         dedup_ratio: (ratio * 100.0).round() / 100.0,
         buckets,
@@ -108,6 +111,7 @@ impl StatsReport {
         row(&mut out, "logical", human(self.logical_bytes));
         row(&mut out, "unique", human(self.unique_bytes));
         row(&mut out, "stored", human(self.stored_bytes));
+        row(&mut out, "garbage", human(self.garbage_bytes));
         row(&mut out, "saved", human(self.saved_bytes));
         row(&mut out, "ratio", format!("{:.2}x", self.dedup_ratio));
         let _ = writeln!(out);

@@ -83,10 +83,20 @@ impl<'a> Reader<'a> {
         legacy: u8,
         sealed: u8,
     ) -> Result<(u8, Self)> {
+        Self::open_versions(buf, what, legacy, sealed..=sealed)
+    }
+
+    /// [`Reader::open`] for a record with several sealed layouts (`sealed`).
+    pub(crate) fn open_versions(
+        buf: &'a [u8],
+        what: &'static str,
+        legacy: u8,
+        sealed: std::ops::RangeInclusive<u8>,
+    ) -> Result<(u8, Self)> {
         let Some(&version) = buf.first() else {
             return Err(Error::corrupt(what, "record is empty"));
         };
-        let body = if version == sealed {
+        let body = if sealed.contains(&version) {
             let Some(split) = buf.len().checked_sub(4).filter(|&n| n >= 1) else {
                 return Err(Error::corrupt(what, "record is truncated"));
             };

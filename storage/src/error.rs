@@ -139,6 +139,18 @@ pub enum Error {
         /// A pack found in the store.
         first: String,
     },
+    /// The backing store carries another index's identity: it belongs to another data
+    /// dir, whose packs this index must never sweep.
+    #[error(
+        "the backing store belongs to another data dir (store id {found}, this index \
+         expects {expected}): point this gateway at its own store, or at an empty prefix"
+    )]
+    StoreOwnedElsewhere {
+        /// The id in the store's marker.
+        found: String,
+        /// The id this index recorded (`none` for an index that never had a store).
+        expected: String,
+    },
     /// Another process (a running gateway) holds the index open.
     #[error("the index {index} is in use by another process")]
     IndexLocked {

@@ -28,6 +28,7 @@ use crate::config::StoreConfig;
 use crate::error::{BoxError, Error, Result};
 use crate::id::ChunkId;
 use crate::index::{Index, NewChunk, NewPack, Staged};
+use crate::inflight::{Holds, Pin};
 use crate::pack::{self, PackEncoder};
 use crate::records::{Location, Slice};
 
@@ -64,6 +65,9 @@ pub struct PendingObject {
     pub stats: IngestStats,
     pub(crate) staged: Staged,
     index: Arc<Index>,
+    /// Pins on the chunks it reuses and its packs, held until it is committed or
+    /// dropped (GC must not take them meanwhile).
+    _holds: Holds,
 }
 
 impl std::fmt::Debug for PendingObject {
@@ -204,13 +208,19 @@ impl DigestSink {
 struct Hashed {
     id: ChunkId,
     data: Bytes,
-    reusable: bool,
+    /// Held when the chunk is reusable: taken before the lookup (see `inflight`).
+    pin: Option<Pin>,
 }
 
 fn hash_and_look_up(index: &Index, data: Bytes) -> Result<Hashed> {
     let id = ChunkId::of(&data);
-    let reusable = index.chunk_reusable(&id)?;
-    Ok(Hashed { id, data, reusable })
+    let pin = index.inflight.pin_guard(id);
+    let reusable = pin.is_some() && index.chunk_reusable(&id)?;
+    Ok(Hashed {
+        id,
+        data,
+        pin: pin.filter(|_| reusable),
+    })
 }
 
 /// The pack being filled: its encoder and the writer its bytes stream into.
@@ -229,6 +239,7 @@ struct Ingest {
     pack: Option<OpenPack>,
     flushing: Option<JoinHandle<Result<NewPack>>>,
     stats: IngestStats,
+    holds: Holds,
 }
 
 impl Ingest {
@@ -240,7 +251,11 @@ impl Ingest {
             len,
         });
         self.stats.chunks += 1;
-        if h.reusable || !self.seen.insert(h.id) {
+        if let Some(pin) = h.pin {
+            self.holds.keep(pin);
+            return Ok(());
+        }
+        if !self.seen.insert(h.id) {
             return Ok(());
         }
         self.stats.new_chunks += 1;
@@ -255,6 +270,7 @@ impl Ingest {
         } else {
             if self.pack.is_none() {
                 let (enc, magic) = PackEncoder::start();
+                self.holds.pack(enc.id());
                 let mut writer = self.blobs.writer(&pack::blob_name(enc.id())).await?;
                 writer.write(magic).await?;
                 self.pack = Some(OpenPack { enc, writer });
@@ -390,6 +406,7 @@ where
         pack: None,
         flushing: None,
         stats: IngestStats::default(),
+        holds: Holds::new(&index.inflight),
     };
     match st.run(body, digest).await {
         Ok((size, md5, digests)) => Ok(PendingObject {
@@ -399,6 +416,7 @@ where
             stats: st.stats,
             staged: std::mem::take(&mut st.staged),
             index: Arc::clone(index),
+            _holds: std::mem::replace(&mut st.holds, Holds::new(&index.inflight)),
         }),
         Err(e) => {
             // A pack write may still be running; wait so it is recorded, not leaked.

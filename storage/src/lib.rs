@@ -23,6 +23,8 @@
 //! - [`read`] — the read pipeline: coalesced, read-ahead, verified chunk streams.
 //! - [`store`] — [`Store`], the API the gateway calls.
 //! - [`verify`] — `fsck --read-data`: every stored chunk read back and verified.
+//! - [`gc`] — garbage collection: chunks past the grace period, empty packs, orphans,
+//!   stale multipart uploads (`inflight` holds what running uploads and reads use).
 //! - [`error`] — the crate's [`Error`].
 //! - [`metrics`] — the crate's metric names and help texts.
 
@@ -32,8 +34,10 @@ pub mod chunker;
 mod codec;
 pub mod config;
 pub mod error;
+pub mod gc;
 pub mod id;
 mod index;
+mod inflight;
 pub mod ingest;
 pub mod metrics;
 pub mod pack;

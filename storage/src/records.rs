@@ -17,8 +17,11 @@ use crate::id::ChunkId;
 
 /// Layout without a checksum (read only).
 const V1: u8 = 1;
-/// The same layout, sealed with a CRC32C (what is written).
+/// The same layout, sealed with a CRC32C (what most records are written as).
 const V2: u8 = 2;
+/// Chunk and pack records with the fields GC and scrub need (a chunk's damage flag;
+/// a pack's live accounting and deletion state), sealed as V2.
+const V3: u8 = 3;
 
 /// An S3 ETag: hex MD5 of the object, or MD5 of the part MD5s with `-N` for multipart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,13 +219,16 @@ pub struct ChunkRecord {
     pub crc: u32,
     /// Where it is stored.
     pub location: Location,
+    /// Scrub (or a read) found its stored bytes damaged: reads fail fast and the next
+    /// upload of the same content stores it again (version 3; older records: `false`).
+    pub damaged: bool,
 }
 
 impl ChunkRecord {
-    /// Encodes the record (version 2).
+    /// Encodes the record (version 3).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(V2).u64(self.refcount);
+        w.u8(V3).u64(self.refcount);
         match self.state {
             ChunkState::Live => w.u8(0).u64(0),
             ChunkState::Zero { since_ms } => w.u8(1).u64(since_ms),
@@ -237,6 +243,7 @@ impl ChunkRecord {
             } => w.u8(0).u128(*pack).u64(*offset).u32(*stored_len),
             Location::Inline(data) => w.u8(1).bytes(data),
         };
+        w.u8(u8::from(self.damaged));
         w.seal()
     }
     /// Decodes a record.
@@ -244,7 +251,7 @@ impl ChunkRecord {
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let (_, mut r) = Reader::open(b, "chunk record", V1, V2)?;
+        let (version, mut r) = Reader::open_versions(b, "chunk record", V1, V2..=V3)?;
         let refcount = r.u64()?;
         let state = match (r.u8()?, r.u64()?) {
             (0, _) => ChunkState::Live,
@@ -263,6 +270,11 @@ impl ChunkRecord {
             1 => Location::Inline(r.bytes()?.to_vec()),
             t => return Err(Error::corrupt("chunk record", format!("location {t}"))),
         };
+        let damaged = match if version >= V3 { r.u8()? } else { 0 } {
+            0 => false,
+            1 => true,
+            f => return Err(Error::corrupt("chunk record", format!("flags {f}"))),
+        };
         r.finish()?;
         Ok(ChunkRecord {
             refcount,
@@ -270,11 +282,17 @@ impl ChunkRecord {
             raw_len,
             crc,
             location,
+            damaged,
         })
     }
 }
 
 /// A pack known to the index.
+///
+/// Its live accounting is exact (kept in the transactions that move chunks in and out
+/// of it, recounted by `fsck`): `live_chunks`/`live_bytes` are the chunks the index
+/// locates in this pack, whatever their refcount, and their stored bytes. A pack with
+/// no live chunk is deleted by GC; one whose live fraction is low is compacted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackRecord {
     /// Blob size in bytes.
@@ -283,29 +301,56 @@ pub struct PackRecord {
     pub chunks: u32,
     /// When it was first referenced by a commit, ms.
     pub committed_ms: u64,
+    /// Chunks the index locates in this pack.
+    pub live_chunks: u32,
+    /// Stored bytes of those chunks.
+    pub live_bytes: u64,
+    /// `Some(ms)`: no chunk is located here any more and the blob is being deleted
+    /// (since then); the record goes once the blob is gone.
+    pub deleting_since_ms: Option<u64>,
 }
 
 impl PackRecord {
-    /// Encodes the record (version 2).
+    /// Encodes the record (version 3).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(V2)
+        w.u8(V3)
             .u64(self.size)
             .u32(self.chunks)
-            .u64(self.committed_ms);
+            .u64(self.committed_ms)
+            .u32(self.live_chunks)
+            .u64(self.live_bytes);
+        match self.deleting_since_ms {
+            None => w.u8(0).u64(0),
+            Some(ms) => w.u8(1).u64(ms),
+        };
         w.seal()
     }
-    /// Decodes a record.
+    /// Decodes a record. Versions 1 and 2 carry no live accounting: they decode as
+    /// fully live, and opening an index of format 2 or older recounts it (`index`).
     ///
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let (_, mut r) = Reader::open(b, "pack record", V1, V2)?;
-        let rec = PackRecord {
-            size: r.u64()?,
-            chunks: r.u32()?,
-            committed_ms: r.u64()?,
+        let (version, mut r) = Reader::open_versions(b, "pack record", V1, V2..=V3)?;
+        let (size, chunks, committed_ms) = (r.u64()?, r.u32()?, r.u64()?);
+        let mut rec = PackRecord {
+            size,
+            chunks,
+            committed_ms,
+            live_chunks: chunks,
+            live_bytes: size,
+            deleting_since_ms: None,
         };
+        if version >= V3 {
+            rec.live_chunks = r.u32()?;
+            rec.live_bytes = r.u64()?;
+            rec.deleting_since_ms = match (r.u8()?, r.u64()?) {
+                (0, _) => None,
+                (1, ms) => Some(ms),
+                (t, _) => return Err(Error::corrupt("pack record", format!("state {t}"))),
+            };
+        }
         r.finish()?;
         Ok(rec)
     }

@@ -22,6 +22,9 @@ use crate::read;
 pub use crate::read::{ByteRange, ObjectReader};
 use crate::records::{BucketRecord, ObjectMeta, ObjectRecord, PartRecord, UploadRecord};
 
+/// Name of the store's identity marker blob (see [`Store::open`]).
+pub const STORE_ID_BLOB: &str = "s3dedup-store-id";
+
 /// The storage engine.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -56,11 +59,49 @@ impl Store {
         let path = index_path.to_owned();
         let (params, cache) = (cfg.chunker, cfg.index_cache);
         let index = blocking(move || Index::open(&path, params, cache)).await?;
-        Ok(Store {
+        let store = Store {
             index: Arc::new(index),
             blobs,
             cfg,
-        })
+        };
+        store.claim_store().await?;
+        Ok(store)
+    }
+
+    /// The store identity check: the backing store carries a marker blob naming the
+    /// index that owns it, recorded in that index too. An index never opens over (and
+    /// so never sweeps) a store another index claimed. A new pair is claimed here; an
+    /// index from before identities claims its store if nobody else has.
+    async fn claim_store(&self) -> Result<()> {
+        let recorded = self.index.store_id()?;
+        match (recorded, self.store_marker().await?) {
+            (Some(mine), Some(found)) if mine != found => Err(Error::StoreOwnedElsewhere {
+                found,
+                expected: mine,
+            }),
+            (Some(_), Some(_)) => Ok(()),
+            (Some(mine), None) => self.blobs.put(STORE_ID_BLOB, Bytes::from(mine)).await,
+            (None, Some(found)) => Err(Error::StoreOwnedElsewhere {
+                found,
+                expected: "none".into(),
+            }),
+            (None, None) => {
+                let id = format!("{:032x}", rand::random::<u128>());
+                self.blobs
+                    .put(STORE_ID_BLOB, Bytes::from(id.clone()))
+                    .await?;
+                self.index.set_store_id(id).await
+            }
+        }
+    }
+
+    /// The identity in the store's marker blob, if it has one.
+    pub(crate) async fn store_marker(&self) -> Result<Option<String>> {
+        match self.blobs.get(STORE_ID_BLOB).await {
+            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).trim().to_owned())),
+            Err(Error::BlobNotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Opens the embedded default layout: `<dir>/index.redb` and packs under `<dir>/store`.
@@ -315,6 +356,8 @@ impl Store {
         range: Option<ByteRange>,
     ) -> Result<ObjectReader> {
         let (b, k) = (bucket.to_owned(), key.to_owned());
+        // Before the plan's read transaction: GC keeps every pack this read may use.
+        let lease = self.index.inflight.read_lease();
         let plan = self
             .with_index(move |i| {
                 i.plan_read(&b, &k, |rec| match range {
@@ -326,13 +369,24 @@ impl Store {
         Ok(ObjectReader {
             record: plan.record,
             range: plan.range,
-            body: self.read_chunks(plan.chunks),
+            body: self.read_chunks(plan.chunks, lease),
         })
     }
 
-    /// Streams planned chunks (see [`crate::read`]).
-    fn read_chunks(&self, chunks: Vec<PlannedChunk>) -> BoxStream<'static, Result<Bytes>> {
+    /// Streams planned chunks (see [`crate::read`]), holding the read's lease until
+    /// the stream is dropped.
+    fn read_chunks(
+        &self,
+        chunks: Vec<PlannedChunk>,
+        lease: crate::inflight::ReadLease,
+    ) -> BoxStream<'static, Result<Bytes>> {
+        use futures::StreamExt as _;
         read::read_chunks(Arc::clone(&self.blobs), &self.cfg, chunks)
+            .map(move |item| {
+                let _held = &lease;
+                item
+            })
+            .boxed()
     }
 
     /// Opens the object the listed parts of an upload would complete to, for reading
@@ -349,10 +403,11 @@ impl Store {
         min_part_size: u64,
     ) -> Result<(u64, [u8; 32], BoxStream<'static, Result<Bytes>>)> {
         let id = upload_id.to_owned();
+        let lease = self.index.inflight.read_lease();
         let (size, digest, chunks) = self
             .with_index(move |i| i.plan_upload_read(&id, &listed, min_part_size))
             .await?;
-        Ok((size, digest, self.read_chunks(chunks)))
+        Ok((size, digest, self.read_chunks(chunks, lease)))
     }
 
     /// Copies an object by reference (no data is read or written).

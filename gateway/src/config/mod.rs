@@ -235,6 +235,20 @@ pub struct Settings {
     /// Index snapshots kept in <data_dir>/index-snapshots.
     #[arg(long, value_name = "N", default_value = "3", value_parser = RangedU64ValueParser::<usize>::new().range(1..=1000))]
     pub index_snapshots: usize,
+    /// How long unreferenced data is kept before GC may remove it: a chunk from the
+    /// moment its last reference went, an orphan pack from its creation. 0s is allowed.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub gc_grace: Duration,
+    /// Time between background GC runs in `serve`; 0 = only on demand.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub gc_interval: Duration,
+    /// Multipart uploads not completed or aborted after this long are aborted by GC.
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_positive_duration)]
+    pub multipart_expiry: Duration,
+    /// Bearer token of the admin API (/admin/v1); unset = the one kept in
+    /// <data_dir>/admin-token (created at first start). At least 16 characters.
+    #[arg(long, value_name = "TOKEN", value_parser = parse_secret, hide_default_value = true)]
+    pub admin_token: Option<Secret>,
 }
 
 impl Settings {
@@ -253,6 +267,17 @@ impl Settings {
                 origin: "root_secret_key (S3DEDUP_ROOT_SECRET_KEY, --root-secret-key)".into(),
                 value: "(hidden)".into(),
                 reason: "a secret key needs at least 8 characters".into(),
+            });
+        }
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|k| k.expose().chars().count() < 16)
+        {
+            return Err(ConfigError::Invalid {
+                origin: "admin_token (S3DEDUP_ADMIN_TOKEN, --admin-token)".into(),
+                value: "(hidden)".into(),
+                reason: "an admin token needs at least 16 characters".into(),
             });
         }
         if self.root_access_key.is_some() != self.root_secret_key.is_some() {

@@ -33,6 +33,9 @@ pub struct FsckReport {
     pub unknown_packs: u64,
     /// Manifest segments no object or part owns.
     pub stray_segments: u64,
+    /// Packs whose live accounting (chunks located in them, their bytes) or deletion
+    /// state differs from a recount.
+    pub pack_drift: u64,
     /// Counters (stats table) that differ from a recount.
     pub stats_drift: u64,
     /// Records that fail to decode or verify (checksum, layout, bounds), by key in
@@ -50,6 +53,7 @@ impl FsckReport {
             && self.bad_state == 0
             && self.unknown_packs == 0
             && self.stray_segments == 0
+            && self.pack_drift == 0
             && self.stats_drift == 0
             && self.damaged == 0
     }
@@ -175,14 +179,19 @@ impl Index {
             let (t, id) = k.value();
             queued.insert((t, *id));
         }
-        let (mut unique, mut live, mut stored) = (0u64, 0u64, 0u64);
+        let (mut unique, mut live, mut stored, mut live_stored) = (0u64, 0u64, 0u64, 0u64);
+        let mut pack_recs = BTreeMap::new();
         for r in packs.iter()? {
             let (k, v) = r?;
             match crate::records::PackRecord::decode(v.value()) {
-                Ok(p) => stored += p.size,
+                Ok(p) => {
+                    stored += p.size;
+                    pack_recs.insert(k.value(), p);
+                }
                 Err(e) => report.damaged(format!("pack record {:032x}", k.value()), &e),
             }
         }
+        let mut located: BTreeMap<u128, (u32, u64)> = BTreeMap::new();
         for r in txn.open_table(CHUNKS)?.iter()? {
             let (k, v) = r?;
             let id = ChunkId(*k.value());
@@ -221,18 +230,23 @@ impl Index {
                     rec.state, rec.refcount
                 ));
             }
+            let len = super::stored_len(&rec.location);
             match &rec.location {
                 Location::Pack { pack, .. } => {
                     if packs.get(*pack)?.is_none() {
                         report.unknown_packs += 1;
                         report.problem(format!("chunk {id} in unknown pack {pack:032x}"));
                     }
+                    let e = located.entry(*pack).or_default();
+                    e.0 += 1;
+                    e.1 += len;
                 }
                 Location::Inline(data) => stored += data.len() as u64,
             }
             if rec.refcount > 0 {
                 unique += u64::from(rec.raw_len);
                 live += 1;
+                live_stored += len;
             }
         }
         for (id, n) in counted {
@@ -247,12 +261,30 @@ impl Index {
             ));
         }
 
+        for (id, p) in &pack_recs {
+            let (n, bytes) = located.get(id).copied().unwrap_or_default();
+            if (p.live_chunks, p.live_bytes) != (n, bytes) {
+                report.pack_drift += 1;
+                report.problem(format!(
+                    "pack {id:032x}: records {} live chunks ({} bytes), {n} ({bytes} bytes) located in it",
+                    p.live_chunks, p.live_bytes
+                ));
+            }
+            if p.deleting_since_ms.is_some() && n > 0 {
+                report.pack_drift += 1;
+                report.problem(format!(
+                    "pack {id:032x} is being deleted but {n} chunks are located in it"
+                ));
+            }
+        }
+
         let recount = Stats {
             logical_bytes: logical,
             objects: report.objects,
             unique_bytes: unique,
             chunks: live,
             stored_bytes: stored,
+            live_stored_bytes: live_stored,
         };
         let recorded = super::read_stats(&txn)?;
         if recount != recorded {

@@ -27,11 +27,14 @@
 mod buckets;
 mod committer;
 mod fsck;
+mod gc;
 mod multipart;
 mod objects;
+mod refs;
 mod snapshot;
+mod upgrade;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -41,15 +44,19 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 pub use committer::CommitCounters;
 use committer::Committer;
 pub use fsck::FsckReport;
+pub(crate) use gc::ChunkSweep;
 pub use multipart::UploadSummary;
 pub use objects::{ListEntry, ListPage, WriteCondition};
 pub(crate) use objects::{ListQuery, PlannedChunk};
+use refs::{add_refs, register_packs, release_refs, slice_counts};
+pub(crate) use refs::{pack_live, stored_len};
 pub(crate) use snapshot::prune_snapshots;
 pub use snapshot::{SnapshotInfo, SnapshotSettings, snapshot_dir};
 
 use crate::chunker::ChunkerParams;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
+use crate::inflight::Inflight;
 use crate::records::{
     ChunkRecord, ChunkState, ChunkerRecord, Location, ManifestRef, ManifestSegment, PackRecord,
     SEGMENT_SLICES, Slice,
@@ -84,9 +91,12 @@ pub(crate) const COMPLETED_UPLOAD_TTL_MS: u64 = 24 * 3600 * 1000;
 /// 2: records are sealed with a CRC32C (v2 records); an index of format 1 is upgraded
 /// in place when opened (its v1 records stay readable), and from then on a binary that
 /// only knows format 1 refuses it instead of failing on every new record.
-pub(crate) const INDEX_FORMAT: u32 = 2;
+/// 3: pack records carry exact live accounting and a deletion state, chunk records a
+/// damage flag, and `stats` the stored bytes of referenced chunks (what GC needs); an
+/// older index is recounted once when opened (`upgrade`).
+pub(crate) const INDEX_FORMAT: u32 = 3;
 /// Index formats this version opens.
-const READABLE_FORMATS: [u32; 2] = [1, 2];
+const READABLE_FORMATS: [u32; 3] = [1, 2, 3];
 const KEY_FORMAT: &str = "format";
 const KEY_CHUNKER: &str = "chunker";
 const KEY_NEXT_ID: &str = "next_manifest_id";
@@ -103,6 +113,9 @@ pub(crate) mod stat {
     pub(crate) const CHUNKS: &str = "chunks";
     /// Bytes of packs known to the index plus inline chunk bytes.
     pub(crate) const STORED_BYTES: &str = "stored_bytes";
+    /// Stored bytes (pack or inline) of chunks with refcount > 0: what live data
+    /// needs; `stored_bytes` minus this is garbage (format 3).
+    pub(crate) const LIVE_STORED_BYTES: &str = "live_stored_bytes";
 }
 
 /// Counters kept transactionally with the data they describe.
@@ -118,6 +131,16 @@ pub struct Stats {
     pub chunks: u64,
     /// Bytes held in the backing store (known packs) and inline.
     pub stored_bytes: u64,
+    /// Of those, the stored bytes of referenced chunks; the rest is garbage that GC
+    /// and compaction reclaim.
+    pub live_stored_bytes: u64,
+}
+
+impl Stats {
+    /// Stored bytes no live object needs (chunks at refcount 0, dead space in packs).
+    pub fn garbage_bytes(&self) -> u64 {
+        self.stored_bytes.saturating_sub(self.live_stored_bytes)
+    }
 }
 
 /// A chunk written by an in-flight upload, not yet in the index.
@@ -164,6 +187,8 @@ pub(crate) struct Index {
     db: Arc<Database>,
     params: ChunkerParams,
     committer: Committer,
+    /// Pins, packs being written and read leases (see `inflight`).
+    pub(crate) inflight: Arc<Inflight>,
 }
 
 impl Index {
@@ -186,6 +211,7 @@ impl Index {
             opened => opened?,
         };
         let txn = begin_write(&db)?;
+        let mut upgrade_from = None;
         {
             let mut meta = txn.open_table(META)?;
             let format = meta.get(KEY_FORMAT)?.map(|v| v.value().to_vec());
@@ -208,6 +234,7 @@ impl Index {
                     if found != INDEX_FORMAT {
                         tracing::info!(from = found, to = INDEX_FORMAT, "index format upgraded");
                         meta.insert(KEY_FORMAT, INDEX_FORMAT.to_le_bytes().as_slice())?;
+                        upgrade_from = Some(found);
                     }
                 }
             }
@@ -240,6 +267,9 @@ impl Index {
             txn.open_table(COMPLETED_UPLOADS)?;
             txn.open_table(COMPLETED_BY_TIME)?;
         }
+        if upgrade_from.is_some_and(|f| f < 3) {
+            upgrade::recount_live(&txn)?;
+        }
         txn.commit()?;
         let db = Arc::new(db);
         let committer = Committer::start(Arc::clone(&db));
@@ -247,6 +277,7 @@ impl Index {
             db,
             params,
             committer,
+            inflight: Arc::default(),
         })
     }
 
@@ -291,8 +322,9 @@ impl Index {
         Ok(ChunkerRecord::decode(v.value())?.params)
     }
 
-    /// Whether an upload may skip writing this chunk: it is in the index and not being
-    /// deleted. The commit re-checks, so a stale answer can only cost a retry.
+    /// Whether an upload may skip writing this chunk: it is in the index, not being
+    /// deleted and not known damaged. The caller must hold a pin on it first (see
+    /// `inflight`): then GC cannot remove it before the upload commits.
     ///
     /// # Errors
     /// [`Error::Index`] or a decode error.
@@ -301,7 +333,10 @@ impl Index {
         let chunks = txn.open_table(CHUNKS)?;
         match chunks.get(&id.0)? {
             None => Ok(false),
-            Some(v) => Ok(ChunkRecord::decode(v.value())?.state != ChunkState::Deleting),
+            Some(v) => {
+                let rec = ChunkRecord::decode(v.value())?;
+                Ok(rec.state != ChunkState::Deleting && !rec.damaged)
+            }
         }
     }
 
@@ -408,6 +443,7 @@ fn read_stats(txn: &redb::ReadTransaction) -> Result<Stats> {
         unique_bytes: get(stat::UNIQUE_BYTES)?,
         chunks: get(stat::CHUNKS)?,
         stored_bytes: get(stat::STORED_BYTES)?,
+        live_stored_bytes: get(stat::LIVE_STORED_BYTES)?,
     })
 }
 
@@ -433,119 +469,6 @@ fn next_id(txn: &WriteTransaction) -> Result<u64> {
     };
     meta.insert(KEY_NEXT_ID, (cur + 1).to_le_bytes().as_slice())?;
     Ok(cur)
-}
-
-/// Counts how many slices name each chunk.
-fn slice_counts<'a>(slices: impl IntoIterator<Item = &'a Slice>) -> BTreeMap<ChunkId, u64> {
-    let mut counts = BTreeMap::new();
-    for s in slices {
-        *counts.entry(s.chunk).or_insert(0) += 1;
-    }
-    counts
-}
-
-/// Registers the packs an upload wrote (first commit that references a pack wins).
-fn register_packs(txn: &WriteTransaction, packs: &[NewPack]) -> Result<()> {
-    let mut t = txn.open_table(PACKS)?;
-    let mut added = 0i128;
-    for p in packs {
-        if t.get(p.id)?.is_none() {
-            let rec = PackRecord {
-                size: p.size,
-                chunks: p.chunks,
-                committed_ms: now_ms(),
-            };
-            t.insert(p.id, rec.encode().as_slice())?;
-            added += i128::from(p.size);
-        }
-    }
-    drop(t);
-    add_stat(txn, stat::STORED_BYTES, added)
-}
-
-/// Adds references. A chunk missing from the index (or being deleted) is adopted from
-/// `new_chunks` (this upload wrote it); otherwise the upload cannot commit.
-fn add_refs(
-    txn: &WriteTransaction,
-    counts: &BTreeMap<ChunkId, u64>,
-    new_chunks: &HashMap<ChunkId, NewChunk>,
-) -> Result<()> {
-    let mut chunks = txn.open_table(CHUNKS)?;
-    let mut queue = txn.open_table(GC_QUEUE)?;
-    let (mut unique, mut live, mut inline_stored) = (0i128, 0i128, 0i128);
-    for (id, &n) in counts {
-        let existing = chunks
-            .get(&id.0)?
-            .map(|v| ChunkRecord::decode(v.value()))
-            .transpose()?;
-        let rec = match existing {
-            Some(mut rec) if rec.state != ChunkState::Deleting => {
-                if let ChunkState::Zero { since_ms } = rec.state {
-                    queue.remove((since_ms, &id.0))?;
-                    unique += i128::from(rec.raw_len);
-                    live += 1;
-                }
-                rec.refcount += n;
-                rec.state = ChunkState::Live;
-                rec
-            }
-            _ => {
-                let new = new_chunks.get(id).ok_or(Error::ChunkGone(*id))?;
-                unique += i128::from(new.raw_len);
-                live += 1;
-                if let Location::Inline(data) = &new.location {
-                    inline_stored += data.len() as i128;
-                }
-                ChunkRecord {
-                    refcount: n,
-                    state: ChunkState::Live,
-                    raw_len: new.raw_len,
-                    crc: new.crc,
-                    location: new.location.clone(),
-                }
-            }
-        };
-        chunks.insert(&id.0, rec.encode().as_slice())?;
-    }
-    drop((chunks, queue));
-    add_stat(txn, stat::UNIQUE_BYTES, unique)?;
-    add_stat(txn, stat::CHUNKS, live)?;
-    add_stat(txn, stat::STORED_BYTES, inline_stored)
-}
-
-/// Drops references; chunks reaching zero are queued for GC.
-fn release_refs(txn: &WriteTransaction, counts: &BTreeMap<ChunkId, u64>) -> Result<()> {
-    let mut chunks = txn.open_table(CHUNKS)?;
-    let mut queue = txn.open_table(GC_QUEUE)?;
-    let now = now_ms();
-    let (mut unique, mut live) = (0i128, 0i128);
-    for (id, &n) in counts {
-        let mut rec = chunks
-            .get(&id.0)?
-            .map(|v| ChunkRecord::decode(v.value()))
-            .transpose()?
-            .ok_or_else(|| Error::corrupt("index", format!("released chunk {id} is missing")))?;
-        if rec.refcount < n || rec.state != ChunkState::Live {
-            return Err(Error::corrupt(
-                "index",
-                format!(
-                    "chunk {id} has refcount {} ({:?}), releasing {n}",
-                    rec.refcount, rec.state
-                ),
-            ));
-        }
-        rec.refcount -= n;
-        if rec.refcount == 0 {
-            rec.state = ChunkState::Zero { since_ms: now };
-            queue.insert((now, &id.0), ())?;
-            unique -= i128::from(rec.raw_len);
-            live -= 1;
-        }
-        chunks.insert(&id.0, rec.encode().as_slice())?;
-    }
-    drop((chunks, queue));
-    add_stat(txn, stat::UNIQUE_BYTES, unique)?;
-    add_stat(txn, stat::CHUNKS, live)
 }
 
 /// Writes a manifest in segments under a fresh id.

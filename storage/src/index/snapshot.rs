@@ -157,6 +157,17 @@ impl Index {
         let c = &mut copied;
         let mut n = 0;
         n += copy_table(&src, &dst, META, c)?;
+        {
+            // Marks the copy as a snapshot: an index restored from it never sweeps
+            // unknown packs newer than this (they may hold data written after it).
+            let mut meta = dst.open_table(META)?;
+            let taken = now_ms();
+            let earlier = meta
+                .get(super::gc::KEY_SNAPSHOT_TAKEN)?
+                .and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes));
+            let at = earlier.map_or(taken, |e: u64| e.min(taken));
+            meta.insert(super::gc::KEY_SNAPSHOT_TAKEN, at.to_le_bytes().as_slice())?;
+        }
         n += copy_table(&src, &dst, STATS, c)?;
         n += copy_records(
             &src,

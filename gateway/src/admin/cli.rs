@@ -1,0 +1,321 @@
+//! The `s3dedup admin …` commands (online, through the admin API) and `s3dedup gc`
+//! (offline, on a stopped server's data dir).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hyper::{Method, StatusCode};
+use serde_json::Value;
+
+use s3dedup_storage::Store;
+use s3dedup_storage::gc::{GcOptions, GcReport};
+
+use super::client::{AdminClient, Answer, URL_ENV};
+use super::token;
+use crate::config::parse_duration;
+
+/// Where the running server is, and where its token is.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Target {
+    /// Admin API URL [env: S3DEDUP_ADMIN_URL]; unset = the URL the server running on the
+    /// data dir recorded, else http://<S3DEDUP_ADMIN_LISTEN>, else http://127.0.0.1:9001.
+    #[arg(long, value_name = "URL")]
+    pub admin: Option<String>,
+    /// Data dir of the server, for its admin-token [env: S3DEDUP_DATA_DIR; default
+    /// ./s3dedup-data]. S3DEDUP_ADMIN_TOKEN, when set, is used instead.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `s3dedup admin` subcommands.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum AdminCommand {
+    /// Start garbage collection on the running server; exits non-zero if it fails.
+    Gc {
+        /// Grace period for this run (default: the server's gc_grace); "0s" removes
+        /// everything unreferenced now.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        grace: Option<Duration>,
+        /// Wait for the run to finish, showing its progress.
+        #[arg(long)]
+        wait: bool,
+        /// Report what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// GC state: the run in progress, the last run, garbage bytes.
+    Status {
+        /// The server's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Logical, unique, stored, garbage and saved bytes, ratio, per bucket.
+    Usage {
+        /// The server's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Target {
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .or_else(|| env("S3DEDUP_DATA_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("./s3dedup-data"))
+    }
+
+    fn url(&self) -> String {
+        if let Some(u) = self.admin.clone().or_else(|| env(URL_ENV)) {
+            return u;
+        }
+        // `serve` writes its pid and admin URL into the data dir.
+        let recorded = std::fs::read_to_string(self.data_dir().join("s3dedup.pid"))
+            .ok()
+            .and_then(|t| t.lines().nth(1).map(str::to_owned))
+            .filter(|u| u.starts_with("http://"));
+        recorded
+            .or_else(|| env("S3DEDUP_ADMIN_LISTEN").map(|a| format!("http://{a}")))
+            .unwrap_or_else(|| "http://127.0.0.1:9001".into())
+    }
+
+    fn client(&self) -> anyhow::Result<AdminClient> {
+        let token = token::client_token(&self.data_dir()).map_err(|e| {
+            anyhow::anyhow!("{e} (set S3DEDUP_ADMIN_TOKEN, or --data-dir to the server's data dir)")
+        })?;
+        AdminClient::new(&self.url(), token)
+    }
+}
+
+fn expect(a: Answer, want: StatusCode) -> anyhow::Result<Value> {
+    if a.status == want {
+        Ok(a.body)
+    } else {
+        anyhow::bail!("admin API answered {}: {}", a.status, a.message())
+    }
+}
+
+fn human(n: u64) -> String {
+    bytesize::ByteSize(n).display().iec().to_string()
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// One line for a run's report (JSON from the API).
+fn run_line(run: &Value) -> String {
+    let r = &run["report"];
+    format!(
+        "removed {} chunks, deleted {} packs + {} orphan + {} unknown, expired {} uploads; reclaimed {}",
+        u(r, "chunks_removed"),
+        u(r, "packs_deleted"),
+        u(r, "orphans_deleted"),
+        u(r, "unknown_deleted"),
+        u(r, "uploads_expired"),
+        human(u(r, "reclaimed_bytes"))
+    )
+}
+
+/// Runs an `s3dedup admin` command.
+///
+/// # Errors
+/// When the server cannot be reached, refuses, or the run fails.
+pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
+    match cmd {
+        AdminCommand::Gc {
+            grace,
+            wait,
+            dry_run,
+            target,
+        } => {
+            let client = target.client()?;
+            let mut path = String::from("/admin/v1/gc?");
+            if let Some(g) = grace {
+                path.push_str(&format!("grace={}s&", g.as_secs()));
+            }
+            if dry_run {
+                path.push_str("dry_run=true");
+            }
+            let answer = client.request(Method::POST, &path).await?;
+            if answer.status == StatusCode::CONFLICT {
+                anyhow::bail!("{}", answer.message());
+            }
+            let run = expect(answer, StatusCode::ACCEPTED)?;
+            let id = u(&run, "id");
+            if !wait {
+                println!("gc run {id} started (s3dedup admin status shows its progress)");
+                return Ok(());
+            }
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(120));
+            let done = loop {
+                let run = expect(
+                    client
+                        .request(Method::GET, &format!("/admin/v1/gc/runs/{id}"))
+                        .await?,
+                    StatusCode::OK,
+                )?;
+                if run["result"] != "running" {
+                    break run;
+                }
+                bar.set_message(format!(
+                    "gc run {id}: {}: {}",
+                    run["phase"].as_str().unwrap_or(""),
+                    run_line(&run)
+                ));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            };
+            bar.finish_and_clear();
+            let what = if dry_run {
+                " (dry run: nothing changed)"
+            } else {
+                ""
+            };
+            match done["result"].as_str() {
+                Some("ok") => {
+                    println!("gc run {id} finished{what}: {}", run_line(&done));
+                    Ok(())
+                }
+                _ => anyhow::bail!(
+                    "gc run {id} failed: {}",
+                    done["error"].as_str().unwrap_or("unknown error")
+                ),
+            }
+        }
+        AdminCommand::Status { json, target } => {
+            let s = expect(
+                target
+                    .client()?
+                    .request(Method::GET, "/admin/v1/status")
+                    .await?,
+                StatusCode::OK,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                return Ok(());
+            }
+            let gc = &s["gc"];
+            match gc["running"].as_object() {
+                Some(_) => println!(
+                    "gc: running (run {}, phase {}): {}",
+                    u(&gc["running"], "id"),
+                    gc["running"]["phase"].as_str().unwrap_or(""),
+                    run_line(&gc["running"])
+                ),
+                None => println!("gc: idle"),
+            }
+            if gc["last"].is_object() {
+                let last = &gc["last"];
+                println!(
+                    "last run: {} ({}, {}): {}",
+                    u(last, "id"),
+                    last["result"].as_str().unwrap_or(""),
+                    last["trigger"].as_str().unwrap_or(""),
+                    last["error"]
+                        .as_str()
+                        .map_or_else(|| run_line(last), str::to_owned)
+                );
+            } else {
+                println!("last run: none since the server started");
+            }
+            println!(
+                "garbage: {} of {} stored; grace {}s, interval {}s",
+                human(u(&s, "garbage_bytes")),
+                human(u(&s, "stored_bytes")),
+                u(gc, "grace_seconds"),
+                u(gc, "interval_seconds")
+            );
+            Ok(())
+        }
+        AdminCommand::Usage { json, target } => {
+            let s = expect(
+                target
+                    .client()?
+                    .request(Method::GET, "/admin/v1/usage")
+                    .await?,
+                StatusCode::OK,
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                let report: crate::stats::StatsReport = serde_json::from_value(s)?;
+                print!("{}", report.table());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Prints a report as `s3dedup gc` and `admin gc` describe a run.
+pub fn print_report(r: &GcReport) {
+    let what = if r.dry_run { "would be" } else { "were" };
+    println!("multipart uploads expired:   {}", r.uploads_expired);
+    println!(
+        "chunks removed:              {} ({} stored){}",
+        r.chunks_removed,
+        human(r.chunk_bytes),
+        if r.chunks_pinned > 0 {
+            format!(", {} in use by uploads kept", r.chunks_pinned)
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "empty packs deleted:         {} ({})",
+        r.packs_deleted,
+        human(r.pack_bytes)
+    );
+    println!(
+        "orphan packs deleted:        {} ({})",
+        r.orphans_deleted,
+        human(r.orphan_bytes)
+    );
+    println!(
+        "unknown packs deleted:       {} ({})",
+        r.unknown_deleted,
+        human(r.unknown_bytes)
+    );
+    if r.unknown_kept > 0 {
+        println!(
+            "unknown packs kept:          {} (newer than the snapshot this index was restored from)",
+            r.unknown_kept
+        );
+    }
+    println!(
+        "reclaimed:                   {} {what} freed",
+        human(r.reclaimed_bytes())
+    );
+}
+
+/// `s3dedup gc`: one run on a stopped server's store.
+///
+/// # Errors
+/// The run's error.
+pub async fn offline_gc(store: &Store, opts: GcOptions) -> anyhow::Result<()> {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let progress = |phase: s3dedup_storage::gc::GcPhase, r: &GcReport| {
+        bar.set_message(format!(
+            "gc: {}: {} chunks removed, {} packs deleted",
+            phase.name(),
+            r.chunks_removed,
+            r.packs_deleted + r.orphans_deleted + r.unknown_deleted
+        ));
+    };
+    let r = store.gc(opts, &progress).await;
+    bar.finish_and_clear();
+    let r = r?;
+    print_report(&r);
+    Ok(())
+}

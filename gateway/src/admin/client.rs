@@ -1,0 +1,95 @@
+//! `s3dedup admin …`: the CLI side of the admin API (plain HTTP/1.1 on the admin port).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+
+use crate::config::Secret;
+
+/// Environment variable with the admin API's URL.
+pub const URL_ENV: &str = "S3DEDUP_ADMIN_URL";
+
+/// A client of one server's admin API.
+#[derive(Debug)]
+pub struct AdminClient {
+    authority: String,
+    token: Secret,
+}
+
+/// What a request answered.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The JSON body (`Null` when it was not JSON).
+    pub body: serde_json::Value,
+}
+
+impl Answer {
+    /// The body's `message`, or the status.
+    pub fn message(&self) -> String {
+        self.body
+            .get("message")
+            .and_then(|m| m.as_str())
+            .map_or_else(|| self.status.to_string(), str::to_owned)
+    }
+}
+
+impl AdminClient {
+    /// A client for `url` (`http://host:port`, a trailing `/` or path is ignored).
+    ///
+    /// # Errors
+    /// When the URL is not `http://host:port`.
+    pub fn new(url: &str, token: Secret) -> anyhow::Result<Self> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("admin URL {url:?}: {e}"))?;
+        match (uri.scheme_str(), uri.authority()) {
+            (Some("http"), Some(a)) => Ok(AdminClient {
+                authority: a.to_string(),
+                token,
+            }),
+            (Some(other), _) if other != "http" => anyhow::bail!(
+                "admin URL {url:?}: only http:// is supported (bind the admin port privately)"
+            ),
+            _ => anyhow::bail!("admin URL {url:?}: expected http://host:port"),
+        }
+    }
+
+    /// Sends one request; the path includes the query.
+    ///
+    /// # Errors
+    /// When the server cannot be reached or the answer is not HTTP.
+    pub async fn request(&self, method: Method, path: &str) -> anyhow::Result<Answer> {
+        let connect = tokio::net::TcpStream::connect(&self.authority);
+        let stream = tokio::time::timeout(Duration::from_secs(10), connect)
+            .await
+            .map_err(|_| anyhow::anyhow!("admin API at {}: connect timed out", self.authority))?
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "admin API at {}: {e} (is `s3dedup serve` running? set --admin or {URL_ENV})",
+                    self.authority
+                )
+            })?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, &self.authority)
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", self.token.expose()),
+            )
+            .body(Empty::<Bytes>::new())?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Ok(Answer { status, body })
+    }
+}

@@ -1,0 +1,199 @@
+//! The admin API (`/admin/v1/…` on the admin port, JSON) and the `s3dedup admin` CLI
+//! that talks to it.
+//!
+//! Every `/admin/v1` request needs `Authorization: Bearer <token>` (see [`token`]);
+//! without it, or with a wrong one, the answer is 401 and nothing is done. `/metrics`
+//! and `/health/*` stay open (bind the admin port privately).
+//!
+//! | method, path | what |
+//! |---|---|
+//! | `GET /admin/v1/status` | GC state (run in progress, last run), garbage, in-flight work |
+//! | `POST /admin/v1/gc?grace=0s&dry_run=true` | starts a GC run: 202 with the run; 409 while one runs |
+//! | `GET /admin/v1/gc/runs/{id}` | one run (the current or the last) |
+//! | `GET /admin/v1/usage` | logical, unique, stored, garbage, saved bytes, ratio, per bucket |
+
+pub mod cli;
+pub mod client;
+pub mod token;
+pub mod worker;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Response, StatusCode};
+use serde_json::json;
+
+use s3dedup_storage::Store;
+use s3dedup_storage::gc::GcOptions;
+
+use crate::config::Secret;
+use worker::Worker;
+
+/// What the admin API needs.
+#[derive(Debug, Clone)]
+pub struct AdminApi {
+    /// The store.
+    pub store: Store,
+    /// The bearer token.
+    pub token: Secret,
+    /// The background worker.
+    pub worker: Arc<Worker>,
+    /// Interval of scheduled GC runs (0 = none), for status.
+    pub gc_interval: std::time::Duration,
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut text = serde_json::to_string_pretty(body).unwrap_or_default();
+    text.push('\n');
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(Full::new(Bytes::from(text)))
+        .unwrap_or_default()
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response<Full<Bytes>> {
+    json_response(status, &json!({"error": code, "message": message.into()}))
+}
+
+/// Query parameter `name` of `query`, percent-decoded.
+fn param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+fn flag(query: Option<&str>, name: &str) -> Result<bool, String> {
+    match param(query, name).as_deref() {
+        None => Ok(false),
+        Some("" | "true" | "1") => Ok(true),
+        Some("false" | "0") => Ok(false),
+        Some(v) => Err(format!("{name}={v}: expected true or false")),
+    }
+}
+
+impl AdminApi {
+    /// Answers one `/admin/v1` request.
+    pub async fn serve(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Response<Full<Bytes>> {
+        let presented = authorization.and_then(|h| h.strip_prefix("Bearer "));
+        if !presented.is_some_and(|t| token::token_matches(&self.token, t.trim())) {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid admin token is required: Authorization: Bearer <token> (the token is in \
+                 <data_dir>/admin-token, or S3DEDUP_ADMIN_TOKEN)",
+            );
+            r.headers_mut().insert(
+                "www-authenticate",
+                http::HeaderValue::from_static("Bearer realm=\"s3dedup-admin\""),
+            );
+            return r;
+        }
+        let rest = path.trim_start_matches("/admin/v1");
+        match (method, rest) {
+            (&Method::GET, "/status") => self.status().await,
+            (&Method::POST, "/gc") => self.start_gc(query),
+            (&Method::GET, "/usage") => self.usage().await,
+            (&Method::GET, r) if r.starts_with("/gc/runs/") => {
+                match r["/gc/runs/".len()..].parse::<u64>() {
+                    Ok(id) => match self.worker.run_by_id(id) {
+                        Some(run) => json_response(StatusCode::OK, &json!(run)),
+                        None => error(
+                            StatusCode::NOT_FOUND,
+                            "not_found",
+                            format!("no GC run {id} (only the current and the last are kept)"),
+                        ),
+                    },
+                    Err(_) => error(StatusCode::BAD_REQUEST, "bad_request", "bad run id"),
+                }
+            }
+            (_, "/status" | "/gc" | "/usage") => error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on {path}"),
+            ),
+            _ => error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no admin endpoint {path}"),
+            ),
+        }
+    }
+
+    fn start_gc(&self, query: Option<&str>) -> Response<Full<Bytes>> {
+        let mut opts: GcOptions = self.worker.defaults();
+        if let Some(g) = param(query, "grace") {
+            match crate::config::parse_duration(&g) {
+                Ok(d) => opts.grace = d,
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        format!("grace={g}: {e}"),
+                    );
+                }
+            }
+        }
+        match flag(query, "dry_run") {
+            Ok(d) => opts.dry_run = d,
+            Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e),
+        }
+        match self.worker.start(opts, "admin") {
+            Ok(run) => json_response(StatusCode::ACCEPTED, &json!(run)),
+            Err(running) => json_response(
+                StatusCode::CONFLICT,
+                &json!({
+                    "error": "conflict",
+                    "message": format!("GC run {} is in progress; wait for it (GET /admin/v1/gc/runs/{})", running.id, running.id),
+                    "run": running,
+                }),
+            ),
+        }
+    }
+
+    async fn status(&self) -> Response<Full<Bytes>> {
+        let (current, last) = self.worker.status();
+        let stats = match self.store.stats().await {
+            Ok(s) => s,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        };
+        let (pinned, reads) = self.store.inflight_counts();
+        let d = self.worker.defaults();
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "gc": {
+                    "running": current,
+                    "last": last,
+                    "interval_seconds": self.gc_interval.as_secs(),
+                    "grace_seconds": d.grace.as_secs(),
+                    "multipart_expiry_seconds": d.multipart_expiry.as_secs(),
+                },
+                "stored_bytes": stats.stored_bytes,
+                "live_stored_bytes": stats.live_stored_bytes,
+                "garbage_bytes": stats.garbage_bytes(),
+                "inflight": {"pinned_chunks": pinned, "reads": reads},
+            }),
+        )
+    }
+
+    async fn usage(&self) -> Response<Full<Bytes>> {
+        match crate::stats::collect(&self.store).await {
+            Ok(r) => json_response(StatusCode::OK, &json!(r)),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        }
+    }
+}
