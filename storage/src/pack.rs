@@ -38,6 +38,11 @@ pub struct PackEntry {
     pub crc: u32,
 }
 
+/// Bytes of a pack of `chunks` chunks that are not chunk data: magic, table, trailer.
+pub fn overhead(chunks: u32) -> u64 {
+    (MAGIC.len() + TRAILER_LEN) as u64 + u64::from(chunks) * ENTRY_LEN as u64
+}
+
 /// Allocates a pack id: milliseconds since the epoch in the top 48 bits (so GC can tell
 /// a pack's age from its name) and 80 random bits.
 pub fn new_pack_id() -> u128 {

@@ -95,6 +95,10 @@ impl BlobWriter for TripWriter {
 impl BlobStore for Tripwire {
     fn put<'a>(&'a self, name: &'a str, data: Bytes) -> BoxFuture<'a, s3dedup_storage::Result<()>> {
         Box::pin(async move {
+            if !name.starts_with("packs/") {
+                // The store's identity marker, written at open: not a pack.
+                return self.inner.put(name, data).await;
+            }
             self.trip.before()?;
             self.inner.put(name, data).await?;
             self.trip.durable();

@@ -72,12 +72,16 @@ fn samples() -> Vec<Vec<u8>> {
             raw_len: 3,
             crc: 7,
             location: Location::Inline(chunk::encode(b"abc").to_vec()),
+            damaged: true,
         }
         .encode(),
         PackRecord {
             size: 1,
             chunks: 2,
             committed_ms: 3,
+            live_chunks: 1,
+            live_bytes: 1,
+            deleting_since_ms: Some(5),
         }
         .encode(),
         UploadRecord {

@@ -4,7 +4,9 @@
 //!
 //! The fixtures under `tests/fixtures/v1/` were written by version 1 (records without a
 //! checksum); `tests/fixtures/v2/` holds the records of version 2 (the same layouts
-//! sealed with a CRC32C), written by `write_current_fixtures` (run it with `--ignored`
+//! sealed with a CRC32C); `tests/fixtures/v3/` those of version 3 (chunk records with a
+//! damage flag, pack records with live accounting and a deletion state; the other
+//! records as in v2), written by `write_current_fixtures` (run it with `--ignored`
 //! only when deliberately adding a new format version's fixtures; never regenerate an
 //! old version's).
 
@@ -30,7 +32,7 @@ fn fixtures_of(version: u8) -> PathBuf {
 }
 
 /// The record format the encoders write today.
-const CURRENT: u8 = 2;
+const CURRENT: u8 = 3;
 
 /// Decodes a record fixture by its file name and encodes it again (with today's
 /// encoder): equal output means the old bytes decoded to the same value.
@@ -38,7 +40,9 @@ fn reencode(name: &str, b: &[u8]) -> s3dedup_storage::Result<Vec<u8>> {
     Ok(match name {
         "bucket.bin" => BucketRecord::decode(b)?.encode(),
         "object.bin" => ObjectRecord::decode(b)?.encode(),
-        "pack.bin" => PackRecord::decode(b)?.encode(),
+        "pack.bin" | "pack-deleting.bin" | "pack-partly-live.bin" => {
+            PackRecord::decode(b)?.encode()
+        }
         "upload.bin" => UploadRecord::decode(b)?.encode(),
         "part.bin" => PartRecord::decode(b)?.encode(),
         "manifest-segment.bin" => ManifestSegment::decode(b)?.encode(),
@@ -104,6 +108,7 @@ fn records() -> Vec<(&'static str, Vec<u8>)> {
                     offset: 8,
                     stored_len: 65_544,
                 },
+                damaged: false,
             }
             .encode(),
         ),
@@ -117,6 +122,7 @@ fn records() -> Vec<(&'static str, Vec<u8>)> {
                 raw_len: 3,
                 crc: 0x1234_5678,
                 location: Location::Inline(chunk::encode(b"abc").to_vec()),
+                damaged: false,
             }
             .encode(),
         ),
@@ -132,15 +138,20 @@ fn records() -> Vec<(&'static str, Vec<u8>)> {
                     offset: 100,
                     stored_len: 18,
                 },
+                damaged: false,
             }
             .encode(),
         ),
         (
             "pack.bin",
+            // Versions before 3 decode as fully live (the index recounts on upgrade).
             PackRecord {
                 size: 16 << 20,
                 chunks: 250,
                 committed_ms: 1_700_000_001_000,
+                live_chunks: 250,
+                live_bytes: 16 << 20,
+                deleting_since_ms: None,
             }
             .encode(),
         ),
@@ -203,6 +214,59 @@ fn records() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Records whose fields only version 3 can hold (no older fixture of them exists).
+fn new_in_v3() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "chunk-damaged.bin",
+            ChunkRecord {
+                refcount: 2,
+                state: ChunkState::Live,
+                raw_len: 40_000,
+                crc: 0x0bad_f00d,
+                location: Location::Pack {
+                    pack: 0x0fed_cba9_8765_4321_0011_2233_4455_6677,
+                    offset: 1_234,
+                    stored_len: 40_008,
+                },
+                damaged: true,
+            }
+            .encode(),
+        ),
+        (
+            "pack-deleting.bin",
+            PackRecord {
+                size: 8 << 20,
+                chunks: 120,
+                committed_ms: 1_700_000_005_000,
+                live_chunks: 0,
+                live_bytes: 0,
+                deleting_since_ms: Some(1_700_000_006_000),
+            }
+            .encode(),
+        ),
+        (
+            "pack-partly-live.bin",
+            PackRecord {
+                size: 8 << 20,
+                chunks: 120,
+                committed_ms: 1_700_000_005_000,
+                live_chunks: 17,
+                live_bytes: 1_100_000,
+                deleting_since_ms: None,
+            }
+            .encode(),
+        ),
+    ]
+}
+
+/// Every record the current version writes, with its fixture name.
+fn current_records() -> Vec<(&'static str, Vec<u8>)> {
+    let mut all = records();
+    all.extend(new_in_v3());
+    all
+}
+
 fn sample_pack() -> Bytes {
     let mut b = PackBuilder::new(1024);
     for raw in [&b"first chunk"[..], b"second", b""] {
@@ -226,7 +290,7 @@ fn dir_objects() -> Vec<(&'static str, Vec<u8>)> {
 
 #[test]
 fn current_records_match_their_fixtures() {
-    for (name, expected) in records() {
+    for (name, expected) in current_records() {
         let path = fixtures_of(CURRENT).join(name);
         let fixture = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(fixture, expected, "{name}: v{CURRENT} encoding changed");
@@ -236,7 +300,7 @@ fn current_records_match_their_fixtures() {
 
 #[test]
 fn sealed_records_refuse_every_flipped_byte_and_truncation() {
-    for (name, good) in records() {
+    for (name, good) in current_records() {
         if name == "chunk-stored.bin" {
             continue; // chunk format: its CRC lives in the chunk record (tested below)
         }
@@ -331,8 +395,21 @@ fn v1_records_decode_to_the_same_values() {
 }
 
 #[test]
+fn v2_records_decode_to_the_same_values() {
+    for (name, expected) in records() {
+        let path = fixtures_of(2).join(name);
+        let fixture = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            reencode(name, &fixture).unwrap(),
+            expected,
+            "{name}: v2 no longer decodes to the same value"
+        );
+    }
+}
+
+#[test]
 fn unknown_versions_are_refused_not_guessed() {
-    for (name, mut bytes) in records() {
+    for (name, mut bytes) in current_records() {
         if name == "chunk-stored.bin" {
             bytes[0] = 2;
             assert!(chunk::decode(Bytes::from(bytes), 20).is_err());
@@ -342,7 +419,9 @@ fn unknown_versions_are_refused_not_guessed() {
         let err = match name {
             "bucket.bin" => BucketRecord::decode(&bytes).err(),
             "object.bin" => ObjectRecord::decode(&bytes).err(),
-            "pack.bin" => PackRecord::decode(&bytes).err(),
+            "pack.bin" | "pack-deleting.bin" | "pack-partly-live.bin" => {
+                PackRecord::decode(&bytes).err()
+            }
             "upload.bin" => UploadRecord::decode(&bytes).err(),
             "part.bin" => PartRecord::decode(&bytes).err(),
             "manifest-segment.bin" => ManifestSegment::decode(&bytes).err(),
@@ -437,7 +516,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn write_current_fixtures() {
     let dir = fixtures_of(CURRENT);
     std::fs::create_dir_all(&dir).unwrap();
-    for (name, bytes) in records() {
+    for (name, bytes) in current_records() {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
 }

@@ -180,6 +180,7 @@ impl Index {
             queued.insert((t, *id));
         }
         let (mut unique, mut live, mut stored, mut live_stored) = (0u64, 0u64, 0u64, 0u64);
+        let mut overhead = 0u64;
         let mut pack_recs = BTreeMap::new();
         for r in packs.iter()? {
             let (k, v) = r?;
@@ -263,6 +264,9 @@ impl Index {
 
         for (id, p) in &pack_recs {
             let (n, bytes) = located.get(id).copied().unwrap_or_default();
+            if n > 0 {
+                overhead += crate::pack::overhead(p.chunks);
+            }
             if (p.live_chunks, p.live_bytes) != (n, bytes) {
                 report.pack_drift += 1;
                 report.problem(format!(
@@ -285,6 +289,7 @@ impl Index {
             chunks: live,
             stored_bytes: stored,
             live_stored_bytes: live_stored,
+            pack_overhead_bytes: overhead,
         };
         let recorded = super::read_stats(&txn)?;
         if recount != recorded {

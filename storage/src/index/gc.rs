@@ -47,7 +47,7 @@ pub(crate) struct PackDeletion {
 }
 
 impl Index {
-    /// Removes up to `max` chunks that reached refcount 0 before `cutoff_ms` (queue
+    /// Removes up to `max` chunks that reached refcount 0 at or before `cutoff_ms` (queue
     /// entries after `after`), each only if it is *still* at 0 with the same queue time
     /// and no upload pins it (`inflight`). Ids claimed from `inflight` are appended to
     /// `doomed`; the caller releases them once this future resolves, success or not.
@@ -65,7 +65,7 @@ impl Index {
             let mut packs = txn.open_table(PACKS)?;
             let start = after.unwrap_or((0, [0; 32]));
             let mut entries = Vec::with_capacity(max.min(4096));
-            for r in queue.range((start.0, &start.1)..(cutoff_ms, &[0u8; 32]))? {
+            for r in queue.range((start.0, &start.1)..=(cutoff_ms, &[0xffu8; 32]))? {
                 let (k, _) = r?;
                 let (since, id) = k.value();
                 if after == Some((since, *id)) {
@@ -103,7 +103,7 @@ impl Index {
                 chunks.remove(&id)?;
                 let len = stored_len(&rec.location);
                 match rec.location {
-                    Location::Pack { pack, .. } => pack_live(&mut packs, pack, -1, len)?,
+                    Location::Pack { pack, .. } => pack_live(txn, &mut packs, pack, -1, len)?,
                     Location::Inline(_) => sweep.inline += len,
                 }
                 sweep.removed += 1;
@@ -124,7 +124,7 @@ impl Index {
         let queue = txn.open_table(GC_QUEUE)?;
         let chunks = txn.open_table(CHUNKS)?;
         let (mut n, mut bytes) = (0u64, 0u64);
-        for r in queue.range((0u64, &[0u8; 32])..(cutoff_ms, &[0u8; 32]))? {
+        for r in queue.range((0u64, &[0u8; 32])..=(cutoff_ms, &[0xffu8; 32]))? {
             let (k, _) = r?;
             if let Some(v) = chunks.get(k.value().1)?
                 && let Ok(rec) = ChunkRecord::decode(v.value())

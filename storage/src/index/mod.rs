@@ -114,8 +114,11 @@ pub(crate) mod stat {
     /// Bytes of packs known to the index plus inline chunk bytes.
     pub(crate) const STORED_BYTES: &str = "stored_bytes";
     /// Stored bytes (pack or inline) of chunks with refcount > 0: what live data
-    /// needs; `stored_bytes` minus this is garbage (format 3).
+    /// needs (format 3).
     pub(crate) const LIVE_STORED_BYTES: &str = "live_stored_bytes";
+    /// Bytes of packs holding live chunks that are not chunk data (magic, table,
+    /// trailer; format 3).
+    pub(crate) const PACK_OVERHEAD_BYTES: &str = "pack_overhead_bytes";
 }
 
 /// Counters kept transactionally with the data they describe.
@@ -131,15 +134,20 @@ pub struct Stats {
     pub chunks: u64,
     /// Bytes held in the backing store (known packs) and inline.
     pub stored_bytes: u64,
-    /// Of those, the stored bytes of referenced chunks; the rest is garbage that GC
-    /// and compaction reclaim.
+    /// Of those, the stored bytes of referenced chunks.
     pub live_stored_bytes: u64,
+    /// Of those, bytes of packs holding live chunks that are not chunk data (each such
+    /// pack's table and framing).
+    pub pack_overhead_bytes: u64,
 }
 
 impl Stats {
-    /// Stored bytes no live object needs (chunks at refcount 0, dead space in packs).
+    /// Stored bytes no live object needs (chunks at refcount 0, dead space in packs):
+    /// what GC and compaction reclaim.
     pub fn garbage_bytes(&self) -> u64 {
-        self.stored_bytes.saturating_sub(self.live_stored_bytes)
+        self.stored_bytes
+            .saturating_sub(self.live_stored_bytes)
+            .saturating_sub(self.pack_overhead_bytes)
     }
 }
 
@@ -444,6 +452,7 @@ fn read_stats(txn: &redb::ReadTransaction) -> Result<Stats> {
         chunks: get(stat::CHUNKS)?,
         stored_bytes: get(stat::STORED_BYTES)?,
         live_stored_bytes: get(stat::LIVE_STORED_BYTES)?,
+        pack_overhead_bytes: get(stat::PACK_OVERHEAD_BYTES)?,
     })
 }
 

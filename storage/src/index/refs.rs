@@ -55,8 +55,10 @@ pub(crate) fn stored_len(loc: &Location) -> u64 {
 
 /// Moves a pack's live accounting by one chunk of `bytes` stored bytes (`+1` when a
 /// chunk is located into it, `-1` when one leaves). A pack reaching zero live chunks
-/// is left for GC to retire (only GC marks packs deleting).
+/// is left for GC to retire (only GC marks packs deleting); the overhead of packs
+/// holding live chunks is counted in `stats` (it is not garbage; an empty pack's is).
 pub(crate) fn pack_live(
+    txn: &WriteTransaction,
     packs: &mut redb::Table<'_, u128, &'static [u8]>,
     pack: u128,
     sign: i8,
@@ -77,9 +79,17 @@ pub(crate) fn pack_live(
         }
         rec.live_chunks = rec.live_chunks.checked_add(1).ok_or_else(bad)?;
         rec.live_bytes = rec.live_bytes.checked_add(bytes).ok_or_else(bad)?;
+        if rec.live_chunks == 1 {
+            let o = crate::pack::overhead(rec.chunks);
+            add_stat(txn, stat::PACK_OVERHEAD_BYTES, i128::from(o))?;
+        }
     } else {
         rec.live_chunks = rec.live_chunks.checked_sub(1).ok_or_else(bad)?;
         rec.live_bytes = rec.live_bytes.checked_sub(bytes).ok_or_else(bad)?;
+        if rec.live_chunks == 0 {
+            let o = crate::pack::overhead(rec.chunks);
+            add_stat(txn, stat::PACK_OVERHEAD_BYTES, -i128::from(o))?;
+        }
     }
     packs.insert(pack, rec.encode().as_slice())?;
     Ok(())
@@ -120,11 +130,13 @@ pub(super) fn add_refs(
                     // leaves its pack's live accounting (GC reclaims the space).
                     let old = stored_len(&rec.location);
                     match &rec.location {
-                        Location::Pack { pack, .. } => pack_live(&mut packs, *pack, -1, old)?,
+                        Location::Pack { pack, .. } => {
+                            pack_live(txn, &mut packs, *pack, -1, old)?;
+                        }
                         Location::Inline(_) => stored -= i128::from(old),
                     }
                     live_stored -= i128::from(old);
-                    adopt_location(&mut packs, &new.location, &mut stored)?;
+                    adopt_location(txn, &mut packs, &new.location, &mut stored)?;
                     live_stored += i128::from(stored_len(&new.location));
                     rec.location = new.location.clone();
                     rec.crc = new.crc;
@@ -136,7 +148,7 @@ pub(super) fn add_refs(
                 let new = new.ok_or(Error::ChunkGone(*id))?;
                 unique += i128::from(new.raw_len);
                 live += 1;
-                adopt_location(&mut packs, &new.location, &mut stored)?;
+                adopt_location(txn, &mut packs, &new.location, &mut stored)?;
                 live_stored += i128::from(stored_len(&new.location));
                 ChunkRecord {
                     refcount: n,
@@ -160,6 +172,7 @@ pub(super) fn add_refs(
 /// Counts a newly located chunk: into its pack's live accounting, or (inline) into
 /// the stored bytes.
 fn adopt_location(
+    txn: &WriteTransaction,
     packs: &mut redb::Table<'_, u128, &'static [u8]>,
     loc: &Location,
     stored: &mut i128,
@@ -167,7 +180,7 @@ fn adopt_location(
     match loc {
         Location::Pack {
             pack, stored_len, ..
-        } => pack_live(packs, *pack, 1, u64::from(*stored_len)),
+        } => pack_live(txn, packs, *pack, 1, u64::from(*stored_len)),
         Location::Inline(data) => {
             *stored += data.len() as i128;
             Ok(())

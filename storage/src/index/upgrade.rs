@@ -31,12 +31,17 @@ pub(super) fn recount_live(txn: &WriteTransaction) -> Result<()> {
     }
     let mut packs = txn.open_table(PACKS)?;
     let mut rewritten = Vec::new();
+    let mut overhead = 0u64;
     for r in packs.iter()? {
         let (k, v) = r?;
         let Ok(mut rec) = PackRecord::decode(v.value()) else {
             continue;
         };
+
         let (n, bytes) = per_pack.get(&k.value()).copied().unwrap_or_default();
+        if n > 0 {
+            overhead += crate::pack::overhead(rec.chunks);
+        }
         rec.live_chunks = n;
         rec.live_bytes = bytes;
         rewritten.push((k.value(), rec));
@@ -44,8 +49,9 @@ pub(super) fn recount_live(txn: &WriteTransaction) -> Result<()> {
     for (id, rec) in rewritten {
         packs.insert(id, rec.encode().as_slice())?;
     }
-    txn.open_table(STATS)?
-        .insert(stat::LIVE_STORED_BYTES, live_stored)?;
+    let mut stats = txn.open_table(STATS)?;
+    stats.insert(stat::LIVE_STORED_BYTES, live_stored)?;
+    stats.insert(stat::PACK_OVERHEAD_BYTES, overhead)?;
     tracing::info!(
         packs = per_pack.len(),
         live_stored_bytes = live_stored,

@@ -1,0 +1,391 @@
+//! Garbage collection on the engine: what it frees, and everything it must not touch
+//! (chunks an upload reuses, packs an upload is writing, packs a read is using, packs
+//! newer than a restored snapshot, stores another index owns). Every test ends with
+//! fsck clean.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use s3dedup_storage::blob::{BlobStore, MemoryBlobStore};
+use s3dedup_storage::gc::{GcOptions, GcReport};
+use s3dedup_storage::pack;
+use s3dedup_storage::{Error, ObjectMeta, Store, WriteCondition};
+
+fn grace(d: Duration) -> GcOptions {
+    GcOptions {
+        grace: d,
+        ..GcOptions::default()
+    }
+}
+
+async fn gc(store: &Store, opts: GcOptions) -> GcReport {
+    store.gc(opts, &|_, _| {}).await.expect("gc")
+}
+
+async fn packs_in_store(store: &Store) -> Vec<u128> {
+    store
+        .blobs()
+        .list(pack::PACKS_PREFIX)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|b| pack::parse_blob_name(&b.name))
+        .collect()
+}
+
+async fn put_multipart(store: &Store, key: &str, parts: &[Vec<u8>]) {
+    let up = store
+        .create_upload("b", key, ObjectMeta::default())
+        .await
+        .unwrap();
+    let mut listed = Vec::new();
+    for (i, data) in parts.iter().enumerate() {
+        let n = i as u32 + 1;
+        let p = store.ingest(common::pieces(data, 4096)).await.unwrap();
+        let rec = store.put_part(&up, n, p, vec![]).await.unwrap();
+        listed.push((n, rec.etag().to_string()));
+    }
+    store
+        .complete_upload(&up, listed, 0, vec![], WriteCondition::default(), None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_everything_then_collecting_frees_every_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_fs(dir.path(), common::small_config()).await;
+    store.create_bucket("b").await.unwrap();
+    let unique = common::random_bytes(1, 300_000);
+    common::put(&store, "b", "unique", &unique).await;
+    common::put(&store, "b", "dup", &unique).await;
+    common::put(&store, "b", "tiny", b"inline").await;
+    put_multipart(
+        &store,
+        "mp",
+        &[common::random_bytes(2, 70_000), unique[..50_000].to_vec()],
+    )
+    .await;
+    let before = store.stats().await.unwrap();
+    assert!(before.stored_bytes > 300_000);
+    assert_eq!(before.garbage_bytes(), 0, "{before:?}");
+    for k in ["unique", "dup", "tiny", "mp"] {
+        store.delete_object("b", k).await.unwrap();
+    }
+    let mid = store.stats().await.unwrap();
+    // All of it is garbage but the framing of the packs (their tables), which goes
+    // with them.
+    assert_eq!(mid.live_stored_bytes, 0, "{mid:?}");
+    assert_eq!(
+        mid.garbage_bytes() + mid.pack_overhead_bytes,
+        mid.stored_bytes,
+        "{mid:?}"
+    );
+
+    // A dry run reports and changes nothing.
+    let dry = gc(
+        &store,
+        GcOptions {
+            dry_run: true,
+            ..grace(Duration::ZERO)
+        },
+    )
+    .await;
+    assert!(dry.chunks_removed > 0);
+    assert_eq!(store.stats().await.unwrap(), mid);
+
+    let r = gc(&store, grace(Duration::ZERO)).await;
+    assert!(r.chunks_removed > 0 && r.packs_deleted > 0, "{r:?}");
+    assert_eq!(r.reclaimed_bytes(), mid.stored_bytes, "{r:?}");
+    assert_eq!(r.backend_deletes, r.packs_deleted);
+    assert_eq!(packs_in_store(&store).await, Vec::<u128>::new());
+    let after = store.stats().await.unwrap();
+    assert_eq!((after.stored_bytes, after.chunks), (0, 0), "{after:?}");
+    common::assert_fsck_clean(&store).await;
+    // Nothing left to do: a second run is a no-op.
+    assert_eq!(gc(&store, grace(Duration::ZERO)).await.reclaimed_bytes(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grace_period_runs_from_when_a_chunk_lost_its_last_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_fs(dir.path(), common::small_config()).await;
+    store.create_bucket("b").await.unwrap();
+    let data = common::random_bytes(3, 200_000);
+    common::put(&store, "b", "k", &data).await;
+    store.delete_object("b", "k").await.unwrap();
+    let r = gc(&store, grace(Duration::from_secs(3600))).await;
+    assert_eq!((r.chunks_removed, r.packs_deleted), (0, 0), "{r:?}");
+    // Still there: uploading the same content again writes nothing new.
+    let p = store.ingest(common::pieces(&data, 5000)).await.unwrap();
+    assert_eq!(p.stats.new_chunks, 0, "{:?}", p.stats);
+    store
+        .put_object(
+            "b",
+            "k",
+            p,
+            ObjectMeta::default(),
+            WriteCondition::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(common::get(&store, "b", "k").await, data);
+    common::assert_fsck_clean(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_reusing_unreferenced_chunks_pins_them_against_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_fs(dir.path(), common::small_config()).await;
+    store.create_bucket("b").await.unwrap();
+    let data = common::random_bytes(4, 150_000);
+    common::put(&store, "b", "a", &data).await;
+    store.delete_object("b", "a").await.unwrap();
+    // The upload found every chunk reusable (refcount 0, not yet collected) ...
+    let pending = store.ingest(common::pieces(&data, 3000)).await.unwrap();
+    assert_eq!(pending.stats.new_chunks, 0);
+    // ... so GC with no grace must leave every one of them alone.
+    let r = gc(&store, grace(Duration::ZERO)).await;
+    assert_eq!(r.chunks_removed, 0, "{r:?}");
+    assert!(r.chunks_pinned > 0, "{r:?}");
+    store
+        .put_object(
+            "b",
+            "a",
+            pending,
+            ObjectMeta::default(),
+            WriteCondition::default(),
+        )
+        .await
+        .expect("the commit finds every chunk it reused");
+    assert_eq!(common::get(&store, "b", "a").await, data);
+    assert_eq!(
+        store.inflight_counts().0,
+        0,
+        "pins released after the commit"
+    );
+    let r = gc(&store, grace(Duration::ZERO)).await;
+    assert_eq!((r.chunks_removed, r.packs_deleted), (0, 0), "{r:?}");
+    assert_eq!(common::get(&store, "b", "a").await, data);
+    common::assert_fsck_clean(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packs_of_an_upload_not_yet_committed_are_not_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_fs(dir.path(), common::small_config()).await;
+    store.create_bucket("b").await.unwrap();
+    let data = common::random_bytes(5, 200_000);
+    let pending = store.ingest(common::pieces(&data, 3000)).await.unwrap();
+    assert!(pending.stats.packs > 0);
+    let r = gc(&store, grace(Duration::ZERO)).await;
+    assert_eq!((r.unknown_deleted, r.orphans_deleted), (0, 0), "{r:?}");
+    store
+        .put_object(
+            "b",
+            "k",
+            pending,
+            ObjectMeta::default(),
+            WriteCondition::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(common::get(&store, "b", "k").await, data);
+    common::assert_fsck_clean(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_in_flight_keeps_the_packs_it_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_fs(dir.path(), common::small_config()).await;
+    store.create_bucket("b").await.unwrap();
+    let data = common::random_bytes(6, 400_000);
+    common::put(&store, "b", "k", &data).await;
+    let reader = store.get_object("b", "k", None).await.unwrap();
+    store.delete_object("b", "k").await.unwrap();
+    let r = gc(&store, grace(Duration::ZERO)).await;
+    assert!(r.chunks_removed > 0, "{r:?}");
+    assert_eq!(r.packs_deleted, 0, "{r:?}");
+    assert!(r.packs_waiting > 0, "{r:?}");
+    assert!(!packs_in_store(&store).await.is_empty());
+    assert_eq!(reader.collect().await.unwrap(), data, "the read completes");
+    let r = gc(&store, grace(Duration::ZERO)).await;
+    assert!(r.packs_deleted > 0 && r.packs_waiting == 0, "{r:?}");
+    assert_eq!(packs_in_store(&store).await, Vec::<u128>::new());
+    common::assert_fsck_clean(&store).await;
+}
+
+/// A pack id created `age` ago.
+fn pack_id_aged(age: Duration) -> u128 {
+    let ms = (std::time::SystemTime::now() - age)
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    (u128::from(ms) << 80) | 0x1234
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphan_and_unknown_packs_go_once_older_than_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_fs(dir.path(), common::small_config()).await;
+    store.create_bucket("b").await.unwrap();
+    // An upload that never commits: its packs are recorded as orphans.
+    let pending = store
+        .ingest(common::pieces(&common::random_bytes(7, 100_000), 3000))
+        .await
+        .unwrap();
+    drop(pending);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let orphans = store.orphan_packs().unwrap();
+    assert!(!orphans.is_empty());
+    // A pack nobody knows (an upload killed before it could record anything), 2 h old.
+    let old = pack_id_aged(Duration::from_secs(7200));
+    store
+        .blobs()
+        .put(&pack::blob_name(old), Bytes::from_static(b"S3DPACK1 junk"))
+        .await
+        .unwrap();
+    let r = gc(&store, grace(Duration::from_secs(3600))).await;
+    assert_eq!((r.unknown_deleted, r.orphans_deleted), (1, 0), "{r:?}");
+    assert!(!packs_in_store(&store).await.contains(&old));
+    let r = gc(&store, grace(Duration::ZERO)).await;
+    assert_eq!(r.orphans_deleted, orphans.len() as u64, "{r:?}");
+    assert!(store.orphan_packs().unwrap().is_empty());
+    assert_eq!(packs_in_store(&store).await, Vec::<u128>::new());
+    common::assert_fsck_clean(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_restored_from_a_snapshot_keeps_newer_unknown_packs() {
+    let dir = tempfile::tempdir().unwrap();
+    let snaps = dir.path().join("snaps");
+    let later = common::random_bytes(8, 200_000);
+    {
+        let store = common::open_fs(dir.path(), common::small_config()).await;
+        store.create_bucket("b").await.unwrap();
+        common::put(&store, "b", "early", b"written before the snapshot").await;
+        store.snapshot_index(&snaps, 3).await.unwrap();
+        common::put(&store, "b", "later", &later).await;
+    }
+    let snapshot = std::fs::read_dir(&snaps)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::copy(&snapshot, dir.path().join("index.redb")).unwrap();
+    let store = common::open_fs(dir.path(), common::small_config()).await;
+    let in_store = packs_in_store(&store).await;
+    assert!(
+        !in_store.is_empty(),
+        "the later object's packs are in the store"
+    );
+    let r = gc(&store, grace(Duration::ZERO)).await;
+    assert_eq!(r.unknown_deleted, 0, "{r:?}");
+    assert_eq!(r.unknown_kept, in_store.len() as u64, "{r:?}");
+    assert_eq!(packs_in_store(&store).await, in_store, "kept for a rebuild");
+    assert_eq!(
+        common::get(&store, "b", "early").await,
+        b"written before the snapshot"
+    );
+    common::assert_fsck_clean(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_multipart_uploads_expire_and_release_their_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_fs(dir.path(), common::small_config()).await;
+    store.create_bucket("b").await.unwrap();
+    let up = store
+        .create_upload("b", "k", ObjectMeta::default())
+        .await
+        .unwrap();
+    let p = store
+        .ingest(common::pieces(&common::random_bytes(9, 120_000), 4096))
+        .await
+        .unwrap();
+    store.put_part(&up, 1, p, vec![]).await.unwrap();
+    let fresh = store
+        .create_upload("b", "k2", ObjectMeta::default())
+        .await
+        .unwrap();
+    let r = gc(&store, grace(Duration::ZERO)).await;
+    assert_eq!(r.uploads_expired, 0, "a week has not passed: {r:?}");
+    assert!(store.upload(&up).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let r = gc(
+        &store,
+        GcOptions {
+            multipart_expiry: Duration::from_millis(10),
+            ..grace(Duration::ZERO)
+        },
+    )
+    .await;
+    assert_eq!(r.uploads_expired, 2, "{r:?}");
+    assert!(matches!(
+        store.upload(&up).await,
+        Err(Error::NoSuchUpload(_))
+    ));
+    assert!(matches!(
+        store.upload(&fresh).await,
+        Err(Error::NoSuchUpload(_))
+    ));
+    assert!(r.chunks_removed > 0 && r.packs_deleted > 0, "{r:?}");
+    assert_eq!(store.stats().await.unwrap().stored_bytes, 0);
+    common::assert_fsck_clean(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_identical_uploads_end_as_one_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_fs(dir.path(), common::small_config()).await;
+    store.create_bucket("b").await.unwrap();
+    let data = Arc::new(common::random_bytes(10, 1 << 20));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (store, data) = (store.clone(), Arc::clone(&data));
+        tasks.push(tokio::spawn(async move {
+            common::put(&store, "b", &format!("copy-{i}"), &data).await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let before = store.stats().await.unwrap();
+    gc(&store, grace(Duration::ZERO)).await;
+    let after = store.stats().await.unwrap();
+    let limit = (data.len() as f64 * 1.1) as u64;
+    assert!(
+        after.stored_bytes <= limit,
+        "stored {} after gc (before {}), limit {limit}",
+        after.stored_bytes,
+        before.stored_bytes
+    );
+    for i in 0..8 {
+        assert_eq!(common::get(&store, "b", &format!("copy-{i}")).await, *data);
+    }
+    common::assert_fsck_clean(&store).await;
+}
+
+#[tokio::test]
+async fn a_store_claimed_by_another_index_is_refused() {
+    let blobs = Arc::new(MemoryBlobStore::default());
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = common::open_mem(a.path(), Arc::clone(&blobs), common::small_config()).await;
+    let second = Store::open(
+        &b.path().join("index.redb"),
+        Arc::clone(&blobs) as Arc<dyn BlobStore>,
+        common::small_config(),
+    )
+    .await;
+    assert!(
+        matches!(second, Err(Error::StoreOwnedElsewhere { .. })),
+        "{second:?}"
+    );
+    drop(first);
+    // Its owner still opens it.
+    common::open_mem(a.path(), blobs, common::small_config()).await;
+}
