@@ -287,6 +287,68 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Bytes the backing store holds now: pack blobs (and the store's marker) in the
+    /// local store directory, or the objects under the harness's prefix in the bucket.
+    pub fn store_bytes(&self) -> Result<u64> {
+        match &self.backend {
+            Some(b) => Ok(b
+                .objects(TEST_BUCKET, TEST_PREFIX)?
+                .iter()
+                .map(|(_, n)| n)
+                .sum()),
+            None => dir_bytes(&self.data_dir.join("store")),
+        }
+    }
+
+    /// Runs `s3dedup admin ARGS… --data-dir <its dir>` (the admin URL comes from the
+    /// pid file the server wrote there, the token from its admin-token file).
+    pub fn admin_cli(&self, args: &[&str]) -> Result<std::process::Output> {
+        let mut cmd = Command::new(binary()?);
+        cmd.arg("admin")
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("S3DEDUP_")) {
+            cmd.env_remove(k);
+        }
+        Ok(cmd.output()?)
+    }
+
+    /// An admin API request with the server's token: (status, JSON body).
+    pub fn admin_api(&self, method: &str, path: &str) -> Result<(u16, serde_json::Value)> {
+        let token = std::fs::read_to_string(self.data_dir.join("admin-token"))?;
+        let auth = format!("Bearer {}", token.trim());
+        let (status, body) = http_request(
+            &self.admin_addr,
+            method,
+            path,
+            &[("Authorization", auth)],
+            &[],
+        )?;
+        Ok((status, serde_json::from_slice(&body).unwrap_or_default()))
+    }
+}
+
+/// Sum of the sizes of the files under `dir` (apparent sizes, as `du -b` counts them
+/// without directories).
+pub fn dir_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    if !dir.exists() {
+        return Ok(0);
+    }
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let t = e.file_type()?;
+        if t.is_dir() {
+            total += dir_bytes(&e.path())?;
+        } else if t.is_file() {
+            total += e.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.kill();

@@ -64,8 +64,12 @@ async fn race(store: Store) -> Arc<Counts> {
             while !stop.load(Ordering::Relaxed) {
                 let r = store.gc(opts, &|_, _| {}).await.expect("gc");
                 counts.gc_runs.fetch_add(1, Ordering::Relaxed);
-                counts.chunks_removed.fetch_add(r.chunks_removed, Ordering::Relaxed);
-                counts.packs_deleted.fetch_add(r.packs_deleted, Ordering::Relaxed);
+                counts
+                    .chunks_removed
+                    .fetch_add(r.chunks_removed, Ordering::Relaxed);
+                counts
+                    .packs_deleted
+                    .fetch_add(r.packs_deleted, Ordering::Relaxed);
                 counts.pinned.fetch_add(r.chunks_pinned, Ordering::Relaxed);
                 tokio::task::yield_now().await;
             }
@@ -131,7 +135,11 @@ async fn race(store: Store) -> Arc<Counts> {
     common::assert_fsck_clean(&store).await;
     assert_eq!(common::get(&store, "b", "stable-0").await, contents[0]);
     let listed = store.blobs().list(pack::PACKS_PREFIX).await.unwrap().len();
-    assert_eq!(listed, store.packs().unwrap().len(), "store and index agree");
+    assert_eq!(
+        listed,
+        store.packs().unwrap().len(),
+        "store and index agree"
+    );
     let s = store.stats().await.unwrap();
     assert_eq!(s.objects, 2);
     assert_eq!(s.garbage_bytes(), 0, "{s:?}");
@@ -151,7 +159,10 @@ fn report(name: &str, c: &Counts) {
         c.pinned.load(Ordering::Relaxed),
     );
     assert!(c.puts.load(Ordering::Relaxed) >= 1000);
-    assert!(c.gc_runs.load(Ordering::Relaxed) > 10, "GC must really race");
+    assert!(
+        c.gc_runs.load(Ordering::Relaxed) > 10,
+        "GC must really race"
+    );
     assert!(
         c.chunks_removed.load(Ordering::Relaxed) > 0,
         "GC must really remove chunks while writers run"

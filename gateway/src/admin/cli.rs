@@ -127,6 +127,31 @@ fn run_line(run: &Value) -> String {
     )
 }
 
+/// Polls run `id` until it is no longer running; returns its final state.
+async fn wait_for(
+    client: &AdminClient,
+    id: u64,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<Value> {
+    loop {
+        let run = expect(
+            client
+                .request(Method::GET, &format!("/admin/v1/gc/runs/{id}"))
+                .await?,
+            StatusCode::OK,
+        )?;
+        if run["result"] != "running" {
+            return Ok(run);
+        }
+        bar.set_message(format!(
+            "gc run {id}: {}: {}",
+            run["phase"].as_str().unwrap_or(""),
+            run_line(&run)
+        ));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Runs an `s3dedup admin` command.
 ///
 /// # Errors
@@ -147,35 +172,28 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
             if dry_run {
                 path.push_str("dry_run=true");
             }
-            let answer = client.request(Method::POST, &path).await?;
-            if answer.status == StatusCode::CONFLICT {
-                anyhow::bail!("{}", answer.message());
-            }
-            let run = expect(answer, StatusCode::ACCEPTED)?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            let run = loop {
+                let answer = client.request(Method::POST, &path).await?;
+                if answer.status != StatusCode::CONFLICT {
+                    break expect(answer, StatusCode::ACCEPTED)?;
+                }
+                if !wait {
+                    anyhow::bail!("{}", answer.message());
+                }
+                // One run at a time: wait for the one in progress, then start ours.
+                let other = u(&answer.body["run"], "id");
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar.set_message(format!("waiting for gc run {other}, already in progress"));
+                wait_for(&client, other, &bar).await?;
+            };
             let id = u(&run, "id");
             if !wait {
                 println!("gc run {id} started (s3dedup admin status shows its progress)");
                 return Ok(());
             }
-            let bar = indicatif::ProgressBar::new_spinner();
             bar.enable_steady_tick(Duration::from_millis(120));
-            let done = loop {
-                let run = expect(
-                    client
-                        .request(Method::GET, &format!("/admin/v1/gc/runs/{id}"))
-                        .await?,
-                    StatusCode::OK,
-                )?;
-                if run["result"] != "running" {
-                    break run;
-                }
-                bar.set_message(format!(
-                    "gc run {id}: {}: {}",
-                    run["phase"].as_str().unwrap_or(""),
-                    run_line(&run)
-                ));
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            };
+            let done = wait_for(&client, id, &bar).await?;
             bar.finish_and_clear();
             let what = if dry_run {
                 " (dry run: nothing changed)"
