@@ -301,6 +301,23 @@ impl Gateway {
         }
     }
 
+    /// Pack blobs in the backing store now.
+    pub fn store_packs(&self) -> Result<usize> {
+        match &self.backend {
+            Some(b) => Ok(b
+                .objects(TEST_BUCKET, &format!("{TEST_PREFIX}packs/"))?
+                .len()),
+            None => {
+                let mut n = 0;
+                let dir = self.data_dir.join("store");
+                for e in walk(&dir)? {
+                    n += usize::from(e.extension().is_some_and(|x| x == "pack"));
+                }
+                Ok(n)
+            }
+        }
+    }
+
     /// Runs `s3dedup admin ARGS… --data-dir <its dir>` (the admin URL comes from the
     /// pid file the server wrote there, the token from its admin-token file).
     pub fn admin_cli(&self, args: &[&str]) -> Result<std::process::Output> {
@@ -328,6 +345,23 @@ impl Gateway {
         )?;
         Ok((status, serde_json::from_slice(&body).unwrap_or_default()))
     }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return Ok(out);
+    }
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            out.extend(walk(&e.path())?);
+        } else {
+            out.push(e.path());
+        }
+    }
+    Ok(out)
 }
 
 /// Sum of the sizes of the files under `dir` (apparent sizes, as `du -b` counts them

@@ -144,6 +144,21 @@ impl GcReport {
     }
 }
 
+/// What GC has left to do (see [`Store::gc_backlog`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcBacklog {
+    /// Chunks at refcount 0 (removable once their grace period has passed).
+    pub zero_ref_chunks: u64,
+    /// Packs with no live chunk, not yet marked for deletion.
+    pub empty_packs: u64,
+    /// Packs marked deleting whose blob or record is not gone yet.
+    pub deleting_packs: u64,
+    /// Recorded orphan packs.
+    pub orphan_packs: u64,
+    /// Packs the index knows.
+    pub packs: u64,
+}
+
 /// Milliseconds of a duration, saturating.
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
@@ -321,6 +336,24 @@ impl Store {
         }
         progress(GcPhase::Done, &report);
         Ok(report)
+    }
+
+    /// What GC has left to do, from the index: chunks at refcount 0, packs with no
+    /// live chunk, packs being deleted, recorded orphans; and packs known.
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub fn gc_backlog(&self) -> Result<GcBacklog> {
+        let index = self.index();
+        let (empty, deleting, rest) = index.packs_by_state()?;
+        let (_, orphans) = index.known_pack_ids()?;
+        Ok(GcBacklog {
+            zero_ref_chunks: index.gc_queue_len()?,
+            empty_packs: empty.len() as u64,
+            deleting_packs: deleting.len() as u64,
+            orphan_packs: orphans.len() as u64,
+            packs: (empty.len() + deleting.len() + rest.len()) as u64,
+        })
     }
 
     /// Chunks pinned by uploads in flight and reads in flight now (for status).

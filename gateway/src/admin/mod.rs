@@ -171,6 +171,10 @@ impl AdminApi {
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         };
         let (pinned, reads) = self.store.inflight_counts();
+        let backlog = match self.store.gc_backlog() {
+            Ok(b) => b,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        };
         let d = self.worker.defaults();
         json_response(
             StatusCode::OK,
@@ -185,6 +189,13 @@ impl AdminApi {
                 "stored_bytes": stats.stored_bytes,
                 "live_stored_bytes": stats.live_stored_bytes,
                 "garbage_bytes": stats.garbage_bytes(),
+                "backlog": {
+                    "zero_ref_chunks": backlog.zero_ref_chunks,
+                    "empty_packs": backlog.empty_packs,
+                    "deleting_packs": backlog.deleting_packs,
+                    "orphan_packs": backlog.orphan_packs,
+                },
+                "packs": backlog.packs,
                 "inflight": {"pinned_chunks": pinned, "reads": reads},
             }),
         )

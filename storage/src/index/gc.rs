@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::{
     CHUNKS, GC_QUEUE, Index, META, ORPHAN_PACKS, PACKS, UPLOADS, add_stat, now_ms, pack_live, stat,
@@ -113,6 +113,15 @@ impl Index {
             add_stat(txn, stat::STORED_BYTES, -i128::from(sweep.inline))?;
             Ok(sweep)
         })
+    }
+
+    /// Entries in the GC queue (chunks at refcount 0).
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub(crate) fn gc_queue_len(&self) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(GC_QUEUE)?.len()?)
     }
 
     /// Chunks GC would remove with this cutoff (a dry run): count and stored bytes.
