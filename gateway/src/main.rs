@@ -388,6 +388,7 @@ fn gc_options(s: &Settings) -> s3dedup_storage::gc::GcOptions {
     s3dedup_storage::gc::GcOptions {
         grace: s.gc_grace,
         multipart_expiry: s.multipart_expiry,
+        compact_threshold: s.compact_threshold,
         ..Default::default()
     }
 }

@@ -66,6 +66,12 @@ pub const GC_DELETED_PACKS: &str = "s3dedup_gc_deleted_packs_total";
 pub const GC_REMOVED_CHUNKS: &str = "s3dedup_gc_removed_chunks_total";
 /// Counter: delete requests GC sent to the backing store.
 pub const GC_BACKEND_DELETES: &str = "s3dedup_gc_backend_deletes_total";
+/// Counter: stored bytes compaction copied into new packs.
+pub const COMPACTION_REWRITTEN: &str = "s3dedup_compaction_rewritten_bytes_total";
+/// Counter: packs compaction rewrote.
+pub const COMPACTED_PACKS: &str = "s3dedup_compaction_packs_total";
+/// Counter: chunks GC or compaction found damaged (marked, never dropped).
+pub const GC_DAMAGED_CHUNKS: &str = "s3dedup_gc_damaged_chunks_total";
 /// Gauge: 1 while a GC run is in progress.
 pub const GC_RUNNING: &str = "s3dedup_gc_running";
 /// Scan latency in seconds (body end or stored-object scan start to verdict).
@@ -240,6 +246,16 @@ fn describe() {
     describe_gauge!(
         GC_RUNNING,
         "1 while a garbage collection run is in progress"
+    );
+    describe_counter!(
+        COMPACTION_REWRITTEN,
+        Unit::Bytes,
+        "Stored bytes compaction copied from sparse or small packs into new packs"
+    );
+    describe_counter!(COMPACTED_PACKS, "Packs compaction rewrote");
+    describe_counter!(
+        GC_DAMAGED_CHUNKS,
+        "Chunks garbage collection or compaction found damaged (marked, never dropped)"
     );
 }
 

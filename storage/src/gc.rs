@@ -14,6 +14,8 @@
 //!    deleted once no read that started before that mark is still running, and only
 //!    then are their records dropped. A crash between the steps leaves a pack marked
 //!    deleting: the next run deletes the blob (idempotent) and drops the record.
+//! 3b. **Compaction** rewrites sparse and small packs (`compact`); the packs it empties
+//!    are deleted as in step 3.
 //! 4. **Recorded orphans** (packs of uploads that never committed) older than the grace
 //!    period, judged by the creation time in the pack id, are deleted, then forgotten.
 //! 5. **Unknown packs** (in the store, unknown to the index: uploads killed before they
@@ -40,7 +42,7 @@ use crate::store::Store;
 const RESTORED_MARGIN_MS: u64 = 24 * 3600 * 1000;
 
 /// What a GC run does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GcOptions {
     /// How long a chunk stays at refcount 0 (and an orphan or unknown pack exists)
     /// before it may be removed.
@@ -51,6 +53,8 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Chunks removed per transaction (bounds how long one GC commit holds the writer).
     pub batch: usize,
+    /// Packs whose live fraction is below this are compacted (0 = never).
+    pub compact_threshold: f64,
 }
 
 impl Default for GcOptions {
@@ -60,6 +64,7 @@ impl Default for GcOptions {
             multipart_expiry: Duration::from_secs(7 * 24 * 3600),
             dry_run: false,
             batch: 2000,
+            compact_threshold: 0.5,
         }
     }
 }
@@ -73,6 +78,8 @@ pub enum GcPhase {
     Chunks,
     /// Deleting packs without live chunks.
     Packs,
+    /// Rewriting sparse and small packs.
+    Compact,
     /// Deleting recorded orphan packs.
     Orphans,
     /// Deleting packs the index does not know.
@@ -88,6 +95,7 @@ impl GcPhase {
             GcPhase::Uploads => "uploads",
             GcPhase::Chunks => "chunks",
             GcPhase::Packs => "packs",
+            GcPhase::Compact => "compact",
             GcPhase::Orphans => "orphans",
             GcPhase::Unknown => "unknown",
             GcPhase::Done => "done",
@@ -128,12 +136,26 @@ pub struct GcReport {
     pub unknown_kept: u64,
     /// Delete requests sent to the backing store.
     pub backend_deletes: u64,
+    /// Packs compaction rewrote (their live chunks moved to new packs).
+    pub packs_compacted: u64,
+    /// New packs compaction wrote.
+    pub compaction_new_packs: u64,
+    /// Chunks compaction moved.
+    pub compaction_moved_chunks: u64,
+    /// Stored bytes compaction copied (the size of what it kept).
+    pub compaction_rewritten_bytes: u64,
+    /// Chunks that failed verification when compaction read them (marked damaged).
+    pub damaged_chunks: u64,
+    /// Packs left as they were because they are missing, unreadable or hold damaged
+    /// chunks.
+    pub damaged_packs: u64,
 }
 
 impl GcReport {
-    /// Bytes freed in the store and the index.
+    /// Bytes freed in the store and the index (net of what compaction wrote).
     pub fn reclaimed_bytes(&self) -> u64 {
-        self.inline_bytes + self.pack_bytes + self.orphan_bytes + self.unknown_bytes
+        (self.inline_bytes + self.pack_bytes + self.orphan_bytes + self.unknown_bytes)
+            .saturating_sub(self.compaction_rewritten_bytes)
     }
 
     fn add_sweep(&mut self, s: &ChunkSweep) {
@@ -228,29 +250,23 @@ impl Store {
             }
         }
 
-        // 3. Packs without live chunks.
+        // 3. Packs without live chunks; then compaction, and the packs it emptied.
         progress(GcPhase::Packs, &report);
-        let (empty, deleting, _) = index.packs_by_state()?;
         if opts.dry_run {
+            let (empty, deleting, _) = index.packs_by_state()?;
             report.packs_deleted = (empty.len() + deleting.len()) as u64;
             report.pack_bytes = empty.iter().chain(&deleting).map(|p| p.size).sum();
         } else {
-            let marked = index
-                .retire_packs(empty.iter().map(|p| p.id).collect())
+            self.delete_empty_packs(&mut report, progress).await?;
+        }
+        if opts.compact_threshold > 0.0 {
+            progress(GcPhase::Compact, &report);
+            let emptied = self
+                .compact(opts.compact_threshold, opts.dry_run, &mut report, progress)
                 .await?;
-            index.inflight.retired_durably(&marked);
-            let (_, deleting, _) = index.packs_by_state()?;
-            for p in deleting {
-                if !index.inflight.may_delete(p.id) {
-                    report.packs_waiting += 1;
-                    continue;
-                }
-                self.blobs().delete(&pack::blob_name(p.id)).await?;
-                report.backend_deletes += 1;
-                report.pack_bytes += index.forget_pack(p.id).await?;
-                index.inflight.deleted(p.id);
-                report.packs_deleted += 1;
-                progress(GcPhase::Packs, &report);
+            if !emptied.is_empty() {
+                report.packs_waiting = 0; // counted again below
+                self.delete_empty_packs(&mut report, progress).await?;
             }
         }
 
@@ -336,6 +352,35 @@ impl Store {
         }
         progress(GcPhase::Done, &report);
         Ok(report)
+    }
+
+    /// Retires packs without live chunks and deletes the retired ones no read in
+    /// flight may still use (step 3).
+    async fn delete_empty_packs(
+        &self,
+        report: &mut GcReport,
+        progress: &(dyn Fn(GcPhase, &GcReport) + Send + Sync),
+    ) -> Result<()> {
+        let index = self.index();
+        let (empty, _, _) = index.packs_by_state()?;
+        let marked = index
+            .retire_packs(empty.iter().map(|p| p.id).collect())
+            .await?;
+        index.inflight.retired_durably(&marked);
+        let (_, deleting, _) = index.packs_by_state()?;
+        for p in deleting {
+            if !index.inflight.may_delete(p.id) {
+                report.packs_waiting += 1;
+                continue;
+            }
+            self.blobs().delete(&pack::blob_name(p.id)).await?;
+            report.backend_deletes += 1;
+            report.pack_bytes += index.forget_pack(p.id).await?;
+            index.inflight.deleted(p.id);
+            report.packs_deleted += 1;
+            progress(GcPhase::Packs, report);
+        }
+        Ok(())
     }
 
     /// What GC has left to do, from the index: chunks at refcount 0, packs with no

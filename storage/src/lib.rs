@@ -32,6 +32,7 @@ pub mod blob;
 pub mod chunk;
 pub mod chunker;
 mod codec;
+mod compact;
 pub mod config;
 pub mod error;
 pub mod gc;

@@ -127,6 +127,20 @@ impl PackEncoder {
         (entry, stored)
     }
 
+    /// Adds a chunk already in its stored form (compaction copies chunks between packs
+    /// verbatim); `crc` is its stored bytes' CRC32C, already verified by the caller.
+    pub fn push_stored(&mut self, id: ChunkId, stored: Bytes, crc: u32) -> (PackEntry, Bytes) {
+        let entry = PackEntry {
+            id,
+            offset: self.len,
+            stored_len: u32::try_from(stored.len()).expect("chunk fits u32"),
+            crc,
+        };
+        self.len += stored.len() as u64;
+        self.entries.push(entry);
+        (entry, stored)
+    }
+
     /// Ends the pack; returns its id, its last bytes (table and trailer) and its entries.
     pub fn finish(self) -> (u128, Bytes, Vec<PackEntry>) {
         let mut tail = Vec::with_capacity(self.entries.len() * ENTRY_LEN + TRAILER_LEN);

@@ -57,7 +57,12 @@ struct Located {
     raw_len: u32,
 }
 
-fn verify_stored(id: ChunkId, stored: bytes::Bytes, crc: u32, raw_len: u32) -> Result<()> {
+pub(crate) fn verify_stored(
+    id: ChunkId,
+    stored: bytes::Bytes,
+    crc: u32,
+    raw_len: u32,
+) -> Result<()> {
     let raw = chunk::decode_verified(stored, crc, raw_len)?;
     if ChunkId::of(&raw) != id {
         return Err(Error::corrupt(

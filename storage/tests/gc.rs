@@ -389,3 +389,153 @@ async fn a_store_claimed_by_another_index_is_refused() {
     // Its owner still opens it.
     common::open_mem(a.path(), blobs, common::small_config()).await;
 }
+
+/// X = A ++ B in 16 KiB packs, then Y = A (reusing X's chunks of A), then X deleted:
+/// the pack that held the end of A and the start of B is left sparse.
+async fn sparse_setup(store: &Store) -> Vec<u8> {
+    store.create_bucket("b").await.unwrap();
+    let a = common::random_bytes(11, 20_000);
+    let x = [a.clone(), common::random_bytes(12, 20_000)].concat();
+    common::put(store, "b", "x", &x).await;
+    common::put(store, "b", "y", &a).await;
+    store.delete_object("b", "x").await.unwrap();
+    a
+}
+
+fn sparse_packs(store: &Store) -> Vec<u128> {
+    store
+        .packs()
+        .unwrap()
+        .into_iter()
+        .filter(|(_, p)| {
+            p.live_chunks > 0
+                && (p.live_bytes as f64) < 0.5 * (p.size - pack::overhead(p.chunks)) as f64
+        })
+        .map(|(id, _)| id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparse_and_small_packs_are_compacted_and_reads_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_fs(dir.path(), common::small_config()).await;
+    let a = sparse_setup(&store).await;
+    // Without compaction, GC frees the empty packs and leaves the sparse one.
+    let r = gc(
+        &store,
+        GcOptions {
+            compact_threshold: 0.0,
+            ..grace(Duration::ZERO)
+        },
+    )
+    .await;
+    assert_eq!(r.packs_compacted, 0);
+    let sparse = sparse_packs(&store);
+    assert!(!sparse.is_empty(), "the setup leaves a sparse pack");
+    let before = store.stats().await.unwrap();
+    assert!(before.garbage_bytes() > 0, "{before:?}");
+    let r = gc(&store, grace(Duration::ZERO)).await;
+    assert!(r.packs_compacted >= sparse.len() as u64, "{r:?}");
+    assert_eq!(r.compaction_new_packs, 1, "{r:?}");
+    assert!(
+        r.compaction_moved_chunks > 0 && r.compaction_rewritten_bytes > 0,
+        "{r:?}"
+    );
+    let in_store = packs_in_store(&store).await;
+    for p in &sparse {
+        assert!(
+            !in_store.contains(p),
+            "compacted pack {p:032x} still in the store"
+        );
+    }
+    let after = store.stats().await.unwrap();
+    assert_eq!(after.garbage_bytes(), 0, "{after:?}");
+    assert!(after.stored_bytes < before.stored_bytes);
+    assert_eq!(common::get(&store, "b", "y").await, a);
+    common::assert_fsck_clean(&store).await;
+    // Converged: the next run rewrites nothing.
+    let r = gc(&store, grace(Duration::ZERO)).await;
+    assert_eq!((r.packs_compacted, r.compaction_new_packs), (0, 0), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_old_packs_until_reads_that_planned_on_them_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_fs(dir.path(), common::small_config()).await;
+    let a = sparse_setup(&store).await;
+    gc(
+        &store,
+        GcOptions {
+            compact_threshold: 0.0,
+            ..grace(Duration::ZERO)
+        },
+    )
+    .await;
+    let sparse = sparse_packs(&store);
+    let reader = store.get_object("b", "y", None).await.unwrap();
+    let r = gc(&store, grace(Duration::ZERO)).await;
+    assert!(r.packs_compacted > 0 && r.packs_waiting > 0, "{r:?}");
+    assert!(packs_in_store(&store).await.contains(&sparse[0]));
+    assert_eq!(
+        reader.collect().await.unwrap(),
+        a,
+        "the read planned before the switch"
+    );
+    assert_eq!(common::get(&store, "b", "y").await, a, "a read after it");
+    let r = gc(&store, grace(Duration::ZERO)).await;
+    assert!(r.packs_deleted > 0 && r.packs_waiting == 0, "{r:?}");
+    assert!(!packs_in_store(&store).await.contains(&sparse[0]));
+    common::assert_fsck_clean(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_chunk_found_by_compaction_is_marked_never_dropped_and_a_reupload_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_fs(dir.path(), common::small_config()).await;
+    let a = sparse_setup(&store).await;
+    gc(
+        &store,
+        GcOptions {
+            compact_threshold: 0.0,
+            ..grace(Duration::ZERO)
+        },
+    )
+    .await;
+    let sparse = sparse_packs(&store)[0];
+    // Flip a byte of the first chunk in the sparse pack (one of y's chunks).
+    let path = dir.path().join("store/blobs").join(pack::blob_name(sparse));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8 + 40] ^= 0x20;
+    std::fs::write(&path, bytes).unwrap();
+    let r = gc(&store, grace(Duration::ZERO)).await;
+    assert_eq!(r.damaged_chunks, 1, "{r:?}");
+    assert!(r.damaged_packs >= 1, "{r:?}");
+    assert!(
+        packs_in_store(&store).await.contains(&sparse),
+        "a damaged pack is kept"
+    );
+    // Reads fail fast, before any byte: never wrong bytes.
+    let err = store.get_object("b", "y", None).await.unwrap_err();
+    assert!(err.to_string().contains("damaged"), "{err}");
+    common::assert_fsck_clean(&store).await;
+    // Uploading the same content stores the damaged chunk again and repairs the object.
+    let p = store.ingest(common::pieces(&a, 4096)).await.unwrap();
+    assert!(p.stats.new_chunks >= 1, "{:?}", p.stats);
+    store
+        .put_object(
+            "b",
+            "y2",
+            p,
+            ObjectMeta::default(),
+            WriteCondition::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(common::get(&store, "b", "y").await, a);
+    assert_eq!(common::get(&store, "b", "y2").await, a);
+    common::assert_fsck_clean(&store).await;
+    let r = gc(&store, grace(Duration::ZERO)).await;
+    assert_eq!(r.damaged_chunks, 0, "{r:?}");
+    assert_eq!(common::get(&store, "b", "y").await, a);
+    common::assert_fsck_clean(&store).await;
+}

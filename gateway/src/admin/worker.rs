@@ -54,6 +54,11 @@ pub struct RunReport {
     pub unknown_bytes: u64,
     pub unknown_kept: u64,
     pub backend_deletes: u64,
+    pub packs_compacted: u64,
+    pub compaction_new_packs: u64,
+    pub compaction_rewritten_bytes: u64,
+    pub damaged_chunks: u64,
+    pub damaged_packs: u64,
     pub reclaimed_bytes: u64,
 }
 
@@ -73,6 +78,11 @@ impl From<&GcReport> for RunReport {
             unknown_bytes: r.unknown_bytes,
             unknown_kept: r.unknown_kept,
             backend_deletes: r.backend_deletes,
+            packs_compacted: r.packs_compacted,
+            compaction_new_packs: r.compaction_new_packs,
+            compaction_rewritten_bytes: r.compaction_rewritten_bytes,
+            damaged_chunks: r.damaged_chunks,
+            damaged_packs: r.damaged_packs,
             reclaimed_bytes: r.reclaimed_bytes(),
         }
     }
@@ -176,6 +186,10 @@ impl Worker {
                         .increment(r.packs_deleted + r.orphans_deleted + r.unknown_deleted);
                     metrics::counter!(m::GC_REMOVED_CHUNKS).increment(r.chunks_removed);
                     metrics::counter!(m::GC_BACKEND_DELETES).increment(r.backend_deletes);
+                    metrics::counter!(m::COMPACTION_REWRITTEN)
+                        .increment(r.compaction_rewritten_bytes);
+                    metrics::counter!(m::COMPACTED_PACKS).increment(r.packs_compacted);
+                    metrics::counter!(m::GC_DAMAGED_CHUNKS).increment(r.damaged_chunks);
                 }
                 tracing::info!(
                     run = run.id,
@@ -185,6 +199,8 @@ impl Worker {
                     orphans_deleted = r.orphans_deleted,
                     unknown_deleted = r.unknown_deleted,
                     uploads_expired = r.uploads_expired,
+                    packs_compacted = r.packs_compacted,
+                    damaged_chunks = r.damaged_chunks,
                     reclaimed_bytes = r.reclaimed_bytes(),
                     "gc run finished"
                 );

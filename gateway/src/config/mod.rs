@@ -242,6 +242,10 @@ pub struct Settings {
     /// Time between background GC runs in `serve`; 0 = only on demand.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
     pub gc_interval: Duration,
+    /// Packs whose live fraction falls below this are compacted by GC (their live
+    /// chunks rewritten into a new pack); 0% = never.
+    #[arg(long, value_name = "PERCENT", default_value = "50%", value_parser = parse_fraction)]
+    pub compact_threshold: f64,
     /// Multipart uploads not completed or aborted after this long are aborted by GC.
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_positive_duration)]
     pub multipart_expiry: Duration,
@@ -325,7 +329,7 @@ mod tests;
 
 pub use layers::{Layers, LoadError, env_name, keys, load_from, schema};
 use parse::{
-    parse_access_key, parse_endpoint, parse_log_filter, parse_positive_duration, parse_region,
-    parse_secret, parse_secret_key, parse_size_in, parse_store,
+    parse_access_key, parse_endpoint, parse_fraction, parse_log_filter, parse_positive_duration,
+    parse_region, parse_secret, parse_secret_key, parse_size_in, parse_store,
 };
 pub use parse::{parse_duration, parse_size};

@@ -22,6 +22,22 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{e}; expected a duration such as 90s, 5m or 1h (or plain seconds)"))
 }
 
+/// A fraction: `"50%"` or `"0.5"`, between 0 and 1.
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub(super) fn parse_fraction(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    let v = match s.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
+        None => s.parse::<f64>(),
+    };
+    match v {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err("expected a percentage such as 50% (or a fraction between 0 and 1)".into()),
+    }
+}
+
 /// A size: `"16MiB"`, `"1GB"`, `"64 KiB"` (bytesize), or plain bytes.
 ///
 /// # Errors

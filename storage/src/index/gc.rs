@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use super::{
-    CHUNKS, GC_QUEUE, Index, META, ORPHAN_PACKS, PACKS, UPLOADS, add_stat, now_ms, pack_live, stat,
-    stored_len,
+    CHUNKS, GC_QUEUE, Index, META, NewPack, ORPHAN_PACKS, PACKS, UPLOADS, add_stat, now_ms,
+    pack_live, stat, stored_len,
 };
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
@@ -37,6 +37,25 @@ pub(crate) struct ChunkSweep {
     pub(crate) pinned: u64,
     /// The last queue entry looked at; `None` when the queue held nothing eligible.
     pub(crate) last: Option<(u64, [u8; 32])>,
+}
+
+/// A chunk the index locates in a given pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LocatedChunk {
+    pub(crate) id: ChunkId,
+    pub(crate) offset: u64,
+    pub(crate) stored_len: u32,
+    pub(crate) crc: u32,
+    pub(crate) raw_len: u32,
+}
+
+/// Compaction moving one chunk: from (pack, offset) to an offset of the new pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Move {
+    pub(crate) id: ChunkId,
+    pub(crate) from: (u128, u64),
+    pub(crate) to_offset: u64,
+    pub(crate) stored_len: u32,
 }
 
 /// A pack GC may delete: no chunk located in it.
@@ -112,6 +131,117 @@ impl Index {
             drop((queue, chunks, packs));
             add_stat(txn, stat::STORED_BYTES, -i128::from(sweep.inline))?;
             Ok(sweep)
+        })
+    }
+
+    /// Which of a pack's table entries the index still locates in that pack.
+    ///
+    /// # Errors
+    /// [`Error::Index`] or a decode error.
+    pub(crate) fn located_in(
+        &self,
+        pack: u128,
+        entries: &[crate::pack::PackEntry],
+    ) -> Result<Vec<LocatedChunk>> {
+        let txn = self.db.begin_read()?;
+        let chunks = txn.open_table(CHUNKS)?;
+        let mut out = Vec::new();
+        for e in entries {
+            let Some(v) = chunks.get(&e.id.0)? else {
+                continue;
+            };
+            let rec = ChunkRecord::decode(v.value())?;
+            if let Location::Pack {
+                pack: p,
+                offset,
+                stored_len,
+            } = rec.location
+                && p == pack
+                && offset == e.offset
+            {
+                out.push(LocatedChunk {
+                    id: e.id,
+                    offset,
+                    stored_len,
+                    crc: rec.crc,
+                    raw_len: rec.raw_len,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Compaction's switch: registers the new (durable) pack and, in this one
+    /// transaction, moves every chunk that is *still* where it was copied from;
+    /// returns the chunks and stored bytes moved. A chunk that moved or went meanwhile
+    /// stays as it is (its copy in the new pack is dead space).
+    pub(crate) fn relocate(
+        &self,
+        new: NewPack,
+        moves: Arc<Vec<Move>>,
+    ) -> impl Future<Output = Result<(u64, u64)>> + use<> {
+        self.committer.submit(move |txn| {
+            super::register_packs(txn, &[new])?;
+            let mut chunks = txn.open_table(CHUNKS)?;
+            let mut packs = txn.open_table(PACKS)?;
+            let (mut n, mut bytes) = (0u64, 0u64);
+            for m in moves.iter() {
+                let Some(mut rec) = chunks
+                    .get(&m.id.0)?
+                    .map(|v| ChunkRecord::decode(v.value()))
+                    .transpose()?
+                else {
+                    continue;
+                };
+                let here = matches!(rec.location,
+                    Location::Pack { pack, offset, .. } if (pack, offset) == m.from);
+                if !here {
+                    continue;
+                }
+                let len = u64::from(m.stored_len);
+                pack_live(txn, &mut packs, m.from.0, -1, len)?;
+                pack_live(txn, &mut packs, new.id, 1, len)?;
+                rec.location = Location::Pack {
+                    pack: new.id,
+                    offset: m.to_offset,
+                    stored_len: m.stored_len,
+                };
+                chunks.insert(&m.id.0, rec.encode().as_slice())?;
+                n += 1;
+                bytes += len;
+            }
+            Ok((n, bytes))
+        })
+    }
+
+    /// Marks chunks damaged (their stored bytes fail verification), each only if the
+    /// index still locates it at the place that was read; returns how many it marked.
+    /// Reads of them then fail fast, and the next upload of the same content stores
+    /// it again (`add_refs`).
+    pub(crate) fn mark_damaged(
+        &self,
+        found: Vec<(ChunkId, u128, u64)>,
+    ) -> impl Future<Output = Result<u64>> + use<> {
+        self.committer.submit(move |txn| {
+            let mut chunks = txn.open_table(CHUNKS)?;
+            let mut n = 0;
+            for (id, pack, offset) in &found {
+                let Some(mut rec) = chunks
+                    .get(&id.0)?
+                    .map(|v| ChunkRecord::decode(v.value()))
+                    .transpose()?
+                else {
+                    continue;
+                };
+                let here = matches!(rec.location,
+                    Location::Pack { pack: p, offset: o, .. } if (p, o) == (*pack, *offset));
+                if here && !rec.damaged {
+                    rec.damaged = true;
+                    chunks.insert(&id.0, rec.encode().as_slice())?;
+                    n += 1;
+                }
+            }
+            Ok(n)
         })
     }
 

@@ -44,7 +44,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 pub use committer::CommitCounters;
 use committer::Committer;
 pub use fsck::FsckReport;
-pub(crate) use gc::ChunkSweep;
+pub(crate) use gc::{ChunkSweep, Move};
 pub use multipart::UploadSummary;
 pub use objects::{ListEntry, ListPage, WriteCondition};
 pub(crate) use objects::{ListQuery, PlannedChunk};

@@ -149,6 +149,16 @@ pub(super) fn plan_slice<T: ReadableTable<&'static [u8; 32], &'static [u8]>>(
         .map(|v| ChunkRecord::decode(v.value()))
         .transpose()?
         .ok_or_else(|| Error::corrupt("index", format!("referenced chunk {} missing", s.chunk)))?;
+    if rec.damaged {
+        return Err(Error::corrupt(
+            "chunk",
+            format!(
+                "chunk {} is damaged (its stored bytes failed verification); uploading the \
+                 same content again repairs it",
+                s.chunk
+            ),
+        ));
+    }
     if rec.state == ChunkState::Deleting {
         return Err(Error::corrupt(
             "index",
