@@ -318,6 +318,21 @@ impl Gateway {
         }
     }
 
+    /// The file holding the first pack blob (by name), in the local store or, with the
+    /// S3 store, in the S3 server's directory: for tests that damage stored bytes.
+    pub fn first_pack_file(&self) -> Result<PathBuf> {
+        let mut packs: Vec<PathBuf> = walk(&self.data_dir)?
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "pack"))
+            .filter(|p| {
+                let rel = p.strip_prefix(&self.data_dir).unwrap_or(p);
+                !rel.components().any(|c| c.as_os_str() == "tmp")
+            })
+            .collect();
+        packs.sort_by_key(|p| p.file_name().map(std::ffi::OsStr::to_owned));
+        packs.into_iter().next().context("no pack file")
+    }
+
     /// Runs `s3dedup admin ARGS… --data-dir <its dir>` (the admin URL comes from the
     /// pid file the server wrote there, the token from its admin-token file).
     pub fn admin_cli(&self, args: &[&str]) -> Result<std::process::Output> {

@@ -509,8 +509,13 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     let store = open_store(&s).await?;
     let creds = credentials::root_credentials(&s)?;
     let admin_token = admin::token::server_token(s.admin_token.as_ref(), &s.data_dir)?;
-    let worker = admin::worker::Worker::new(store.clone(), gc_options(&s));
+    let worker = admin::worker::Worker::new(
+        store.clone(),
+        gc_options(&s),
+        s3dedup_storage::scrub::ScrubOptions { rate: s.scrub_rate },
+    );
     tokio::spawn(Arc::clone(&worker).schedule(s.gc_interval));
+    tokio::spawn(Arc::clone(&worker).schedule_scrub(s.scrub_interval));
     let (s3_addr, admin_addr) = (s3.local_addr()?, admin.local_addr()?);
     let pid_file = s.data_dir.join(PID_FILE);
     std::fs::write(
@@ -587,6 +592,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             token: admin_token,
             worker,
             gc_interval: s.gc_interval,
+            scrub_interval: s.scrub_interval,
         }),
         snapshots: (!s.index_snapshot_interval.is_zero()).then(|| {
             (

@@ -72,6 +72,14 @@ pub const COMPACTION_REWRITTEN: &str = "s3dedup_compaction_rewritten_bytes_total
 pub const COMPACTED_PACKS: &str = "s3dedup_compaction_packs_total";
 /// Counter: chunks GC or compaction found damaged (marked, never dropped).
 pub const GC_DAMAGED_CHUNKS: &str = "s3dedup_gc_damaged_chunks_total";
+/// Counter: scrub runs, by result.
+pub const SCRUB_RUNS: &str = "s3dedup_scrub_runs_total";
+/// Counter: chunks scrub verified (SHA-256 re-derived).
+pub const SCRUB_CHUNKS: &str = "s3dedup_scrub_chunks_checked_total";
+/// Counter: chunks scrub found damaged.
+pub const SCRUB_DAMAGED: &str = "s3dedup_scrub_damaged_chunks_total";
+/// Gauge: fraction of packs the current (or last) scrub has done, 0 to 1.
+pub const SCRUB_PROGRESS: &str = "s3dedup_scrub_progress";
 /// Gauge: 1 while a GC run is in progress.
 pub const GC_RUNNING: &str = "s3dedup_gc_running";
 /// Scan latency in seconds (body end or stored-object scan start to verdict).
@@ -246,6 +254,19 @@ fn describe() {
     describe_gauge!(
         GC_RUNNING,
         "1 while a garbage collection run is in progress"
+    );
+    describe_counter!(SCRUB_RUNS, "Scrub runs, by result");
+    describe_counter!(
+        SCRUB_CHUNKS,
+        "Chunks scrub verified (stored bytes read back, SHA-256 re-derived)"
+    );
+    describe_counter!(
+        SCRUB_DAMAGED,
+        "Chunks scrub found damaged (marked: reads fail fast, a re-upload repairs)"
+    );
+    describe_gauge!(
+        SCRUB_PROGRESS,
+        "Fraction of packs the current or last scrub has verified"
     );
     describe_counter!(
         COMPACTION_REWRITTEN,

@@ -143,7 +143,7 @@ impl Store {
                     Some(s) if verify_stored(l.id, s.clone(), l.crc, l.raw_len).is_ok() => {
                         copies.push((l, s));
                     }
-                    _ => damaged.push((l.id, c.id, l.offset)),
+                    _ => damaged.push((l.id, Some((c.id, l.offset)))),
                 }
             }
             if !damaged.is_empty() {

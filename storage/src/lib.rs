@@ -23,6 +23,7 @@
 //! - [`read`] — the read pipeline: coalesced, read-ahead, verified chunk streams.
 //! - [`store`] — [`Store`], the API the gateway calls.
 //! - [`verify`] — `fsck --read-data`: every stored chunk read back and verified.
+//! - [`scrub`] — re-reads every pack at a bounded rate, marks damaged chunks.
 //! - [`gc`] — garbage collection: chunks past the grace period, empty packs, orphans,
 //!   stale multipart uploads (`inflight` holds what running uploads and reads use).
 //! - [`error`] — the crate's [`Error`].
@@ -44,6 +45,7 @@ pub mod metrics;
 pub mod pack;
 pub mod read;
 pub mod records;
+pub mod scrub;
 pub mod store;
 pub mod verify;
 
@@ -51,8 +53,8 @@ pub use chunker::ChunkerParams;
 pub use error::{Error, Result};
 pub use id::ChunkId;
 pub use index::{
-    CommitCounters, FsckReport, ListEntry, ListPage, SnapshotInfo, SnapshotSettings, Stats,
-    UploadSummary, WriteCondition, snapshot_dir,
+    CommitCounters, FsckReport, ListEntry, ListPage, ScrubCursor, ScrubLast, ScrubTotals,
+    SnapshotInfo, SnapshotSettings, Stats, UploadSummary, WriteCondition, snapshot_dir,
 };
 pub use ingest::PendingObject;
 pub use records::{Etag, ObjectMeta, ObjectRecord};

@@ -45,7 +45,17 @@ pub enum AdminCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// GC state: the run in progress, the last run, garbage bytes.
+    /// Start (or resume) a scrub on the running server: every pack re-read, every
+    /// chunk's SHA-256 re-derived, damaged chunks marked. With --wait, exits 3 when
+    /// damage was found, 1 when the scrub failed.
+    Scrub {
+        /// Wait for the scrub to finish, showing its progress.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// GC and scrub state: runs in progress, last runs, garbage bytes.
     Status {
         /// The server's JSON.
         #[arg(long)]
@@ -127,27 +137,46 @@ fn run_line(run: &Value) -> String {
     )
 }
 
-/// Polls run `id` until it is no longer running; returns its final state.
+/// One line for a scrub run's report.
+fn scrub_line(run: &Value) -> String {
+    let r = &run["report"];
+    format!(
+        "{}/{} packs, {} chunks checked ({}), {} damaged",
+        u(r, "packs_done"),
+        u(r, "packs_total"),
+        u(r, "chunks_checked"),
+        human(u(r, "bytes_read")),
+        u(r, "damaged_chunks")
+    )
+}
+
+/// Polls run `kind`/`id` until it is no longer running; returns its final state.
 async fn wait_for(
     client: &AdminClient,
+    kind: &str,
     id: u64,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<Value> {
     loop {
         let run = expect(
             client
-                .request(Method::GET, &format!("/admin/v1/gc/runs/{id}"))
+                .request(Method::GET, &format!("/admin/v1/{kind}/runs/{id}"))
                 .await?,
             StatusCode::OK,
         )?;
         if run["result"] != "running" {
             return Ok(run);
         }
-        bar.set_message(format!(
-            "gc run {id}: {}: {}",
-            run["phase"].as_str().unwrap_or(""),
-            run_line(&run)
-        ));
+        let line = if kind == "gc" {
+            format!(
+                "{}: {}",
+                run["phase"].as_str().unwrap_or(""),
+                run_line(&run)
+            )
+        } else {
+            scrub_line(&run)
+        };
+        bar.set_message(format!("{kind} run {id}: {line}"));
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -185,7 +214,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
                 let other = u(&answer.body["run"], "id");
                 bar.enable_steady_tick(Duration::from_millis(120));
                 bar.set_message(format!("waiting for gc run {other}, already in progress"));
-                wait_for(&client, other, &bar).await?;
+                wait_for(&client, "gc", other, &bar).await?;
             };
             let id = u(&run, "id");
             if !wait {
@@ -193,7 +222,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             bar.enable_steady_tick(Duration::from_millis(120));
-            let done = wait_for(&client, id, &bar).await?;
+            let done = wait_for(&client, "gc", id, &bar).await?;
             bar.finish_and_clear();
             let what = if dry_run {
                 " (dry run: nothing changed)"
@@ -210,6 +239,44 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
                     done["error"].as_str().unwrap_or("unknown error")
                 ),
             }
+        }
+        AdminCommand::Scrub { wait, target } => {
+            let client = target.client()?;
+            let answer = client.request(Method::POST, "/admin/v1/scrub").await?;
+            let run = if answer.status == StatusCode::CONFLICT && wait {
+                // Join the scrub in progress.
+                answer.body["run"].clone()
+            } else if answer.status == StatusCode::CONFLICT {
+                anyhow::bail!("{}", answer.message());
+            } else {
+                expect(answer, StatusCode::ACCEPTED)?
+            };
+            let id = u(&run, "id");
+            if !wait {
+                println!("scrub run {id} started (s3dedup admin status shows its progress)");
+                return Ok(());
+            }
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(120));
+            let done = wait_for(&client, "scrub", id, &bar).await?;
+            bar.finish_and_clear();
+            if done["result"] != "ok" {
+                anyhow::bail!(
+                    "scrub run {id} failed: {}",
+                    done["error"].as_str().unwrap_or("unknown error")
+                );
+            }
+            println!("scrub run {id} finished: {}", scrub_line(&done));
+            let damaged = &done["report"]["damaged"];
+            if u(&done["report"], "damaged_chunks") > 0 {
+                if let Some(ids) = damaged.as_array() {
+                    for c in ids {
+                        println!("damaged chunk {}", c.as_str().unwrap_or(""));
+                    }
+                }
+                std::process::exit(3);
+            }
+            Ok(())
         }
         AdminCommand::Status { json, target } => {
             let s = expect(
@@ -246,6 +313,17 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
                 );
             } else {
                 println!("last run: none since the server started");
+            }
+            let sc = &s["scrub"];
+            match (sc["running"].as_object(), sc["last_finished"].as_object()) {
+                (Some(_), _) => println!("scrub: running: {}", scrub_line(&sc["running"])),
+                (None, Some(_)) => println!(
+                    "scrub: idle; last finished at {} ms: {} chunks checked, {} damaged",
+                    u(&sc["last_finished"], "finished_ms"),
+                    u(&sc["last_finished"], "chunks_checked"),
+                    u(&sc["last_finished"], "damaged_chunks")
+                ),
+                (None, None) => println!("scrub: never run"),
             }
             println!(
                 "garbage: {} of {} stored; grace {}s, interval {}s",

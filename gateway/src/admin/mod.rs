@@ -10,6 +10,8 @@
 //! | `GET /admin/v1/status` | GC state (run in progress, last run), garbage, in-flight work |
 //! | `POST /admin/v1/gc?grace=0s&dry_run=true` | starts a GC run: 202 with the run; 409 while one runs |
 //! | `GET /admin/v1/gc/runs/{id}` | one run (the current or the last) |
+//! | `POST /admin/v1/scrub` | starts (or resumes) a scrub: 202 with the run; 409 while one runs |
+//! | `GET /admin/v1/scrub/runs/{id}` | one scrub run (the current or the last) |
 //! | `GET /admin/v1/usage` | logical, unique, stored, garbage, saved bytes, ratio, per bucket |
 
 pub mod cli;
@@ -41,6 +43,8 @@ pub struct AdminApi {
     pub worker: Arc<Worker>,
     /// Interval of scheduled GC runs (0 = none), for status.
     pub gc_interval: std::time::Duration,
+    /// Interval of scheduled scrubs (0 = none), for status.
+    pub scrub_interval: std::time::Duration,
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
@@ -52,6 +56,21 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<
         .header("cache-control", "no-store")
         .body(Full::new(Bytes::from(text)))
         .unwrap_or_default()
+}
+
+/// 409 naming the run in progress.
+fn conflict(running: &worker::Run) -> Response<Full<Bytes>> {
+    json_response(
+        StatusCode::CONFLICT,
+        &json!({
+            "error": "conflict",
+            "message": format!(
+                "{} run {} is in progress; wait for it (GET /admin/v1/{}/runs/{})",
+                running.kind, running.id, running.kind, running.id
+            ),
+            "run": running,
+        }),
+    )
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response<Full<Bytes>> {
@@ -106,21 +125,26 @@ impl AdminApi {
         match (method, rest) {
             (&Method::GET, "/status") => self.status().await,
             (&Method::POST, "/gc") => self.start_gc(query),
+            (&Method::POST, "/scrub") => match self.worker.start_scrub("admin") {
+                Ok(run) => json_response(StatusCode::ACCEPTED, &json!(run)),
+                Err(running) => conflict(&running),
+            },
             (&Method::GET, "/usage") => self.usage().await,
-            (&Method::GET, r) if r.starts_with("/gc/runs/") => {
-                match r["/gc/runs/".len()..].parse::<u64>() {
-                    Ok(id) => match self.worker.run_by_id(id) {
+            (&Method::GET, r) if r.starts_with("/gc/runs/") || r.starts_with("/scrub/runs/") => {
+                let (kind, id) = r[1..].split_once("/runs/").unwrap_or_default();
+                match id.parse::<u64>() {
+                    Ok(id) => match self.worker.run_by_id(kind, id) {
                         Some(run) => json_response(StatusCode::OK, &json!(run)),
                         None => error(
                             StatusCode::NOT_FOUND,
                             "not_found",
-                            format!("no GC run {id} (only the current and the last are kept)"),
+                            format!("no {kind} run {id} (only the current and the last are kept)"),
                         ),
                     },
                     Err(_) => error(StatusCode::BAD_REQUEST, "bad_request", "bad run id"),
                 }
             }
-            (_, "/status" | "/gc" | "/usage") => error(
+            (_, "/status" | "/gc" | "/scrub" | "/usage") => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 format!("{method} is not allowed on {path}"),
@@ -153,19 +177,17 @@ impl AdminApi {
         }
         match self.worker.start(opts, "admin") {
             Ok(run) => json_response(StatusCode::ACCEPTED, &json!(run)),
-            Err(running) => json_response(
-                StatusCode::CONFLICT,
-                &json!({
-                    "error": "conflict",
-                    "message": format!("GC run {} is in progress; wait for it (GET /admin/v1/gc/runs/{})", running.id, running.id),
-                    "run": running,
-                }),
-            ),
+            Err(running) => conflict(&running),
         }
     }
 
     async fn status(&self) -> Response<Full<Bytes>> {
         let (current, last) = self.worker.status();
+        let (scrub_current, scrub_last) = self.worker.scrub_status();
+        let (cursor, finished) = match self.store.scrub_state() {
+            Ok(s) => s,
+            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        };
         let stats = match self.store.stats().await {
             Ok(s) => s,
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
@@ -185,6 +207,25 @@ impl AdminApi {
                     "interval_seconds": self.gc_interval.as_secs(),
                     "grace_seconds": d.grace.as_secs(),
                     "multipart_expiry_seconds": d.multipart_expiry.as_secs(),
+                },
+                "scrub": {
+                    "running": scrub_current,
+                    "last": scrub_last,
+                    "interval_seconds": self.scrub_interval.as_secs(),
+                    "rate_bytes_per_second": self.worker.scrub_options().rate,
+                    "interrupted": cursor.map(|c| json!({
+                        "started_ms": c.started_ms,
+                        "packs_done": c.totals.packs,
+                        "damaged_chunks": c.totals.damaged,
+                    })),
+                    "last_finished": finished.map(|l| json!({
+                        "started_ms": l.started_ms,
+                        "finished_ms": l.finished_ms,
+                        "packs": l.totals.packs,
+                        "chunks_checked": l.totals.chunks,
+                        "bytes_read": l.totals.bytes,
+                        "damaged_chunks": l.totals.damaged,
+                    })),
                 },
                 "stored_bytes": stats.stored_bytes,
                 "live_stored_bytes": stats.live_stored_bytes,

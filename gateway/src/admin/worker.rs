@@ -1,31 +1,36 @@
-//! The background worker: GC every `gc_interval`, and runs on demand from the admin
-//! API. One run at a time; its progress and the last run's outcome are kept for
-//! `admin status` and counted in the metrics.
+//! The background worker: GC every `gc_interval`, scrub every `scrub_interval` (an
+//! interrupted scrub resumes at once), and runs of either on demand from the admin
+//! API. One run of each kind at a time; the run in progress and the last one are kept
+//! for `admin status` and counted in the metrics.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::{Value, json};
 
 use s3dedup_storage::Store;
 use s3dedup_storage::gc::{GcOptions, GcPhase, GcReport};
+use s3dedup_storage::scrub::{ScrubOptions, ScrubReport};
 
 use crate::metrics as m;
 
-/// A GC run as the admin API shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct GcRun {
-    /// Run number since the server started (1, 2 …).
+/// A GC or scrub run as the admin API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Run {
+    /// Run number of its kind since the server started (1, 2 …).
     pub id: u64,
+    /// `gc` or `scrub`.
+    pub kind: &'static str,
     /// What started it: `schedule` or `admin`.
     pub trigger: &'static str,
-    /// A dry run changes nothing.
+    /// A dry run changes nothing (GC only).
     pub dry_run: bool,
-    /// The grace period it used, in seconds.
-    pub grace_seconds: u64,
-    /// Start and end, ms since the epoch.
+    /// The grace period a GC run used, in seconds.
+    pub grace_seconds: Option<u64>,
+    /// Start, ms since the epoch.
     pub started_ms: u64,
-    /// `None` while running.
+    /// End; `None` while running.
     pub finished_ms: Option<u64>,
     /// `running`, `ok` or `error`.
     pub result: &'static str,
@@ -33,77 +38,72 @@ pub struct GcRun {
     pub phase: &'static str,
     /// The error of a failed run.
     pub error: Option<String>,
-    /// What it did so far.
-    pub report: RunReport,
+    /// What it did so far (GC: [`gc_json`]; scrub: [`scrub_json`]).
+    pub report: Value,
 }
 
-/// [`GcReport`] as JSON.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub struct RunReport {
-    pub uploads_expired: u64,
-    pub chunks_removed: u64,
-    pub chunk_bytes: u64,
-    pub chunks_pinned: u64,
-    pub packs_deleted: u64,
-    pub pack_bytes: u64,
-    pub packs_waiting: u64,
-    pub orphans_deleted: u64,
-    pub orphan_bytes: u64,
-    pub unknown_deleted: u64,
-    pub unknown_bytes: u64,
-    pub unknown_kept: u64,
-    pub backend_deletes: u64,
-    pub packs_compacted: u64,
-    pub compaction_new_packs: u64,
-    pub compaction_rewritten_bytes: u64,
-    pub damaged_chunks: u64,
-    pub damaged_packs: u64,
-    pub reclaimed_bytes: u64,
+/// A GC report as JSON (byte counts in bytes).
+pub fn gc_json(r: &GcReport) -> Value {
+    json!({
+        "uploads_expired": r.uploads_expired,
+        "chunks_removed": r.chunks_removed,
+        "chunk_bytes": r.chunk_bytes,
+        "chunks_pinned": r.chunks_pinned,
+        "packs_deleted": r.packs_deleted,
+        "pack_bytes": r.pack_bytes,
+        "packs_waiting": r.packs_waiting,
+        "orphans_deleted": r.orphans_deleted,
+        "orphan_bytes": r.orphan_bytes,
+        "unknown_deleted": r.unknown_deleted,
+        "unknown_bytes": r.unknown_bytes,
+        "unknown_kept": r.unknown_kept,
+        "backend_deletes": r.backend_deletes,
+        "packs_compacted": r.packs_compacted,
+        "compaction_new_packs": r.compaction_new_packs,
+        "compaction_rewritten_bytes": r.compaction_rewritten_bytes,
+        "damaged_chunks": r.damaged_chunks,
+        "damaged_packs": r.damaged_packs,
+        "reclaimed_bytes": r.reclaimed_bytes(),
+    })
 }
 
-impl From<&GcReport> for RunReport {
-    fn from(r: &GcReport) -> Self {
-        RunReport {
-            uploads_expired: r.uploads_expired,
-            chunks_removed: r.chunks_removed,
-            chunk_bytes: r.chunk_bytes,
-            chunks_pinned: r.chunks_pinned,
-            packs_deleted: r.packs_deleted,
-            pack_bytes: r.pack_bytes,
-            packs_waiting: r.packs_waiting,
-            orphans_deleted: r.orphans_deleted,
-            orphan_bytes: r.orphan_bytes,
-            unknown_deleted: r.unknown_deleted,
-            unknown_bytes: r.unknown_bytes,
-            unknown_kept: r.unknown_kept,
-            backend_deletes: r.backend_deletes,
-            packs_compacted: r.packs_compacted,
-            compaction_new_packs: r.compaction_new_packs,
-            compaction_rewritten_bytes: r.compaction_rewritten_bytes,
-            damaged_chunks: r.damaged_chunks,
-            damaged_packs: r.damaged_packs,
-            reclaimed_bytes: r.reclaimed_bytes(),
-        }
-    }
+/// Scrub progress or a scrub report as JSON.
+pub fn scrub_json(done: u64, total: u64, t: &s3dedup_storage::ScrubTotals) -> Value {
+    json!({
+        "packs_done": done,
+        "packs_total": total,
+        "chunks_checked": t.chunks,
+        "bytes_read": t.bytes,
+        "damaged_chunks": t.damaged,
+    })
+}
+
+fn scrub_report_json(r: &ScrubReport) -> Value {
+    let mut v = scrub_json(r.totals.packs, r.totals.packs, &r.totals);
+    v["resumed"] = json!(r.resumed);
+    v["missing_packs"] = json!(r.missing_packs);
+    v["damaged"] = json!(r.damaged);
+    v
 }
 
 #[derive(Debug, Default)]
-struct State {
+struct Slot {
     runs: u64,
-    current: Option<GcRun>,
-    last: Option<GcRun>,
+    current: Option<Run>,
+    last: Option<Run>,
 }
 
-/// The worker (shared by the scheduler and the admin API).
+/// The worker (shared by the schedulers and the admin API).
 #[derive(Debug)]
 pub struct Worker {
     store: Store,
     defaults: GcOptions,
-    state: Mutex<State>,
+    scrub: ScrubOptions,
+    gc_slot: Mutex<Slot>,
+    scrub_slot: Mutex<Slot>,
 }
 
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+fn lock(m: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -113,118 +113,217 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Claims `slot` for a new run; `Err` with the run in progress.
+fn claim(slot: &Mutex<Slot>, make: impl FnOnce(u64) -> Run) -> Result<Run, Run> {
+    let mut st = lock(slot);
+    if let Some(cur) = &st.current {
+        return Err(cur.clone());
+    }
+    st.runs += 1;
+    let run = make(st.runs);
+    st.current = Some(run.clone());
+    Ok(run)
+}
+
+/// Ends the run in `slot` with `outcome` (its final report, or the error).
+fn finish(slot: &Mutex<Slot>, kind: &'static str, outcome: Result<Value, String>) -> Option<Run> {
+    let mut st = lock(slot);
+    let mut run = st.current.take()?;
+    run.finished_ms = Some(now_ms());
+    match outcome {
+        Ok(report) => {
+            run.result = "ok";
+            run.phase = "done";
+            run.report = report;
+        }
+        Err(e) => {
+            run.result = "error";
+            run.error = Some(e);
+        }
+    }
+    let metric = if kind == "gc" {
+        m::GC_RUNS
+    } else {
+        m::SCRUB_RUNS
+    };
+    metrics::counter!(metric, "result" => run.result).increment(1);
+    st.last = Some(run.clone());
+    Some(run)
+}
+
 impl Worker {
-    /// A worker over `store`; `defaults` carries the configured grace and expiry.
-    pub fn new(store: Store, defaults: GcOptions) -> Arc<Self> {
+    /// A worker over `store`; `defaults` carries the configured GC options.
+    pub fn new(store: Store, defaults: GcOptions, scrub: ScrubOptions) -> Arc<Self> {
         Arc::new(Worker {
             store,
             defaults,
-            state: Mutex::default(),
+            scrub,
+            gc_slot: Mutex::default(),
+            scrub_slot: Mutex::default(),
         })
     }
 
-    /// The configured options.
+    /// The configured GC options.
     pub fn defaults(&self) -> GcOptions {
         self.defaults
     }
 
-    /// Starts a run in the background; `Err` with the running one if a run is in
+    /// The configured scrub options.
+    pub fn scrub_options(&self) -> ScrubOptions {
+        self.scrub
+    }
+
+    /// Starts a GC run in the background; `Err` with the running one if a GC run is in
     /// progress (one at a time).
     ///
     /// # Errors
     /// The run in progress.
-    pub fn start(self: &Arc<Self>, opts: GcOptions, trigger: &'static str) -> Result<GcRun, GcRun> {
-        let run = {
-            let mut st = lock(&self.state);
-            if let Some(cur) = &st.current {
-                return Err(cur.clone());
-            }
-            st.runs += 1;
-            let run = GcRun {
-                id: st.runs,
-                trigger,
-                dry_run: opts.dry_run,
-                grace_seconds: opts.grace.as_secs(),
-                started_ms: now_ms(),
-                finished_ms: None,
-                result: "running",
-                phase: GcPhase::Uploads.name(),
-                error: None,
-                report: RunReport::default(),
-            };
-            st.current = Some(run.clone());
-            run
-        };
+    pub fn start(self: &Arc<Self>, opts: GcOptions, trigger: &'static str) -> Result<Run, Run> {
+        let run = claim(&self.gc_slot, |id| Run {
+            id,
+            kind: "gc",
+            trigger,
+            dry_run: opts.dry_run,
+            grace_seconds: Some(opts.grace.as_secs()),
+            started_ms: now_ms(),
+            finished_ms: None,
+            result: "running",
+            phase: GcPhase::Uploads.name(),
+            error: None,
+            report: gc_json(&GcReport::default()),
+        })?;
         metrics::gauge!(m::GC_RUNNING).set(1.0);
         let me = Arc::clone(self);
-        tokio::spawn(async move { me.run(opts).await });
+        tokio::spawn(async move { me.run_gc(opts).await });
         Ok(run)
     }
 
-    async fn run(self: Arc<Self>, opts: GcOptions) {
+    async fn run_gc(self: Arc<Self>, opts: GcOptions) {
         let progress = |phase: GcPhase, r: &GcReport| {
-            if let Some(cur) = &mut lock(&self.state).current {
+            if let Some(cur) = &mut lock(&self.gc_slot).current {
                 cur.phase = phase.name();
-                cur.report = RunReport::from(r);
+                cur.report = gc_json(r);
             }
         };
         let outcome = self.store.gc(opts, &progress).await;
-        let mut st = lock(&self.state);
-        let Some(mut run) = st.current.take() else {
-            return;
-        };
-        run.finished_ms = Some(now_ms());
-        match outcome {
-            Ok(r) => {
-                run.result = "ok";
-                run.phase = GcPhase::Done.name();
-                run.report = RunReport::from(&r);
-                metrics::counter!(m::GC_RUNS, "result" => "ok").increment(1);
-                if !r.dry_run {
-                    metrics::counter!(m::GC_RECLAIMED).increment(r.reclaimed_bytes());
-                    metrics::counter!(m::GC_DELETED_PACKS)
-                        .increment(r.packs_deleted + r.orphans_deleted + r.unknown_deleted);
-                    metrics::counter!(m::GC_REMOVED_CHUNKS).increment(r.chunks_removed);
-                    metrics::counter!(m::GC_BACKEND_DELETES).increment(r.backend_deletes);
-                    metrics::counter!(m::COMPACTION_REWRITTEN)
-                        .increment(r.compaction_rewritten_bytes);
-                    metrics::counter!(m::COMPACTED_PACKS).increment(r.packs_compacted);
-                    metrics::counter!(m::GC_DAMAGED_CHUNKS).increment(r.damaged_chunks);
-                }
-                tracing::info!(
-                    run = run.id,
-                    dry_run = r.dry_run,
-                    chunks_removed = r.chunks_removed,
-                    packs_deleted = r.packs_deleted,
-                    orphans_deleted = r.orphans_deleted,
-                    unknown_deleted = r.unknown_deleted,
-                    uploads_expired = r.uploads_expired,
-                    packs_compacted = r.packs_compacted,
-                    damaged_chunks = r.damaged_chunks,
-                    reclaimed_bytes = r.reclaimed_bytes(),
-                    "gc run finished"
-                );
-            }
-            Err(e) => {
-                run.result = "error";
-                run.error = Some(e.to_string());
-                metrics::counter!(m::GC_RUNS, "result" => "error").increment(1);
-                tracing::error!(run = run.id, error = %e, "gc run failed; the next run resumes");
-            }
+        if let Ok(r) = &outcome
+            && !r.dry_run
+        {
+            metrics::counter!(m::GC_RECLAIMED).increment(r.reclaimed_bytes());
+            metrics::counter!(m::GC_DELETED_PACKS)
+                .increment(r.packs_deleted + r.orphans_deleted + r.unknown_deleted);
+            metrics::counter!(m::GC_REMOVED_CHUNKS).increment(r.chunks_removed);
+            metrics::counter!(m::GC_BACKEND_DELETES).increment(r.backend_deletes);
+            metrics::counter!(m::COMPACTION_REWRITTEN).increment(r.compaction_rewritten_bytes);
+            metrics::counter!(m::COMPACTED_PACKS).increment(r.packs_compacted);
+            metrics::counter!(m::GC_DAMAGED_CHUNKS).increment(r.damaged_chunks);
         }
-        st.last = Some(run);
+        let run = finish(
+            &self.gc_slot,
+            "gc",
+            outcome.as_ref().map(gc_json).map_err(ToString::to_string),
+        );
         metrics::gauge!(m::GC_RUNNING).set(0.0);
+        match (outcome, run) {
+            (Ok(r), Some(run)) => tracing::info!(
+                run = run.id,
+                dry_run = r.dry_run,
+                chunks_removed = r.chunks_removed,
+                packs_deleted = r.packs_deleted,
+                orphans_deleted = r.orphans_deleted,
+                unknown_deleted = r.unknown_deleted,
+                uploads_expired = r.uploads_expired,
+                packs_compacted = r.packs_compacted,
+                damaged_chunks = r.damaged_chunks,
+                reclaimed_bytes = r.reclaimed_bytes(),
+                "gc run finished"
+            ),
+            (Err(e), run) => tracing::error!(
+                run = run.map(|r| r.id),
+                error = %e,
+                "gc run failed; the next run resumes"
+            ),
+            (Ok(_), None) => {}
+        }
     }
 
-    /// The run in progress and the last finished one.
-    pub fn status(&self) -> (Option<GcRun>, Option<GcRun>) {
-        let st = lock(&self.state);
+    /// Starts (or resumes) a scrub in the background; `Err` with the running one.
+    ///
+    /// # Errors
+    /// The run in progress.
+    pub fn start_scrub(self: &Arc<Self>, trigger: &'static str) -> Result<Run, Run> {
+        let run = claim(&self.scrub_slot, |id| Run {
+            id,
+            kind: "scrub",
+            trigger,
+            dry_run: false,
+            grace_seconds: None,
+            started_ms: now_ms(),
+            finished_ms: None,
+            result: "running",
+            phase: "packs",
+            error: None,
+            report: scrub_json(0, 0, &Default::default()),
+        })?;
+        let me = Arc::clone(self);
+        tokio::spawn(async move { me.run_scrub().await });
+        Ok(run)
+    }
+
+    async fn run_scrub(self: Arc<Self>) {
+        let progress = |done: u64, total: u64, t: &s3dedup_storage::ScrubTotals| {
+            if let Some(cur) = &mut lock(&self.scrub_slot).current {
+                cur.report = scrub_json(done, total, t);
+            }
+            #[allow(clippy::cast_precision_loss)]
+            metrics::gauge!(m::SCRUB_PROGRESS).set(done as f64 / total.max(1) as f64);
+        };
+        let outcome = self.store.scrub(self.scrub, &progress).await;
+        if let Ok(r) = &outcome {
+            metrics::counter!(m::SCRUB_CHUNKS).increment(r.totals.chunks);
+            metrics::counter!(m::SCRUB_DAMAGED).increment(r.totals.damaged);
+            metrics::gauge!(m::SCRUB_PROGRESS).set(1.0);
+            tracing::info!(
+                packs = r.totals.packs,
+                chunks = r.totals.chunks,
+                damaged = r.totals.damaged,
+                missing_packs = r.missing_packs,
+                resumed = r.resumed,
+                "scrub finished"
+            );
+        }
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "scrub failed; the next run resumes where it stopped");
+        }
+        finish(
+            &self.scrub_slot,
+            "scrub",
+            outcome
+                .as_ref()
+                .map(scrub_report_json)
+                .map_err(ToString::to_string),
+        );
+    }
+
+    /// GC runs: the one in progress and the last finished one.
+    pub fn status(&self) -> (Option<Run>, Option<Run>) {
+        let st = lock(&self.gc_slot);
         (st.current.clone(), st.last.clone())
     }
 
-    /// The run with this id, if it is the current or the last one.
-    pub fn run_by_id(&self, id: u64) -> Option<GcRun> {
-        let (cur, last) = self.status();
+    /// Scrub runs: the one in progress and the last finished one.
+    pub fn scrub_status(&self) -> (Option<Run>, Option<Run>) {
+        let st = lock(&self.scrub_slot);
+        (st.current.clone(), st.last.clone())
+    }
+
+    /// The run of `kind` with this id, if it is the current or the last one.
+    pub fn run_by_id(&self, kind: &str, id: u64) -> Option<Run> {
+        let (cur, last) = if kind == "scrub" {
+            self.scrub_status()
+        } else {
+            self.status()
+        };
         cur.into_iter().chain(last).find(|r| r.id == id)
     }
 
@@ -236,6 +335,32 @@ impl Worker {
         loop {
             tokio::time::sleep(every).await;
             let _ = self.start(self.defaults, "schedule");
+        }
+    }
+
+    /// Scrubs every `every` after the last finished scrub (the first one `every` after
+    /// the first start); resumes an interrupted scrub soon after a start.
+    pub async fn schedule_scrub(self: Arc<Self>, every: Duration) {
+        if every.is_zero() {
+            return;
+        }
+        let first_seen = now_ms();
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let due = match self.store.scrub_state() {
+                Ok((Some(_), _)) => true,
+                Ok((None, Some(last))) => {
+                    now_ms().saturating_sub(last.finished_ms) >= every.as_millis() as u64
+                }
+                Ok((None, None)) => now_ms().saturating_sub(first_seen) >= every.as_millis() as u64,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the scrub state");
+                    false
+                }
+            };
+            if due {
+                let _ = self.start_scrub("schedule");
+            }
         }
     }
 }

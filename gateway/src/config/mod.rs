@@ -246,6 +246,13 @@ pub struct Settings {
     /// chunks rewritten into a new pack); 0% = never.
     #[arg(long, value_name = "PERCENT", default_value = "50%", value_parser = parse_fraction)]
     pub compact_threshold: f64,
+    /// Time between scrubs (every pack re-read, every chunk's SHA-256 re-derived);
+    /// 0 = only on demand.
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
+    pub scrub_interval: Duration,
+    /// How fast scrub reads from the backing store, per second; 0 = unlimited.
+    #[arg(long, value_name = "SIZE", default_value = "50MiB", value_parser = parse_size)]
+    pub scrub_rate: u64,
     /// Multipart uploads not completed or aborted after this long are aborted by GC.
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_positive_duration)]
     pub multipart_expiry: Duration,

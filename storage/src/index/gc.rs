@@ -171,6 +171,32 @@ impl Index {
         Ok(out)
     }
 
+    /// Chunks the index locates in `pack`, by a scan of every chunk record (when the
+    /// pack's own table cannot be read).
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub(crate) fn located_by_scan(&self, pack: u128) -> Result<Vec<LocatedChunk>> {
+        Ok(self
+            .chunk_records()?
+            .into_iter()
+            .filter_map(|(id, rec)| match rec.location {
+                Location::Pack {
+                    pack: p,
+                    offset,
+                    stored_len,
+                } if p == pack => Some(LocatedChunk {
+                    id,
+                    offset,
+                    stored_len,
+                    crc: rec.crc,
+                    raw_len: rec.raw_len,
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Compaction's switch: registers the new (durable) pack and, in this one
     /// transaction, moves every chunk that is *still* where it was copied from;
     /// returns the chunks and stored bytes moved. A chunk that moved or went meanwhile
@@ -220,12 +246,12 @@ impl Index {
     /// it again (`add_refs`).
     pub(crate) fn mark_damaged(
         &self,
-        found: Vec<(ChunkId, u128, u64)>,
+        found: Vec<(ChunkId, Option<(u128, u64)>)>,
     ) -> impl Future<Output = Result<u64>> + use<> {
         self.committer.submit(move |txn| {
             let mut chunks = txn.open_table(CHUNKS)?;
             let mut n = 0;
-            for (id, pack, offset) in &found {
+            for (id, at) in &found {
                 let Some(mut rec) = chunks
                     .get(&id.0)?
                     .map(|v| ChunkRecord::decode(v.value()))
@@ -233,8 +259,11 @@ impl Index {
                 else {
                     continue;
                 };
-                let here = matches!(rec.location,
-                    Location::Pack { pack: p, offset: o, .. } if (p, o) == (*pack, *offset));
+                let here = match (&rec.location, at) {
+                    (Location::Pack { pack, offset, .. }, Some(at)) => (*pack, *offset) == *at,
+                    (Location::Inline(_), None) => true,
+                    _ => false,
+                };
                 if here && !rec.damaged {
                     rec.damaged = true;
                     chunks.insert(&id.0, rec.encode().as_slice())?;

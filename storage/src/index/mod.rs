@@ -31,6 +31,7 @@ mod gc;
 mod multipart;
 mod objects;
 mod refs;
+mod scrub;
 mod snapshot;
 mod upgrade;
 
@@ -44,12 +45,13 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 pub use committer::CommitCounters;
 use committer::Committer;
 pub use fsck::FsckReport;
-pub(crate) use gc::{ChunkSweep, Move};
+pub(crate) use gc::{ChunkSweep, LocatedChunk, Move};
 pub use multipart::UploadSummary;
 pub use objects::{ListEntry, ListPage, WriteCondition};
 pub(crate) use objects::{ListQuery, PlannedChunk};
 use refs::{add_refs, register_packs, release_refs, slice_counts};
 pub(crate) use refs::{pack_live, stored_len};
+pub use scrub::{ScrubCursor, ScrubLast, ScrubTotals};
 pub(crate) use snapshot::prune_snapshots;
 pub use snapshot::{SnapshotInfo, SnapshotSettings, snapshot_dir};
 
