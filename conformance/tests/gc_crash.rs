@@ -66,7 +66,7 @@ async fn verify(c: &aws_sdk_s3::Client, model: &BTreeMap<String, Vec<u8>>) {
             .await
             .unwrap()
             .into_bytes();
-        assert!(&got[..] == &want[..], "{k}: wrong bytes after a kill");
+        assert!(got[..] == want[..], "{k}: wrong bytes after a kill");
     }
 }
 

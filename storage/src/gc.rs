@@ -13,9 +13,9 @@
 //! 3. **Packs** with no live chunk are marked deleting (one transaction), their blobs are
 //!    deleted once no read that started before that mark is still running, and only
 //!    then are their records dropped. A crash between the steps leaves a pack marked
-//!    deleting: the next run deletes the blob (idempotent) and drops the record.
-//! 3b. **Compaction** rewrites sparse and small packs (`compact`); the packs it empties
-//!    are deleted as in step 3.
+//!    deleting: the next run deletes the blob (idempotent) and drops the record. Then
+//!    **compaction** rewrites sparse and small packs (`compact`); the packs it empties
+//!    are deleted the same way.
 //! 4. **Recorded orphans** (packs of uploads that never committed) older than the grace
 //!    period, judged by the creation time in the pack id, are deleted, then forgotten.
 //! 5. **Unknown packs** (in the store, unknown to the index: uploads killed before they

@@ -114,10 +114,10 @@ fn now_ms() -> u64 {
 }
 
 /// Claims `slot` for a new run; `Err` with the run in progress.
-fn claim(slot: &Mutex<Slot>, make: impl FnOnce(u64) -> Run) -> Result<Run, Run> {
+fn claim(slot: &Mutex<Slot>, make: impl FnOnce(u64) -> Run) -> Result<Run, Box<Run>> {
     let mut st = lock(slot);
     if let Some(cur) = &st.current {
-        return Err(cur.clone());
+        return Err(Box::new(cur.clone()));
     }
     st.runs += 1;
     let run = make(st.runs);
@@ -178,7 +178,11 @@ impl Worker {
     ///
     /// # Errors
     /// The run in progress.
-    pub fn start(self: &Arc<Self>, opts: GcOptions, trigger: &'static str) -> Result<Run, Run> {
+    pub fn start(
+        self: &Arc<Self>,
+        opts: GcOptions,
+        trigger: &'static str,
+    ) -> Result<Run, Box<Run>> {
         let run = claim(&self.gc_slot, |id| Run {
             id,
             kind: "gc",
@@ -251,7 +255,7 @@ impl Worker {
     ///
     /// # Errors
     /// The run in progress.
-    pub fn start_scrub(self: &Arc<Self>, trigger: &'static str) -> Result<Run, Run> {
+    pub fn start_scrub(self: &Arc<Self>, trigger: &'static str) -> Result<Run, Box<Run>> {
         let run = claim(&self.scrub_slot, |id| Run {
             id,
             kind: "scrub",

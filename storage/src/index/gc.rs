@@ -58,6 +58,13 @@ pub(crate) struct Move {
     pub(crate) stored_len: u32,
 }
 
+/// Packs by state: (empty and not yet retired, being deleted, all others).
+pub(crate) type PacksByState = (
+    Vec<PackDeletion>,
+    Vec<PackDeletion>,
+    Vec<(u128, PackRecord)>,
+);
+
 /// A pack GC may delete: no chunk located in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PackDeletion {
@@ -309,13 +316,7 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::Index`] or a decode error.
-    pub(crate) fn packs_by_state(
-        &self,
-    ) -> Result<(
-        Vec<PackDeletion>,
-        Vec<PackDeletion>,
-        Vec<(u128, PackRecord)>,
-    )> {
+    pub(crate) fn packs_by_state(&self) -> Result<PacksByState> {
         let (mut empty, mut deleting, mut rest) = (Vec::new(), Vec::new(), Vec::new());
         for (id, rec) in self.packs()? {
             let d = PackDeletion { id, size: rec.size };
