@@ -166,7 +166,7 @@ async fn uploads_cost_packs_not_chunks() {
         .await
         .unwrap();
     let gib_writes = backend_writes(&g) - w0;
-    let packs = server.objects("packs", "site-a/").unwrap();
+    let packs = server.objects("packs", "site-a/packs/").unwrap();
     println!(
         "1 GiB unique PUT: {gib_writes} backend write requests, {} packs in the bucket",
         packs.len()
