@@ -7,10 +7,10 @@
 //! ```
 //!
 //! `build` uses small chunks (FastCDC 256/1024/4096 B) so a million chunks fit in ~1 GiB
-//! of data. Each object X is followed by an object Y made of every other chunk of X
-//! (chunk-aligned concatenations re-chunk to the same chunks), then X is deleted: half
-//! the chunks reach refcount 0, and every pack is left about half live, so GC removes
-//! half a million chunks and compaction (threshold above 0.5) rewrites every pack.
+//! of data. Each object X (512 random 64 KiB blocks) is followed by an object Y made of
+//! X's even blocks, then X is deleted: about half the chunks reach refcount 0, and every
+//! pack is left about half live, so GC removes half of the chunks and compaction
+//! (threshold above 0.5) rewrites most packs.
 //! `gc` runs in its own process, so its peak RSS (VmHWM) is GC's, not the build's.
 
 use std::path::PathBuf;
@@ -105,19 +105,42 @@ async fn build(a: &Args) -> Result<()> {
     let mut n = 0u64;
     let mut i = 0;
     while store.stats().await?.chunks < a.chunks {
-        let mut x = vec![0u8; 32 << 20];
-        rng.fill_bytes(&mut x);
+        // X: 512 random 64 KiB blocks; Y: its even blocks. Chunks inside a block are
+        // the same in both (cut points resynchronise within a chunk or two of a block
+        // boundary), so deleting X kills the chunks of its odd blocks: every pack of X
+        // is left about half live, its live and dead chunks interleaved.
+        let blocks: Vec<Vec<u8>> = (0..512)
+            .map(|_| {
+                let mut b = vec![0u8; 64 << 10];
+                rng.fill_bytes(&mut b);
+                b
+            })
+            .collect();
+        let x: Vec<u8> = blocks.concat();
+        let y: Vec<u8> = blocks.iter().step_by(2).flatten().copied().collect();
         let mut pieces = Vec::new();
         let mut c = Chunker::new(PARAMS)?;
         c.push(&x, &mut pieces);
         c.finish(&mut pieces);
-        let y: Vec<u8> = pieces
-            .iter()
-            .step_by(2)
-            .flat_map(|p| p.iter().copied())
-            .collect();
         put(&store, &format!("x{i}"), Bytes::from(x)).await?;
-        put(&store, &format!("y{i}"), Bytes::from(y)).await?;
+        let p = store.ingest_bytes(Bytes::from(y)).await?;
+        if i == 0 {
+            println!(
+                "build: object y0 has {} chunks, {} of them new (x0 had {})",
+                p.stats.chunks,
+                p.stats.new_chunks,
+                pieces.len()
+            );
+        }
+        store
+            .put_object(
+                "b",
+                &format!("y{i}"),
+                p,
+                ObjectMeta::default(),
+                WriteCondition::default(),
+            )
+            .await?;
         store.delete_object("b", &format!("x{i}")).await?;
         n += pieces.len() as u64;
         i += 1;

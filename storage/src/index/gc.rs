@@ -2,7 +2,7 @@
 //! backend deletes, is `crate::gc`). Every removal re-checks, inside its own write
 //! transaction, the condition it was planned on.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
@@ -106,6 +106,9 @@ impl Index {
                 last: entries.last().copied(),
                 ..ChunkSweep::default()
             };
+            // Per-pack deltas, applied once per pack at the end (one record write per
+            // pack, not per chunk).
+            let mut left: HashMap<u128, (u32, u64)> = HashMap::new();
             for (since, id) in entries {
                 let rec = chunks
                     .get(&id)?
@@ -129,11 +132,18 @@ impl Index {
                 chunks.remove(&id)?;
                 let len = stored_len(&rec.location);
                 match rec.location {
-                    Location::Pack { pack, .. } => pack_live(txn, &mut packs, pack, -1, len)?,
+                    Location::Pack { pack, .. } => {
+                        let e = left.entry(pack).or_default();
+                        e.0 += 1;
+                        e.1 += len;
+                    }
                     Location::Inline(_) => sweep.inline += len,
                 }
                 sweep.removed += 1;
                 sweep.stored += len;
+            }
+            for (pack, delta) in left {
+                pack_live(txn, &mut packs, pack, -1, delta)?;
             }
             drop((queue, chunks, packs));
             add_stat(txn, stat::STORED_BYTES, -i128::from(sweep.inline))?;
@@ -218,6 +228,7 @@ impl Index {
             let mut chunks = txn.open_table(CHUNKS)?;
             let mut packs = txn.open_table(PACKS)?;
             let (mut n, mut bytes) = (0u64, 0u64);
+            let mut left: HashMap<u128, (u32, u64)> = HashMap::new();
             for m in moves.iter() {
                 let Some(mut rec) = chunks
                     .get(&m.id.0)?
@@ -232,8 +243,9 @@ impl Index {
                     continue;
                 }
                 let len = u64::from(m.stored_len);
-                pack_live(txn, &mut packs, m.from.0, -1, len)?;
-                pack_live(txn, &mut packs, new.id, 1, len)?;
+                let e = left.entry(m.from.0).or_default();
+                e.0 += 1;
+                e.1 += len;
                 rec.location = Location::Pack {
                     pack: new.id,
                     offset: m.to_offset,
@@ -242,6 +254,13 @@ impl Index {
                 chunks.insert(&m.id.0, rec.encode().as_slice())?;
                 n += 1;
                 bytes += len;
+            }
+            for (pack, delta) in left {
+                pack_live(txn, &mut packs, pack, -1, delta)?;
+            }
+            if n > 0 {
+                let moved = (u32::try_from(n).unwrap_or(u32::MAX), bytes);
+                pack_live(txn, &mut packs, new.id, 1, moved)?;
             }
             Ok((n, bytes))
         })

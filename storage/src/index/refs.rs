@@ -53,8 +53,8 @@ pub(crate) fn stored_len(loc: &Location) -> u64 {
     }
 }
 
-/// Moves a pack's live accounting by one chunk of `bytes` stored bytes (`+1` when a
-/// chunk is located into it, `-1` when one leaves). A pack reaching zero live chunks
+/// Moves a pack's live accounting by `n` chunks of `bytes` stored bytes in all (`sign`
+/// `+1` when they are located into it, `-1` when they leave). A pack reaching zero live chunks
 /// is left for GC to retire (only GC marks packs deleting); the overhead of packs
 /// holding live chunks is counted in `stats` (it is not garbage; an empty pack's is).
 pub(crate) fn pack_live(
@@ -62,7 +62,7 @@ pub(crate) fn pack_live(
     packs: &mut redb::Table<'_, u128, &'static [u8]>,
     pack: u128,
     sign: i8,
-    bytes: u64,
+    (n, bytes): (u32, u64),
 ) -> Result<()> {
     let mut rec = packs
         .get(pack)?
@@ -77,16 +77,18 @@ pub(crate) fn pack_live(
                 format!("chunk located into pack {pack:032x}, which is being deleted"),
             ));
         }
-        rec.live_chunks = rec.live_chunks.checked_add(1).ok_or_else(bad)?;
+        let was = rec.live_chunks;
+        rec.live_chunks = rec.live_chunks.checked_add(n).ok_or_else(bad)?;
         rec.live_bytes = rec.live_bytes.checked_add(bytes).ok_or_else(bad)?;
-        if rec.live_chunks == 1 {
+        if was == 0 && n > 0 {
             let o = crate::pack::overhead(rec.chunks);
             add_stat(txn, stat::PACK_OVERHEAD_BYTES, i128::from(o))?;
         }
     } else {
-        rec.live_chunks = rec.live_chunks.checked_sub(1).ok_or_else(bad)?;
+        let was = rec.live_chunks;
+        rec.live_chunks = rec.live_chunks.checked_sub(n).ok_or_else(bad)?;
         rec.live_bytes = rec.live_bytes.checked_sub(bytes).ok_or_else(bad)?;
-        if rec.live_chunks == 0 {
+        if was > 0 && rec.live_chunks == 0 {
             let o = crate::pack::overhead(rec.chunks);
             add_stat(txn, stat::PACK_OVERHEAD_BYTES, -i128::from(o))?;
         }
@@ -131,7 +133,7 @@ pub(super) fn add_refs(
                     let old = stored_len(&rec.location);
                     match &rec.location {
                         Location::Pack { pack, .. } => {
-                            pack_live(txn, &mut packs, *pack, -1, old)?;
+                            pack_live(txn, &mut packs, *pack, -1, (1, old))?;
                         }
                         Location::Inline(_) => stored -= i128::from(old),
                     }
@@ -180,7 +182,7 @@ fn adopt_location(
     match loc {
         Location::Pack {
             pack, stored_len, ..
-        } => pack_live(txn, packs, *pack, 1, u64::from(*stored_len)),
+        } => pack_live(txn, packs, *pack, 1, (1, u64::from(*stored_len))),
         Location::Inline(data) => {
             *stored += data.len() as i128;
             Ok(())
