@@ -18,6 +18,21 @@ fn random(seed: u64, len: usize) -> Vec<u8> {
     v
 }
 
+async fn get_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: impl Into<String>) -> Vec<u8> {
+    c.get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
+        .to_vec()
+}
+
 fn ok(o: &std::process::Output) -> String {
     assert!(
         o.status.success(),
@@ -249,18 +264,7 @@ fn concurrent_identical_uploads_are_stored_once_after_gc() {
     );
     rt.block_on(async {
         for i in 0..8 {
-            let got = c
-                .get_object()
-                .bucket("same")
-                .key(format!("copy-{i}"))
-                .send()
-                .await
-                .unwrap()
-                .body
-                .collect()
-                .await
-                .unwrap()
-                .into_bytes();
+            let got = get_bytes(&c, "same", format!("copy-{i}")).await;
             assert!(got == body, "copy-{i} differs");
         }
     });
@@ -322,18 +326,7 @@ fn writers_racing_continuous_gc_never_lose_acknowledged_bytes() {
                         .send()
                         .await
                         .expect("an upload racing GC is never refused");
-                    let got = c
-                        .get_object()
-                        .bucket("race")
-                        .key(&key)
-                        .send()
-                        .await
-                        .unwrap()
-                        .body
-                        .collect()
-                        .await
-                        .unwrap()
-                        .into_bytes();
+                    let got = get_bytes(&c, "race", &key).await;
                     assert!(got == contents[i], "{key} cycle {n}: wrong bytes");
                     c.delete_object()
                         .bucket("race")

@@ -56,9 +56,7 @@ async fn put_multipart(store: &Store, key: &str, parts: &[Vec<u8>]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_everything_then_collecting_frees_every_byte() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::open_fs(dir.path(), common::small_config()).await;
-    store.create_bucket("b").await.unwrap();
+    let (_dir, store) = common::fresh_store().await;
     let unique = common::random_bytes(1, 300_000);
     common::put(&store, "b", "unique", &unique).await;
     common::put(&store, "b", "dup", &unique).await;
@@ -111,9 +109,7 @@ async fn deleting_everything_then_collecting_frees_every_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grace_period_runs_from_when_a_chunk_lost_its_last_reference() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::open_fs(dir.path(), common::small_config()).await;
-    store.create_bucket("b").await.unwrap();
+    let (_dir, store) = common::fresh_store().await;
     let data = common::random_bytes(3, 200_000);
     common::put(&store, "b", "k", &data).await;
     store.delete_object("b", "k").await.unwrap();
@@ -122,25 +118,14 @@ async fn the_grace_period_runs_from_when_a_chunk_lost_its_last_reference() {
     // Still there: uploading the same content again writes nothing new.
     let p = store.ingest(common::pieces(&data, 5000)).await.unwrap();
     assert_eq!(p.stats.new_chunks, 0, "{:?}", p.stats);
-    store
-        .put_object(
-            "b",
-            "k",
-            p,
-            ObjectMeta::default(),
-            WriteCondition::default(),
-        )
-        .await
-        .unwrap();
+    common::commit(&store, "k", p).await;
     assert_eq!(common::get(&store, "b", "k").await, data);
     common::assert_fsck_clean(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_reusing_unreferenced_chunks_pins_them_against_gc() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::open_fs(dir.path(), common::small_config()).await;
-    store.create_bucket("b").await.unwrap();
+    let (_dir, store) = common::fresh_store().await;
     let data = common::random_bytes(4, 150_000);
     common::put(&store, "b", "a", &data).await;
     store.delete_object("b", "a").await.unwrap();
@@ -175,33 +160,20 @@ async fn an_upload_reusing_unreferenced_chunks_pins_them_against_gc() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packs_of_an_upload_not_yet_committed_are_not_swept() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::open_fs(dir.path(), common::small_config()).await;
-    store.create_bucket("b").await.unwrap();
+    let (_dir, store) = common::fresh_store().await;
     let data = common::random_bytes(5, 200_000);
     let pending = store.ingest(common::pieces(&data, 3000)).await.unwrap();
     assert!(pending.stats.packs > 0);
     let r = gc(&store, grace(Duration::ZERO)).await;
     assert_eq!((r.unknown_deleted, r.orphans_deleted), (0, 0), "{r:?}");
-    store
-        .put_object(
-            "b",
-            "k",
-            pending,
-            ObjectMeta::default(),
-            WriteCondition::default(),
-        )
-        .await
-        .unwrap();
+    common::commit(&store, "k", pending).await;
     assert_eq!(common::get(&store, "b", "k").await, data);
     common::assert_fsck_clean(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_in_flight_keeps_the_packs_it_uses() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::open_fs(dir.path(), common::small_config()).await;
-    store.create_bucket("b").await.unwrap();
+    let (_dir, store) = common::fresh_store().await;
     let data = common::random_bytes(6, 400_000);
     common::put(&store, "b", "k", &data).await;
     let reader = store.get_object("b", "k", None).await.unwrap();
@@ -229,9 +201,7 @@ fn pack_id_aged(age: Duration) -> u128 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphan_and_unknown_packs_go_once_older_than_the_grace_period() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::open_fs(dir.path(), common::small_config()).await;
-    store.create_bucket("b").await.unwrap();
+    let (_dir, store) = common::fresh_store().await;
     // An upload that never commits: its packs are recorded as orphans.
     let pending = store
         .ingest(common::pieces(&common::random_bytes(7, 100_000), 3000))
@@ -296,9 +266,7 @@ async fn an_index_restored_from_a_snapshot_keeps_newer_unknown_packs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_multipart_uploads_expire_and_release_their_parts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::open_fs(dir.path(), common::small_config()).await;
-    store.create_bucket("b").await.unwrap();
+    let (_dir, store) = common::fresh_store().await;
     let up = store
         .create_upload("b", "k", ObjectMeta::default())
         .await
@@ -340,9 +308,7 @@ async fn stale_multipart_uploads_expire_and_release_their_parts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_identical_uploads_end_as_one_copy() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::open_fs(dir.path(), common::small_config()).await;
-    store.create_bucket("b").await.unwrap();
+    let (_dir, store) = common::fresh_store().await;
     let data = Arc::new(common::random_bytes(10, 1 << 20));
     let mut tasks = Vec::new();
     for i in 0..8 {
@@ -521,16 +487,7 @@ async fn a_damaged_chunk_found_by_compaction_is_marked_never_dropped_and_a_reupl
     // Uploading the same content stores the damaged chunk again and repairs the object.
     let p = store.ingest(common::pieces(&a, 4096)).await.unwrap();
     assert!(p.stats.new_chunks >= 1, "{:?}", p.stats);
-    store
-        .put_object(
-            "b",
-            "y2",
-            p,
-            ObjectMeta::default(),
-            WriteCondition::default(),
-        )
-        .await
-        .unwrap();
+    common::commit(&store, "y2", p).await;
     assert_eq!(common::get(&store, "b", "y").await, a);
     assert_eq!(common::get(&store, "b", "y2").await, a);
     common::assert_fsck_clean(&store).await;

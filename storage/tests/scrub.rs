@@ -9,15 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use s3dedup_storage::pack;
 use s3dedup_storage::scrub::ScrubOptions;
-use s3dedup_storage::{ObjectMeta, WriteCondition};
 
 const FAST: ScrubOptions = ScrubOptions { rate: 0 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_byte_is_found_reads_fail_and_a_reupload_repairs_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::open_fs(dir.path(), common::small_config()).await;
-    store.create_bucket("b").await.unwrap();
+    let (dir, store) = common::fresh_store().await;
     let victim = common::random_bytes(1, 60_000);
     common::put(&store, "b", "victim", &victim).await;
     common::put(&store, "b", "tiny", b"inline chunk").await;
@@ -61,16 +58,7 @@ async fn a_flipped_byte_is_found_reads_fail_and_a_reupload_repairs_it() {
     // The same content again: the damaged chunk is stored anew, the object reads.
     let p = store.ingest(common::pieces(&victim, 4096)).await.unwrap();
     assert_eq!(p.stats.new_chunks, 1, "{:?}", p.stats);
-    store
-        .put_object(
-            "b",
-            "copy",
-            p,
-            ObjectMeta::default(),
-            WriteCondition::default(),
-        )
-        .await
-        .unwrap();
+    common::commit(&store, "copy", p).await;
     assert_eq!(common::get(&store, "b", "victim").await, victim);
     let r = store.scrub(FAST, &|_, _, _| {}).await.unwrap();
     assert_eq!(r.totals.damaged, 0, "the next scrub is clean: {r:?}");
@@ -79,9 +67,7 @@ async fn a_flipped_byte_is_found_reads_fail_and_a_reupload_repairs_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_scrub_resumes_where_it_stopped() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = common::open_fs(dir.path(), common::small_config()).await;
-    store.create_bucket("b").await.unwrap();
+    let (dir, store) = common::fresh_store().await;
     for i in 0..6 {
         common::put(
             &store,

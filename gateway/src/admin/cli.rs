@@ -174,6 +174,18 @@ async fn wait_for(
                 run_line(&run)
             )
         } else {
+            // Scrub knows how many packs there are: a real bar.
+            let r = &run["report"];
+            if u(r, "packs_total") > 0 {
+                if bar.length().is_none() {
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} packs {msg}")
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                    );
+                }
+                bar.set_length(u(r, "packs_total"));
+                bar.set_position(u(r, "packs_done"));
+            }
             scrub_line(&run)
         };
         bar.set_message(format!("{kind} run {id}: {line}"));

@@ -87,3 +87,25 @@ pub async fn assert_fsck_clean(store: &Store) {
     let report = store.fsck().await.expect("fsck");
     assert!(report.is_clean(), "fsck found problems: {report:#?}");
 }
+
+/// A store on a fresh temporary directory (small test configuration) with bucket `b`.
+pub async fn fresh_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_fs(dir.path(), small_config()).await;
+    store.create_bucket("b").await.unwrap();
+    (dir, store)
+}
+
+/// Commits an ingested object as `b/key`.
+pub async fn commit(store: &Store, key: &str, pending: s3dedup_storage::PendingObject) {
+    store
+        .put_object(
+            "b",
+            key,
+            pending,
+            ObjectMeta::default(),
+            WriteCondition::default(),
+        )
+        .await
+        .expect("commit");
+}
