@@ -143,7 +143,8 @@ pub enum Error {
     /// dir, whose packs this index must never sweep.
     #[error(
         "the backing store belongs to another data dir (store id {found}, this index \
-         expects {expected}): point this gateway at its own store, or at an empty prefix"
+         expects {expected}): point this gateway at its own store or an empty prefix (if that \
+         data dir is gone for good, deleting the store's s3dedup-store-id blob releases it)"
     )]
     StoreOwnedElsewhere {
         /// The id in the store's marker.
