@@ -159,13 +159,15 @@ impl Store {
         }
         // Inline chunks live in the index: cheap to check all at the end.
         let mut bad_inline = Vec::new();
-        for (id, rec) in index.chunk_records()? {
-            if let Location::Inline(stored) = &rec.location {
-                cur.totals.chunks += 1;
-                if verify_stored(id, stored.clone().into(), rec.crc, rec.raw_len).is_err() {
-                    bad_inline.push((id, None));
-                    report.damaged.push(id.to_string());
-                }
+        let inline = index.chunk_records_where(|id, rec| match rec.location {
+            Location::Inline(stored) => Some((id, stored, rec.crc, rec.raw_len)),
+            Location::Pack { .. } => None,
+        })?;
+        for (id, stored, crc, raw_len) in inline {
+            cur.totals.chunks += 1;
+            if verify_stored(id, stored.into(), crc, raw_len).is_err() {
+                bad_inline.push((id, None));
+                report.damaged.push(id.to_string());
             }
         }
         if !bad_inline.is_empty() {

@@ -25,6 +25,18 @@ async fn gc(store: &Store, opts: GcOptions) -> GcReport {
     store.gc(opts, &|_, _| {}).await.expect("gc")
 }
 
+/// GC with no grace and no compaction: frees empty packs, leaves sparse ones.
+async fn gc_without_compaction(store: &Store) -> GcReport {
+    gc(
+        store,
+        GcOptions {
+            compact_threshold: 0.0,
+            ..grace(Duration::ZERO)
+        },
+    )
+    .await
+}
+
 async fn packs_in_store(store: &Store) -> Vec<u128> {
     store
         .blobs()
@@ -387,14 +399,7 @@ async fn sparse_and_small_packs_are_compacted_and_reads_stay_exact() {
     let store = common::open_fs(dir.path(), common::small_config()).await;
     let a = sparse_setup(&store).await;
     // Without compaction, GC frees the empty packs and leaves the sparse one.
-    let r = gc(
-        &store,
-        GcOptions {
-            compact_threshold: 0.0,
-            ..grace(Duration::ZERO)
-        },
-    )
-    .await;
+    let r = gc_without_compaction(&store).await;
     assert_eq!(r.packs_compacted, 0);
     let sparse = sparse_packs(&store);
     assert!(!sparse.is_empty(), "the setup leaves a sparse pack");
@@ -429,14 +434,7 @@ async fn compaction_keeps_old_packs_until_reads_that_planned_on_them_end() {
     let dir = tempfile::tempdir().unwrap();
     let store = common::open_fs(dir.path(), common::small_config()).await;
     let a = sparse_setup(&store).await;
-    gc(
-        &store,
-        GcOptions {
-            compact_threshold: 0.0,
-            ..grace(Duration::ZERO)
-        },
-    )
-    .await;
+    gc_without_compaction(&store).await;
     let sparse = sparse_packs(&store);
     let reader = store.get_object("b", "y", None).await.unwrap();
     let r = gc(&store, grace(Duration::ZERO)).await;
@@ -459,14 +457,7 @@ async fn a_damaged_chunk_found_by_compaction_is_marked_never_dropped_and_a_reupl
     let dir = tempfile::tempdir().unwrap();
     let store = common::open_fs(dir.path(), common::small_config()).await;
     let a = sparse_setup(&store).await;
-    gc(
-        &store,
-        GcOptions {
-            compact_threshold: 0.0,
-            ..grace(Duration::ZERO)
-        },
-    )
-    .await;
+    gc_without_compaction(&store).await;
     let sparse = sparse_packs(&store)[0];
     // Flip a byte of the first chunk in the sparse pack (one of y's chunks).
     let path = dir.path().join("store/blobs").join(pack::blob_name(sparse));

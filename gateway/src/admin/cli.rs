@@ -115,6 +115,14 @@ fn expect(a: Answer, want: StatusCode) -> anyhow::Result<Value> {
     }
 }
 
+/// GET `path` on the target's admin API; the JSON body of a 200.
+async fn get_json(target: &Target, path: &str) -> anyhow::Result<Value> {
+    expect(
+        target.client()?.request(Method::GET, path).await?,
+        StatusCode::OK,
+    )
+}
+
 fn human(n: u64) -> String {
     bytesize::ByteSize(n).display().iec().to_string()
 }
@@ -291,13 +299,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AdminCommand::Status { json, target } => {
-            let s = expect(
-                target
-                    .client()?
-                    .request(Method::GET, "/admin/v1/status")
-                    .await?,
-                StatusCode::OK,
-            )?;
+            let s = get_json(&target, "/admin/v1/status").await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
                 return Ok(());
@@ -347,13 +349,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AdminCommand::Usage { json, target } => {
-            let s = expect(
-                target
-                    .client()?
-                    .request(Method::GET, "/admin/v1/usage")
-                    .await?,
-                StatusCode::OK,
-            )?;
+            let s = get_json(&target, "/admin/v1/usage").await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {

@@ -194,24 +194,20 @@ impl Index {
     /// # Errors
     /// [`Error::Index`].
     pub(crate) fn located_by_scan(&self, pack: u128) -> Result<Vec<LocatedChunk>> {
-        Ok(self
-            .chunk_records()?
-            .into_iter()
-            .filter_map(|(id, rec)| match rec.location {
-                Location::Pack {
-                    pack: p,
-                    offset,
-                    stored_len,
-                } if p == pack => Some(LocatedChunk {
-                    id,
-                    offset,
-                    stored_len,
-                    crc: rec.crc,
-                    raw_len: rec.raw_len,
-                }),
-                _ => None,
-            })
-            .collect())
+        self.chunk_records_where(|id, rec| match rec.location {
+            Location::Pack {
+                pack: p,
+                offset,
+                stored_len,
+            } if p == pack => Some(LocatedChunk {
+                id,
+                offset,
+                stored_len,
+                crc: rec.crc,
+                raw_len: rec.raw_len,
+            }),
+            _ => None,
+        })
     }
 
     /// Compaction's switch: registers the new (durable) pack and, in this one

@@ -416,13 +416,27 @@ impl Index {
     /// # Errors
     /// [`Error::Index`].
     pub(crate) fn chunk_records(&self) -> Result<Vec<(ChunkId, ChunkRecord)>> {
+        self.chunk_records_where(|id, rec| Some((id, rec)))
+    }
+
+    /// [`Index::chunk_records`], keeping only what `keep` maps to `Some`: one pass, and
+    /// only the kept records in memory (scrub's inline check, a pack's chunks by scan).
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub(crate) fn chunk_records_where<T>(
+        &self,
+        mut keep: impl FnMut(ChunkId, ChunkRecord) -> Option<T>,
+    ) -> Result<Vec<T>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(CHUNKS)?;
         let mut out = Vec::new();
         for r in t.iter()? {
             let (k, v) = r?;
-            if let Ok(rec) = ChunkRecord::decode(v.value()) {
-                out.push((ChunkId(*k.value()), rec));
+            if let Ok(rec) = ChunkRecord::decode(v.value())
+                && let Some(x) = keep(ChunkId(*k.value()), rec)
+            {
+                out.push(x);
             }
         }
         Ok(out)

@@ -61,16 +61,7 @@ pub fn pieces(
 
 pub async fn put(store: &Store, bucket: &str, key: &str, data: &[u8]) {
     let pending = store.ingest(pieces(data, 7919)).await.expect("ingest");
-    store
-        .put_object(
-            bucket,
-            key,
-            pending,
-            ObjectMeta::default(),
-            WriteCondition::default(),
-        )
-        .await
-        .expect("commit");
+    commit_to(store, bucket, key, pending).await;
 }
 
 pub async fn get(store: &Store, bucket: &str, key: &str) -> Vec<u8> {
@@ -98,9 +89,19 @@ pub async fn fresh_store() -> (tempfile::TempDir, Store) {
 
 /// Commits an ingested object as `b/key`.
 pub async fn commit(store: &Store, key: &str, pending: s3dedup_storage::PendingObject) {
+    commit_to(store, "b", key, pending).await;
+}
+
+/// Commits an ingested object as `bucket/key` (no metadata, no condition).
+pub async fn commit_to(
+    store: &Store,
+    bucket: &str,
+    key: &str,
+    pending: s3dedup_storage::PendingObject,
+) {
     store
         .put_object(
-            "b",
+            bucket,
             key,
             pending,
             ObjectMeta::default(),
