@@ -411,6 +411,7 @@ fn metrics_pass_promtool_and_count_refused_requests() {
         text.lines().any(|l| l.starts_with("s3dedup_build_info{")
             && l.contains("version=\"")
             && l.contains("commit=\"")
+            && l.contains("encryption=\"off\"")
             && l.ends_with(" 1")),
         "no build_info"
     );

@@ -223,6 +223,8 @@ async fn open_store(s: &Settings) -> anyhow::Result<Store> {
     let store_cfg = StoreConfig {
         pack_target: to_usize(s.pack_target),
         index_cache: to_usize(s.index_cache),
+        compression: s.compression(),
+        keys: s.encryption_keys()?,
         read_ahead: s.read_ahead.unwrap_or(ahead),
         coalesce_max: s.read_coalesce.map_or(coalesce, to_usize),
         ..StoreConfig::default()

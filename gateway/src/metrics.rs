@@ -24,6 +24,11 @@ pub const CHUNKS: &str = "s3dedup_chunks";
 pub const DEDUP_RATIO: &str = "s3dedup_dedup_ratio";
 /// logical − stored bytes.
 pub const SAVED_BYTES: &str = "s3dedup_saved_bytes";
+/// New chunk bytes through the compression stage: `direction=in` raw, `out` as stored
+/// (headers included; chunks that do not compress count as stored raw).
+pub const COMPRESSED_BYTES: &str = "s3dedup_compressed_bytes_total";
+/// Raw bytes of referenced chunks over their stored bytes (1 when nothing is stored).
+pub const COMPRESSION_RATIO: &str = "s3dedup_compression_ratio";
 /// Bytes received in uploads.
 pub const INGESTED_BYTES: &str = "s3dedup_ingested_bytes_total";
 /// Chunks cut from uploads that were already stored (by `result`=`new`|`deduped`).
@@ -74,6 +79,8 @@ pub const COMPACTED_PACKS: &str = "s3dedup_compaction_packs_total";
 pub const GC_DAMAGED_CHUNKS: &str = "s3dedup_gc_damaged_chunks_total";
 /// Counter: scrub runs, by result.
 pub const SCRUB_RUNS: &str = "s3dedup_scrub_runs_total";
+/// Rekey runs, by `result`.
+pub const REKEY_RUNS: &str = "s3dedup_rekey_runs_total";
 /// Counter: chunks scrub verified (SHA-256 re-derived).
 pub const SCRUB_CHUNKS: &str = "s3dedup_scrub_chunks_checked_total";
 /// Counter: chunks scrub found damaged.
@@ -114,14 +121,25 @@ pub fn install() -> &'static PrometheusHandle {
         }
         describe();
         s3dedup_storage::metrics::describe();
-        metrics::gauge!(
-            BUILD_INFO,
-            "version" => env!("CARGO_PKG_VERSION"),
-            "commit" => COMMIT
-        )
-        .set(1.0);
         handle
     })
+}
+
+/// Sets `s3dedup_build_info` (once, when serving starts): version, commit, and whether
+/// the store encrypts (`encryption` = `aead` or `off`).
+pub fn record_build_info(store: &Store) {
+    let encryption = if store.encryption().active_key.is_some() {
+        "aead"
+    } else {
+        "off"
+    };
+    metrics::gauge!(
+        BUILD_INFO,
+        "version" => env!("CARGO_PKG_VERSION"),
+        "commit" => COMMIT,
+        "encryption" => encryption
+    )
+    .set(1.0);
 }
 
 /// Describes every gateway metric to the recorder: each family gets `# HELP`.
@@ -164,6 +182,15 @@ fn describe() {
     );
     describe_counter!(INGESTED_BYTES, Unit::Bytes, "Bytes received in uploads");
     describe_counter!(
+        COMPRESSED_BYTES,
+        Unit::Bytes,
+        "New chunk bytes through compression: direction=in raw, out as stored"
+    );
+    describe_gauge!(
+        COMPRESSION_RATIO,
+        "Raw bytes of referenced chunks / their stored bytes (1 when nothing is stored)"
+    );
+    describe_counter!(
         INGESTED_CHUNKS,
         "Chunks cut from uploads, by result (new or deduped)"
     );
@@ -196,7 +223,7 @@ fn describe() {
     );
     describe_gauge!(
         BUILD_INFO,
-        "Always 1; labels carry the version and git commit"
+        "Always 1; labels carry the version, git commit and encryption (aead or off)"
     );
     describe_counter!(
         SCANS,
@@ -256,6 +283,7 @@ fn describe() {
         "1 while a garbage collection run is in progress"
     );
     describe_counter!(SCRUB_RUNS, "Scrub runs, by result");
+    describe_counter!(REKEY_RUNS, "Rekey runs, by result");
     describe_counter!(
         SCRUB_CHUNKS,
         "Chunks scrub verified (stored bytes read back, SHA-256 re-derived)"
@@ -299,6 +327,12 @@ pub async fn render(store: &Store) -> String {
             s.logical_bytes as f64 / s.stored_bytes as f64
         };
         metrics::gauge!(DEDUP_RATIO).set(ratio);
+        let compression = if s.live_stored_bytes == 0 {
+            1.0
+        } else {
+            s.unique_bytes as f64 / s.live_stored_bytes as f64
+        };
+        metrics::gauge!(COMPRESSION_RATIO).set(compression);
     }
     let c = store.commit_counters();
     metrics::counter!(INDEX_COMMITS).absolute(c.commits.load(std::sync::atomic::Ordering::Relaxed));
@@ -326,4 +360,6 @@ pub fn record_ingest(stats: &s3dedup_storage::ingest::IngestStats, size: u64) {
     metrics::counter!(INGESTED_CHUNKS, "result" => "new").increment(stats.new_chunks);
     metrics::counter!(INGESTED_CHUNKS, "result" => "deduped")
         .increment(stats.chunks - stats.new_chunks);
+    metrics::counter!(COMPRESSED_BYTES, "direction" => "in").increment(stats.new_bytes);
+    metrics::counter!(COMPRESSED_BYTES, "direction" => "out").increment(stats.new_stored_bytes);
 }

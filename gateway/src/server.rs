@@ -226,6 +226,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     crate::metrics::install();
+    crate::metrics::record_build_info(&store);
     let service = s3_service(store.clone(), &opts, s3.local_addr()?.port())?;
     let graceful = GracefulShutdown::new();
     // HTTP/1 only: S3 clients speak HTTP/1.1 on plain TCP, and the auto builder's wait

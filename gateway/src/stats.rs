@@ -34,6 +34,9 @@ pub struct StatsReport {
     pub saved_bytes: u64,
     /// `logical_bytes / stored_bytes` (1 when nothing is stored), to two decimals.
     pub dedup_ratio: f64,
+    /// Raw bytes of the referenced chunks over the bytes they are stored in (what
+    /// compression saves on top of dedup), to two decimals.
+    pub compression_ratio: f64,
     /// Per bucket, by name.
     pub buckets: Vec<BucketUsage>,
 }
@@ -77,6 +80,12 @@ pub async fn collect(store: &Store) -> s3dedup_storage::Result<StatsReport> {
     } else {
         s.logical_bytes as f64 / s.stored_bytes as f64
     };
+    #[allow(clippy::cast_precision_loss)]
+    let compression = if s.live_stored_bytes == 0 {
+        1.0
+    } else {
+        s.unique_bytes as f64 / s.live_stored_bytes as f64
+    };
     Ok(StatsReport {
         objects: s.objects,
         logical_bytes: s.logical_bytes,
@@ -86,6 +95,7 @@ pub async fn collect(store: &Store) -> s3dedup_storage::Result<StatsReport> {
         garbage_bytes: s.garbage_bytes(),
         saved_bytes: s.logical_bytes.saturating_sub(s.stored_bytes),
         dedup_ratio: (ratio * 100.0).round() / 100.0,
+        compression_ratio: (compression * 100.0).round() / 100.0,
         buckets,
     })
 }
@@ -114,6 +124,11 @@ impl StatsReport {
         row(&mut out, "garbage", human(self.garbage_bytes));
         row(&mut out, "saved", human(self.saved_bytes));
         row(&mut out, "ratio", format!("{:.2}x", self.dedup_ratio));
+        row(
+            &mut out,
+            "compressed",
+            format!("{:.2}x", self.compression_ratio),
+        );
         let _ = writeln!(out);
         let width = self
             .buckets

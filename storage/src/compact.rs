@@ -4,8 +4,9 @@
 //! over its chunk bytes) is below `compact_threshold`, or which is small (under a
 //! quarter of `pack_target`: packs of small multipart parts), is rewritten: packs are
 //! taken in batches of at most `pack_target` live bytes; every live chunk of a batch
-//! is read, verified (CRC32C and SHA-256 against its id) and copied verbatim into one
-//! new pack, which is made durable first; then one transaction moves every chunk that
+//! is read, verified (CRC32C and its id re-derived) and copied verbatim into one
+//! new pack (re-encoded only when it is not sealed under the active key: that is how
+//! `rekey` rewrites packs), which is made durable first; then one transaction moves every chunk that
 //! is still where it was copied from. The old packs, left without live chunks, are
 //! then deleted like any empty pack: only after every read that started before the
 //! switch has ended (read leases, `inflight`).
@@ -25,15 +26,36 @@ use crate::inflight::Holds;
 use crate::pack::{self, PackEncoder};
 use crate::records::PackRecord;
 use crate::store::Store;
-use crate::verify::verify_stored;
 
 /// A pack worth rewriting.
 #[derive(Debug, Clone)]
-struct Candidate {
-    id: u128,
-    rec: PackRecord,
-    /// Below the live-fraction threshold (a lone small pack alone is not worth it).
-    sparse: bool,
+pub(crate) struct Candidate {
+    pub(crate) id: u128,
+    pub(crate) rec: PackRecord,
+    /// Below the live-fraction threshold (a lone small pack alone is not worth it), or
+    /// to be rewritten whatever its size (`rekey`).
+    pub(crate) sparse: bool,
+}
+
+/// Groups candidates (in id order) into batches of at most `target` live bytes, one
+/// pack at least.
+pub(crate) fn batches(mut candidates: Vec<Candidate>, target: u64) -> Vec<Vec<Candidate>> {
+    candidates.sort_by_key(|c| c.id);
+    let mut batches: Vec<Vec<Candidate>> = Vec::new();
+    let mut live = 0u64;
+    for c in candidates {
+        match batches.last_mut() {
+            Some(b) if live + c.rec.live_bytes <= target => {
+                live += c.rec.live_bytes;
+                b.push(c);
+            }
+            _ => {
+                live = c.rec.live_bytes;
+                batches.push(vec![c]);
+            }
+        }
+    }
+    batches
 }
 
 /// Live fraction of a pack: live stored bytes over its chunk bytes.
@@ -60,7 +82,7 @@ impl Store {
         let target = self.config().pack_target as u64;
         let small = target / 4;
         let (_, _, packs) = self.index().packs_by_state()?;
-        let mut candidates: Vec<Candidate> = packs
+        let candidates: Vec<Candidate> = packs
             .into_iter()
             .filter(|(_, rec)| rec.live_chunks > 0)
             .filter_map(|(id, rec)| {
@@ -68,24 +90,8 @@ impl Store {
                 (sparse || rec.size < small).then_some(Candidate { id, rec, sparse })
             })
             .collect();
-        candidates.sort_by_key(|c| c.id);
-        // Batches of at most `target` live bytes (one pack at least).
-        let mut batches: Vec<Vec<Candidate>> = Vec::new();
-        let mut live = 0u64;
-        for c in candidates {
-            match batches.last_mut() {
-                Some(b) if live + c.rec.live_bytes <= target => {
-                    live += c.rec.live_bytes;
-                    b.push(c);
-                }
-                _ => {
-                    live = c.rec.live_bytes;
-                    batches.push(vec![c]);
-                }
-            }
-        }
         let mut emptied = Vec::new();
-        for batch in batches {
+        for batch in batches(candidates, target) {
             if batch.len() == 1 && !batch[0].sparse {
                 continue; // one small, full pack: rewriting it gains nothing
             }
@@ -103,10 +109,15 @@ impl Store {
 
     /// Rewrites one batch into one new pack; returns the source packs it moved
     /// chunks out of.
-    async fn compact_batch(&self, batch: &[Candidate], report: &mut GcReport) -> Result<Vec<u128>> {
+    pub(crate) async fn compact_batch(
+        &self,
+        batch: &[Candidate],
+        report: &mut GcReport,
+    ) -> Result<Vec<u128>> {
         let index = Arc::clone(self.index());
+        let codec = index.codec().clone();
         let mut holds = Holds::new(&index.inflight);
-        let (mut enc, magic) = PackEncoder::start();
+        let (mut enc, magic) = PackEncoder::start_sealed(codec.keys.clone());
         holds.pack(enc.id());
         let mut writer = self.blobs().writer(&pack::blob_name(enc.id())).await?;
         writer.write(magic).await?;
@@ -122,7 +133,7 @@ impl Store {
                 }
                 Err(e) => return Err(e),
             };
-            let entries = match pack::parse(&blob) {
+            let entries = match pack::parse_sealed(&blob, c.id, codec.keys.as_deref()) {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::error!(pack = format!("{:032x}", c.id), error = %e, "compaction: pack table unreadable; left as it is");
@@ -139,11 +150,16 @@ impl Store {
                     (end <= blob.len()).then_some(o..end)
                 });
                 let stored = range.map(|r| blob.slice(r));
-                match stored {
-                    Some(s) if verify_stored(l.id, s.clone(), l.crc, l.raw_len).is_ok() => {
-                        copies.push((l, s));
+                let verified = stored.and_then(|s| {
+                    Some((codec.verify(&l.id, s.clone(), l.crc, l.raw_len).ok()?, s))
+                });
+                match verified {
+                    Some((_, s)) if codec.is_current(&s) => copies.push((l, s)),
+                    Some((raw, _)) => {
+                        report.reencoded_chunks += 1;
+                        copies.push((l, codec.encode(&l.id, &raw)));
                     }
-                    _ => damaged.push((l.id, Some((c.id, l.offset)))),
+                    None => damaged.push((l.id, Some((c.id, l.offset)))),
                 }
             }
             if !damaged.is_empty() {
@@ -158,13 +174,16 @@ impl Store {
                 continue;
             }
             for (l, stored) in copies {
-                let (e, bytes) = enc.push_stored(l.id, stored, l.crc);
+                let crc = crate::chunk::checksum(&stored);
+                let (e, bytes) = enc.push_stored(l.id, stored, crc);
                 writer.write(bytes).await?;
                 moves.push(Move {
                     id: l.id,
                     from: (c.id, l.offset),
+                    from_len: l.stored_len,
                     to_offset: e.offset,
-                    stored_len: l.stored_len,
+                    stored_len: e.stored_len,
+                    crc,
                 });
             }
             sources.push(c.id);

@@ -1,6 +1,10 @@
 //! [`StoreConfig`]: the engine's settings, shared by the façade and the pipelines.
 
+use std::sync::Arc;
+
+use crate::chunk::Compression;
 use crate::chunker::ChunkerParams;
+use crate::crypto::Keyring;
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -11,7 +15,12 @@ pub struct StoreConfig {
     pub pack_target: usize,
     /// Chunks up to this size live inline in the index instead of a pack.
     pub inline_max: usize,
-    /// Chunks hashed concurrently per upload.
+    /// How new chunks are compressed.
+    pub compression: Compression,
+    /// Encryption keys (`None` = no encryption). A store created with keys has keyed
+    /// chunk ids and can never be opened without them.
+    pub keys: Option<Arc<Keyring>>,
+    /// Chunks hashed (and compressed) concurrently per upload.
     pub hash_parallelism: usize,
     /// Backend reads in flight per object read.
     pub read_ahead: usize,
@@ -29,6 +38,8 @@ impl Default for StoreConfig {
             chunker: ChunkerParams::default(),
             pack_target: 16 << 20,
             inline_max: 4096,
+            compression: Compression::default(),
+            keys: None,
             hash_parallelism: 4,
             read_ahead: 4,
             coalesce_max: 1 << 20,

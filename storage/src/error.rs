@@ -139,6 +139,31 @@ pub enum Error {
         /// A pack found in the store.
         first: String,
     },
+    /// A chunk or record is sealed under a key that is not configured.
+    #[error(
+        "encryption key {id} is not configured (it sealed stored data): add it back to the \
+         key file, or run `s3dedup admin rekey` while it is still configured"
+    )]
+    KeyMissing {
+        /// The key id named by the stored item.
+        id: u16,
+    },
+    /// The configured keys do not match the store's (refused at start, before anything
+    /// is written).
+    #[error("wrong encryption key: {detail}")]
+    WrongKey {
+        /// Which key and why.
+        detail: String,
+    },
+    /// The store holds encrypted data (or keyed chunk ids) but no key is configured.
+    #[error(
+        "this store was written with encryption ({detail}): set encryption = \"aead\" and \
+         its encryption_key_file (or S3DEDUP_ENCRYPTION_KEY)"
+    )]
+    EncryptionRequired {
+        /// What the index records.
+        detail: String,
+    },
     /// The backing store carries another index's identity: it belongs to another data
     /// dir, whose packs this index must never sweep.
     #[error(

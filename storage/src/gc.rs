@@ -144,6 +144,8 @@ pub struct GcReport {
     pub compaction_moved_chunks: u64,
     /// Stored bytes compaction copied (the size of what it kept).
     pub compaction_rewritten_bytes: u64,
+    /// Chunks compaction re-encoded because they were not sealed under the active key.
+    pub reencoded_chunks: u64,
     /// Chunks that failed verification when compaction read them (marked damaged).
     pub damaged_chunks: u64,
     /// Packs left as they were because they are missing, unreadable or hold damaged
@@ -356,7 +358,7 @@ impl Store {
 
     /// Retires packs without live chunks and deletes the retired ones no read in
     /// flight may still use (step 3).
-    async fn delete_empty_packs(
+    pub(crate) async fn delete_empty_packs(
         &self,
         report: &mut GcReport,
         progress: &(dyn Fn(GcPhase, &GcReport) + Send + Sync),

@@ -1,4 +1,5 @@
-//! The upload path: stream → MD5 + FastCDC → SHA-256 per chunk → new chunks into packs.
+//! The upload path: stream → MD5 + FastCDC → SHA-256 per chunk → new chunks compressed
+//! and into packs.
 //!
 //! Work is spread so that both cores stay busy on one stream: MD5 (inherently
 //! sequential) runs on its own blocking thread once an upload is past a small size,
@@ -47,6 +48,11 @@ pub struct IngestStats {
     pub new_chunks: u64,
     /// Bytes of new chunks (raw).
     pub new_bytes: u64,
+    /// Stored bytes of new chunks (headers included): what compression made of
+    /// `new_bytes`.
+    pub new_stored_bytes: u64,
+    /// New chunks stored compressed.
+    pub compressed_chunks: u64,
     /// Packs written.
     pub packs: u64,
 }
@@ -207,18 +213,26 @@ impl DigestSink {
 
 struct Hashed {
     id: ChunkId,
-    data: Bytes,
+    /// Raw length.
+    len: u32,
     /// Held when the chunk is reusable: taken before the lookup (see `inflight`).
     pin: Option<Pin>,
+    /// The stored form (compressed when that saves), when it is not reusable.
+    stored: Option<Bytes>,
 }
 
-fn hash_and_look_up(index: &Index, data: Bytes) -> Result<Hashed> {
-    let id = ChunkId::of(&data);
+/// Names a chunk, looks it up and, when it is new, encodes it: on the blocking pool,
+/// so that both compression and hashing run in parallel across the chunks of an
+/// upload and never on the async workers. A known chunk costs a hash and a lookup.
+fn hash_and_look_up(index: &Index, data: &[u8]) -> Result<Hashed> {
+    let codec = index.codec();
+    let id = codec.id_of(data);
     let pin = index.inflight.pin_guard(id);
     let reusable = pin.is_some() && index.chunk_reusable(&id)?;
     Ok(Hashed {
         id,
-        data,
+        len: u32::try_from(data.len()).expect("chunks are bounded by the chunker"),
+        stored: (!reusable).then(|| codec.encode(&id, data)),
         pin: pin.filter(|_| reusable),
     })
 }
@@ -244,7 +258,7 @@ struct Ingest {
 
 impl Ingest {
     async fn accept(&mut self, h: Hashed) -> Result<()> {
-        let len = u32::try_from(h.data.len()).expect("chunks are bounded by the chunker");
+        let len = h.len;
         self.staged.slices.push(Slice {
             chunk: h.id,
             offset: 0,
@@ -258,10 +272,14 @@ impl Ingest {
         if !self.seen.insert(h.id) {
             return Ok(());
         }
+        let stored = h.stored.expect("a chunk that is not reused was encoded");
         self.stats.new_chunks += 1;
         self.stats.new_bytes += u64::from(len);
-        let new = if h.data.len() <= self.cfg.inline_max {
-            let stored = chunk::encode(&h.data);
+        self.stats.new_stored_bytes += stored.len() as u64;
+        if chunk::is_compressed(&stored) {
+            self.stats.compressed_chunks += 1;
+        }
+        let new = if len as usize <= self.cfg.inline_max {
             NewChunk {
                 raw_len: len,
                 crc: chunk::checksum(&stored),
@@ -269,14 +287,15 @@ impl Ingest {
             }
         } else {
             if self.pack.is_none() {
-                let (enc, magic) = PackEncoder::start();
+                let (enc, magic) = PackEncoder::start_sealed(self.index.codec().keys.clone());
                 self.holds.pack(enc.id());
                 let mut writer = self.blobs.writer(&pack::blob_name(enc.id())).await?;
                 writer.write(magic).await?;
                 self.pack = Some(OpenPack { enc, writer });
             }
             let open = self.pack.as_mut().expect("opened above");
-            let (e, stored) = open.enc.push(h.id, &h.data);
+            let crc = chunk::checksum(&stored);
+            let (e, stored) = open.enc.push_stored(h.id, stored, crc);
             open.writer.write(stored).await?;
             NewChunk {
                 raw_len: len,
@@ -359,13 +378,13 @@ impl Ingest {
                 && cut.len() == 1
                 && cut[0].len() <= HASH_INLINE_LIMIT;
             if whole_object_is_one_small_chunk {
-                let h = hash_and_look_up(&self.index, cut.remove(0))?;
+                let h = hash_and_look_up(&self.index, &cut.remove(0))?;
                 self.accept(h).await?;
             }
             for data in cut.drain(..) {
                 let index = Arc::clone(&self.index);
                 in_flight.push_back(tokio::task::spawn_blocking(move || {
-                    hash_and_look_up(&index, data)
+                    hash_and_look_up(&index, &data)
                 }));
                 while in_flight.len() >= limit {
                     let h = in_flight.pop_front().expect("non-empty").await??;

@@ -13,7 +13,8 @@
 //! # Layout
 //! - [`chunker`] — streaming FastCDC, pure.
 //! - [`id`] — [`ChunkId`], the SHA-256 naming a chunk (a leaf module).
-//! - [`chunk`] — the versioned stored-chunk codec.
+//! - [`chunk`] — the versioned stored-chunk codec (compression, sealing).
+//! - [`crypto`] — keys, AEAD sealing, keyed chunk ids.
 //! - [`pack`] — self-describing pack format, pure.
 //! - [`blob`] — the `BlobStore` trait and its `fs` and `memory` backends.
 //! - [`records`] — versioned encodings of every index value.
@@ -26,6 +27,7 @@
 //! - [`scrub`] — re-reads every pack at a bounded rate, marks damaged chunks.
 //! - [`gc`] — garbage collection: chunks past the grace period, empty packs, orphans,
 //!   stale multipart uploads (`inflight` holds what running uploads and reads use).
+//! - [`rekey`] — rewrites what is not sealed under the active key (through compaction).
 //! - [`error`] — the crate's [`Error`].
 //! - [`metrics`] — the crate's metric names and help texts.
 
@@ -35,6 +37,7 @@ pub mod chunker;
 mod codec;
 mod compact;
 pub mod config;
+pub mod crypto;
 pub mod error;
 pub mod gc;
 pub mod id;
@@ -45,6 +48,7 @@ pub mod metrics;
 pub mod pack;
 pub mod read;
 pub mod records;
+pub mod rekey;
 pub mod scrub;
 pub mod store;
 pub mod verify;

@@ -4,23 +4,32 @@
 //! "S3DPACK1"                                  8-byte magic
 //! chunk 0 | chunk 1 | …                       stored chunks (see `chunk`)
 //! table: per chunk: id (32) | offset u64 | stored_len u32 | crc32c u32     (48 bytes each)
-//! trailer: table_offset u64 | count u32 | table crc32c u32 | version u16 | 0u16 | "S3DPEND1"
+//! trailer: table_offset u64 | count u32 | table crc32c u32 | version u16 | key u16 | "S3DPEND1"
 //! ```
 //!
 //! The table makes a pack self-describing: the chunk index can be rebuilt from the store
 //! alone. All integers are little endian. Building and parsing are pure.
+//!
+//! Version 1 has a plain table and `key` 0. Version 2 (written with encryption on) seals
+//! the table under key `key`: the table region is nonce (12) | the sealed entries | tag
+//! (16), with the pack id as associated data, so the pack reveals neither chunk ids nor
+//! which chunk lies where; the CRC32C then covers the sealed region.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::chunk;
+use crate::crypto::{Keyring, SEAL_OVERHEAD};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 
 const MAGIC: &[u8; 8] = b"S3DPACK1";
 const END_MAGIC: &[u8; 8] = b"S3DPEND1";
-const VERSION: u16 = 1;
+const VERSION_PLAIN: u16 = 1;
+const VERSION_SEALED: u16 = 2;
 const ENTRY_LEN: usize = 48;
 /// Length of the fixed pack trailer.
 pub const TRAILER_LEN: usize = 8 + 4 + 4 + 2 + 2 + 8;
@@ -84,15 +93,22 @@ pub struct PackEncoder {
     id: u128,
     len: u64,
     entries: Vec<PackEntry>,
+    keys: Option<Arc<Keyring>>,
 }
 
 impl PackEncoder {
-    /// A new pack; returns it and its first bytes (the magic).
+    /// A new pack with a plain table; returns it and its first bytes (the magic).
     pub fn start() -> (Self, Bytes) {
+        Self::start_sealed(None)
+    }
+
+    /// A new pack whose table is sealed under the active key of `keys` (plain without).
+    pub fn start_sealed(keys: Option<Arc<Keyring>>) -> (Self, Bytes) {
         let enc = PackEncoder {
             id: new_pack_id(),
             len: MAGIC.len() as u64,
             entries: Vec::new(),
+            keys,
         };
         (enc, Bytes::from_static(MAGIC))
     }
@@ -143,20 +159,29 @@ impl PackEncoder {
 
     /// Ends the pack; returns its id, its last bytes (table and trailer) and its entries.
     pub fn finish(self) -> (u128, Bytes, Vec<PackEntry>) {
-        let mut tail = Vec::with_capacity(self.entries.len() * ENTRY_LEN + TRAILER_LEN);
+        let mut table = Vec::with_capacity(self.entries.len() * ENTRY_LEN);
         for e in &self.entries {
-            tail.extend_from_slice(&e.id.0);
-            tail.extend_from_slice(&e.offset.to_le_bytes());
-            tail.extend_from_slice(&e.stored_len.to_le_bytes());
-            tail.extend_from_slice(&e.crc.to_le_bytes());
+            table.extend_from_slice(&e.id.0);
+            table.extend_from_slice(&e.offset.to_le_bytes());
+            table.extend_from_slice(&e.stored_len.to_le_bytes());
+            table.extend_from_slice(&e.crc.to_le_bytes());
         }
+        let (version, key, mut tail) = match &self.keys {
+            None => (VERSION_PLAIN, 0, table),
+            Some(keys) => {
+                let key = keys.active();
+                let mut sealed = Vec::with_capacity(table.len() + SEAL_OVERHEAD + TRAILER_LEN);
+                keys.seal_into(key, &table, &table_aad(self.id), &mut sealed);
+                (VERSION_SEALED, key, sealed)
+            }
+        };
         let table_crc = crc32c::crc32c(&tail);
         let count = u32::try_from(self.entries.len()).expect("pack chunk count fits u32");
         tail.extend_from_slice(&self.len.to_le_bytes());
         tail.extend_from_slice(&count.to_le_bytes());
         tail.extend_from_slice(&table_crc.to_le_bytes());
-        tail.extend_from_slice(&VERSION.to_le_bytes());
-        tail.extend_from_slice(&0u16.to_le_bytes());
+        tail.extend_from_slice(&version.to_le_bytes());
+        tail.extend_from_slice(&key.to_le_bytes());
         tail.extend_from_slice(END_MAGIC);
         (self.id, Bytes::from(tail), self.entries)
     }
@@ -203,6 +228,28 @@ pub struct Trailer {
     pub count: u32,
     /// CRC32C of the table bytes.
     pub table_crc: u32,
+    /// The key the table is sealed under (version 2), `None` for a plain table.
+    pub key: Option<u16>,
+}
+
+impl Trailer {
+    /// Bytes of the table region.
+    pub fn table_len(&self) -> u64 {
+        u64::from(self.count) * ENTRY_LEN as u64
+            + if self.key.is_some() {
+                SEAL_OVERHEAD as u64
+            } else {
+                0
+            }
+    }
+}
+
+/// Associated data of a sealed table: it opens only as the table of its own pack.
+fn table_aad(pack: u128) -> [u8; 32] {
+    let mut aad = [0u8; 32];
+    aad[..16].copy_from_slice(b"s3dedup table v2");
+    aad[16..].copy_from_slice(&pack.to_le_bytes());
+    aad
 }
 
 /// Parses the trailer (the last [`TRAILER_LEN`] bytes of a pack of `pack_len` bytes).
@@ -220,19 +267,26 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64) -> Result<Trailer> {
         ));
     }
     let version = u16::from_le_bytes([tail[16], tail[17]]);
-    if version != VERSION {
-        return Err(Error::UnsupportedFormat {
-            what: "pack",
-            version: version.into(),
-        });
-    }
+    let key = u16::from_le_bytes([tail[18], tail[19]]);
+    let key = match version {
+        VERSION_PLAIN => None,
+        VERSION_SEALED => Some(key),
+        _ => {
+            return Err(Error::UnsupportedFormat {
+                what: "pack",
+                version: version.into(),
+            });
+        }
+    };
     let t = Trailer {
         table_offset: u64::from_le_bytes(tail[0..8].try_into().expect("8 bytes")),
         count: u32::from_le_bytes(tail[8..12].try_into().expect("4 bytes")),
         table_crc: u32::from_le_bytes(tail[12..16].try_into().expect("4 bytes")),
+        key,
     };
     // Stored numbers: checked arithmetic, a crafted offset must not wrap around.
-    let table_end = (u64::from(t.count) * ENTRY_LEN as u64)
+    let table_end = t
+        .table_len()
         .checked_add(t.table_offset)
         .and_then(|e| e.checked_add(TRAILER_LEN as u64));
     if t.table_offset < MAGIC.len() as u64 || table_end != Some(pack_len) {
@@ -244,17 +298,32 @@ pub fn parse_trailer(tail: &[u8], pack_len: u64) -> Result<Trailer> {
     Ok(t)
 }
 
-/// Parses a pack's table bytes, checking its checksum and every entry's bounds.
+/// Parses the table bytes of pack `id`, checking its checksum, opening it when it is
+/// sealed, and checking every entry's bounds.
 ///
 /// # Errors
-/// [`Error::Corrupt`].
-pub fn parse_table(table: &[u8], trailer: &Trailer) -> Result<Vec<PackEntry>> {
-    if table.len() != trailer.count as usize * ENTRY_LEN {
+/// [`Error::Corrupt`]; [`Error::KeyMissing`] for a sealed table without its key.
+pub fn parse_table(
+    table: &[u8],
+    trailer: &Trailer,
+    id: u128,
+    keys: Option<&Keyring>,
+) -> Result<Vec<PackEntry>> {
+    if table.len() as u64 != trailer.table_len() {
         return Err(Error::corrupt("pack", "table length mismatch"));
     }
     if crc32c::crc32c(table) != trailer.table_crc {
         return Err(Error::corrupt("pack", "table checksum mismatch"));
     }
+    let opened;
+    let table = match trailer.key {
+        None => table,
+        Some(key) => {
+            let keys = keys.ok_or(Error::KeyMissing { id: key })?;
+            opened = keys.open(key, table, &table_aad(id), "pack table")?;
+            &opened[..]
+        }
+    };
     let entries: Vec<PackEntry> = table
         .chunks_exact(ENTRY_LEN)
         .map(|e| PackEntry {
@@ -276,17 +345,26 @@ pub fn parse_table(table: &[u8], trailer: &Trailer) -> Result<Vec<PackEntry>> {
     Ok(entries)
 }
 
-/// Parses a whole pack held in memory: magic, trailer and table.
+/// Parses a whole plain pack held in memory: magic, trailer and table.
 ///
 /// # Errors
-/// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
+/// [`Error::Corrupt`] or [`Error::UnsupportedFormat`]; [`Error::KeyMissing`] for a pack
+/// with a sealed table (see [`parse_sealed`]).
 pub fn parse(pack: &[u8]) -> Result<Vec<PackEntry>> {
+    parse_sealed(pack, 0, None)
+}
+
+/// Parses a whole pack `id` held in memory, opening a sealed table with `keys`.
+///
+/// # Errors
+/// As [`parse`]; [`Error::Corrupt`] when a sealed table does not authenticate.
+pub fn parse_sealed(pack: &[u8], id: u128, keys: Option<&Keyring>) -> Result<Vec<PackEntry>> {
     if pack.len() < MAGIC.len() + TRAILER_LEN || &pack[..MAGIC.len()] != MAGIC {
         return Err(Error::corrupt("pack", "bad magic"));
     }
     let trailer = parse_trailer(&pack[pack.len() - TRAILER_LEN..], pack.len() as u64)?;
     let start = trailer.table_offset as usize;
-    parse_table(&pack[start..pack.len() - TRAILER_LEN], &trailer)
+    parse_table(&pack[start..pack.len() - TRAILER_LEN], &trailer, id, keys)
 }
 
 #[cfg(test)]
@@ -324,6 +402,36 @@ mod tests {
         let mut bad = bytes.to_vec();
         bad[table_byte] ^= 1;
         assert!(matches!(parse(&bad), Err(Error::Corrupt { .. })));
+    }
+
+    #[test]
+    fn sealed_tables_open_only_with_their_key_and_pack() {
+        let keys = Arc::new(Keyring::generate());
+        let (mut enc, magic) = PackEncoder::start_sealed(Some(Arc::clone(&keys)));
+        let mut bytes = magic.to_vec();
+        let raw = b"some chunk bytes";
+        let (_, stored) = enc.push(ChunkId::of(raw), raw);
+        bytes.extend_from_slice(&stored);
+        let (id, tail, entries) = enc.finish();
+        bytes.extend_from_slice(&tail);
+        assert!(
+            !bytes.windows(32).any(|w| w == ChunkId::of(raw).0),
+            "the sealed table does not show the chunk id"
+        );
+        assert_eq!(parse_sealed(&bytes, id, Some(&keys)).unwrap(), entries);
+        assert!(matches!(parse(&bytes), Err(Error::KeyMissing { id: 1 })));
+        assert!(
+            parse_sealed(&bytes, id ^ 1, Some(&keys)).is_err(),
+            "another pack's id"
+        );
+        let other = Keyring::generate();
+        assert!(
+            parse_sealed(&bytes, id, Some(&other)).is_err(),
+            "another key"
+        );
+        let table_byte = bytes.len() - TRAILER_LEN - 3;
+        bytes[table_byte] ^= 1;
+        assert!(parse_sealed(&bytes, id, Some(&keys)).is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::blob::BlobStore;
-use crate::chunk;
+use crate::chunk::ChunkCodec;
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 use crate::index::PlannedChunk;
@@ -84,12 +84,14 @@ impl ObjectReader {
 /// Streams planned chunks: coalesced reads, `read_ahead` in flight, each verified.
 pub(crate) fn read_chunks(
     blobs: Arc<dyn BlobStore>,
+    codec: ChunkCodec,
     cfg: &StoreConfig,
     chunks: Vec<PlannedChunk>,
 ) -> BoxStream<'static, Result<Bytes>> {
     let groups = coalesce(chunks, cfg.coalesce_max);
+    let codec = Arc::new(codec);
     stream::iter(groups)
-        .map(move |g| fetch_group(Arc::clone(&blobs), g))
+        .map(move |g| fetch_group(Arc::clone(&blobs), Arc::clone(&codec), g))
         .buffered(cfg.read_ahead.max(1))
         .map_ok(|v| stream::iter(v.into_iter().map(Ok)))
         .try_flatten()
@@ -149,7 +151,11 @@ fn group_span(g: &Group) -> u64 {
 }
 
 /// Reads a group with one backend call and verifies every chunk in it.
-async fn fetch_group(blobs: Arc<dyn BlobStore>, g: Group) -> Result<Vec<Bytes>> {
+async fn fetch_group(
+    blobs: Arc<dyn BlobStore>,
+    codec: Arc<ChunkCodec>,
+    g: Group,
+) -> Result<Vec<Bytes>> {
     let first = &g.chunks[0];
     let (data, base) = match &first.location {
         Location::Inline(stored) => (Bytes::copy_from_slice(stored), 0),
@@ -174,13 +180,15 @@ async fn fetch_group(blobs: Arc<dyn BlobStore>, g: Group) -> Result<Vec<Bytes>> 
                 data.slice(at..at + *stored_len as usize)
             }
         };
-        let raw = chunk::decode_verified(stored, c.crc, c.raw_len).map_err(|e| match e {
-            Error::Corrupt { detail, .. } => Error::Corrupt {
-                what: "chunk",
-                detail: format!("{}: {detail}", c.id),
-            },
-            e => e,
-        })?;
+        let raw = codec
+            .decode_verified(&c.id, stored, c.crc, c.raw_len)
+            .map_err(|e| match e {
+                Error::Corrupt { detail, .. } => Error::Corrupt {
+                    what: "chunk",
+                    detail: format!("{}: {detail}", c.id),
+                },
+                e => e,
+            })?;
         out.push(raw.slice(c.start as usize..c.end as usize));
     }
     Ok(out)

@@ -15,12 +15,12 @@
 
 use std::time::{Duration, Instant};
 
+use crate::chunk::ChunkCodec;
 use crate::error::{Error, Result};
 use crate::index::{LocatedChunk, ScrubCursor, ScrubLast, ScrubTotals};
 use crate::pack;
 use crate::records::Location;
 use crate::store::Store;
-use crate::verify::verify_stored;
 
 /// How fast scrub reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +54,7 @@ fn now_ms() -> u64 {
 
 /// Verifies the located chunks against a pack's bytes; returns the damaged ones.
 fn check_chunks(
+    codec: &ChunkCodec,
     pack_id: u128,
     data: &bytes::Bytes,
     located: &[LocatedChunk],
@@ -65,7 +66,7 @@ fn check_chunks(
             (end <= data.len()).then_some(o..end)
         });
         let ok =
-            range.is_some_and(|r| verify_stored(l.id, data.slice(r), l.crc, l.raw_len).is_ok());
+            range.is_some_and(|r| codec.verify(&l.id, data.slice(r), l.crc, l.raw_len).is_ok());
         if !ok {
             bad.push((l.id, Some((pack_id, l.offset))));
         }
@@ -85,6 +86,8 @@ impl Store {
         progress: &(dyn Fn(u64, u64, &ScrubTotals) + Send + Sync),
     ) -> Result<ScrubReport> {
         let index = std::sync::Arc::clone(self.index());
+        let codec = index.codec().clone();
+        let codec = &codec;
         let (cursor, _) = index.scrub_state()?;
         let mut report = ScrubReport {
             resumed: cursor.is_some(),
@@ -108,13 +111,13 @@ impl Store {
                     Ok(data) => {
                         read_now += data.len() as u64;
                         cur.totals.bytes += data.len() as u64;
-                        let located = match pack::parse(&data) {
+                        let located = match pack::parse_sealed(&data, id, codec.keys.as_deref()) {
                             Ok(entries) => index.located_in(id, &entries)?,
                             // The pack's own table is damaged: what the index says is in it.
                             Err(_) => index.located_by_scan(id)?,
                         };
                         cur.totals.chunks += located.len() as u64;
-                        check_chunks(id, &data, &located)
+                        check_chunks(codec, id, &data, &located)
                     }
                     Err(Error::BlobNotFound(_)) if index.pack_known(id)? => {
                         let located = index.located_by_scan(id)?;
@@ -165,7 +168,7 @@ impl Store {
         })?;
         for (id, stored, crc, raw_len) in inline {
             cur.totals.chunks += 1;
-            if verify_stored(id, stored.into(), crc, raw_len).is_err() {
+            if codec.verify(&id, stored.into(), crc, raw_len).is_err() {
                 bad_inline.push((id, None));
                 report.damaged.push(id.to_string());
             }

@@ -58,7 +58,8 @@ impl Store {
         }
         let path = index_path.to_owned();
         let (params, cache) = (cfg.chunker, cfg.index_cache);
-        let index = blocking(move || Index::open(&path, params, cache)).await?;
+        let (compression, keys) = (cfg.compression, cfg.keys.clone());
+        let index = blocking(move || Index::open(&path, params, cache, compression, keys)).await?;
         let store = Store {
             index: Arc::new(index),
             blobs,
@@ -174,7 +175,17 @@ impl Store {
         &self.blobs
     }
 
-    /// The configuration.
+    /// What this store encrypts with: the active key, the configured ones, the id scheme.
+    pub fn encryption(&self) -> crate::crypto::Encryption {
+        let codec = self.index.codec();
+        crate::crypto::Encryption {
+            active_key: codec.active_key(),
+            keys: codec.keys.as_ref().map(|k| k.ids()).unwrap_or_default(),
+            id_scheme: codec.ids.name(),
+        }
+    }
+
+    /// The engine settings.
     pub fn config(&self) -> &StoreConfig {
         &self.cfg
     }
@@ -381,12 +392,17 @@ impl Store {
         lease: crate::inflight::ReadLease,
     ) -> BoxStream<'static, Result<Bytes>> {
         use futures::StreamExt as _;
-        read::read_chunks(Arc::clone(&self.blobs), &self.cfg, chunks)
-            .map(move |item| {
-                let _held = &lease;
-                item
-            })
-            .boxed()
+        read::read_chunks(
+            Arc::clone(&self.blobs),
+            self.index.codec().clone(),
+            &self.cfg,
+            chunks,
+        )
+        .map(move |item| {
+            let _held = &lease;
+            item
+        })
+        .boxed()
     }
 
     /// Opens the object the listed parts of an upload would complete to, for reading

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::chunk;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::index::Index;
@@ -57,22 +56,6 @@ struct Located {
     raw_len: u32,
 }
 
-pub(crate) fn verify_stored(
-    id: ChunkId,
-    stored: bytes::Bytes,
-    crc: u32,
-    raw_len: u32,
-) -> Result<()> {
-    let raw = chunk::decode_verified(stored, crc, raw_len)?;
-    if ChunkId::of(&raw) != id {
-        return Err(Error::corrupt(
-            "chunk",
-            "SHA-256 of the bytes differs from its id",
-        ));
-    }
-    Ok(())
-}
-
 impl Index {
     /// Every chunk record that decodes, grouped by pack, and the inline ones.
     fn chunk_locations(&self) -> Result<Locations> {
@@ -109,10 +92,11 @@ impl Store {
         let (packs, inline) =
             tokio::task::spawn_blocking(move || index.chunk_locations()).await??;
         let mut report = DataReport::default();
+        let codec = self.index().codec();
         for (id, rec) in inline {
             report.chunks += 1;
             if let Location::Inline(stored) = rec.location
-                && let Err(e) = verify_stored(id, stored.into(), rec.crc, rec.raw_len)
+                && let Err(e) = codec.verify(&id, stored.into(), rec.crc, rec.raw_len)
             {
                 report.bad_chunks += 1;
                 report.problem(format!("inline chunk {id}: {e}"));
@@ -132,7 +116,7 @@ impl Store {
             };
             report.packs += 1;
             report.bytes += data.len() as u64;
-            if let Err(e) = pack::parse(&data) {
+            if let Err(e) = pack::parse_sealed(&data, pack_id, codec.keys.as_deref()) {
                 report.bad_pack_tables += 1;
                 report.problem(format!("pack {name}: table: {e}"));
             }
@@ -144,12 +128,14 @@ impl Store {
                         "chunk",
                         "located beyond the end of its pack",
                     )),
-                    Some(end) => verify_stored(
-                        c.id,
-                        data.slice(c.offset as usize..end as usize),
-                        c.crc,
-                        c.raw_len,
-                    ),
+                    Some(end) => codec
+                        .verify(
+                            &c.id,
+                            data.slice(c.offset as usize..end as usize),
+                            c.crc,
+                            c.raw_len,
+                        )
+                        .map(drop),
                 };
                 if let Err(e) = r {
                     report.bad_chunks += 1;

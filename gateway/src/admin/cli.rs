@@ -55,6 +55,20 @@ pub enum AdminCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Rewrite everything not sealed under the active encryption key (after a key was
+    /// added to the key file, or encryption turned on for a store with plaintext data).
+    /// When it reports no stale packs and no stale inline chunks left, older keys may
+    /// be removed from the key file.
+    Rekey {
+        /// Wait for the run to finish, showing its progress.
+        #[arg(long)]
+        wait: bool,
+        /// Print the final run as JSON (with --wait).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// GC and scrub state: runs in progress, last runs, garbage bytes.
     Status {
         /// The server's JSON.
@@ -175,7 +189,15 @@ async fn wait_for(
         if run["result"] != "running" {
             return Ok(run);
         }
-        let line = if kind == "gc" {
+        let line = if kind == "rekey" {
+            let r = &run["report"];
+            format!(
+                "{} of {} packs stale, {} chunks re-encoded",
+                u(r, "packs_stale"),
+                u(r, "packs_checked"),
+                u(r, "chunks_reencoded")
+            )
+        } else if kind == "gc" {
             format!(
                 "{}: {}",
                 run["phase"].as_str().unwrap_or(""),
@@ -259,6 +281,47 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
                     done["error"].as_str().unwrap_or("unknown error")
                 ),
             }
+        }
+        AdminCommand::Rekey { wait, json, target } => {
+            let client = target.client()?;
+            let answer = client.request(Method::POST, "/admin/v1/rekey").await?;
+            let run = expect(answer, StatusCode::ACCEPTED)?;
+            let id = u(&run, "id");
+            if !wait {
+                println!("rekey run {id} started (s3dedup admin status shows its progress)");
+                return Ok(());
+            }
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(120));
+            let done = wait_for(&client, "rekey", id, &bar).await?;
+            bar.finish_and_clear();
+            if done["result"] != "ok" {
+                anyhow::bail!(
+                    "rekey run {id} failed: {}",
+                    done["error"].as_str().unwrap_or("unknown error")
+                );
+            }
+            let r = &done["report"];
+            if json {
+                println!("{done}");
+            } else {
+                println!(
+                    "rekey run {id} finished: {} packs rewritten, {} chunks and {} inline chunks \
+                     re-encoded under key {}; {} stale packs and {} stale inline chunks left",
+                    u(r, "packs_stale"),
+                    u(r, "chunks_reencoded"),
+                    u(r, "inline_reencoded"),
+                    r["active_key"],
+                    u(r, "stale_packs_left"),
+                    u(r, "stale_inline_left"),
+                );
+            }
+            if u(r, "stale_packs_left") + u(r, "stale_inline_left") > 0 {
+                anyhow::bail!(
+                    "data under older keys is left (see the server log); keep those keys"
+                );
+            }
+            Ok(())
         }
         AdminCommand::Scrub { wait, target } => {
             let client = target.client()?;

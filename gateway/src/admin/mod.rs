@@ -12,6 +12,8 @@
 //! | `GET /admin/v1/gc/runs/{id}` | one run (the current or the last) |
 //! | `POST /admin/v1/scrub` | starts (or resumes) a scrub: 202 with the run; 409 while one runs |
 //! | `GET /admin/v1/scrub/runs/{id}` | one scrub run (the current or the last) |
+//! | `POST /admin/v1/rekey` | starts a rekey (everything not sealed under the active key is rewritten): 202 with the run; 409 while a GC or rekey runs |
+//! | `GET /admin/v1/rekey/runs/{id}` | one rekey run |
 //! | `GET /admin/v1/usage` | logical, unique, stored, garbage, saved bytes, ratio, per bucket |
 
 pub mod cli;
@@ -125,12 +127,20 @@ impl AdminApi {
         match (method, rest) {
             (&Method::GET, "/status") => self.status().await,
             (&Method::POST, "/gc") => self.start_gc(query),
+            (&Method::POST, "/rekey") => match self.worker.start_rekey() {
+                Ok(run) => json_response(StatusCode::ACCEPTED, &json!(run)),
+                Err(running) => conflict(&running),
+            },
             (&Method::POST, "/scrub") => match self.worker.start_scrub("admin") {
                 Ok(run) => json_response(StatusCode::ACCEPTED, &json!(run)),
                 Err(running) => conflict(&running),
             },
             (&Method::GET, "/usage") => self.usage().await,
-            (&Method::GET, r) if r.starts_with("/gc/runs/") || r.starts_with("/scrub/runs/") => {
+            (&Method::GET, r)
+                if r.starts_with("/gc/runs/")
+                    || r.starts_with("/scrub/runs/")
+                    || r.starts_with("/rekey/runs/") =>
+            {
                 let (kind, id) = r[1..].split_once("/runs/").unwrap_or_default();
                 match id.parse::<u64>() {
                     Ok(id) => match self.worker.run_by_id(kind, id) {
@@ -144,7 +154,7 @@ impl AdminApi {
                     Err(_) => error(StatusCode::BAD_REQUEST, "bad_request", "bad run id"),
                 }
             }
-            (_, "/status" | "/gc" | "/scrub" | "/usage") => error(
+            (_, "/status" | "/gc" | "/scrub" | "/rekey" | "/usage") => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 format!("{method} is not allowed on {path}"),
@@ -198,6 +208,7 @@ impl AdminApi {
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         };
         let d = self.worker.defaults();
+        let enc = self.store.encryption();
         json_response(
             StatusCode::OK,
             &json!({
@@ -226,6 +237,11 @@ impl AdminApi {
                         "bytes_read": l.totals.bytes,
                         "damaged_chunks": l.totals.damaged,
                     })),
+                },
+                "encryption": {
+                    "active_key": enc.active_key,
+                    "keys": enc.keys,
+                    "id_scheme": enc.id_scheme,
                 },
                 "stored_bytes": stats.stored_bytes,
                 "live_stored_bytes": stats.live_stored_bytes,

@@ -67,6 +67,22 @@ pub fn gc_json(r: &GcReport) -> Value {
     })
 }
 
+/// A rekey report as JSON.
+pub fn rekey_json(r: &s3dedup_storage::rekey::RekeyReport) -> Value {
+    json!({
+        "active_key": r.active_key,
+        "packs_checked": r.packs_checked,
+        "packs_stale": r.packs_stale,
+        "chunks_reencoded": r.chunks_reencoded,
+        "new_packs": r.new_packs,
+        "inline_reencoded": r.inline_reencoded,
+        "packs_deleted": r.packs_deleted,
+        "damaged_chunks": r.damaged_chunks,
+        "stale_packs_left": r.stale_packs_left,
+        "stale_inline_left": r.stale_inline_left,
+    })
+}
+
 /// Scrub progress or a scrub report as JSON.
 pub fn scrub_json(done: u64, total: u64, t: &s3dedup_storage::ScrubTotals) -> Value {
     json!({
@@ -141,10 +157,10 @@ fn finish(slot: &Mutex<Slot>, kind: &'static str, outcome: Result<Value, String>
             run.error = Some(e);
         }
     }
-    let metric = if kind == "gc" {
-        m::GC_RUNS
-    } else {
-        m::SCRUB_RUNS
+    let metric = match kind {
+        "gc" => m::GC_RUNS,
+        "rekey" => m::REKEY_RUNS,
+        _ => m::SCRUB_RUNS,
     };
     metrics::counter!(metric, "result" => run.result).increment(1);
     st.last = Some(run.clone());
@@ -251,6 +267,56 @@ impl Worker {
         }
     }
 
+    /// Starts a rekey (`Store::rekey`) in the background. It takes GC's slot: both move
+    /// chunks between packs, so they never run at once. `Err` with the running one.
+    ///
+    /// # Errors
+    /// The GC or rekey run in progress.
+    pub fn start_rekey(self: &Arc<Self>) -> Result<Run, Box<Run>> {
+        let run = claim(&self.gc_slot, |id| Run {
+            id,
+            kind: "rekey",
+            trigger: "admin",
+            dry_run: false,
+            grace_seconds: None,
+            started_ms: now_ms(),
+            finished_ms: None,
+            result: "running",
+            phase: "packs",
+            error: None,
+            report: rekey_json(&Default::default()),
+        })?;
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let progress = |r: &s3dedup_storage::rekey::RekeyReport| {
+                if let Some(cur) = &mut lock(&me.gc_slot).current {
+                    cur.report = rekey_json(r);
+                }
+            };
+            let outcome = me.store.rekey(&progress).await;
+            match &outcome {
+                Ok(r) => tracing::info!(
+                    active_key = ?r.active_key,
+                    packs_rewritten = r.packs_stale,
+                    chunks_reencoded = r.chunks_reencoded,
+                    inline_reencoded = r.inline_reencoded,
+                    stale_packs_left = r.stale_packs_left,
+                    "rekey finished"
+                ),
+                Err(e) => tracing::error!(error = %e, "rekey failed; running it again continues"),
+            }
+            finish(
+                &me.gc_slot,
+                "rekey",
+                outcome
+                    .as_ref()
+                    .map(rekey_json)
+                    .map_err(ToString::to_string),
+            );
+        });
+        Ok(run)
+    }
+
     /// Starts (or resumes) a scrub in the background; `Err` with the running one.
     ///
     /// # Errors
@@ -328,7 +394,9 @@ impl Worker {
         } else {
             self.status()
         };
-        cur.into_iter().chain(last).find(|r| r.id == id)
+        cur.into_iter()
+            .chain(last)
+            .find(|r| r.id == id && r.kind == kind)
     }
 
     /// Runs GC every `every` (a run still in progress is not doubled).

@@ -97,6 +97,48 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// The `compression` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompressionSetting {
+    /// zstd, at `compression_level`.
+    #[default]
+    Zstd,
+    /// Chunks stored raw.
+    Off,
+}
+
+impl std::str::FromStr for CompressionSetting {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "zstd" => Ok(CompressionSetting::Zstd),
+            "off" => Ok(CompressionSetting::Off),
+            _ => Err("expected zstd or off".into()),
+        }
+    }
+}
+
+/// The `encryption` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncryptionSetting {
+    /// Nothing is encrypted.
+    #[default]
+    Off,
+    /// AEAD per chunk and pack table.
+    Aead,
+}
+
+impl std::str::FromStr for EncryptionSetting {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(EncryptionSetting::Off),
+            "aead" => Ok(EncryptionSetting::Aead),
+            _ => Err("expected off or aead".into()),
+        }
+    }
+}
+
 /// A secret setting: never printed by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -162,6 +204,25 @@ pub struct Settings {
     /// Index page cache.
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size_in(1 << 20, 1 << 40))]
     pub index_cache: u64,
+    /// How new chunks are stored: zstd (compressed when that saves at least ~3 %) or off.
+    #[arg(long, value_name = "zstd|off", default_value = "zstd")]
+    pub compression: CompressionSetting,
+    /// zstd level for new chunks (1 = fastest, 19 = smallest; 3 is zstd's default).
+    #[arg(long, value_name = "N", default_value = "3", value_parser = RangedU64ValueParser::<u8>::new().range(1..=19))]
+    pub compression_level: u8,
+    /// Encryption at rest: off, or aead (AES-256-GCM-SIV per chunk and pack table, keyed
+    /// chunk ids for a new store). Needs encryption_key_file or encryption_key.
+    #[arg(long, value_name = "off|aead", default_value = "off")]
+    pub encryption: EncryptionSetting,
+    /// File with the encryption key(s): lines `ID:HEX` (64 hex digits, ID 1..=65535) or
+    /// one `HEX`; the highest id seals new data, all listed ones decrypt. Never inside
+    /// the data dir.
+    #[arg(long, value_name = "FILE")]
+    pub encryption_key_file: Option<PathBuf>,
+    /// The key(s) themselves, in the key file's format (`;` may separate lines); set it
+    /// through S3DEDUP_ENCRYPTION_KEY rather than a flag or a file.
+    #[arg(long, value_name = "KEYS", value_parser = parse_secret, hide_default_value = true)]
+    pub encryption_key: Option<Secret>,
     /// clamd address, tcp://host:port or unix:///path; unset = uploads are not scanned.
     #[arg(long, value_name = "ADDR")]
     pub clamd: Option<ClamdAddress>,
@@ -291,6 +352,43 @@ impl Settings {
                 reason: "an admin token needs at least 16 characters".into(),
             });
         }
+        let key_sources =
+            u8::from(self.encryption_key_file.is_some()) + u8::from(self.encryption_key.is_some());
+        match (self.encryption, key_sources) {
+            (EncryptionSetting::Aead, 0) => {
+                return Err(ConfigError::Conflict {
+                    keys: "encryption/encryption_key_file/encryption_key".into(),
+                    reason: "encryption = \"aead\" needs encryption_key_file or \
+                             S3DEDUP_ENCRYPTION_KEY"
+                        .into(),
+                });
+            }
+            (_, 2) => {
+                return Err(ConfigError::Conflict {
+                    keys: "encryption_key_file/encryption_key".into(),
+                    reason: "set one of them, not both".into(),
+                });
+            }
+            (EncryptionSetting::Off, 1) => {
+                return Err(ConfigError::Conflict {
+                    keys: "encryption/encryption_key_file/encryption_key".into(),
+                    reason: "a key is set but encryption is off; set encryption = \"aead\"".into(),
+                });
+            }
+            _ => {}
+        }
+        if let Some(f) = &self.encryption_key_file
+            && let (Ok(file), Ok(data)) = (f.canonicalize(), self.data_dir.canonicalize())
+            && file.starts_with(&data)
+        {
+            return Err(ConfigError::Invalid {
+                origin: "encryption_key_file".into(),
+                value: format!("{:?}", f.display().to_string()),
+                reason: "the key must not live in the data dir (whoever has the data would \
+                         have the key)"
+                    .into(),
+            });
+        }
         if self.root_access_key.is_some() != self.root_secret_key.is_some() {
             return Err(ConfigError::Conflict {
                 keys: "root_access_key/root_secret_key".into(),
@@ -304,6 +402,53 @@ impl Settings {
             });
         }
         Ok(())
+    }
+
+    /// The engine's compression for new chunks.
+    pub fn compression(&self) -> s3dedup_storage::chunk::Compression {
+        use s3dedup_storage::chunk::Compression;
+        match self.compression {
+            CompressionSetting::Zstd => Compression::Zstd {
+                level: i32::from(self.compression_level),
+            },
+            CompressionSetting::Off => Compression::Off,
+        }
+    }
+
+    /// The encryption keys (`None` when encryption is off), read from the key file or
+    /// the `encryption_key` setting.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the file (or the setting) and the bad line, never
+    /// a key.
+    pub fn encryption_keys(
+        &self,
+    ) -> Result<Option<std::sync::Arc<s3dedup_storage::crypto::Keyring>>, ConfigError> {
+        if self.encryption == EncryptionSetting::Off {
+            return Ok(None);
+        }
+        let (text, origin) = match (&self.encryption_key_file, &self.encryption_key) {
+            (Some(f), _) => {
+                let text = std::fs::read_to_string(f).map_err(|e| ConfigError::Invalid {
+                    origin: "encryption_key_file".into(),
+                    value: format!("{:?}", f.display().to_string()),
+                    reason: e.to_string(),
+                })?;
+                (text, format!("encryption_key_file {}", f.display()))
+            }
+            (None, Some(k)) => (
+                k.expose().replace(';', "\n"),
+                "encryption_key (S3DEDUP_ENCRYPTION_KEY, --encryption-key)".to_owned(),
+            ),
+            (None, None) => return Ok(None),
+        };
+        s3dedup_storage::crypto::Keyring::parse(&text)
+            .map(|k| Some(std::sync::Arc::new(k)))
+            .map_err(|e| ConfigError::Invalid {
+                origin,
+                value: "(hidden)".into(),
+                reason: e.to_string(),
+            })
     }
 
     /// The S3 backing store's settings, `None` for the local directory.

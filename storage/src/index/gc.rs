@@ -54,8 +54,13 @@ pub(crate) struct LocatedChunk {
 pub(crate) struct Move {
     pub(crate) id: ChunkId,
     pub(crate) from: (u128, u64),
+    /// Stored length where it was.
+    pub(crate) from_len: u32,
     pub(crate) to_offset: u64,
+    /// Stored length and CRC32C where it goes (they differ from the old ones only when
+    /// `rekey` re-encoded it).
     pub(crate) stored_len: u32,
+    pub(crate) crc: u32,
 }
 
 /// Packs by state: (empty and not yet retired, being deleted, all others).
@@ -224,6 +229,7 @@ impl Index {
             let mut chunks = txn.open_table(CHUNKS)?;
             let mut packs = txn.open_table(PACKS)?;
             let (mut n, mut bytes) = (0u64, 0u64);
+            let mut live_delta = 0i128;
             let mut left: HashMap<u128, (u32, u64)> = HashMap::new();
             for m in moves.iter() {
                 let Some(mut rec) = chunks
@@ -241,12 +247,16 @@ impl Index {
                 let len = u64::from(m.stored_len);
                 let e = left.entry(m.from.0).or_default();
                 e.0 += 1;
-                e.1 += len;
+                e.1 += u64::from(m.from_len);
+                if rec.refcount > 0 {
+                    live_delta += i128::from(m.stored_len) - i128::from(m.from_len);
+                }
                 rec.location = Location::Pack {
                     pack: new.id,
                     offset: m.to_offset,
                     stored_len: m.stored_len,
                 };
+                rec.crc = m.crc;
                 chunks.insert(&m.id.0, rec.encode().as_slice())?;
                 n += 1;
                 bytes += len;
@@ -257,6 +267,9 @@ impl Index {
             if n > 0 {
                 let moved = (u32::try_from(n).unwrap_or(u32::MAX), bytes);
                 pack_live(txn, &mut packs, new.id, 1, moved)?;
+            }
+            if live_delta != 0 {
+                super::add_stat(txn, super::stat::LIVE_STORED_BYTES, live_delta)?;
             }
             Ok((n, bytes))
         })

@@ -28,6 +28,7 @@ mod buckets;
 mod committer;
 mod fsck;
 mod gc;
+mod keys;
 mod multipart;
 mod objects;
 mod refs;
@@ -46,6 +47,7 @@ pub use committer::CommitCounters;
 use committer::Committer;
 pub use fsck::FsckReport;
 pub(crate) use gc::{ChunkSweep, LocatedChunk, Move};
+pub(crate) use keys::InlineRewrite;
 pub use multipart::UploadSummary;
 pub use objects::{ListEntry, ListPage, WriteCondition};
 pub(crate) use objects::{ListQuery, PlannedChunk};
@@ -55,7 +57,9 @@ pub use scrub::{ScrubCursor, ScrubLast, ScrubTotals};
 pub(crate) use snapshot::prune_snapshots;
 pub use snapshot::{SnapshotInfo, SnapshotSettings, snapshot_dir};
 
+use crate::chunk::{ChunkCodec, Compression};
 use crate::chunker::ChunkerParams;
+use crate::crypto::Keyring;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::inflight::Inflight;
@@ -196,6 +200,8 @@ pub(crate) fn now_ms() -> u64 {
 pub(crate) struct Index {
     db: Arc<Database>,
     params: ChunkerParams,
+    /// How chunks are named and encoded (ids fixed at creation, keys checked at open).
+    codec: ChunkCodec,
     committer: Committer,
     /// Pins, packs being written and read leases (see `inflight`).
     pub(crate) inflight: Arc<Inflight>,
@@ -210,7 +216,13 @@ impl Index {
     /// # Errors
     /// [`Error::UnsupportedFormat`] for an index written by a newer version;
     /// [`Error::Index`] if redb cannot open the file.
-    pub(crate) fn open(path: &Path, params: ChunkerParams, cache_bytes: usize) -> Result<Self> {
+    pub(crate) fn open(
+        path: &Path,
+        params: ChunkerParams,
+        cache_bytes: usize,
+        compression: Compression,
+        keys: Option<Arc<Keyring>>,
+    ) -> Result<Self> {
         params.validate()?;
         let db = match Database::builder().set_cache_size(cache_bytes).create(path) {
             Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
@@ -280,12 +292,15 @@ impl Index {
         if upgrade_from.is_some_and(|f| f < 3) {
             upgrade::recount_live(&txn)?;
         }
+        // Last before the commit: a refused key aborts the whole transaction.
+        let codec = keys::open_codec(&txn, compression, keys)?;
         txn.commit()?;
         let db = Arc::new(db);
         let committer = Committer::start(Arc::clone(&db));
         Ok(Index {
             db,
             params,
+            codec,
             committer,
             inflight: Arc::default(),
         })
@@ -317,6 +332,11 @@ impl Index {
     /// The chunker parameters in force.
     pub(crate) fn params(&self) -> ChunkerParams {
         self.params
+    }
+
+    /// How this store names and encodes chunks.
+    pub(crate) fn codec(&self) -> &ChunkCodec {
+        &self.codec
     }
 
     /// The chunker parameters recorded in the index.

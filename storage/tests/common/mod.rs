@@ -20,6 +20,8 @@ pub fn small_config() -> StoreConfig {
         },
         pack_target: 16 * 1024,
         inline_max: 300,
+        compression: s3dedup_storage::chunk::Compression::default(),
+        keys: None,
         hash_parallelism: 3,
         read_ahead: 3,
         coalesce_max: 8 * 1024,

@@ -1,0 +1,261 @@
+//! Encryption at rest (engine level; the gateway suite runs the same with a real
+//! process): nothing in the backing store shows the plaintext, a chunk's plain SHA-256
+//! or a chunk id; a wrong or missing key is refused at open with nothing written; keys
+//! rotate (new key added, `rekey`, old key removed, everything reads); encryption turned
+//! on for a plaintext store keeps its plain ids, seals what is new, and `rekey` seals
+//! the rest.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use s3dedup_storage::blob::BlobStore;
+use s3dedup_storage::chunker::Chunker;
+use s3dedup_storage::crypto::Keyring;
+use s3dedup_storage::{Error, Store, StoreConfig};
+
+const K1: &str = "1:0101010101010101010101010101010101010101010101010101010101010101";
+const K2: &str = "2:0202020202020202020202020202020202020202020202020202020202020202";
+
+fn keys(lines: &[&str]) -> Option<Arc<Keyring>> {
+    Some(Arc::new(Keyring::parse(&lines.join("\n")).unwrap()))
+}
+
+fn config(keys: Option<Arc<Keyring>>) -> StoreConfig {
+    StoreConfig {
+        keys,
+        ..common::small_config()
+    }
+}
+
+/// Compressible but varied text (a known plaintext to look for).
+fn text(seed: u64, len: usize) -> Vec<u8> {
+    let noise = common::random_bytes(seed, len);
+    let mut out = Vec::with_capacity(len + 40);
+    let mut i = 0;
+    while out.len() < len {
+        out.extend_from_slice(format!("record {} value {} ok; ", i, noise[i] % 50).as_bytes());
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+/// Every blob's bytes in the store directory.
+async fn all_blobs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let blobs = common::fs_blobs(dir);
+    let mut out = Vec::new();
+    for b in blobs.list("").await.unwrap() {
+        out.push((b.name.clone(), blobs.get(&b.name).await.unwrap().to_vec()));
+    }
+    out
+}
+
+/// Plain SHA-256 of each chunk FastCDC cuts from `data` (the small test parameters).
+fn plain_chunk_hashes(data: &[u8]) -> Vec<[u8; 32]> {
+    let mut c = Chunker::new(common::small_config().chunker).unwrap();
+    let mut out = Vec::new();
+    c.push(data, &mut out);
+    c.finish(&mut out);
+    out.iter()
+        .map(|b| s3dedup_storage::ChunkId::of(b).0)
+        .collect()
+}
+
+/// Fails if any blob holds a 32-byte window of `needles`' haystack or any of `hashes`.
+fn assert_nothing_revealed(blobs: &[(String, Vec<u8>)], plaintext: &[u8], hashes: &[[u8; 32]]) {
+    use std::collections::HashSet;
+    let windows: HashSet<&[u8]> = plaintext.windows(32).collect();
+    let hashes: HashSet<&[u8]> = hashes.iter().map(|h| &h[..]).collect();
+    for (name, bytes) in blobs {
+        for w in bytes.windows(32) {
+            assert!(!windows.contains(w), "{name} holds plaintext");
+            assert!(!hashes.contains(w), "{name} holds a chunk's SHA-256 or id");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_stored_reveals_plaintext_or_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_fs(dir.path(), config(keys(&[K1]))).await;
+    store.create_bucket("b").await.unwrap();
+    let data = text(1, 200_000);
+    let random = common::random_bytes(2, 50_000);
+    common::put(&store, "b", "text", &data).await;
+    common::put(&store, "b", "random", &random).await;
+    common::put(&store, "b", "tiny", b"a tiny inline object").await;
+    assert_eq!(common::get(&store, "b", "text").await, data);
+    assert_eq!(common::get(&store, "b", "random").await, random);
+    assert_eq!(
+        common::get(&store, "b", "tiny").await,
+        b"a tiny inline object"
+    );
+    let ids: Vec<[u8; 32]> = {
+        let p = store.ingest(common::pieces(&data, 4096)).await.unwrap();
+        assert_eq!(p.stats.new_chunks, 0, "dedup works with keyed ids");
+        p.chunk_ids().map(|c| c.0).collect()
+    };
+    let mut hashes = plain_chunk_hashes(&data);
+    assert!(
+        !ids.iter().any(|id| hashes.contains(id)),
+        "ids are keyed, not SHA-256"
+    );
+    hashes.extend(ids);
+    hashes.extend(plain_chunk_hashes(&random));
+    let mut plain = data.clone();
+    plain.extend_from_slice(&random);
+    let blobs = all_blobs(dir.path()).await;
+    assert!(blobs.len() > 3, "{} blobs", blobs.len());
+    assert_nothing_revealed(&blobs, &plain, &hashes);
+    common::assert_fsck_clean(&store).await;
+    let v = store.verify_data(|_, _| {}).await.unwrap();
+    assert_eq!((v.bad_chunks, v.bad_pack_tables), (0, 0), "{v:?}");
+    let s = store
+        .scrub(
+            s3dedup_storage::scrub::ScrubOptions { rate: 0 },
+            &|_, _, _| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.totals.damaged, 0, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_or_missing_key_is_refused_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = common::open_fs(dir.path(), config(keys(&[K1]))).await;
+        store.create_bucket("b").await.unwrap();
+        common::put(&store, "b", "x", &text(3, 50_000)).await;
+    }
+    let stats_before = {
+        let store = common::open_fs(dir.path(), config(keys(&[K1]))).await;
+        store.stats().await.unwrap()
+    };
+    let blobs_before = all_blobs(dir.path()).await;
+    let wrong = "1:0909090909090909090909090909090909090909090909090909090909090909";
+    for (cfg, what) in [
+        (config(keys(&[wrong])), "wrong key 1"),
+        (config(keys(&[K2])), "only an unknown key"),
+        (config(None), "no key"),
+    ] {
+        let err = Store::open_dir(dir.path(), cfg).await.unwrap_err();
+        match (&err, what) {
+            (Error::EncryptionRequired { .. }, "no key") | (Error::WrongKey { .. }, _) => {}
+            _ => panic!("{what}: {err:?}"),
+        }
+        assert!(
+            !err.to_string().contains("0909"),
+            "{what}: never prints a key"
+        );
+    }
+    assert!(
+        all_blobs(dir.path()).await == blobs_before,
+        "the store is untouched"
+    );
+    // Neither key was recorded: key 1 still opens, the unknown key 2 still cannot.
+    let store = common::open_fs(dir.path(), config(keys(&[K1]))).await;
+    assert_eq!(store.stats().await.unwrap(), stats_before);
+    assert!(common::get(&store, "b", "x").await == text(3, 50_000));
+    drop(store);
+    assert!(matches!(
+        Store::open_dir(dir.path(), config(keys(&[K2]))).await,
+        Err(Error::WrongKey { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_through_rekey() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = text(4, 150_000);
+    let b = text(5, 150_000);
+    {
+        let store = common::open_fs(dir.path(), config(keys(&[K1]))).await;
+        store.create_bucket("b").await.unwrap();
+        common::put(&store, "b", "a", &a).await;
+        common::put(&store, "b", "tiny", b"inline under key one").await;
+    }
+    {
+        // New key added: it seals new data, key 1 still opens the old.
+        let store = common::open_fs(dir.path(), config(keys(&[K1, K2]))).await;
+        common::put(&store, "b", "b", &b).await;
+        assert_eq!(common::get(&store, "b", "a").await, a);
+        let r = store.rekey(&|_| {}).await.unwrap();
+        assert_eq!(r.active_key, Some(2));
+        assert!(r.packs_stale > 0 && r.chunks_reencoded > 0, "{r:?}");
+        assert_eq!(r.inline_reencoded, 1, "{r:?}");
+        assert_eq!((r.stale_packs_left, r.stale_inline_left), (0, 0), "{r:?}");
+        assert_eq!(r.damaged_chunks, 0, "{r:?}");
+        common::assert_fsck_clean(&store).await;
+        // Old packs are gone once no read holds them.
+        let again = store.rekey(&|_| {}).await.unwrap();
+        assert_eq!(again.packs_stale, 0, "{again:?}");
+    }
+    // Old key removed: everything still reads.
+    let store = common::open_fs(dir.path(), config(keys(&[K2]))).await;
+    assert_eq!(common::get(&store, "b", "a").await, a);
+    assert_eq!(common::get(&store, "b", "b").await, b);
+    assert_eq!(
+        common::get(&store, "b", "tiny").await,
+        b"inline under key one"
+    );
+    common::assert_fsck_clean(&store).await;
+    let v = store.verify_data(|_, _| {}).await.unwrap();
+    assert_eq!((v.bad_chunks, v.bad_pack_tables), (0, 0), "{v:?}");
+    // Dedup still works after rotation (the id secret survived it).
+    let p = store.ingest(common::pieces(&a, 4096)).await.unwrap();
+    assert_eq!(p.stats.new_chunks, 0, "{:?}", p.stats);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encryption_turned_on_for_a_plaintext_store() {
+    let dir = tempfile::tempdir().unwrap();
+    // Random (incompressible) bytes: stored raw, so plaintext would show verbatim.
+    let old = common::random_bytes(6, 150_000);
+    let new = common::random_bytes(7, 150_000);
+    {
+        let store = common::open_fs(dir.path(), config(None)).await;
+        store.create_bucket("b").await.unwrap();
+        common::put(&store, "b", "old", &old).await;
+    }
+    let store = common::open_fs(dir.path(), config(keys(&[K1]))).await;
+    assert!(
+        common::get(&store, "b", "old").await == old,
+        "old data reads"
+    );
+    common::put(&store, "b", "new", &new).await;
+    // Ids stay plain SHA-256 (fixed at creation): the old chunks still dedup.
+    let p = store.ingest(common::pieces(&old, 4096)).await.unwrap();
+    assert_eq!(p.stats.new_chunks, 0, "{:?}", p.stats);
+    drop(p);
+    // Until rekey, the old plaintext is still in the store; the new is not.
+    let blobs = all_blobs(dir.path()).await;
+    let has = |needle: &[u8]| {
+        blobs
+            .iter()
+            .any(|(_, b)| b.windows(32).any(|w| w == &needle[1000..1032]))
+    };
+    assert!(has(&old), "plaintext chunks stay until rekey");
+    assert!(!has(&new), "new chunks are sealed");
+    let r = store.rekey(&|_| {}).await.unwrap();
+    assert_eq!((r.stale_packs_left, r.stale_inline_left), (0, 0), "{r:?}");
+    drop(store);
+    let blobs = all_blobs(dir.path()).await;
+    let mut both = old.clone();
+    both.extend_from_slice(&new);
+    // Plain ids are the store's scheme, but with sealed tables they appear nowhere.
+    let mut hashes = plain_chunk_hashes(&old);
+    hashes.extend(plain_chunk_hashes(&new));
+    assert_nothing_revealed(&blobs, &both, &hashes);
+    // From now on the store needs its key.
+    assert!(matches!(
+        Store::open_dir(dir.path(), config(None)).await,
+        Err(Error::EncryptionRequired { .. })
+    ));
+    let store = common::open_fs(dir.path(), config(keys(&[K1]))).await;
+    assert_eq!(common::get(&store, "b", "old").await, old);
+    assert_eq!(common::get(&store, "b", "new").await, new);
+    common::assert_fsck_clean(&store).await;
+}
