@@ -186,9 +186,12 @@ fn stats_prints_a_table_and_json_per_bucket() {
     let mut g = Gateway::start().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let c = sdk_client(&g.s3_url);
-    let body: Vec<u8> = (0..3u32 << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    // Random bytes: incompressible, so stored bytes are the unique bytes plus framing.
+    let mut body = vec![0u8; 3 << 20];
+    rand::Rng::fill(
+        &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3),
+        &mut body[..],
+    );
     rt.block_on(async {
         for b in ["alpha", "beta"] {
             c.create_bucket().bucket(b).send().await.unwrap();
@@ -221,6 +224,7 @@ fn stats_prints_a_table_and_json_per_bucket() {
     assert!((3 << 20..4 << 20).contains(&stored), "{stored}");
     assert_eq!(j["saved_bytes"].as_u64().unwrap(), (9 << 20) - stored);
     assert!(j["dedup_ratio"].as_f64().unwrap() > 2.5);
+    assert!(j["compression_ratio"].as_f64().unwrap() <= 1.0, "{j}");
     let buckets = j["buckets"].as_array().unwrap();
     assert_eq!(buckets.len(), 2);
     assert_eq!(buckets[0]["name"], "alpha");

@@ -205,6 +205,8 @@ impl Store {
             ..GcReport::default()
         };
         let index = Arc::clone(self.index());
+        // One GC or rekey at a time (see `Index::maintenance`).
+        let _running = index.maintenance.lock().await;
 
         // 1. Stale multipart uploads.
         progress(GcPhase::Uploads, &report);

@@ -169,17 +169,40 @@ async fn fetch_group(
             )
         }
     };
+    // Decryption and decompression cost CPU per byte: off the async workers, so the
+    // groups `read_ahead` keeps in flight are decoded in parallel. A plain group (CRC32C
+    // only) is checked inline: the hand-off would cost more.
+    let costly = codec.keys.is_some()
+        || g.chunks
+            .iter()
+            .any(|c| stored_of(c, &data, base).is_some_and(|s| crate::chunk::is_compressed(&s)));
+    if costly {
+        tokio::task::spawn_blocking(move || decode_group(&codec, g, &data, base)).await?
+    } else {
+        decode_group(&codec, g, &data, base)
+    }
+}
+
+/// The stored bytes of chunk `c` within a group read at `base` (`None` if out of range).
+fn stored_of(c: &PlannedChunk, data: &Bytes, base: u64) -> Option<Bytes> {
+    match &c.location {
+        Location::Inline(_) => Some(data.clone()),
+        Location::Pack {
+            offset, stored_len, ..
+        } => {
+            let at = usize::try_from(offset.checked_sub(base)?).ok()?;
+            let end = at.checked_add(*stored_len as usize)?;
+            (end <= data.len()).then(|| data.slice(at..end))
+        }
+    }
+}
+
+/// Verifies and decodes every chunk of a group; the slices the plan asked for.
+fn decode_group(codec: &ChunkCodec, g: Group, data: &Bytes, base: u64) -> Result<Vec<Bytes>> {
     let mut out = Vec::with_capacity(g.chunks.len());
     for c in g.chunks {
-        let stored = match &c.location {
-            Location::Inline(_) => data.clone(),
-            Location::Pack {
-                offset, stored_len, ..
-            } => {
-                let at = (offset - base) as usize;
-                data.slice(at..at + *stored_len as usize)
-            }
-        };
+        let stored = stored_of(&c, data, base)
+            .ok_or_else(|| Error::corrupt("chunk", format!("{}: outside its read", c.id)))?;
         let raw = codec
             .decode_verified(&c.id, stored, c.crc, c.raw_len)
             .map_err(|e| match e {

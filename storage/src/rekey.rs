@@ -55,6 +55,8 @@ impl Store {
         progress: &(dyn Fn(&RekeyReport) + Send + Sync),
     ) -> Result<RekeyReport> {
         let index = Arc::clone(self.index());
+        // Never beside a GC run (see `Index::maintenance`).
+        let _running = index.maintenance.lock().await;
         let codec = index.codec().clone();
         let mut report = RekeyReport {
             active_key: codec.active_key(),

@@ -135,10 +135,9 @@ async fn check_all(store: &Store, model: &BTreeMap<String, (Vec<u8>, String)>) {
     );
 }
 
-async fn run(ops: Vec<Op>) {
+async fn run(ops: Vec<Op>, cfg: s3dedup_storage::StoreConfig) {
     let dir = tempfile::tempdir().unwrap();
     let blobs = Arc::new(MemoryBlobStore::new());
-    let cfg = common::small_config();
     let mut store = common::open_mem(dir.path(), Arc::clone(&blobs), cfg.clone()).await;
     store.create_bucket("b").await.unwrap();
     let bases = Bases::new();
@@ -353,6 +352,17 @@ proptest! {
     #[test]
     fn store_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(run(ops));
+        rt.block_on(run(ops, common::small_config()));
+    }
+
+    /// The same with encryption on (keyed ids, sealed chunks and pack tables).
+    #[test]
+    fn encrypted_store_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let cfg = s3dedup_storage::StoreConfig {
+            keys: Some(Arc::new(s3dedup_storage::crypto::Keyring::generate())),
+            ..common::small_config()
+        };
+        rt.block_on(run(ops, cfg));
     }
 }

@@ -205,6 +205,9 @@ pub(crate) struct Index {
     committer: Committer,
     /// Pins, packs being written and read leases (see `inflight`).
     pub(crate) inflight: Arc<Inflight>,
+    /// Held by GC and rekey for their whole run: both move chunks and delete packs, and
+    /// two runs deleting the same emptied pack would trip over each other.
+    pub(crate) maintenance: tokio::sync::Mutex<()>,
 }
 
 impl Index {
@@ -303,6 +306,7 @@ impl Index {
             codec,
             committer,
             inflight: Arc::default(),
+            maintenance: tokio::sync::Mutex::new(()),
         })
     }
 
