@@ -595,6 +595,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             worker,
             gc_interval: s.gc_interval,
             scrub_interval: s.scrub_interval,
+            data_dir: s.data_dir.clone(),
         }),
         snapshots: (!s.index_snapshot_interval.is_zero()).then(|| {
             (

@@ -415,12 +415,13 @@ async fn serve_admin(
     scan: &ScanService,
     api: Option<&crate::admin::AdminApi>,
     req: &Request<Incoming>,
-) -> Response<Full<Bytes>> {
+) -> Response<crate::admin::backup::AdminBody> {
     let text = |status: StatusCode, body: String| {
         Response::builder()
             .status(status)
             .header("content-type", "text/plain; charset=utf-8")
             .body(Full::new(Bytes::from(body)))
+            .map(crate::admin::backup::boxed)
             .unwrap_or_default()
     };
     let path = req.uri().path();

@@ -280,7 +280,8 @@ pub fn encode_with(raw: &[u8], compression: Compression) -> Bytes {
         v.reserve_exact(HEADER_LEN + saving_bound(raw.len()));
         v.extend_from_slice(&[FORMAT_V1, FLAG_ZSTD, 0, 0]);
         v.extend_from_slice(&len.to_le_bytes());
-        if compress_into(level, raw, &mut v) {
+        // The allocator may round the capacity up: the bound is checked, not assumed.
+        if compress_into(level, raw, &mut v) && v.len() - HEADER_LEN <= saving_bound(raw.len()) {
             return Bytes::from(v);
         }
         v.clear();
@@ -301,7 +302,7 @@ fn worth_compressing(level: i32, raw: &[u8]) -> bool {
     let mid = raw.len() / 2 - SAMPLE_LEN / 2;
     let sample = &raw[mid..mid + SAMPLE_LEN];
     let mut out = Vec::with_capacity(saving_bound(SAMPLE_LEN));
-    compress_into(level, sample, &mut out)
+    compress_into(level, sample, &mut out) && out.len() <= saving_bound(SAMPLE_LEN)
 }
 
 /// Whether stored chunk bytes carry a compressed payload (from the header alone).

@@ -597,6 +597,16 @@ impl Store {
         .await
     }
 
+    /// Writes a consistent copy of the live index to `path` (a redb file that
+    /// `s3dedup serve` opens as its `index.redb`; see the README "Restoring the index").
+    ///
+    /// # Errors
+    /// See [`Index::snapshot`].
+    pub async fn backup_index(&self, path: &Path) -> Result<crate::index::SnapshotInfo> {
+        let path = path.to_owned();
+        self.with_index(move |i| i.snapshot_to(&path)).await
+    }
+
     /// Recounts references; see [`FsckReport`].
     ///
     /// # Errors

@@ -69,6 +69,15 @@ pub enum AdminCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Write a consistent copy of the running server's index to FILE (a redb file; to
+    /// restore, stop the server and put it in place of <data_dir>/index.redb).
+    BackupIndex {
+        /// Where to write it (replaced atomically if it exists).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
     /// GC and scrub state: runs in progress, last runs, garbage bytes.
     Status {
         /// The server's JSON.
@@ -321,6 +330,12 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
                     "data under older keys is left (see the server log); keep those keys"
                 );
             }
+            Ok(())
+        }
+        AdminCommand::BackupIndex { out, target } => {
+            let client = target.client()?;
+            let n = client.download("/admin/v1/backup-index", &out).await?;
+            println!("index backup written to {} ({n} bytes)", out.display());
             Ok(())
         }
         AdminCommand::Scrub { wait, target } => {

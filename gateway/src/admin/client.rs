@@ -59,11 +59,59 @@ impl AdminClient {
         }
     }
 
+    /// GETs `path` into the file `out` (through `out.tmp`, synced, then renamed);
+    /// returns the bytes written. A non-200 answer is an error with its message.
+    ///
+    /// # Errors
+    /// When the server cannot be reached, refuses, or the file cannot be written.
+    pub async fn download(&self, path: &str, out: &std::path::Path) -> anyhow::Result<u64> {
+        use tokio::io::AsyncWriteExt;
+        let resp = self.send(Method::GET, path).await?;
+        let status = resp.status();
+        if status != StatusCode::OK {
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+            anyhow::bail!("{}", Answer { status, body }.message());
+        }
+        let mut tmp = out.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = std::path::PathBuf::from(tmp);
+        let mut file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))?;
+        let mut body = resp.into_body();
+        let mut n = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                n += data.len() as u64;
+                file.write_all(&data).await?;
+            }
+        }
+        file.sync_all().await?;
+        drop(file);
+        tokio::fs::rename(&tmp, out)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+        Ok(n)
+    }
+
     /// Sends one request; the path includes the query.
     ///
     /// # Errors
     /// When the server cannot be reached or the answer is not HTTP.
     pub async fn request(&self, method: Method, path: &str) -> anyhow::Result<Answer> {
+        let resp = self.send(method, path).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Ok(Answer { status, body })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
         let connect = tokio::net::TcpStream::connect(&self.authority);
         let stream = tokio::time::timeout(Duration::from_secs(10), connect)
             .await
@@ -86,10 +134,6 @@ impl AdminClient {
                 format!("Bearer {}", self.token.expose()),
             )
             .body(Empty::<Bytes>::new())?;
-        let resp = sender.send_request(req).await?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        Ok(Answer { status, body })
+        Ok(sender.send_request(req).await?)
     }
 }

@@ -14,8 +14,10 @@
 //! | `GET /admin/v1/scrub/runs/{id}` | one scrub run (the current or the last) |
 //! | `POST /admin/v1/rekey` | starts a rekey (everything not sealed under the active key is rewritten): 202 with the run; 409 while a GC or rekey runs |
 //! | `GET /admin/v1/rekey/runs/{id}` | one rekey run |
+//! | `GET /admin/v1/backup-index` | a consistent copy of the live index (a redb file), streamed |
 //! | `GET /admin/v1/usage` | logical, unique, stored, garbage, saved bytes, ratio, per bucket |
 
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod token;
@@ -47,6 +49,8 @@ pub struct AdminApi {
     pub gc_interval: std::time::Duration,
     /// Interval of scheduled scrubs (0 = none), for status.
     pub scrub_interval: std::time::Duration,
+    /// The data dir (index backups are written there before they are streamed).
+    pub data_dir: std::path::PathBuf,
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
@@ -103,6 +107,28 @@ fn flag(query: Option<&str>, name: &str) -> Result<bool, String> {
 impl AdminApi {
     /// Answers one `/admin/v1` request.
     pub async fn serve(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Response<backup::AdminBody> {
+        let presented = authorization.and_then(|h| h.strip_prefix("Bearer "));
+        let authorized = presented.is_some_and(|t| token::token_matches(&self.token, t.trim()));
+        if authorized && path == "/admin/v1/backup-index" {
+            if method == Method::GET {
+                return backup::backup_index(&self.store, &self.data_dir).await;
+            }
+            return backup::boxed(error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{method} is not allowed on {path}"),
+            ));
+        }
+        backup::boxed(self.serve_json(method, path, query, authorization).await)
+    }
+
+    async fn serve_json(
         &self,
         method: &Method,
         path: &str,

@@ -429,6 +429,16 @@ impl Settings {
         }
         let (text, origin) = match (&self.encryption_key_file, &self.encryption_key) {
             (Some(f), _) => {
+                #[cfg(unix)]
+                if let Ok(m) = std::fs::metadata(f) {
+                    use std::os::unix::fs::PermissionsExt;
+                    if m.permissions().mode() & 0o077 != 0 {
+                        tracing::warn!(
+                            file = %f.display(),
+                            "the encryption key file is readable by group or others; chmod 600 it"
+                        );
+                    }
+                }
                 let text = std::fs::read_to_string(f).map_err(|e| ConfigError::Invalid {
                     origin: "encryption_key_file".into(),
                     value: format!("{:?}", f.display().to_string()),

@@ -125,8 +125,23 @@ impl Index {
     pub(crate) fn snapshot(&self, dir: &Path) -> Result<SnapshotInfo> {
         std::fs::create_dir_all(dir).map_err(Error::backend)?;
         let name = format!("index-{:013}.redb", now_ms());
-        let tmp = dir.join(format!("{name}.tmp"));
-        let path = dir.join(&name);
+        self.snapshot_to(&dir.join(&name))
+    }
+
+    /// Writes a snapshot of the whole index to `path` (through `path.tmp`, synced and
+    /// renamed; the directory is synced too).
+    ///
+    /// # Errors
+    /// As [`Index::snapshot`].
+    pub(crate) fn snapshot_to(&self, path: &Path) -> Result<SnapshotInfo> {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(".tmp");
+        let tmp = PathBuf::from(tmp_name);
+        let path = path.to_owned();
         let _ = std::fs::remove_file(&tmp);
         let result = self.copy_into(&tmp);
         let entries = match result {
