@@ -547,6 +547,35 @@ impl CuttingProxy {
 
 /// An AWS SDK client (latest behaviour, default checksums, path style) for `endpoint`
 /// with the test credentials.
+/// GETs `bucket/key` whole; panics (naming the key) when that fails.
+pub async fn get_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: impl Into<String>) -> Vec<u8> {
+    let key = key.into();
+    c.get_object()
+        .bucket(bucket)
+        .key(&key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{key}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{key}: {e:?}"))
+        .into_bytes()
+        .to_vec()
+}
+
+/// Asserts that every object of `model` in `bucket` reads back byte-exact.
+pub async fn assert_objects(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    model: &std::collections::BTreeMap<String, Vec<u8>>,
+) {
+    for (k, want) in model {
+        let got = get_bytes(c, bucket, k).await;
+        assert!(got == *want, "{bucket}/{k}: wrong bytes");
+    }
+}
+
 pub fn sdk_client(endpoint: &str) -> aws_sdk_s3::Client {
     sdk_client_with(endpoint, |b| b)
 }

@@ -112,14 +112,7 @@ async fn put(c: &aws_sdk_s3::Client, key: &str, body: &[u8]) {
 }
 
 async fn get(c: &aws_sdk_s3::Client, key: &str) -> Vec<u8> {
-    let o = c
-        .get_object()
-        .bucket("vault")
-        .key(key)
-        .send()
-        .await
-        .unwrap();
-    o.body.collect().await.unwrap().into_bytes().to_vec()
+    s3dedup_conformance::get_bytes(c, "vault", key).await
 }
 
 async fn multipart(c: &aws_sdk_s3::Client, key: &str, parts: &[&[u8]]) {

@@ -9,28 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use s3dedup_conformance::{Gateway, binary, http_request, sdk_client};
+use s3dedup_conformance::{Gateway, binary, get_bytes, http_request, sdk_client};
 
 fn random(seed: u64, len: usize) -> Vec<u8> {
     use rand::{Rng, SeedableRng};
     let mut v = vec![0u8; len];
     rand::rngs::StdRng::seed_from_u64(seed).fill(&mut v[..]);
     v
-}
-
-async fn get_bytes(c: &aws_sdk_s3::Client, bucket: &str, key: impl Into<String>) -> Vec<u8> {
-    c.get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes()
-        .to_vec()
 }
 
 fn ok(o: &std::process::Output) -> String {

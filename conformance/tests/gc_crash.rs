@@ -53,21 +53,7 @@ fn start(dir: &Path) -> Gateway {
 }
 
 async fn verify(c: &aws_sdk_s3::Client, model: &BTreeMap<String, Vec<u8>>) {
-    for (k, want) in model {
-        let got = c
-            .get_object()
-            .bucket("crash")
-            .key(k)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{k}: {e:?}"))
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes();
-        assert!(got[..] == want[..], "{k}: wrong bytes after a kill");
-    }
+    s3dedup_conformance::assert_objects(c, "crash", model).await;
 }
 
 #[test]

@@ -129,6 +129,31 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+impl Run {
+    /// A run that has just started (not a dry run, no grace period).
+    fn started(
+        id: u64,
+        kind: &'static str,
+        trigger: &'static str,
+        phase: &'static str,
+        report: Value,
+    ) -> Self {
+        Run {
+            id,
+            kind,
+            trigger,
+            dry_run: false,
+            grace_seconds: None,
+            started_ms: now_ms(),
+            finished_ms: None,
+            result: "running",
+            phase,
+            error: None,
+            report,
+        }
+    }
+}
+
 /// Claims `slot` for a new run; `Err` with the run in progress.
 fn claim(slot: &Mutex<Slot>, make: impl FnOnce(u64) -> Run) -> Result<Run, Box<Run>> {
     let mut st = lock(slot);
@@ -200,17 +225,15 @@ impl Worker {
         trigger: &'static str,
     ) -> Result<Run, Box<Run>> {
         let run = claim(&self.gc_slot, |id| Run {
-            id,
-            kind: "gc",
-            trigger,
             dry_run: opts.dry_run,
             grace_seconds: Some(opts.grace.as_secs()),
-            started_ms: now_ms(),
-            finished_ms: None,
-            result: "running",
-            phase: GcPhase::Uploads.name(),
-            error: None,
-            report: gc_json(&GcReport::default()),
+            ..Run::started(
+                id,
+                "gc",
+                trigger,
+                GcPhase::Uploads.name(),
+                gc_json(&GcReport::default()),
+            )
         })?;
         metrics::gauge!(m::GC_RUNNING).set(1.0);
         let me = Arc::clone(self);
@@ -273,18 +296,14 @@ impl Worker {
     /// # Errors
     /// The GC or rekey run in progress.
     pub fn start_rekey(self: &Arc<Self>) -> Result<Run, Box<Run>> {
-        let run = claim(&self.gc_slot, |id| Run {
-            id,
-            kind: "rekey",
-            trigger: "admin",
-            dry_run: false,
-            grace_seconds: None,
-            started_ms: now_ms(),
-            finished_ms: None,
-            result: "running",
-            phase: "packs",
-            error: None,
-            report: rekey_json(&Default::default()),
+        let run = claim(&self.gc_slot, |id| {
+            Run::started(
+                id,
+                "rekey",
+                "admin",
+                "packs",
+                rekey_json(&Default::default()),
+            )
         })?;
         let me = Arc::clone(self);
         tokio::spawn(async move {
@@ -322,18 +341,14 @@ impl Worker {
     /// # Errors
     /// The run in progress.
     pub fn start_scrub(self: &Arc<Self>, trigger: &'static str) -> Result<Run, Box<Run>> {
-        let run = claim(&self.scrub_slot, |id| Run {
-            id,
-            kind: "scrub",
-            trigger,
-            dry_run: false,
-            grace_seconds: None,
-            started_ms: now_ms(),
-            finished_ms: None,
-            result: "running",
-            phase: "packs",
-            error: None,
-            report: scrub_json(0, 0, &Default::default()),
+        let run = claim(&self.scrub_slot, |id| {
+            Run::started(
+                id,
+                "scrub",
+                trigger,
+                "packs",
+                scrub_json(0, 0, &Default::default()),
+            )
         })?;
         let me = Arc::clone(self);
         tokio::spawn(async move { me.run_scrub().await });
