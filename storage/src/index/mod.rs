@@ -100,9 +100,12 @@ pub(crate) const COMPLETED_UPLOAD_TTL_MS: u64 = 24 * 3600 * 1000;
 /// 3: pack records carry exact live accounting and a deletion state, chunk records a
 /// damage flag, and `stats` the stored bytes of referenced chunks (what GC needs); an
 /// older index is recounted once when opened (`upgrade`).
-pub(crate) const INDEX_FORMAT: u32 = 3;
+/// 4: chunks may be zstd-compressed or sealed, pack tables sealed, and `meta` may hold
+/// key records (`keys`): nothing to convert, but a binary that knows only format 3 would
+/// fail on every such chunk instead of refusing the index at start.
+pub(crate) const INDEX_FORMAT: u32 = 4;
 /// Index formats this version opens.
-const READABLE_FORMATS: [u32; 3] = [1, 2, 3];
+const READABLE_FORMATS: [u32; 4] = [1, 2, 3, 4];
 const KEY_FORMAT: &str = "format";
 const KEY_CHUNKER: &str = "chunker";
 const KEY_NEXT_ID: &str = "next_manifest_id";
