@@ -287,7 +287,7 @@ impl KeyRecords {
 
     /// Seals `secret` under every configured key that has no record yet; whether any
     /// was added.
-    pub(crate) fn add_missing(&mut self, keys: &Keyring, secret: &[u8; 32]) -> bool {
+    pub fn add_missing(&mut self, keys: &Keyring, secret: &[u8; 32]) -> bool {
         let mut added = false;
         for id in keys.ids() {
             if let std::collections::btree_map::Entry::Vacant(e) = self.sealed.entry(id) {

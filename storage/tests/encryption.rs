@@ -259,3 +259,111 @@ async fn encryption_turned_on_for_a_plaintext_store() {
     assert_eq!(common::get(&store, "b", "new").await, new);
     common::assert_fsck_clean(&store).await;
 }
+
+/// Fixed key of the sealed-format fixtures (test material only).
+const FIXTURE_KEY: &str = "7:7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f7f";
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/codec")
+        .join(name)
+}
+
+fn fixture_raw() -> Vec<u8> {
+    (0..2000u32)
+        .flat_map(|i| format!("sealed fixture line {}\n", i % 89).into_bytes())
+        .collect()
+}
+
+/// Invariant 7 for the sealed formats: a sealed (zstd + AEAD) chunk, a pack with a
+/// sealed table (trailer version 2) and the key records, as this release wrote them,
+/// keep opening with their key.
+#[test]
+fn sealed_format_fixtures_open_with_their_key() {
+    use s3dedup_storage::chunk::{ChunkCodec, Compression};
+    use s3dedup_storage::crypto::{IdScheme, KeyRecords};
+    let keys = Arc::new(Keyring::parse(FIXTURE_KEY).unwrap());
+    let raw = fixture_raw();
+    let id = s3dedup_storage::ChunkId(
+        hex::decode(
+            std::fs::read_to_string(fixture("chunk-v1-sealed.id"))
+                .unwrap()
+                .trim(),
+        )
+        .unwrap()
+        .try_into()
+        .unwrap(),
+    );
+    let stored = std::fs::read(fixture("chunk-v1-sealed.bin")).unwrap();
+    assert_eq!(&stored[..4], &[1, 3, 7, 0], "format 1, zstd + aead, key 7");
+    let codec = ChunkCodec {
+        compression: Compression::default(),
+        keys: Some(Arc::clone(&keys)),
+        ids: IdScheme::Sha256,
+    };
+    let crc = s3dedup_storage::chunk::checksum(&stored);
+    let back = codec
+        .decode_verified(&id, stored.clone().into(), crc, raw.len() as u32)
+        .unwrap();
+    assert!(back == raw);
+    // Without the key: a typed refusal, not bytes.
+    assert!(matches!(
+        s3dedup_storage::chunk::decode(stored.into(), raw.len() as u32),
+        Err(Error::KeyMissing { id: 7 })
+    ));
+
+    let pack = std::fs::read(fixture("pack-v2-sealed.pack")).unwrap();
+    let pack_id = u128::from_str_radix(
+        std::fs::read_to_string(fixture("pack-v2-sealed.id"))
+            .unwrap()
+            .trim(),
+        16,
+    )
+    .unwrap();
+    let entries = s3dedup_storage::pack::parse_sealed(&pack, pack_id, Some(&keys)).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].id, id);
+    let e = entries[0];
+    let chunk = &pack[e.offset as usize..(e.offset + u64::from(e.stored_len)) as usize];
+    let back = codec
+        .decode_verified(&id, chunk.to_vec().into(), e.crc, raw.len() as u32)
+        .unwrap();
+    assert!(back == raw);
+
+    let rec = KeyRecords::decode(&std::fs::read(fixture("key-records-v1.bin")).unwrap()).unwrap();
+    assert!(rec.keyed);
+    assert_eq!(rec.sealed.keys().copied().collect::<Vec<_>>(), vec![7]);
+}
+
+#[test]
+#[ignore = "wrote the sealed-format fixtures; never regenerate them"]
+fn write_sealed_format_fixtures() {
+    use s3dedup_storage::chunk::{ChunkCodec, Compression};
+    use s3dedup_storage::crypto::{IdScheme, KeyRecords};
+    let keys = Arc::new(Keyring::parse(FIXTURE_KEY).unwrap());
+    let raw = fixture_raw();
+    let id = s3dedup_storage::ChunkId::of(&raw);
+    let codec = ChunkCodec {
+        compression: Compression::default(),
+        keys: Some(Arc::clone(&keys)),
+        ids: IdScheme::Sha256,
+    };
+    let stored = codec.encode(&id, &raw);
+    std::fs::create_dir_all(fixture("")).unwrap();
+    std::fs::write(fixture("chunk-v1-sealed.bin"), &stored).unwrap();
+    std::fs::write(fixture("chunk-v1-sealed.id"), format!("{id}\n")).unwrap();
+    let (mut enc, magic) =
+        s3dedup_storage::pack::PackEncoder::start_sealed(Some(Arc::clone(&keys)));
+    let crc = s3dedup_storage::chunk::checksum(&stored);
+    let (_, bytes) = enc.push_stored(id, stored, crc);
+    let (pack_id, tail, _) = enc.finish();
+    let pack = [&magic[..], &bytes[..], &tail[..]].concat();
+    std::fs::write(fixture("pack-v2-sealed.pack"), pack).unwrap();
+    std::fs::write(fixture("pack-v2-sealed.id"), format!("{pack_id:032x}\n")).unwrap();
+    let mut rec = KeyRecords {
+        keyed: true,
+        ..KeyRecords::default()
+    };
+    rec.add_missing(&keys, &[5; 32]);
+    std::fs::write(fixture("key-records-v1.bin"), rec.encode()).unwrap();
+}
