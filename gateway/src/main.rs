@@ -77,7 +77,7 @@ enum Command {
         #[command(flatten)]
         settings: Settings,
     },
-    /// Talk to a running server's admin API: gc, status, usage.
+    /// Talk to a running server's admin API: gc, scrub, rekey, backup-index, status, usage.
     Admin {
         #[command(subcommand)]
         command: admin::cli::AdminCommand,

@@ -46,8 +46,8 @@ pub enum AdminCommand {
         target: Target,
     },
     /// Start (or resume) a scrub on the running server: every pack re-read, every
-    /// chunk's SHA-256 re-derived, damaged chunks marked. With --wait, exits 3 when
-    /// damage was found, 1 when the scrub failed.
+    /// chunk's id re-derived (SHA-256, or HMAC-SHA256 with encryption), damaged chunks
+    /// marked. With --wait, exits 3 when damage was found, 1 when the scrub failed.
     Scrub {
         /// Wait for the scrub to finish, showing its progress.
         #[arg(long)]
