@@ -347,6 +347,18 @@ impl Gateway {
         Ok(cmd.output()?)
     }
 
+    /// [`Gateway::admin_cli`], asserting success; its stdout.
+    pub fn admin_cli_ok(&self, args: &[&str]) -> String {
+        let o = self.admin_cli(args).expect("running s3dedup admin");
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "s3dedup admin {args:?}: {out}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out
+    }
+
     /// An admin API request with the server's token: (status, JSON body).
     pub fn admin_api(&self, method: &str, path: &str) -> Result<(u16, serde_json::Value)> {
         let token = std::fs::read_to_string(self.data_dir.join("admin-token"))?;

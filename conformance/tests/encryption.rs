@@ -92,11 +92,9 @@ fn files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 fn chunk_hashes(data: &[u8]) -> Vec<[u8; 32]> {
-    let mut c = Chunker::new(ChunkerParams::default()).unwrap();
-    let mut out = Vec::new();
-    c.push(data, &mut out);
-    c.finish(&mut out);
-    out.iter()
+    Chunker::cut_all(ChunkerParams::default(), data)
+        .unwrap()
+        .iter()
         .map(|b| s3dedup_storage::ChunkId::of(b).0)
         .collect()
 }
@@ -261,13 +259,7 @@ async fn sealed_store_reveals_nothing_refuses_wrong_keys_and_rotates() {
     let late = text(5, 1 << 20);
     put(&c, "after-rotation", &late).await;
     objects.push(("after-rotation".into(), late));
-    let o = g.admin_cli(&["rekey", "--wait", "--json"]).unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(
-        o.status.success(),
-        "{out}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let out = g.admin_cli_ok(&["rekey", "--wait", "--json"]);
     let run: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let r = &run["report"];
     assert_eq!(r["active_key"], 2, "{run}");

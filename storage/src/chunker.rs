@@ -113,6 +113,19 @@ impl Chunker {
         }
     }
 
+    /// Cuts a whole buffer at once (what streaming it through `push` and `finish` would
+    /// cut; tests and tools).
+    ///
+    /// # Errors
+    /// As [`Chunker::new`].
+    pub fn cut_all(params: ChunkerParams, data: &[u8]) -> Result<Vec<Bytes>> {
+        let mut c = Chunker::new(params)?;
+        let mut out = Vec::new();
+        c.push(data, &mut out);
+        c.finish(&mut out);
+        Ok(out)
+    }
+
     /// Ends the stream; appends the remaining chunks to `out`.
     pub fn finish(&mut self, out: &mut Vec<Bytes>) {
         while !self.buf.is_empty() {

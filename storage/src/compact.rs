@@ -154,10 +154,12 @@ impl Store {
                     Some((codec.verify(&l.id, s.clone(), l.crc, l.raw_len).ok()?, s))
                 });
                 match verified {
-                    Some((_, s)) if codec.is_current(&s) => copies.push((l, s)),
+                    Some((_, s)) if codec.is_current(&s) => copies.push((l, s, l.crc)),
                     Some((raw, _)) => {
                         report.reencoded_chunks += 1;
-                        copies.push((l, codec.encode(&l.id, &raw)));
+                        let s = codec.encode(&l.id, &raw);
+                        let crc = crate::chunk::checksum(&s);
+                        copies.push((l, s, crc));
                     }
                     None => damaged.push((l.id, Some((c.id, l.offset)))),
                 }
@@ -173,8 +175,7 @@ impl Store {
                 index.mark_damaged(damaged).await?;
                 continue;
             }
-            for (l, stored) in copies {
-                let crc = crate::chunk::checksum(&stored);
+            for (l, stored, crc) in copies {
                 let (e, bytes) = enc.push_stored(l.id, stored, crc);
                 writer.write(bytes).await?;
                 moves.push(Move {

@@ -69,6 +69,7 @@ impl Store {
             }
             _ => None,
         })?;
+        let stale_inline_count = stale_inline.len() as u64;
         let mut rewrites = Vec::new();
         for (id, stored, crc, raw_len) in stale_inline {
             match codec.verify(&id, stored.into(), crc, raw_len) {
@@ -87,6 +88,7 @@ impl Store {
         progress(&report);
 
         let stale = self.stale_packs(&mut report).await?;
+        let stale_count = stale.len() as u64;
         let mut gc = GcReport::default();
         let mut emptied = Vec::new();
         for batch in batches(stale, self.config().pack_target as u64) {
@@ -101,14 +103,14 @@ impl Store {
                 .await?;
             report.packs_deleted = gc.packs_deleted;
         }
-        let mut after = RekeyReport::default();
-        report.stale_packs_left = self.stale_packs(&mut after).await?.len() as u64;
-        report.stale_inline_left = index
-            .chunk_records_where(|_, rec| match rec.location {
-                Location::Inline(stored) if !codec.is_current(&stored) => Some(()),
-                _ => None,
-            })?
-            .len() as u64;
+        // What is left needs no second pass: while this run holds the maintenance lock
+        // nothing else moves chunks, and everything new is sealed under the active key,
+        // so the stale packs left are those not emptied (damaged or unreadable), and the
+        // stale inline chunks those not replaced.
+        emptied.sort_unstable();
+        emptied.dedup();
+        report.stale_packs_left = stale_count.saturating_sub(emptied.len() as u64);
+        report.stale_inline_left = stale_inline_count.saturating_sub(report.inline_reencoded);
         progress(&report);
         Ok(report)
     }

@@ -54,11 +54,9 @@ async fn all_blobs(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// Plain SHA-256 of each chunk FastCDC cuts from `data` (the small test parameters).
 fn plain_chunk_hashes(data: &[u8]) -> Vec<[u8; 32]> {
-    let mut c = Chunker::new(common::small_config().chunker).unwrap();
-    let mut out = Vec::new();
-    c.push(data, &mut out);
-    c.finish(&mut out);
-    out.iter()
+    Chunker::cut_all(common::small_config().chunker, data)
+        .unwrap()
+        .iter()
         .map(|b| s3dedup_storage::ChunkId::of(b).0)
         .collect()
 }
