@@ -177,6 +177,20 @@ pub enum Error {
         /// The id this index recorded (`none` for an index that never had a store).
         expected: String,
     },
+    /// A journal blob in the store names another store: it was copied from elsewhere
+    /// and must not be replayed into this one.
+    #[error(
+        "journal blob {blob} belongs to store {found}, not to this store ({expected}): \
+         remove it from the store or rebuild against the store it came from"
+    )]
+    JournalForeign {
+        /// The blob.
+        blob: String,
+        /// The store id it carries.
+        found: String,
+        /// This store's id.
+        expected: String,
+    },
     /// Another process (a running gateway) holds the index open.
     #[error("the index {index} is in use by another process")]
     IndexLocked {

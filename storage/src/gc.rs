@@ -9,7 +9,9 @@
 //!    the time each chunk reached zero — never with the time a scan started. Batches of
 //!    chunks queued before the cutoff are removed, each in a write transaction that
 //!    re-checks it is still at 0 with the same queue time and that no upload pins it
-//!    (`inflight`); a chunk leaves its pack's live accounting there.
+//!    (`inflight`); a chunk leaves its pack's live accounting there. The cutoff is never
+//!    later than the oldest journal entry not yet shipped to the store, so a rebuild
+//!    from the store never restores an object whose chunks GC already removed.
 //! 3. **Packs** with no live chunk are marked deleting (one transaction), their blobs are
 //!    deleted once no read that started before that mark is still running, and only
 //!    then are their records dropped. A crash between the steps leaves a pack marked
@@ -226,7 +228,14 @@ impl Store {
 
         // 2. Chunks: the grace clock is each chunk's own time at zero.
         progress(GcPhase::Chunks, &report);
-        let cutoff = now().saturating_sub(ms(opts.grace));
+        // Never past a change the store's journal does not hold yet: a rebuild from the
+        // bucket would bring back the object that released the chunk.
+        // (The queue range is inclusive: strictly before the entry's millisecond.)
+        let unshipped = index
+            .journal_state()?
+            .oldest_pending_ms
+            .map_or(u64::MAX, |t| t.saturating_sub(1));
+        let cutoff = now().saturating_sub(ms(opts.grace)).min(unshipped);
         if opts.dry_run {
             let (n, bytes) = index.collectable(cutoff)?;
             report.chunks_removed = n;

@@ -27,6 +27,7 @@
 //! - [`scrub`] — re-reads every pack at a bounded rate, marks damaged chunks.
 //! - [`gc`] — garbage collection: chunks past the grace period, empty packs, orphans,
 //!   stale multipart uploads (`inflight` holds what running uploads and reads use).
+//! - [`journal`] — the metadata journal and snapshots in the store; `rebuild-index`.
 //! - [`rekey`] — rewrites what is not sealed under the active key (through compaction).
 //! - [`error`] — the crate's [`Error`].
 //! - [`metrics`] — the crate's metric names and help texts.
@@ -44,6 +45,7 @@ pub mod id;
 mod index;
 mod inflight;
 pub mod ingest;
+pub mod journal;
 pub mod metrics;
 pub mod pack;
 pub mod read;

@@ -4,8 +4,9 @@ use redb::{ReadableDatabase, ReadableTable};
 
 use super::multipart::abort_in;
 use super::objects::bucket_must_exist;
-use super::{BUCKETS, Index, OBJECTS, UPLOADS_BY_KEY, now_ms};
+use super::{BUCKETS, Index, OBJECTS, UPLOADS_BY_KEY, journal, now_ms};
 use crate::error::{Error, Result};
+use crate::journal::entry::Change;
 use crate::records::BucketRecord;
 
 impl Index {
@@ -31,7 +32,9 @@ impl Index {
                 owner: owner.to_owned(),
             };
             t.insert(name, rec.encode().as_slice())?;
-            Ok(())
+            drop(t);
+            let name = name.to_owned();
+            journal::append(txn, vec![Change::Bucket { name, record: rec }])
         })
     }
 
@@ -71,7 +74,8 @@ impl Index {
                 abort_in(txn, &id)?;
             }
             txn.open_table(BUCKETS)?.remove(name)?;
-            Ok(())
+            let name = name.to_owned();
+            journal::append(txn, vec![Change::BucketGone { name }])
         })
     }
 

@@ -21,7 +21,7 @@ pub(crate) const KEY_SNAPSHOT_TAKEN: &str = "snapshot_taken_ms";
 
 /// `meta` key: the identity of the backing store this index owns (32 hex chars), the
 /// same as in the store's marker blob.
-const KEY_STORE_ID: &str = "store_id";
+pub(crate) const KEY_STORE_ID: &str = "store_id";
 
 /// What one chunk-collection transaction did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -231,6 +231,7 @@ impl Index {
             let (mut n, mut bytes) = (0u64, 0u64);
             let mut live_delta = 0i128;
             let mut left: HashMap<u128, (u32, u64)> = HashMap::new();
+            let mut changed = Vec::new();
             for m in moves.iter() {
                 let Some(mut rec) = chunks
                     .get(&m.id.0)?
@@ -258,9 +259,12 @@ impl Index {
                 };
                 rec.crc = m.crc;
                 chunks.insert(&m.id.0, rec.encode().as_slice())?;
+                changed.push(super::journal::chunk(m.id, &rec));
                 n += 1;
                 bytes += len;
             }
+            drop(chunks);
+            super::journal::append(txn, changed)?;
             for (pack, delta) in left {
                 pack_live(txn, &mut packs, pack, -1, delta)?;
             }

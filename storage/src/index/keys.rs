@@ -104,6 +104,7 @@ impl super::Index {
         self.committer.submit(move |txn| {
             let mut chunks = txn.open_table(CHUNKS)?;
             let (mut n, mut stored_delta, mut live_delta) = (0u64, 0i128, 0i128);
+            let mut changed = Vec::new();
             for w in &rewrites {
                 let Some(mut rec) = chunks
                     .get(&w.id.0)?
@@ -126,8 +127,11 @@ impl super::Index {
                 rec.crc = crate::chunk::checksum(&w.stored);
                 rec.location = Location::Inline(w.stored.clone());
                 chunks.insert(&w.id.0, rec.encode().as_slice())?;
+                changed.push(super::journal::chunk(w.id, &rec));
                 n += 1;
             }
+            drop(chunks);
+            super::journal::append(txn, changed)?;
             super::add_stat(txn, super::stat::STORED_BYTES, stored_delta)?;
             super::add_stat(txn, super::stat::LIVE_STORED_BYTES, live_delta)?;
             Ok(n)

@@ -28,9 +28,11 @@ mod buckets;
 mod committer;
 mod fsck;
 mod gc;
+pub(crate) mod journal;
 mod keys;
 mod multipart;
 mod objects;
+mod rebuild;
 mod refs;
 mod scrub;
 mod snapshot;
@@ -47,10 +49,12 @@ pub use committer::CommitCounters;
 use committer::Committer;
 pub use fsck::FsckReport;
 pub(crate) use gc::{ChunkSweep, LocatedChunk, Move};
+pub use journal::JournalState;
 pub(crate) use keys::InlineRewrite;
 pub use multipart::UploadSummary;
 pub use objects::{ListEntry, ListPage, WriteCondition};
 pub(crate) use objects::{ListQuery, PlannedChunk};
+pub(crate) use rebuild::Rebuilt;
 use refs::{add_refs, register_packs, release_refs, slice_counts};
 pub(crate) use refs::{pack_live, stored_len};
 pub use scrub::{ScrubCursor, ScrubLast, ScrubTotals};
@@ -103,9 +107,12 @@ pub(crate) const COMPLETED_UPLOAD_TTL_MS: u64 = 24 * 3600 * 1000;
 /// 4: chunks may be zstd-compressed or sealed, pack tables sealed, and `meta` may hold
 /// key records (`keys`): nothing to convert, but a binary that knows only format 3 would
 /// fail on every such chunk instead of refusing the index at start.
-pub(crate) const INDEX_FORMAT: u32 = 4;
+/// 5: every metadata change is journaled (`journal_outbox`, `journal_state`); a binary
+/// that knows only format 4 would write changes the journal never sees, so it must
+/// refuse the index. An upgraded index's first shipment starts with a snapshot.
+pub(crate) const INDEX_FORMAT: u32 = 5;
 /// Index formats this version opens.
-const READABLE_FORMATS: [u32; 4] = [1, 2, 3, 4];
+const READABLE_FORMATS: [u32; 5] = [1, 2, 3, 4, 5];
 const KEY_FORMAT: &str = "format";
 const KEY_CHUNKER: &str = "chunker";
 const KEY_NEXT_ID: &str = "next_manifest_id";
@@ -211,6 +218,9 @@ pub(crate) struct Index {
     /// Held by GC and rekey for their whole run: both move chunks and delete packs, and
     /// two runs deleting the same emptied pack would trip over each other.
     pub(crate) maintenance: tokio::sync::Mutex<()>,
+    /// Held while shipping the journal or writing a snapshot (one writer of
+    /// `journal/` at a time).
+    pub(crate) journal_lock: tokio::sync::Mutex<()>,
 }
 
 impl Index {
@@ -239,6 +249,7 @@ impl Index {
             opened => opened?,
         };
         let txn = begin_write(&db)?;
+        let before = journaled_meta(&txn)?;
         let mut upgrade_from = None;
         {
             let mut meta = txn.open_table(META)?;
@@ -294,12 +305,26 @@ impl Index {
             txn.open_table(PARTS)?;
             txn.open_table(COMPLETED_UPLOADS)?;
             txn.open_table(COMPLETED_BY_TIME)?;
+            txn.open_table(journal::OUTBOX)?;
+            txn.open_table(journal::STATE)?;
         }
         if upgrade_from.is_some_and(|f| f < 3) {
             upgrade::recount_live(&txn)?;
         }
         // Last before the commit: a refused key aborts the whole transaction.
         let codec = keys::open_codec(&txn, compression, keys)?;
+        let changed: Vec<_> = journaled_meta(&txn)?
+            .into_iter()
+            .zip(before)
+            .filter(|((_, now), (_, was))| now != was)
+            .filter_map(|((key, now), _)| {
+                now.map(|value| crate::journal::entry::Change::Meta {
+                    key: key.to_owned(),
+                    value,
+                })
+            })
+            .collect();
+        journal::append(&txn, changed)?;
         txn.commit()?;
         let db = Arc::new(db);
         let committer = Committer::start(Arc::clone(&db));
@@ -310,6 +335,7 @@ impl Index {
             committer,
             inflight: Arc::default(),
             maintenance: tokio::sync::Mutex::new(()),
+            journal_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -483,6 +509,15 @@ impl Index {
             })
             .collect()
     }
+}
+
+/// The meta values a rebuild restores, as they are in `txn`.
+fn journaled_meta(txn: &WriteTransaction) -> Result<Vec<(&'static str, Option<Vec<u8>>)>> {
+    let meta = txn.open_table(META)?;
+    journal::JOURNALED_META
+        .into_iter()
+        .map(|k| Ok((k, meta.get(k)?.map(|v| v.value().to_vec()))))
+        .collect()
 }
 
 fn read_stats(txn: &redb::ReadTransaction) -> Result<Stats> {

@@ -380,7 +380,7 @@ impl Index {
                 meta,
                 manifest,
             };
-            install_object(txn, &up.bucket, &up.key, &record, old)?;
+            install_object(txn, (&up.bucket, &up.key), &record, &slices, old)?;
             let done = CompletedUploadRecord {
                 bucket: up.bucket.clone(),
                 key: up.key.clone(),

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::{
-    BUCKETS, CHUNKS, Index, MANIFESTS, OBJECTS, Staged, add_refs, add_stat, drop_manifest, now_ms,
-    register_packs, slice_counts, stat, write_manifest,
+    BUCKETS, CHUNKS, Index, MANIFESTS, OBJECTS, Staged, add_refs, add_stat, drop_manifest, journal,
+    now_ms, register_packs, slice_counts, stat, write_manifest,
 };
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
+use crate::journal::entry::Change;
 use crate::records::{
     ChunkRecord, ChunkState, Etag, Location, ManifestRef, ManifestSegment, ObjectMeta,
     ObjectRecord, Slice,
@@ -222,13 +223,22 @@ fn get_object(txn: &WriteTransaction, bucket: &str, key: &str) -> Result<Option<
 /// Installs `record` as the current version of bucket/key, releasing the old version.
 pub(super) fn install_object(
     txn: &WriteTransaction,
-    bucket: &str,
-    key: &str,
+    (bucket, key): (&str, &str),
     record: &ObjectRecord,
+    slices: &[Slice],
     old: Option<ObjectRecord>,
 ) -> Result<()> {
     txn.open_table(OBJECTS)?
         .insert((bucket, key), record.encode().as_slice())?;
+    journal::append(
+        txn,
+        vec![Change::Object {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            record: record.clone(),
+            slices: slices.to_vec(),
+        }],
+    )?;
     add_stat(txn, stat::LOGICAL_BYTES, i128::from(record.size))?;
     add_stat(txn, stat::OBJECTS, 1)?;
     if let Some(old) = old {
@@ -269,7 +279,7 @@ impl Index {
                 meta: meta.clone(),
                 manifest,
             };
-            install_object(txn, bucket, key, &record, old)?;
+            install_object(txn, (bucket, key), &record, &staged.slices, old)?;
             Ok(record)
         })
     }
@@ -317,7 +327,7 @@ impl Index {
                 meta: meta.unwrap_or(source.meta),
                 manifest,
             };
-            install_object(txn, dst.0, dst.1, &record, old)?;
+            install_object(txn, dst, &record, &slices, old)?;
             Ok(record)
         })
     }
@@ -339,6 +349,13 @@ impl Index {
                 return Ok(None);
             };
             txn.open_table(OBJECTS)?.remove((bucket, key))?;
+            journal::append(
+                txn,
+                vec![Change::ObjectGone {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                }],
+            )?;
             drop_manifest(txn, old.manifest)?;
             add_stat(txn, stat::LOGICAL_BYTES, -i128::from(old.size))?;
             add_stat(txn, stat::OBJECTS, -1)?;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::{CHUNKS, GC_QUEUE, NewChunk, NewPack, PACKS, add_stat, now_ms, stat};
+use super::{CHUNKS, GC_QUEUE, NewChunk, NewPack, PACKS, add_stat, journal, now_ms, stat};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::records::{ChunkRecord, ChunkState, Location, PackRecord, Slice};
@@ -109,6 +109,7 @@ pub(super) fn add_refs(
     let mut queue = txn.open_table(GC_QUEUE)?;
     let mut packs = txn.open_table(PACKS)?;
     let (mut unique, mut live, mut stored, mut live_stored) = (0i128, 0i128, 0i128, 0i128);
+    let mut changed = Vec::new();
     for (id, &n) in counts {
         let existing = chunks
             .get(&id.0)?
@@ -143,6 +144,7 @@ pub(super) fn add_refs(
                     rec.location = new.location.clone();
                     rec.crc = new.crc;
                     rec.damaged = false;
+                    changed.push(journal::chunk(*id, &rec));
                 }
                 rec
             }
@@ -152,19 +154,22 @@ pub(super) fn add_refs(
                 live += 1;
                 adopt_location(txn, &mut packs, &new.location, &mut stored)?;
                 live_stored += i128::from(stored_len(&new.location));
-                ChunkRecord {
+                let rec = ChunkRecord {
                     refcount: n,
                     state: ChunkState::Live,
                     raw_len: new.raw_len,
                     crc: new.crc,
                     location: new.location.clone(),
                     damaged: false,
-                }
+                };
+                changed.push(journal::chunk(*id, &rec));
+                rec
             }
         };
         chunks.insert(&id.0, rec.encode().as_slice())?;
     }
     drop((chunks, queue, packs));
+    journal::append(txn, changed)?;
     add_stat(txn, stat::UNIQUE_BYTES, unique)?;
     add_stat(txn, stat::CHUNKS, live)?;
     add_stat(txn, stat::STORED_BYTES, stored)?;

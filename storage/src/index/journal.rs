@@ -1,0 +1,226 @@
+//! The journal outbox: every metadata change a rebuild needs is appended, in the same
+//! write transaction as the change, to `journal_outbox` (sequence number → encoded
+//! entry). The shipper (`crate::journal`) copies the outbox to the backing store in
+//! segments and trims what is stored; a crash anywhere leaves the entries in the
+//! outbox, to be shipped again (segment names carry their range, so a re-shipped
+//! segment overwrites or overlaps an older one harmlessly).
+//!
+//! `journal_state` holds the next sequence number, the outbox's size, and the last
+//! snapshot taken (for status and pruning).
+
+use redb::{
+    ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
+
+use super::{BUCKETS, CHUNKS, Index, MANIFESTS, META, OBJECTS, now_ms, read_manifest};
+use crate::error::Result;
+use crate::id::ChunkId;
+use crate::journal::entry::{Change, Entry};
+use crate::records::{BucketRecord, ChunkRecord, ChunkState, ObjectRecord};
+
+pub(crate) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("journal_outbox");
+pub(crate) const STATE: TableDefinition<&str, u64> = TableDefinition::new("journal_state");
+pub(crate) const NEXT_SEQ: &str = "next_seq";
+const OUTBOX_BYTES: &str = "outbox_bytes";
+const SNAPSHOT_SEQ: &str = "snapshot_seq";
+const SNAPSHOT_MS: &str = "snapshot_ms";
+/// Meta keys a rebuild restores verbatim.
+pub(crate) const JOURNALED_META: [&str; 2] = ["keys", "chunker"];
+
+/// Appends `changes` to the outbox inside `txn`.
+pub(crate) fn append(txn: &WriteTransaction, changes: Vec<Change>) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut state = txn.open_table(STATE)?;
+    let mut seq = state.get(NEXT_SEQ)?.map_or(1, |v| v.value());
+    let mut bytes = state.get(OUTBOX_BYTES)?.map_or(0, |v| v.value());
+    let mut outbox = txn.open_table(OUTBOX)?;
+    let time_ms = now_ms();
+    for change in changes {
+        let e = Entry {
+            seq,
+            time_ms,
+            change,
+        }
+        .encode();
+        bytes += e.len() as u64;
+        outbox.insert(seq, e.as_slice())?;
+        seq += 1;
+    }
+    state.insert(NEXT_SEQ, seq)?;
+    state.insert(OUTBOX_BYTES, bytes)?;
+    Ok(())
+}
+
+/// A chunk change (what `add_refs`, compaction and rekey journal).
+pub(crate) fn chunk(id: ChunkId, rec: &ChunkRecord) -> Change {
+    Change::Chunk {
+        id,
+        record: rec.clone(),
+    }
+}
+
+/// What the outbox holds and what was last snapshotted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalState {
+    /// Sequence number the next change gets.
+    pub next_seq: u64,
+    /// Entries not yet in the store.
+    pub pending_entries: u64,
+    /// Their encoded size.
+    pub pending_bytes: u64,
+    /// Commit time of the oldest of them.
+    pub oldest_pending_ms: Option<u64>,
+    /// Sequence number of the last snapshot written to the store.
+    pub snapshot_seq: Option<u64>,
+    /// When it was written.
+    pub snapshot_ms: Option<u64>,
+}
+
+impl Index {
+    /// The outbox's state.
+    ///
+    /// # Errors
+    /// [`crate::Error::Index`].
+    pub(crate) fn journal_state(&self) -> Result<JournalState> {
+        let txn = self.db.begin_read()?;
+        let state = txn.open_table(STATE)?;
+        let get = |k: &str| -> Result<Option<u64>> { Ok(state.get(k)?.map(|v| v.value())) };
+        let outbox = txn.open_table(OUTBOX)?;
+        let oldest = match outbox.first()? {
+            Some((_, v)) => Entry::decode(v.value()).ok().map(|e| e.time_ms),
+            None => None,
+        };
+        Ok(JournalState {
+            next_seq: get(NEXT_SEQ)?.unwrap_or(1),
+            pending_entries: outbox.len()?,
+            pending_bytes: get(OUTBOX_BYTES)?.unwrap_or(0),
+            oldest_pending_ms: oldest,
+            snapshot_seq: get(SNAPSHOT_SEQ)?,
+            snapshot_ms: get(SNAPSHOT_MS)?,
+        })
+    }
+
+    /// The oldest outbox entries, up to about `max_bytes` (at least one).
+    ///
+    /// # Errors
+    /// [`crate::Error::Index`].
+    pub(crate) fn journal_pending(&self, max_bytes: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+        let txn = self.db.begin_read()?;
+        let outbox = txn.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        let mut size = 0usize;
+        for r in outbox.iter()? {
+            let (k, v) = r?;
+            if size >= max_bytes {
+                break;
+            }
+            size += v.value().len();
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Drops outbox entries up to `last` (they are in the store).
+    pub(crate) fn journal_trim(&self, last: u64) -> impl Future<Output = Result<()>> + use<> {
+        self.committer.submit(move |txn| {
+            let mut outbox = txn.open_table(OUTBOX)?;
+            let mut freed = 0u64;
+            outbox.retain_in(..=last, |_, v| {
+                freed += v.len() as u64;
+                false
+            })?;
+            let mut state = txn.open_table(STATE)?;
+            let bytes = state.get(OUTBOX_BYTES)?.map_or(0, |v| v.value());
+            state.insert(OUTBOX_BYTES, bytes.saturating_sub(freed))?;
+            Ok(())
+        })
+    }
+
+    /// Records a snapshot written to the store.
+    pub(crate) fn journal_snapshotted(
+        &self,
+        seq: u64,
+        at_ms: u64,
+    ) -> impl Future<Output = Result<()>> + use<> {
+        self.committer.submit(move |txn| {
+            let mut state = txn.open_table(STATE)?;
+            state.insert(SNAPSHOT_SEQ, seq)?;
+            state.insert(SNAPSHOT_MS, at_ms)?;
+            Ok(())
+        })
+    }
+
+    /// The whole state a rebuild needs, from one read transaction, as entries numbered
+    /// with the sequence the snapshot is taken at (returned): journaled meta values,
+    /// buckets, objects with their manifests, and every chunk not being deleted (a
+    /// chunk at refcount zero may be referenced again without a new entry). `emit` is
+    /// called once per encoded entry.
+    ///
+    /// # Errors
+    /// [`crate::Error::Index`], a decode error, or what `emit` returns.
+    pub(crate) fn snapshot_entries(
+        &self,
+        mut emit: impl FnMut(u64, Vec<u8>) -> Result<()>,
+    ) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        let seq = txn
+            .open_table(STATE)?
+            .get(NEXT_SEQ)?
+            .map_or(1, |v| v.value())
+            - 1;
+        let time_ms = now_ms();
+        let mut put = |change: Change| {
+            emit(
+                seq,
+                Entry {
+                    seq,
+                    time_ms,
+                    change,
+                }
+                .encode(),
+            )
+        };
+        let meta = txn.open_table(META)?;
+        for key in JOURNALED_META {
+            if let Some(v) = meta.get(key)? {
+                put(Change::Meta {
+                    key: key.to_owned(),
+                    value: v.value().to_vec(),
+                })?;
+            }
+        }
+        for r in txn.open_table(BUCKETS)?.iter()? {
+            let (k, v) = r?;
+            put(Change::Bucket {
+                name: k.value().to_owned(),
+                record: BucketRecord::decode(v.value())?,
+            })?;
+        }
+        let manifests = txn.open_table(MANIFESTS)?;
+        for r in txn.open_table(OBJECTS)?.iter()? {
+            let (k, v) = r?;
+            let (bucket, key) = k.value();
+            let record = ObjectRecord::decode(v.value())?;
+            let slices = read_manifest(&manifests, record.manifest)?;
+            put(Change::Object {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                record,
+                slices,
+            })?;
+        }
+        for r in txn.open_table(CHUNKS)?.iter()? {
+            let (k, v) = r?;
+            let record = ChunkRecord::decode(v.value())?;
+            if record.state != ChunkState::Deleting {
+                put(Change::Chunk {
+                    id: ChunkId(*k.value()),
+                    record,
+                })?;
+            }
+        }
+        Ok(seq)
+    }
+}

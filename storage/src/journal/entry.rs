@@ -1,0 +1,191 @@
+//! Journal entries: one metadata change each, versioned and sealed with a CRC32C.
+//!
+//! ```text
+//! version u8 (1) | kind u8 | seq u64 | time_ms u64 | fields … | crc32c u32
+//! ```
+//!
+//! Records that already have a versioned encoding (bucket, object, chunk) are embedded
+//! in it, so a record layout change is one change. An object entry carries its slices
+//! (its manifest) because manifest ids are local to one index.
+
+use crate::codec::{Reader, Writer};
+use crate::error::{Error, Result};
+use crate::id::ChunkId;
+use crate::records::{BucketRecord, ChunkRecord, ObjectRecord, Slice};
+
+const ENTRY_V1: u8 = 1;
+const SLICE_LEN: usize = 40;
+
+/// One metadata change, as the index made it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Change {
+    /// A bucket was created (or its record changed).
+    Bucket {
+        /// Bucket name.
+        name: String,
+        /// Its record.
+        record: BucketRecord,
+    },
+    /// A bucket was deleted.
+    BucketGone {
+        /// Bucket name.
+        name: String,
+    },
+    /// bucket/key now has this version (its `manifest.id` means nothing elsewhere).
+    Object {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// The record.
+        record: ObjectRecord,
+        /// Its manifest.
+        slices: Vec<Slice>,
+    },
+    /// bucket/key was deleted.
+    ObjectGone {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// A chunk was stored or moved: its length, checksum and location (inline chunks
+    /// carry their stored bytes). Its refcount here means nothing: a rebuild recounts.
+    Chunk {
+        /// Chunk id.
+        id: ChunkId,
+        /// Its record at the time.
+        record: ChunkRecord,
+    },
+    /// A `meta` value a rebuild needs (key records, chunker parameters).
+    Meta {
+        /// Meta key.
+        key: String,
+        /// Value.
+        value: Vec<u8>,
+    },
+}
+
+/// A numbered change.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Entry {
+    /// Position in the journal (ascending, gap-free per index).
+    pub(crate) seq: u64,
+    /// When the change committed, ms since the epoch.
+    pub(crate) time_ms: u64,
+    /// What changed.
+    pub(crate) change: Change,
+}
+
+impl Entry {
+    /// Encodes the entry.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(ENTRY_V1);
+        let kind = match &self.change {
+            Change::Bucket { .. } => 1,
+            Change::BucketGone { .. } => 2,
+            Change::Object { .. } => 3,
+            Change::ObjectGone { .. } => 4,
+            Change::Chunk { .. } => 5,
+            Change::Meta { .. } => 6,
+        };
+        w.u8(kind).u64(self.seq).u64(self.time_ms);
+        match &self.change {
+            Change::Bucket { name, record } => {
+                w.str(name).bytes(&record.encode());
+            }
+            Change::BucketGone { name } => {
+                w.str(name);
+            }
+            Change::Object {
+                bucket,
+                key,
+                record,
+                slices,
+            } => {
+                w.str(bucket).str(key).bytes(&record.encode());
+                w.u32(u32::try_from(slices.len()).expect("fewer than 4G slices"));
+                for s in slices {
+                    w.raw(&s.chunk.0).u32(s.offset).u32(s.len);
+                }
+            }
+            Change::ObjectGone { bucket, key } => {
+                w.str(bucket).str(key);
+            }
+            Change::Chunk { id, record } => {
+                w.raw(&id.0).bytes(&record.encode());
+            }
+            Change::Meta { key, value } => {
+                w.str(key).bytes(value);
+            }
+        }
+        w.seal()
+    }
+
+    /// Decodes an entry.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] (checksum, truncation, unknown kind) or
+    /// [`Error::UnsupportedFormat`] for an entry written by a newer version.
+    pub(crate) fn decode(b: &[u8]) -> Result<Self> {
+        let (_, mut r) = Reader::open(b, "journal entry", ENTRY_V1, ENTRY_V1)?;
+        let kind = r.u8()?;
+        let seq = r.u64()?;
+        let time_ms = r.u64()?;
+        let change = match kind {
+            1 => Change::Bucket {
+                name: r.string()?,
+                record: BucketRecord::decode(r.bytes()?)?,
+            },
+            2 => Change::BucketGone { name: r.string()? },
+            3 => {
+                let bucket = r.string()?;
+                let key = r.string()?;
+                let record = ObjectRecord::decode(r.bytes()?)?;
+                let n = r.u32()? as usize;
+                if n.checked_mul(SLICE_LEN) != Some(r.remaining()) {
+                    return Err(Error::corrupt(
+                        "journal entry",
+                        format!("{n} slices do not fit {} bytes", r.remaining()),
+                    ));
+                }
+                let mut slices = Vec::with_capacity(n);
+                for _ in 0..n {
+                    slices.push(Slice {
+                        chunk: ChunkId(r.array()?),
+                        offset: r.u32()?,
+                        len: r.u32()?,
+                    });
+                }
+                Change::Object {
+                    bucket,
+                    key,
+                    record,
+                    slices,
+                }
+            }
+            4 => Change::ObjectGone {
+                bucket: r.string()?,
+                key: r.string()?,
+            },
+            5 => Change::Chunk {
+                id: ChunkId(r.array()?),
+                record: ChunkRecord::decode(r.bytes()?)?,
+            },
+            6 => Change::Meta {
+                key: r.string()?,
+                value: r.bytes()?.to_vec(),
+            },
+            k => {
+                return Err(Error::corrupt("journal entry", format!("unknown kind {k}")));
+            }
+        };
+        r.finish()?;
+        Ok(Entry {
+            seq,
+            time_ms,
+            change,
+        })
+    }
+}
