@@ -226,8 +226,10 @@ impl Store {
             }
         }
 
-        // 2. Chunks: the grace clock is each chunk's own time at zero.
+        // 2. Chunks: the grace clock is each chunk's own time at zero. The journal is
+        // shipped first, so what was deleted before this run is collectable in it.
         progress(GcPhase::Chunks, &report);
+        self.ship_journal().await?;
         // Never past a change the store's journal does not hold yet: a rebuild from the
         // bucket would bring back the object that released the chunk.
         // (The queue range is inclusive: strictly before the entry's millisecond.)

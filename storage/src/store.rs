@@ -66,6 +66,7 @@ impl Store {
             cfg,
         };
         store.claim_store().await?;
+        store.journal_catch_up().await?;
         Ok(store)
     }
 

@@ -350,7 +350,7 @@ async fn bad_parameters_and_future_formats_are_refused_at_open() {
         let txn = db.begin_write().unwrap();
         txn.open_table(META)
             .unwrap()
-            .insert("format", 5u32.to_le_bytes().as_slice())
+            .insert("format", 6u32.to_le_bytes().as_slice())
             .unwrap();
         txn.commit().unwrap();
     }
@@ -358,7 +358,7 @@ async fn bad_parameters_and_future_formats_are_refused_at_open() {
         Store::open_dir(dir.path(), StoreConfig::default()).await,
         Err(Error::UnsupportedFormat {
             what: "index",
-            version: 5
+            version: 6
         })
     ));
 }

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use s3dedup_storage::blob::{BlobStore, MemoryBlobStore};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::future::BoxFuture;
+use s3dedup_storage::blob::{BlobInfo, BlobStore, BlobWriter, MemoryBlobStore};
 use s3dedup_storage::crypto::Keyring;
 use s3dedup_storage::gc::GcOptions;
 use s3dedup_storage::journal::rebuild::{RebuildReport, rebuild_index};
@@ -263,11 +266,61 @@ async fn compaction_and_gc_after_the_last_shipment_are_reconciled_with_the_packs
     assert_same(&before, &dump(&rebuilt).await);
 }
 
+/// A memory store whose journal writes fail while `down` is set.
+#[derive(Debug, Default)]
+struct JournalDown {
+    inner: MemoryBlobStore,
+    down: AtomicBool,
+}
+
+impl BlobStore for JournalDown {
+    fn put<'a>(&'a self, name: &'a str, data: Bytes) -> BoxFuture<'a, s3dedup_storage::Result<()>> {
+        Box::pin(async move {
+            if name.starts_with("journal/") && self.down.load(Ordering::SeqCst) {
+                return Err(Error::Backend("journal writes are down".into()));
+            }
+            self.inner.put(name, data).await
+        })
+    }
+    fn writer<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, s3dedup_storage::Result<Box<dyn BlobWriter>>> {
+        self.inner.writer(name)
+    }
+    fn get_range<'a>(
+        &'a self,
+        name: &'a str,
+        offset: u64,
+        len: u64,
+    ) -> BoxFuture<'a, s3dedup_storage::Result<Bytes>> {
+        self.inner.get_range(name, offset, len)
+    }
+    fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, s3dedup_storage::Result<Bytes>> {
+        self.inner.get(name)
+    }
+    fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, s3dedup_storage::Result<()>> {
+        self.inner.delete(name)
+    }
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, s3dedup_storage::Result<Vec<BlobInfo>>> {
+        self.inner.list(prefix)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_never_removes_what_an_unshipped_delete_released() {
     let dir = tempfile::tempdir().unwrap();
-    let blobs = Arc::new(MemoryBlobStore::new());
-    let store = common::open_mem(dir.path(), blobs, common::small_config()).await;
+    let blobs = Arc::new(JournalDown::default());
+    let store = Store::open(
+        &dir.path().join("index.redb"),
+        Arc::clone(&blobs) as Arc<dyn BlobStore>,
+        common::small_config(),
+    )
+    .await
+    .unwrap();
     store.create_bucket("b").await.unwrap();
     common::put(&store, "b", "k", &common::random_bytes(9, 40_000)).await;
     store.ship_journal().await.unwrap();
@@ -276,14 +329,16 @@ async fn gc_never_removes_what_an_unshipped_delete_released() {
         grace: Duration::ZERO,
         ..GcOptions::default()
     };
-    let gc = store.gc(opts, &|_, _| {}).await.unwrap();
-    assert_eq!(
-        gc.chunks_removed, 0,
-        "the delete is not in the store's journal yet"
-    );
-    store.ship_journal().await.unwrap();
+    // The delete cannot reach the store's journal: GC fails before removing anything
+    // (a rebuild would bring `k` back, so its chunks must stay).
+    blobs.down.store(true, Ordering::SeqCst);
+    let err = store.gc(opts, &|_, _| {}).await.unwrap_err();
+    assert!(matches!(err, Error::Backend(_)), "{err}");
+    assert!(!store.gc_queue().unwrap().is_empty(), "nothing collected");
+    blobs.down.store(false, Ordering::SeqCst);
     let gc = store.gc(opts, &|_, _| {}).await.unwrap();
     assert!(gc.chunks_removed > 0, "{gc:?}");
+    assert_eq!(store.journal_status().unwrap().pending_entries, 0);
 }
 
 /// Flips one byte in the middle of a blob.
@@ -436,4 +491,42 @@ async fn encrypted_journal_needs_its_key_and_reveals_no_key_names() {
     let rebuilt = common::open_mem(dir.path(), blobs, cfg).await;
     common::assert_fsck_clean(&rebuilt).await;
     assert_same(&before, &dump(&rebuilt).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_restored_from_an_older_copy_restarts_the_journal_with_a_snapshot() {
+    let blobs = Arc::new(MemoryBlobStore::new());
+    let cfg = common::small_config();
+    let dir = tempfile::tempdir().unwrap();
+    let copies = dir.path().join("copies");
+    let store = common::open_mem(dir.path(), Arc::clone(&blobs), cfg.clone()).await;
+    store.create_bucket("b").await.unwrap();
+    common::put(&store, "b", "early", b"before the copy").await;
+    store.ship_journal().await.unwrap();
+    store.snapshot_index(&copies, 3).await.unwrap();
+    // The history the restored copy loses: shipped to the store, then the disk dies.
+    common::put(&store, "b", "lost", b"after the copy").await;
+    store.delete_object("b", "early").await.unwrap();
+    store.ship_journal().await.unwrap();
+    drop(store);
+    let copy = std::fs::read_dir(&copies)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let restored_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&copy, restored_dir.path().join("index.redb")).unwrap();
+    let restored = common::open_mem(restored_dir.path(), Arc::clone(&blobs), cfg.clone()).await;
+    common::put(&restored, "b", "new", b"after the restore").await;
+    restored.ship_journal().await.unwrap();
+    let want = dump(&restored).await;
+    assert!(want.contains_key(&("b".into(), "early".into())));
+    drop(restored);
+    let rebuilt_dir = tempfile::tempdir().unwrap();
+    let report = rebuild(rebuilt_dir.path(), &blobs, &cfg).await;
+    assert!(report.complete(), "{report:#?}");
+    let rebuilt = common::open_mem(rebuilt_dir.path(), blobs, cfg).await;
+    // The restored index's state, not a mix with the history it lost.
+    assert_same(&want, &dump(&rebuilt).await);
 }

@@ -138,6 +138,38 @@ impl Index {
         })
     }
 
+    /// Moves this index's journal past `store_max`, the highest sequence number the
+    /// store's journal holds, when it is not already: an index restored from an older
+    /// copy must not number new changes like ones the store already holds from the
+    /// history it lost. Its outbox is dropped and the next shipment starts with a
+    /// snapshot (numbered past every blob there), which a rebuild then starts from.
+    /// Returns whether it moved.
+    pub(crate) fn journal_catch_up(
+        &self,
+        store_max: u64,
+    ) -> impl Future<Output = Result<bool>> + use<> {
+        self.committer.submit(move |txn| {
+            let mut state = txn.open_table(STATE)?;
+            let next = state.get(NEXT_SEQ)?.map_or(1, |v| v.value());
+            if next > store_max {
+                return Ok(false);
+            }
+            tracing::warn!(
+                index_next = next,
+                store_max,
+                "the store's journal is ahead of this index (restored from an older copy?): \
+                 a fresh snapshot is taken before anything else is shipped"
+            );
+            state.insert(NEXT_SEQ, store_max + 2)?;
+            state.insert(OUTBOX_BYTES, 0)?;
+            state.remove(SNAPSHOT_SEQ)?;
+            state.remove(SNAPSHOT_MS)?;
+            drop(state);
+            txn.open_table(OUTBOX)?.retain(|_, _| false)?;
+            Ok(true)
+        })
+    }
+
     /// Records a snapshot written to the store.
     pub(crate) fn journal_snapshotted(
         &self,

@@ -226,6 +226,14 @@ impl Index {
             c,
         )?;
         n += copy_table(&src, &dst, COMPLETED_BY_TIME, c)?;
+        n += copy_records(
+            &src,
+            &dst,
+            super::journal::OUTBOX,
+            |b| crate::journal::entry::Entry::decode(b).map(drop),
+            c,
+        )?;
+        n += copy_table(&src, &dst, super::journal::STATE, c)?;
         for t in src.list_tables()? {
             if !copied.iter().any(|c| c == t.name()) {
                 return Err(Error::Internal(format!(

@@ -317,7 +317,9 @@ pub async fn rebuild_index(
         .filter_map(|b| super::parse_segment_name(&b.name).map(|(f, l)| (f, l, b.name)))
         .collect();
     segments.sort();
-    let mut max_seen = state.applied;
+    let mut max_seen = state
+        .applied
+        .max(complete.iter().next_back().copied().unwrap_or(0));
     for (_, last, name) in segments {
         max_seen = max_seen.max(last);
         if last <= state.applied {
@@ -463,7 +465,9 @@ pub async fn rebuild_index(
         objects,
         chunks,
         packs,
-        next_seq: max_seen + 1,
+        // Past every blob in the store (see `Index::journal_catch_up`): the first
+        // shipment's snapshot never shares a name with one already there.
+        next_seq: max_seen + 2,
         chunker: cfg.chunker,
     };
     let path = index_path.to_owned();

@@ -52,6 +52,31 @@ impl Store {
             .ok_or_else(|| Error::Internal("the index has no store id".into()))
     }
 
+    /// The highest sequence number any journal blob in the store covers (0: none).
+    pub(crate) async fn journal_store_max(&self) -> Result<u64> {
+        let mut max = 0;
+        for b in self.blobs().list(SEGMENTS_PREFIX).await? {
+            if let Some((_, last)) = super::parse_segment_name(&b.name) {
+                max = max.max(last);
+            }
+        }
+        for b in self.blobs().list(SNAPSHOTS_PREFIX).await? {
+            if let Some(seq) = super::parse_snapshot_name(&b.name) {
+                max = max.max(seq);
+            }
+        }
+        Ok(max)
+    }
+
+    /// See `Index::journal_catch_up` (called when the store opens).
+    pub(crate) async fn journal_catch_up(&self) -> Result<()> {
+        let max = self.journal_store_max().await?;
+        if max > 0 {
+            self.index().journal_catch_up(max).await?;
+        }
+        Ok(())
+    }
+
     /// The outbox and snapshot state (journal lag, last snapshot).
     ///
     /// # Errors
