@@ -29,6 +29,7 @@ pub mod credentials;
 pub mod edge;
 pub mod error;
 pub mod metrics;
+pub mod rebuild;
 pub mod request_log;
 pub mod rescan;
 pub mod s3;

@@ -145,6 +145,7 @@ pub fn record_build_info(store: &Store) {
 /// Describes every gateway metric to the recorder: each family gets `# HELP`.
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_journal();
     describe_counter!(
         REQUESTS,
         "S3 requests by operation and HTTP status (Unresolved: refused before routing, e.g. a bad signature; Refused: refused at the edge)"
@@ -308,6 +309,50 @@ fn describe() {
     );
 }
 
+/// Journal entries shipped to the store.
+pub const JOURNAL_SHIPPED: &str = "s3dedup_journal_shipped_entries_total";
+/// Failed journal shipments and snapshots, by step.
+pub const JOURNAL_ERRORS: &str = "s3dedup_journal_errors_total";
+/// Journal snapshots written to the store.
+pub const JOURNAL_SNAPSHOTS: &str = "s3dedup_journal_snapshots_total";
+/// Age of the oldest change not yet in the store's journal.
+pub const JOURNAL_LAG_SECONDS: &str = "s3dedup_journal_lag_seconds";
+/// Bytes of changes not yet in the store's journal.
+pub const JOURNAL_LAG_BYTES: &str = "s3dedup_journal_lag_bytes";
+/// Age of the last journal snapshot in the store.
+pub const JOURNAL_SNAPSHOT_AGE: &str = "s3dedup_journal_snapshot_age_seconds";
+
+fn describe_journal() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_counter!(
+        JOURNAL_SHIPPED,
+        "Metadata journal entries shipped to the backing store"
+    );
+    describe_counter!(
+        JOURNAL_ERRORS,
+        "Failed journal shipments and snapshots, by step"
+    );
+    describe_counter!(
+        JOURNAL_SNAPSHOTS,
+        "Index snapshots written to the backing store"
+    );
+    describe_gauge!(
+        JOURNAL_LAG_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest metadata change not yet in the store's journal (0 = none pending)"
+    );
+    describe_gauge!(
+        JOURNAL_LAG_BYTES,
+        Unit::Bytes,
+        "Encoded bytes of metadata changes not yet in the store's journal"
+    );
+    describe_gauge!(
+        JOURNAL_SNAPSHOT_AGE,
+        Unit::Seconds,
+        "Age of the last index snapshot in the backing store"
+    );
+}
+
 /// Renders all metrics, refreshing the gauges that mirror the index first.
 pub async fn render(store: &Store) -> String {
     let handle = install();
@@ -333,6 +378,17 @@ pub async fn render(store: &Store) -> String {
             s.unique_bytes as f64 / s.live_stored_bytes as f64
         };
         metrics::gauge!(COMPRESSION_RATIO).set(compression);
+    }
+    if let Ok(j) = store.journal_status() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let age = |t: u64| now.saturating_sub(t) as f64 / 1000.0;
+        metrics::gauge!(JOURNAL_LAG_SECONDS).set(j.oldest_pending_ms.map_or(0.0, age));
+        metrics::gauge!(JOURNAL_LAG_BYTES).set(j.pending_bytes as f64);
+        if let Some(t) = j.snapshot_ms {
+            metrics::gauge!(JOURNAL_SNAPSHOT_AGE).set(age(t));
+        }
     }
     let c = store.commit_counters();
     metrics::counter!(INDEX_COMMITS).absolute(c.commits.load(std::sync::atomic::Ordering::Relaxed));

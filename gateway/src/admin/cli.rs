@@ -78,6 +78,19 @@ pub enum AdminCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// The metadata journal in the backing store: `flush` ships every change not yet
+    /// there, `snapshot` also writes a snapshot of the whole index (what
+    /// `s3dedup rebuild-index` starts from).
+    Journal {
+        /// `flush` or `snapshot`.
+        #[arg(value_enum)]
+        action: JournalAction,
+        /// The server's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// GC and scrub state: runs in progress, last runs, garbage bytes.
     Status {
         /// The server's JSON.
@@ -94,6 +107,15 @@ pub enum AdminCommand {
         #[command(flatten)]
         target: Target,
     },
+}
+
+/// What `s3dedup admin journal` does.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalAction {
+    /// Ship every change not yet in the store.
+    Flush,
+    /// Ship, then write a snapshot of the whole index.
+    Snapshot,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -328,6 +350,40 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
             if u(r, "stale_packs_left") + u(r, "stale_inline_left") > 0 {
                 anyhow::bail!(
                     "data under older keys is left (see the server log); keep those keys"
+                );
+            }
+            Ok(())
+        }
+        AdminCommand::Journal {
+            action,
+            json,
+            target,
+        } => {
+            let path = match action {
+                JournalAction::Flush => "/admin/v1/journal/flush",
+                JournalAction::Snapshot => "/admin/v1/journal/snapshot",
+            };
+            let answer = target.client()?.request(Method::POST, path).await?;
+            let r = expect(answer, StatusCode::OK)?;
+            if json {
+                println!("{r}");
+            } else if action == JournalAction::Flush {
+                println!(
+                    "journal: {} entries shipped in {} segments ({})",
+                    u(&r, "entries"),
+                    u(&r, "segments"),
+                    human(u(&r, "bytes"))
+                );
+            } else if r["seq"].is_null() {
+                println!("journal snapshot: nothing changed since the last one");
+            } else {
+                println!(
+                    "journal snapshot at seq {}: {} records in {} parts ({}); {} old blobs pruned",
+                    u(&r, "seq"),
+                    u(&r, "entries"),
+                    u(&r, "parts"),
+                    human(u(&r, "bytes")),
+                    u(&r, "pruned")
                 );
             }
             Ok(())

@@ -15,11 +15,14 @@
 //! | `POST /admin/v1/rekey` | starts a rekey (everything not sealed under the active key is rewritten): 202 with the run; 409 while a GC or rekey runs |
 //! | `GET /admin/v1/rekey/runs/{id}` | one rekey run |
 //! | `GET /admin/v1/backup-index` | a consistent copy of the live index (a redb file), streamed |
+//! | `POST /admin/v1/journal/flush` | ships every metadata change not yet in the store's journal: 200 with what was written |
+//! | `POST /admin/v1/journal/snapshot` | ships, then writes a snapshot of the whole index to the store: 200 with it |
 //! | `GET /admin/v1/usage` | logical, unique, stored, garbage, saved bytes, ratio, per bucket |
 
 pub mod backup;
 pub mod cli;
 pub mod client;
+pub mod journal;
 pub mod token;
 pub mod worker;
 
@@ -45,6 +48,8 @@ pub struct AdminApi {
     pub token: Secret,
     /// The background worker.
     pub worker: Arc<Worker>,
+    /// The journal shipper.
+    pub journal: Arc<journal::Journal>,
     /// Interval of scheduled GC runs (0 = none), for status.
     pub gc_interval: std::time::Duration,
     /// Interval of scheduled scrubs (0 = none), for status.
@@ -162,6 +167,22 @@ impl AdminApi {
                 Err(running) => conflict(&running),
             },
             (&Method::GET, "/usage") => self.usage().await,
+            (&Method::POST, "/journal/flush") => match self.journal.flush().await {
+                Ok(r) => json_response(StatusCode::OK, &journal::ship_json(&r)),
+                Err(e) => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "journal_failed",
+                    e.to_string(),
+                ),
+            },
+            (&Method::POST, "/journal/snapshot") => match self.journal.snapshot().await {
+                Ok(r) => json_response(StatusCode::OK, &journal::snapshot_json(&r)),
+                Err(e) => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "journal_failed",
+                    e.to_string(),
+                ),
+            },
             (&Method::GET, r)
                 if r.starts_with("/gc/runs/")
                     || r.starts_with("/scrub/runs/")
@@ -180,7 +201,11 @@ impl AdminApi {
                     Err(_) => error(StatusCode::BAD_REQUEST, "bad_request", "bad run id"),
                 }
             }
-            (_, "/status" | "/gc" | "/scrub" | "/rekey" | "/usage") => error(
+            (
+                _,
+                "/status" | "/gc" | "/scrub" | "/rekey" | "/usage" | "/journal/flush"
+                | "/journal/snapshot",
+            ) => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 format!("{method} is not allowed on {path}"),
@@ -264,6 +289,7 @@ impl AdminApi {
                         "damaged_chunks": l.totals.damaged,
                     })),
                 },
+                "journal": self.journal.status_json(),
                 "encryption": {
                     "active_key": enc.active_key,
                     "keys": enc.keys,

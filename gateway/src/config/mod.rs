@@ -296,6 +296,14 @@ pub struct Settings {
     /// Index snapshots kept in <data_dir>/index-snapshots.
     #[arg(long, value_name = "N", default_value = "3", value_parser = RangedU64ValueParser::<usize>::new().range(1..=1000))]
     pub index_snapshots: usize,
+    /// Most time between a change and its arrival in the store's metadata journal
+    /// (the recovery point of `rebuild-index` when the data dir is lost).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_positive_duration)]
+    pub journal_interval: Duration,
+    /// Time between snapshots of the whole index in the store (they bound how much
+    /// journal a rebuild replays); 0 = only on demand and at the first shipment.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub journal_snapshot_interval: Duration,
     /// How long unreferenced data is kept before GC may remove it: a chunk from the
     /// moment its last reference went, an orphan pack from its creation. 0s is allowed.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
