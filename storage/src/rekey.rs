@@ -41,6 +41,9 @@ pub struct RekeyReport {
     pub stale_packs_left: u64,
     /// Inline chunks not under the active key after the run.
     pub stale_inline_left: u64,
+    /// Journal blobs (older snapshots and segments) deleted after the journal was
+    /// snapshotted under the active key.
+    pub journal_pruned: u64,
 }
 
 impl Store {
@@ -111,6 +114,9 @@ impl Store {
         emptied.dedup();
         report.stale_packs_left = stale_count.saturating_sub(emptied.len() as u64);
         report.stale_inline_left = stale_inline_count.saturating_sub(report.inline_reencoded);
+        // The journal too: a fresh snapshot under the active key, and every older
+        // snapshot and covered segment (sealed under older keys) pruned.
+        report.journal_pruned = self.reseal_journal().await?;
         progress(&report);
         Ok(report)
     }

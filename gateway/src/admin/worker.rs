@@ -80,6 +80,7 @@ pub fn rekey_json(r: &s3dedup_storage::rekey::RekeyReport) -> Value {
         "damaged_chunks": r.damaged_chunks,
         "stale_packs_left": r.stale_packs_left,
         "stale_inline_left": r.stale_inline_left,
+        "journal_pruned": r.journal_pruned,
     })
 }
 

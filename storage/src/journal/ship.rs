@@ -146,12 +146,27 @@ impl Store {
     /// # Errors
     /// Backend errors (a snapshot without its manifest is never used), [`Error::Index`].
     pub async fn snapshot_journal(&self) -> Result<SnapshotReport> {
+        self.snapshot_with(false, SNAPSHOTS_KEPT).await
+    }
+
+    /// A snapshot even if nothing changed, keeping only it: after a rekey, nothing in
+    /// the journal is left under an older key. Returns the blobs pruned.
+    pub(crate) async fn reseal_journal(&self) -> Result<u64> {
+        Ok(self.snapshot_with(true, 1).await?.pruned)
+    }
+
+    async fn snapshot_with(&self, force: bool, keep: usize) -> Result<SnapshotReport> {
         let _one = self.index().journal_lock.lock().await;
         self.ship_locked().await?;
         let state = self.journal_status()?;
         let mut report = SnapshotReport::default();
-        if state.snapshot_seq == Some(state.next_seq - 1) {
+        if state.snapshot_seq == Some(state.next_seq - 1) && !force {
             return Ok(report);
+        }
+        if force && state.snapshot_seq == Some(state.next_seq - 1) {
+            // Same sequence as the snapshot there: number past it so the names differ
+            // (an empty change would do; a gap in numbering is harmless).
+            self.index().journal_skip().await?;
         }
         let store_id = self.journal_store_id()?;
         let keys = self.config().keys.clone();
@@ -237,28 +252,26 @@ impl Store {
         report.seq = Some(seq);
         report.entries = entries;
         report.parts = parts;
-        report.pruned = self.prune_journal().await?;
+        report.pruned = self.prune_journal(keep).await?;
         Ok(report)
     }
 
-    /// Deletes snapshots older than the newest [`SNAPSHOTS_KEPT`] complete ones, and
-    /// segments wholly covered by the oldest snapshot kept (only once that many exist:
-    /// with a single snapshot the full journal stays as its fallback).
-    async fn prune_journal(&self) -> Result<u64> {
+    /// Deletes snapshots older than the newest `keep` complete ones, and segments wholly
+    /// covered by the oldest snapshot kept. With the default `keep`, only once that many
+    /// exist: with a single snapshot the full journal stays as its fallback.
+    async fn prune_journal(&self, keep: usize) -> Result<u64> {
         let blobs = self.blobs().list(SNAPSHOTS_PREFIX).await?;
         let complete: std::collections::BTreeSet<u64> = blobs
             .iter()
             .filter(|b| b.name.ends_with("/manifest"))
             .filter_map(|b| super::parse_snapshot_name(&b.name))
             .collect();
-        if complete.len() < SNAPSHOTS_KEPT {
+        if complete.len() < keep.max(SNAPSHOTS_KEPT) && keep >= SNAPSHOTS_KEPT {
             return Ok(0);
         }
-        let oldest_kept = *complete
-            .iter()
-            .rev()
-            .nth(SNAPSHOTS_KEPT - 1)
-            .expect("enough snapshots");
+        let Some(&oldest_kept) = complete.iter().rev().nth(keep.max(1) - 1) else {
+            return Ok(0);
+        };
         let mut pruned = 0;
         for b in &blobs {
             if super::parse_snapshot_name(&b.name).is_some_and(|s| s < oldest_kept) {
