@@ -288,16 +288,21 @@ impl Gateway {
 }
 
 impl Gateway {
-    /// Bytes the backing store holds now: pack blobs (and the store's marker) in the
-    /// local store directory, or the objects under the harness's prefix in the bucket.
+    /// Bytes the backing store holds for data now: pack blobs (and the store's marker)
+    /// in the local store directory, or the objects under the harness's prefix in the
+    /// bucket; not the metadata journal (`journal/`, kept small by its own pruning).
     pub fn store_bytes(&self) -> Result<u64> {
         match &self.backend {
             Some(b) => Ok(b
                 .objects(TEST_BUCKET, TEST_PREFIX)?
                 .iter()
+                .filter(|(name, _)| !name.contains("journal/"))
                 .map(|(_, n)| n)
                 .sum()),
-            None => dir_bytes(&self.data_dir.join("store")),
+            None => {
+                let store = self.data_dir.join("store");
+                Ok(dir_bytes(&store)? - dir_bytes(&store.join("blobs/journal"))?)
+            }
         }
     }
 
