@@ -379,6 +379,20 @@ impl Gateway {
     }
 }
 
+/// An aws CLI command (`cli`: the executable) aimed at `g` with the harness's
+/// credentials, its configuration kept in `home` (nothing of the user's is read).
+pub fn aws_command(cli: &str, g: &Gateway, home: &Path) -> Command {
+    let mut c = Command::new(cli);
+    c.args(["--endpoint-url", &g.s3_url, "--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_CONFIG_FILE", home.join("config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
+        .env("HOME", home)
+        .env_remove("AWS_CA_BUNDLE");
+    c
+}
+
 /// Every file under `dir`.
 fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();

@@ -3,22 +3,14 @@
 //! override the paths with `S3DEDUP_AWS_CLI_V2` / `S3DEDUP_AWS_CLI_V1`.
 
 use std::path::Path;
-use std::process::Command;
 
 use rand::{RngCore, SeedableRng, rngs::SmallRng};
-use s3dedup_conformance::{ACCESS_KEY, Gateway, SECRET_KEY};
+use s3dedup_conformance::Gateway;
 
 fn aws(g: &Gateway, home: &Path, args: &[&str]) -> (bool, String, String) {
     let cli = std::fs::read_to_string(home.join("cli")).unwrap();
-    let out = Command::new(&cli)
-        .args(["--endpoint-url", &g.s3_url, "--region", "us-east-1"])
+    let out = s3dedup_conformance::aws_command(&cli, g, home)
         .args(args)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_CONFIG_FILE", home.join("config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
-        .env("HOME", home)
-        .env_remove("AWS_CA_BUNDLE")
         .output()
         .unwrap_or_else(|e| panic!("running {cli}: {e} (scripts/test.sh installs awscli)"));
     (

@@ -22,7 +22,7 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, MetadataDirective};
 use rand::{Rng, SeedableRng};
 use s3dedup_conformance::faultproxy::{Fault, FaultPlan, FaultProxy};
 use s3dedup_conformance::s3server::S3Server;
-use s3dedup_conformance::{ACCESS_KEY, Gateway, SECRET_KEY, binary, sdk_client};
+use s3dedup_conformance::{Gateway, binary, sdk_client};
 
 const BUCKET: &str = "dr-store";
 
@@ -115,15 +115,8 @@ fn assert_same(want: &Dump, got: &Dump) {
 }
 
 fn aws(g: &Gateway, home: &Path, args: &[&str]) {
-    let out = Command::new("aws")
-        .args(["--endpoint-url", &g.s3_url, "--region", "us-east-1"])
+    let out = s3dedup_conformance::aws_command("aws", g, home)
         .args(args)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_CONFIG_FILE", home.join("config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
-        .env("HOME", home)
-        .env_remove("AWS_CA_BUNDLE")
         .output()
         .expect("aws CLI (scripts/test.sh installs it)");
     assert!(

@@ -20,7 +20,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use s3dedup_conformance::{ACCESS_KEY, Gateway, SECRET_KEY, binary, dir_bytes};
+use s3dedup_conformance::{Gateway, binary, dir_bytes};
 
 const DEFAULT_RELEASES: &str = "--crate tokio 1.39.0 1.40.0 1.41.0 1.42.0 1.43.0 1.44.0 1.45.0 \
                                 1.46.0 1.47.0 1.48.0";
@@ -41,15 +41,7 @@ fn run(cmd: &mut Command) -> String {
 }
 
 fn aws(g: &Gateway, home: &Path, args: &[&str]) -> String {
-    run(Command::new("aws")
-        .args(["--endpoint-url", &g.s3_url, "--region", "us-east-1"])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_CONFIG_FILE", home.join("config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("credentials"))
-        .env("HOME", home)
-        .env_remove("AWS_CA_BUNDLE"))
+    run(s3dedup_conformance::aws_command("aws", g, home).args(args))
 }
 
 #[test]

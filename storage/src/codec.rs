@@ -176,6 +176,10 @@ impl<'a> Reader<'a> {
             .map(|_| Ok((self.string()?, self.string()?)))
             .collect()
     }
+    /// What is being read (for error messages).
+    pub(crate) fn what(&self) -> &'static str {
+        self.what
+    }
     pub(crate) fn remaining(&self) -> usize {
         self.buf.len()
     }

@@ -481,12 +481,8 @@ impl ManifestSegment {
     /// Encodes the segment (version 2).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer(Vec::with_capacity(17 + SLICE_LEN * self.slices.len()));
-        w.u8(V2)
-            .u64(self.start)
-            .u32(u32::try_from(self.slices.len()).expect("segment is bounded"));
-        for s in &self.slices {
-            w.raw(&s.chunk.0).u32(s.offset).u32(s.len);
-        }
+        w.u8(V2).u64(self.start);
+        write_slices(&mut w, &self.slices);
         w.seal()
     }
     /// Reads only the start offset of an encoded segment.
@@ -504,24 +500,39 @@ impl ManifestSegment {
     pub fn decode(b: &[u8]) -> Result<Self> {
         let (_, mut r) = Reader::open(b, "manifest segment", V1, V2)?;
         let start = r.u64()?;
-        let n = r.u32()? as usize;
-        if n.checked_mul(SLICE_LEN) != Some(r.remaining()) {
-            return Err(Error::corrupt(
-                "manifest segment",
-                format!("{n} slices do not fit {} bytes", r.remaining()),
-            ));
-        }
-        let mut slices = Vec::with_capacity(n);
-        for _ in 0..n {
-            slices.push(Slice {
-                chunk: ChunkId(r.array()?),
-                offset: r.u32()?,
-                len: r.u32()?,
-            });
-        }
+        let slices = read_slices(&mut r)?;
         r.finish()?;
         Ok(ManifestSegment { start, slices })
     }
+}
+
+/// Writes a slice list: count u32, then per slice chunk id (32) | offset u32 | len u32.
+pub(crate) fn write_slices(w: &mut Writer, slices: &[Slice]) {
+    w.u32(u32::try_from(slices.len()).expect("fewer than 4G slices"));
+    for s in slices {
+        w.raw(&s.chunk.0).u32(s.offset).u32(s.len);
+    }
+}
+
+/// Reads a slice list written by [`write_slices`] that ends the record: the count must
+/// match the bytes that remain exactly (checked before anything is allocated).
+pub(crate) fn read_slices(r: &mut Reader<'_>) -> Result<Vec<Slice>> {
+    let n = r.u32()? as usize;
+    if n.checked_mul(SLICE_LEN) != Some(r.remaining()) {
+        return Err(Error::corrupt(
+            r.what(),
+            format!("{n} slices do not fit {} bytes", r.remaining()),
+        ));
+    }
+    let mut slices = Vec::with_capacity(n);
+    for _ in 0..n {
+        slices.push(Slice {
+            chunk: ChunkId(r.array()?),
+            offset: r.u32()?,
+            len: r.u32()?,
+        });
+    }
+    Ok(slices)
 }
 
 /// A completed multipart upload, remembered for a while so a retried

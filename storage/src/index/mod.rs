@@ -511,8 +511,11 @@ impl Index {
     }
 }
 
+/// A meta key and its value, if set.
+type MetaValue = (&'static str, Option<Vec<u8>>);
+
 /// The meta values a rebuild restores, as they are in `txn`.
-fn journaled_meta(txn: &WriteTransaction) -> Result<Vec<(&'static str, Option<Vec<u8>>)>> {
+fn journaled_meta(txn: &WriteTransaction) -> Result<Vec<MetaValue>> {
     let meta = txn.open_table(META)?;
     journal::JOURNALED_META
         .into_iter()

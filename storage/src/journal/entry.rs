@@ -11,10 +11,9 @@
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::records::{BucketRecord, ChunkRecord, ObjectRecord, Slice};
+use crate::records::{BucketRecord, ChunkRecord, ObjectRecord, Slice, read_slices, write_slices};
 
 const ENTRY_V1: u8 = 1;
-const SLICE_LEN: usize = 40;
 
 /// One metadata change, as the index made it.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,10 +104,7 @@ impl Entry {
                 slices,
             } => {
                 w.str(bucket).str(key).bytes(&record.encode());
-                w.u32(u32::try_from(slices.len()).expect("fewer than 4G slices"));
-                for s in slices {
-                    w.raw(&s.chunk.0).u32(s.offset).u32(s.len);
-                }
+                write_slices(&mut w, slices);
             }
             Change::ObjectGone { bucket, key } => {
                 w.str(bucket).str(key);
@@ -143,21 +139,7 @@ impl Entry {
                 let bucket = r.string()?;
                 let key = r.string()?;
                 let record = ObjectRecord::decode(r.bytes()?)?;
-                let n = r.u32()? as usize;
-                if n.checked_mul(SLICE_LEN) != Some(r.remaining()) {
-                    return Err(Error::corrupt(
-                        "journal entry",
-                        format!("{n} slices do not fit {} bytes", r.remaining()),
-                    ));
-                }
-                let mut slices = Vec::with_capacity(n);
-                for _ in 0..n {
-                    slices.push(Slice {
-                        chunk: ChunkId(r.array()?),
-                        offset: r.u32()?,
-                        len: r.u32()?,
-                    });
-                }
+                let slices = read_slices(&mut r)?;
                 Change::Object {
                     bucket,
                     key,
