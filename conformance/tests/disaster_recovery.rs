@@ -309,6 +309,28 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
     // Rebuild through a flaky link: every 4th backend request fails.
     proxy.set(FaultPlan::every(Fault::Status503, 4));
     let new_dir = tmp.path().join("rebuilt");
+    // A rebuild killed half-way leaves no index that looks like one.
+    let mut killed = Command::new(binary().unwrap())
+        .args(["rebuild-index", "--data-dir"])
+        .arg(&new_dir)
+        .envs(store.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let finished_first = killed.try_wait().unwrap().is_some();
+    let _ = killed.kill();
+    let _ = killed.wait();
+    eprintln!("rebuild killed after 150 ms; it had finished already: {finished_first}");
+    if !finished_first {
+        assert!(
+            !new_dir.join("index.redb").exists(),
+            "a killed rebuild left index.redb behind"
+        );
+    } else {
+        std::fs::remove_file(new_dir.join("index.redb")).unwrap();
+    }
     let report = rebuild(&new_dir, &store);
     assert_eq!(report["complete"], true, "{report:#}");
     assert_eq!(report["fsck_clean"], true, "{report:#}");

@@ -102,7 +102,13 @@ async fn race(store: Store) -> Arc<Counts> {
     for w in 0..WRITERS {
         let (store, counts, contents) = (store.clone(), Arc::clone(&counts), Arc::clone(&contents));
         writers.push(tokio::spawn(async move {
-            for n in 0..CYCLES_PER_WRITER {
+            // At least CYCLES_PER_WRITER cycles, and on until GC has run often enough
+            // beside them (each run ships the journal first, so runs are not free).
+            let mut n = 0;
+            while n < CYCLES_PER_WRITER
+                || (counts.gc_runs.load(Ordering::Relaxed) <= 10 && n < CYCLES_PER_WRITER * 20)
+            {
+                n += 1;
                 // Writers cycle through the same contents out of phase: one deletes
                 // the last reference to a content while another is uploading it.
                 let i = (n + w) % CONTENTS;

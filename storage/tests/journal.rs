@@ -485,6 +485,23 @@ async fn encrypted_journal_needs_its_key_and_reveals_no_key_names() {
     .unwrap_err();
     assert!(matches!(err, Error::EncryptionRequired { .. }), "{err}");
     assert!(!dir.path().join("index.redb").exists());
+    // With a wrong key under the same id: refused, nothing written.
+    let wrong = StoreConfig {
+        keys: Some(Arc::new(
+            Keyring::parse("1:2222222222222222222222222222222222222222222222222222222222222222")
+                .unwrap(),
+        )),
+        ..common::small_config()
+    };
+    let err = rebuild_index(
+        &dir.path().join("index.redb"),
+        Arc::clone(&blobs) as Arc<dyn BlobStore>,
+        &wrong,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::WrongKey { .. }), "{err}");
+    assert!(!dir.path().join("index.redb").exists());
     // With it: everything back, keyed ids and all.
     let report = rebuild(dir.path(), &blobs, &cfg).await;
     assert!(report.complete(), "{report:#?}");

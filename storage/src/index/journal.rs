@@ -251,12 +251,9 @@ impl Index {
             let (bucket, key) = k.value();
             let record = ObjectRecord::decode(v.value())?;
             let slices = read_manifest(&manifests, record.manifest)?;
-            put(Change::Object {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                record,
-                slices,
-            })?;
+            for change in crate::journal::entry::object_changes(bucket, key, &record, &slices) {
+                put(change)?;
+            }
         }
         for r in txn.open_table(CHUNKS)?.iter()? {
             let (k, v) = r?;

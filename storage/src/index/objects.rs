@@ -11,7 +11,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::journal::entry::Change;
+use crate::journal::entry::{Change, object_changes};
 use crate::records::{
     ChunkRecord, ChunkState, Etag, Location, ManifestRef, ManifestSegment, ObjectMeta,
     ObjectRecord, Slice,
@@ -230,15 +230,7 @@ pub(super) fn install_object(
 ) -> Result<()> {
     txn.open_table(OBJECTS)?
         .insert((bucket, key), record.encode().as_slice())?;
-    journal::append(
-        txn,
-        vec![Change::Object {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            record: record.clone(),
-            slices: slices.to_vec(),
-        }],
-    )?;
+    journal::append(txn, object_changes(bucket, key, record, slices))?;
     add_stat(txn, stat::LOGICAL_BYTES, i128::from(record.size))?;
     add_stat(txn, stat::OBJECTS, 1)?;
     if let Some(old) = old {

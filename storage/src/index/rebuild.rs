@@ -12,7 +12,7 @@ use super::{
     begin_write, journal, now_ms, slice_counts, stat, stored_len, write_manifest,
 };
 use crate::chunker::ChunkerParams;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::records::{
     BucketRecord, ChunkRecord, ChunkState, ChunkerRecord, Location, ObjectRecord, PackRecord, Slice,
@@ -40,11 +40,34 @@ pub(crate) struct Rebuilt {
 }
 
 impl Rebuilt {
-    /// Writes the index file at `path`; returns the number of chunks located.
+    /// Writes the index file at `path`; returns the number of chunks located. It is
+    /// written as `<path>.partial`, synced, and renamed into place only when complete:
+    /// a rebuild that dies half-way leaves no index that looks like one.
     ///
     /// # Errors
-    /// [`crate::Error::Index`].
+    /// [`crate::Error::Index`], or the file system's error.
     pub(crate) fn write(self, path: &Path, cache_bytes: usize) -> Result<u64> {
+        let partial = path.with_extension("redb.partial");
+        match std::fs::remove_file(&partial) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::backend(e)),
+            _ => {}
+        }
+        let n = self.write_to(&partial, cache_bytes)?;
+        std::fs::File::open(&partial)
+            .and_then(|f| f.sync_all())
+            .and_then(|()| std::fs::rename(&partial, path))
+            .map_err(Error::backend)?;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(Error::backend)?;
+        Ok(n)
+    }
+
+    fn write_to(self, path: &Path, cache_bytes: usize) -> Result<u64> {
         let db = Database::builder()
             .set_cache_size(cache_bytes)
             .create(path)?;
@@ -140,6 +163,7 @@ impl Rebuilt {
         stats.insert(stat::PACK_OVERHEAD_BYTES, overhead)?;
         drop(stats);
         txn.commit()?;
+        drop(db);
         Ok(counts.len() as u64)
     }
 }

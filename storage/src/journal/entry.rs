@@ -14,6 +14,33 @@ use crate::id::ChunkId;
 use crate::records::{BucketRecord, ChunkRecord, ObjectRecord, Slice, read_slices, write_slices};
 
 const ENTRY_V1: u8 = 1;
+/// Most slices one entry carries (~2.5 MiB): a segment or snapshot part never has to
+/// hold an entry of unbounded size, whatever the object's.
+pub(crate) const ENTRY_SLICES: usize = 1 << 16;
+
+/// The changes that journal bucket/key's new version: one [`Change::Object`] with the
+/// first slices, then [`Change::ObjectSlices`] for the rest.
+pub(crate) fn object_changes(
+    bucket: &str,
+    key: &str,
+    record: &ObjectRecord,
+    slices: &[Slice],
+) -> Vec<Change> {
+    let mut parts = slices.chunks(ENTRY_SLICES);
+    let first = parts.next().unwrap_or_default().to_vec();
+    let mut out = vec![Change::Object {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        record: record.clone(),
+        slices: first,
+    }];
+    out.extend(parts.map(|p| Change::ObjectSlices {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        slices: p.to_vec(),
+    }));
+    out
+}
 
 /// One metadata change, as the index made it.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +66,16 @@ pub(crate) enum Change {
         /// The record.
         record: ObjectRecord,
         /// Its manifest.
+        slices: Vec<Slice>,
+    },
+    /// More slices of the object the entry before wrote (a manifest longer than
+    /// [`ENTRY_SLICES`] is journaled in several entries of one transaction).
+    ObjectSlices {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// The next slices, in order.
         slices: Vec<Slice>,
     },
     /// bucket/key was deleted.
@@ -88,6 +125,7 @@ impl Entry {
             Change::ObjectGone { .. } => 4,
             Change::Chunk { .. } => 5,
             Change::Meta { .. } => 6,
+            Change::ObjectSlices { .. } => 7,
         };
         w.u8(kind).u64(self.seq).u64(self.time_ms);
         match &self.change {
@@ -104,6 +142,14 @@ impl Entry {
                 slices,
             } => {
                 w.str(bucket).str(key).bytes(&record.encode());
+                write_slices(&mut w, slices);
+            }
+            Change::ObjectSlices {
+                bucket,
+                key,
+                slices,
+            } => {
+                w.str(bucket).str(key);
                 write_slices(&mut w, slices);
             }
             Change::ObjectGone { bucket, key } => {
@@ -159,6 +205,11 @@ impl Entry {
                 key: r.string()?,
                 value: r.bytes()?.to_vec(),
             },
+            7 => Change::ObjectSlices {
+                bucket: r.string()?,
+                key: r.string()?,
+                slices: read_slices(&mut r)?,
+            },
             k => {
                 return Err(Error::corrupt("journal entry", format!("unknown kind {k}")));
             }
@@ -169,5 +220,62 @@ impl Entry {
             time_ms,
             change,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{Etag, ManifestRef, ObjectMeta};
+
+    #[test]
+    fn a_long_manifest_is_split_and_every_entry_round_trips() {
+        let record = ObjectRecord {
+            size: 0,
+            etag: Etag {
+                md5: [7; 16],
+                parts: 0,
+            },
+            mtime_ms: 1,
+            meta: ObjectMeta::default(),
+            manifest: ManifestRef { id: 0, slices: 0 },
+        };
+        let slices: Vec<Slice> = (0..ENTRY_SLICES * 2 + 5)
+            .map(|i| Slice {
+                chunk: ChunkId([(i % 251) as u8; 32]),
+                offset: 0,
+                len: i as u32,
+            })
+            .collect();
+        let changes = object_changes("b", "k", &record, &slices);
+        assert_eq!(changes.len(), 3);
+        let mut back = Vec::new();
+        for (seq, change) in changes.into_iter().enumerate() {
+            let e = Entry {
+                seq: seq as u64,
+                time_ms: 9,
+                change,
+            };
+            let bytes = e.encode();
+            assert!(bytes.len() < 3 << 20);
+            let d = Entry::decode(&bytes).unwrap();
+            assert_eq!(d, e);
+            match d.change {
+                Change::Object { slices, .. } | Change::ObjectSlices { slices, .. } => {
+                    back.extend(slices);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(back, slices);
+        // One flipped byte is refused, never misread.
+        let mut bytes = Entry {
+            seq: 1,
+            time_ms: 2,
+            change: Change::BucketGone { name: "b".into() },
+        }
+        .encode();
+        bytes[5] ^= 1;
+        assert!(Entry::decode(&bytes).is_err());
     }
 }

@@ -73,7 +73,8 @@ pub struct RebuildReport {
     pub chunks_relocated: u64,
     /// Chunks with no journal record found in a pack's table.
     pub chunks_from_packs: u64,
-    /// Objects not restored because a chunk they need is in no pack, with the chunk.
+    /// Objects not restored: a chunk they need is in no pack, or their manifest is
+    /// incomplete (part of it was in a lost segment).
     pub objects_lost: Vec<(String, String)>,
     /// Objects dropped because their bucket was not restored.
     pub orphan_objects: u64,
@@ -118,6 +119,17 @@ impl State {
                 slices,
             } => {
                 self.objects.insert((bucket, key), (record, slices));
+            }
+            Change::ObjectSlices {
+                bucket,
+                key,
+                slices,
+            } => {
+                // Without its head (lost in a gap) there is nothing to extend; the size
+                // check below drops an object whose manifest stayed short.
+                if let Some((_, s)) = self.objects.get_mut(&(bucket, key)) {
+                    s.extend(slices);
+                }
             }
             Change::ObjectGone { bucket, key } => {
                 self.objects.remove(&(bucket, key));
@@ -446,6 +458,13 @@ pub async fn rebuild_index(
             report.orphan_objects += 1;
             continue;
         }
+        let covered: u64 = slices.iter().map(|s| u64::from(s.len)).sum();
+        if covered != record.size {
+            tracing::error!(%bucket, %key, covered, size = record.size,
+                "rebuild: object not restored, its manifest is incomplete (journal gap)");
+            report.objects_lost.push((bucket, key));
+            continue;
+        }
         if slices.iter().any(|s| lost.contains(&s.chunk)) {
             tracing::error!(%bucket, %key, "rebuild: object not restored, a chunk it needs is in no pack");
             report.objects_lost.push((bucket, key));
@@ -456,6 +475,29 @@ pub async fn rebuild_index(
         objects.push((bucket, key, record, slices));
     }
     report.buckets = state.buckets.len() as u64;
+
+    // The keys must be the store's before anything is written: a wrong key fails to
+    // open the key records (or, when it opened nothing at all, left none restored).
+    match (state.meta.get("keys"), keys) {
+        (Some(rec), Some(k)) => {
+            crate::crypto::KeyRecords::decode(rec)?.unlock(k)?;
+        }
+        (Some(_), None) => {
+            return Err(Error::EncryptionRequired {
+                detail: "the journal holds key records".into(),
+            });
+        }
+        (None, Some(_))
+            if !report.snapshots_skipped.is_empty() || !report.segments_skipped.is_empty() =>
+        {
+            return Err(Error::WrongKey {
+                detail: "no key record in the store's journal opens with the configured keys \
+                         (a wrong key, or the journal is damaged): nothing was written"
+                    .into(),
+            });
+        }
+        _ => {}
+    }
 
     // 4. Write it.
     let rebuilt = Rebuilt {
