@@ -6,7 +6,10 @@
 //! - `buckets.rs` — create, delete, look up and list buckets;
 //! - `objects.rs` — commit, copy, delete, list and read plans of objects;
 //! - `multipart.rs` — uploads and parts;
-//! - `fsck.rs` — the recount that proves refcounts equal references.
+//! - `fsck.rs` — the recount that proves refcounts equal references;
+//! - `journal.rs` — the outbox every metadata change is journaled to, in its own
+//!   transaction, and the snapshot of the whole state (see `crate::journal`);
+//! - `rebuild.rs` — writing an index rebuilt from the store's journal.
 //!
 //! Every mutation is one redb write transaction with `Durability::Immediate` (redb's
 //! default): it either commits entirely, durably, or not at all. Every commit also saves
