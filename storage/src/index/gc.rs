@@ -259,7 +259,7 @@ impl Index {
                 };
                 rec.crc = m.crc;
                 chunks.insert(&m.id.0, rec.encode().as_slice())?;
-                changed.push(super::journal::chunk(m.id, &rec));
+                changed.push(super::journal::chunk(m.id));
                 n += 1;
                 bytes += len;
             }

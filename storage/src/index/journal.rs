@@ -53,12 +53,10 @@ pub(crate) fn append(txn: &WriteTransaction, changes: Vec<Change>) -> Result<()>
     Ok(())
 }
 
-/// A chunk change (what `add_refs`, compaction and rekey journal).
-pub(crate) fn chunk(id: ChunkId, rec: &ChunkRecord) -> Change {
-    Change::Chunk {
-        id,
-        record: rec.clone(),
-    }
+/// A chunk change (what `add_refs`, compaction and rekey journal): a reference,
+/// resolved to the chunk's record when shipped (see `Index::journal_pending`).
+pub(crate) fn chunk(id: ChunkId) -> Change {
+    Change::ChunkRef { id }
 }
 
 /// What the outbox holds and what was last snapshotted.
@@ -102,13 +100,17 @@ impl Index {
         })
     }
 
-    /// The oldest outbox entries, up to about `max_bytes` (at least one).
+    /// The oldest outbox entries, up to about `max_bytes` (at least one), as shipped.
+    /// Chunk references are resolved, in the same read transaction, to the chunk's
+    /// record now (its current location; inline bytes included), or to
+    /// [`Change::ChunkGone`] when it is no longer there: every sequence number is shipped.
     ///
     /// # Errors
-    /// [`crate::Error::Index`].
+    /// [`crate::Error::Index`], or a decode error.
     pub(crate) fn journal_pending(&self, max_bytes: usize) -> Result<Vec<(u64, Vec<u8>)>> {
         let txn = self.db.begin_read()?;
         let outbox = txn.open_table(OUTBOX)?;
+        let chunks = txn.open_table(CHUNKS)?;
         let mut out = Vec::new();
         let mut size = 0usize;
         for r in outbox.iter()? {
@@ -116,8 +118,24 @@ impl Index {
             if size >= max_bytes {
                 break;
             }
-            size += v.value().len();
-            out.push((k.value(), v.value().to_vec()));
+            let mut encoded = v.value().to_vec();
+            if crate::journal::entry::is_chunk_ref(&encoded) {
+                let mut e = Entry::decode(&encoded)?;
+                if let Change::ChunkRef { id } = e.change {
+                    let rec = chunks
+                        .get(&id.0)?
+                        .map(|v| ChunkRecord::decode(v.value()))
+                        .transpose()?
+                        .filter(|r| r.state != ChunkState::Deleting);
+                    e.change = match rec {
+                        Some(record) => Change::Chunk { id, record },
+                        None => Change::ChunkGone { id },
+                    };
+                    encoded = e.encode();
+                }
+            }
+            size += encoded.len();
+            out.push((k.value(), encoded));
         }
         Ok(out)
     }

@@ -127,7 +127,7 @@ impl super::Index {
                 rec.crc = crate::chunk::checksum(&w.stored);
                 rec.location = Location::Inline(w.stored.clone());
                 chunks.insert(&w.id.0, rec.encode().as_slice())?;
-                changed.push(super::journal::chunk(w.id, &rec));
+                changed.push(super::journal::chunk(w.id));
                 n += 1;
             }
             drop(chunks);

@@ -144,7 +144,7 @@ pub(super) fn add_refs(
                     rec.location = new.location.clone();
                     rec.crc = new.crc;
                     rec.damaged = false;
-                    changed.push(journal::chunk(*id, &rec));
+                    changed.push(journal::chunk(*id));
                 }
                 rec
             }
@@ -162,7 +162,7 @@ pub(super) fn add_refs(
                     location: new.location.clone(),
                     damaged: false,
                 };
-                changed.push(journal::chunk(*id, &rec));
+                changed.push(journal::chunk(*id));
                 rec
             }
         };

@@ -14,6 +14,13 @@ use crate::id::ChunkId;
 use crate::records::{BucketRecord, ChunkRecord, ObjectRecord, Slice, read_slices, write_slices};
 
 const ENTRY_V1: u8 = 1;
+const KIND_CHUNK_REF: u8 = 8;
+
+/// Whether an encoded entry is a [`Change::ChunkRef`] (read from its kind byte, without
+/// decoding it).
+pub(crate) fn is_chunk_ref(encoded: &[u8]) -> bool {
+    encoded.get(1) == Some(&KIND_CHUNK_REF)
+}
 /// Most slices one entry carries (~2.5 MiB): a segment or snapshot part never has to
 /// hold an entry of unbounded size, whatever the object's.
 pub(crate) const ENTRY_SLICES: usize = 1 << 16;
@@ -93,6 +100,18 @@ pub(crate) enum Change {
         /// Its record at the time.
         record: ChunkRecord,
     },
+    /// In the outbox only: chunk `id` was stored or moved. Shipping resolves it to a
+    /// [`Change::Chunk`] with the chunk's record at that time (or [`Change::ChunkGone`]),
+    /// so the outbox never holds a second copy of an inline chunk's bytes.
+    ChunkRef {
+        /// Chunk id.
+        id: ChunkId,
+    },
+    /// The chunk was no longer in the index when its change was shipped.
+    ChunkGone {
+        /// Chunk id.
+        id: ChunkId,
+    },
     /// A `meta` value a rebuild needs (key records, chunker parameters).
     Meta {
         /// Meta key.
@@ -126,6 +145,8 @@ impl Entry {
             Change::Chunk { .. } => 5,
             Change::Meta { .. } => 6,
             Change::ObjectSlices { .. } => 7,
+            Change::ChunkRef { .. } => KIND_CHUNK_REF,
+            Change::ChunkGone { .. } => 9,
         };
         w.u8(kind).u64(self.seq).u64(self.time_ms);
         match &self.change {
@@ -160,6 +181,9 @@ impl Entry {
             }
             Change::Meta { key, value } => {
                 w.str(key).bytes(value);
+            }
+            Change::ChunkRef { id } | Change::ChunkGone { id } => {
+                w.raw(&id.0);
             }
         }
         w.seal()
@@ -209,6 +233,12 @@ impl Entry {
                 bucket: r.string()?,
                 key: r.string()?,
                 slices: read_slices(&mut r)?,
+            },
+            KIND_CHUNK_REF => Change::ChunkRef {
+                id: ChunkId(r.array()?),
+            },
+            9 => Change::ChunkGone {
+                id: ChunkId(r.array()?),
             },
             k => {
                 return Err(Error::corrupt("journal entry", format!("unknown kind {k}")));

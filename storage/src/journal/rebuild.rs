@@ -140,6 +140,11 @@ impl State {
             Change::Meta { key, value } => {
                 self.meta.insert(key, value);
             }
+            Change::ChunkGone { id } => {
+                self.chunks.remove(&id);
+            }
+            // Resolved before shipping; never in a segment.
+            Change::ChunkRef { .. } => {}
         }
     }
 }
