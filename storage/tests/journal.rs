@@ -502,9 +502,19 @@ async fn encrypted_journal_needs_its_key_and_reveals_no_key_names() {
     .unwrap_err();
     assert!(matches!(err, Error::WrongKey { .. }), "{err}");
     assert!(!dir.path().join("index.redb").exists());
-    // With it: everything back, keyed ids and all.
+    // With it: everything back, keyed ids and all, even with the store's marker gone
+    // (the identity is read from the sealed journal's headers).
+    let marker = blobs
+        .get(s3dedup_storage::store::STORE_ID_BLOB)
+        .await
+        .unwrap();
+    blobs
+        .delete(s3dedup_storage::store::STORE_ID_BLOB)
+        .await
+        .unwrap();
     let report = rebuild(dir.path(), &blobs, &cfg).await;
     assert!(report.complete(), "{report:#?}");
+    assert_eq!(report.store_id.as_bytes(), &marker[..]);
     let rebuilt = common::open_mem(dir.path(), blobs, cfg).await;
     common::assert_fsck_clean(&rebuilt).await;
     assert_same(&before, &dump(&rebuilt).await);

@@ -152,20 +152,18 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Reads a blob written by [`seal`]: checks its CRC, kind, version and (when
-/// `expected_store` is given) store identity, then authenticates and decompresses it.
-///
-/// # Errors
-/// [`Error::Corrupt`] for damage or truncation; [`Error::UnsupportedFormat`] for a newer
-/// version; [`Error::JournalForeign`] for another store's blob;
-/// [`Error::EncryptionRequired`] for a sealed blob without keys; [`Error::KeyMissing`].
-pub(crate) fn open(
-    kind: Kind,
-    name: &str,
-    blob: &[u8],
-    expected_store: Option<&str>,
-    keys: Option<&Keyring>,
-) -> Result<(Header, Vec<u8>)> {
+/// A blob's header, read and checked (CRC, kind, version, flags, bounds), with where
+/// its payload is.
+struct Parsed<'a> {
+    header: Header,
+    flags: u16,
+    raw_len: usize,
+    /// The header bytes (associated data of a sealed payload).
+    head: &'a [u8],
+    payload: &'a [u8],
+}
+
+fn parse<'a>(kind: Kind, name: &str, blob: &'a [u8]) -> Result<Parsed<'a>> {
     let what = "journal blob";
     let Some(split) = blob.len().checked_sub(4) else {
         return Err(Error::corrupt(
@@ -217,6 +215,46 @@ pub(crate) fn open(
             format!("{name}: unknown flags {flags:#x}"),
         ));
     }
+    Ok(Parsed {
+        header,
+        flags,
+        raw_len,
+        head: &body[..head_len],
+        payload,
+    })
+}
+
+/// The store id a blob's header names (checksum, kind and version checked; the
+/// payload is not opened, so no key is needed).
+///
+/// # Errors
+/// As [`open`] for the header.
+pub(crate) fn store_id(kind: Kind, name: &str, blob: &[u8]) -> Result<String> {
+    Ok(parse(kind, name, blob)?.header.store_id)
+}
+
+/// Reads a blob written by [`seal`]: checks its CRC, kind, version and (when
+/// `expected_store` is given) store identity, then authenticates and decompresses it.
+///
+/// # Errors
+/// [`Error::Corrupt`] for damage or truncation; [`Error::UnsupportedFormat`] for a newer
+/// version; [`Error::JournalForeign`] for another store's blob;
+/// [`Error::EncryptionRequired`] for a sealed blob without keys; [`Error::KeyMissing`].
+pub(crate) fn open(
+    kind: Kind,
+    name: &str,
+    blob: &[u8],
+    expected_store: Option<&str>,
+    keys: Option<&Keyring>,
+) -> Result<(Header, Vec<u8>)> {
+    let what = "journal blob";
+    let Parsed {
+        header,
+        flags,
+        raw_len,
+        head,
+        payload,
+    } = parse(kind, name, blob)?;
     if let Some(expected) = expected_store
         && expected != header.store_id
     {
@@ -239,7 +277,7 @@ pub(crate) fn open(
             let keys = keys.ok_or_else(|| Error::EncryptionRequired {
                 detail: format!("journal blob {name} is sealed under key {id}"),
             })?;
-            opened = keys.open(id, payload, &aad(name, &body[..head_len]), "journal blob")?;
+            opened = keys.open(id, payload, &aad(name, head), "journal blob")?;
             &opened[..]
         }
     };

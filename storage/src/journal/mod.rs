@@ -62,6 +62,21 @@ pub(crate) fn parse_snapshot_name(name: &str) -> Option<u64> {
         .ok()
 }
 
+/// What kind of journal blob a name holds.
+pub(crate) fn kind_of(name: &str) -> Option<format::Kind> {
+    if name.starts_with(SEGMENTS_PREFIX) {
+        Some(format::Kind::Segment)
+    } else if name.starts_with(SNAPSHOTS_PREFIX) {
+        Some(if name.ends_with("/manifest") {
+            format::Kind::SnapshotManifest
+        } else {
+            format::Kind::SnapshotPart
+        })
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

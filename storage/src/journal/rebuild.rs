@@ -233,47 +233,15 @@ async fn store_identity(blobs: &dyn BlobStore) -> Result<String> {
     }
     for prefix in [SNAPSHOTS_PREFIX, SEGMENTS_PREFIX] {
         if let Some(b) = blobs.list(prefix).await?.last() {
-            let blob = blobs.get(&b.name).await?;
-            let kind = if prefix == SEGMENTS_PREFIX {
-                Kind::Segment
-            } else if b.name.ends_with("/manifest") {
-                Kind::SnapshotManifest
-            } else {
-                Kind::SnapshotPart
-            };
-            // Unauthenticated here: only the id is read, and every blob is then
-            // checked against it.
-            if let Ok((h, _)) =
-                format::open(kind, &b.name, &blob, None, None).or_else(|_| peek_store_id(&blob))
-            {
-                return Ok(h.store_id);
+            let kind = super::kind_of(&b.name).unwrap_or(Kind::Segment);
+            // Only the header is read; every blob is then checked against this id.
+            if let Ok(id) = format::store_id(kind, &b.name, &blobs.get(&b.name).await?) {
+                return Ok(id);
             }
         }
     }
     Err(Error::InvalidArgument(
         "the store has no s3dedup-store-id marker and no journal: nothing to rebuild from".into(),
-    ))
-}
-
-/// The header of a sealed blob whose payload cannot be opened without keys.
-fn peek_store_id(blob: &[u8]) -> Result<(format::Header, Vec<u8>)> {
-    let id_len = blob
-        .get(14..16)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-        .ok_or_else(|| Error::corrupt("journal blob", "truncated"))?;
-    let id = blob
-        .get(16..16 + id_len)
-        .ok_or_else(|| Error::corrupt("journal blob", "truncated"))?;
-    Ok((
-        format::Header {
-            store_id: String::from_utf8_lossy(id).into_owned(),
-            first: 0,
-            last: 0,
-            count: 0,
-            created_ms: 0,
-            key: None,
-        },
-        Vec::new(),
     ))
 }
 
