@@ -7,6 +7,26 @@
 use s3dedup_storage::Error as StorageError;
 use s3s::{S3Error, S3ErrorCode, s3_error};
 
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) of ms since the epoch.
+fn http_date(ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp((ms / 1000) as i64)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[t.weekday().number_days_from_monday() as usize],
+        t.day(),
+        MONTHS[u8::from(t.month()) as usize - 1],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 /// Converts a storage error into the S3 error a client should see.
 pub fn to_s3(e: StorageError) -> S3Error {
     use StorageError as E;
@@ -17,6 +37,37 @@ pub fn to_s3(e: StorageError) -> S3Error {
         }
         E::BucketNotEmpty(b) => s3_error!(BucketNotEmpty, "Bucket {b} is not empty"),
         E::NoSuchKey { key, .. } => s3_error!(NoSuchKey, "The specified key does not exist: {key}"),
+        E::NoSuchVersion { key, version, .. } => s3_error!(
+            NoSuchVersion,
+            "The specified version {version} of {key} does not exist"
+        ),
+        E::DeleteMarker {
+            key,
+            version,
+            by_id,
+            mtime_ms,
+            ..
+        } => {
+            // S3 names the marker in both answers; a GET or HEAD of its id is 405.
+            let mut err = if by_id {
+                s3_error!(
+                    MethodNotAllowed,
+                    "The specified method is not allowed against this resource: version {version} of {key} is a delete marker"
+                )
+            } else {
+                s3_error!(NoSuchKey, "The specified key does not exist: {key}")
+            };
+            let mut h = http::HeaderMap::new();
+            h.insert("x-amz-delete-marker", http::HeaderValue::from_static("true"));
+            if let Ok(v) = http::HeaderValue::from_str(&version) {
+                h.insert("x-amz-version-id", v);
+            }
+            if by_id && let Ok(v) = http::HeaderValue::from_str(&http_date(mtime_ms)) {
+                h.insert(http::header::LAST_MODIFIED, v);
+            }
+            err.set_headers(h);
+            err
+        }
         E::NoSuchUpload(_) => s3_error!(
             NoSuchUpload,
             "The specified multipart upload does not exist; it may have been aborted or completed"
@@ -230,6 +281,7 @@ mod tests {
         );
 
         // A message we wrote is kept as it is.
+        assert_eq!(super::http_date(784_111_777_000), "Sun, 06 Nov 1994 08:49:37 GMT");
         let ours = "<Error><Code>NoSuchKey</Code><Message>The specified key does not exist: a&amp;b</Message></Error>";
         let out = complete(ours, None);
         assert!(

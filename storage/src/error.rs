@@ -31,6 +31,32 @@ pub enum Error {
         /// Object key.
         key: String,
     },
+    /// The version named does not exist (any more).
+    #[error("no version {version} of {bucket:?}/{key:?}")]
+    NoSuchVersion {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// The version id asked for.
+        version: String,
+    },
+    /// What was asked for is a delete marker: a GET or HEAD of the key (S3: 404
+    /// NoSuchKey) or of the marker's version id (S3: 405 MethodNotAllowed); either
+    /// answer names the marker (`x-amz-delete-marker`, `x-amz-version-id`).
+    #[error("{bucket:?}/{key:?} is a delete marker ({version})")]
+    DeleteMarker {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// The marker's version id.
+        version: String,
+        /// Its modification time, ms since the epoch.
+        mtime_ms: u64,
+        /// Whether the request named the marker's version id.
+        by_id: bool,
+    },
     /// The multipart upload does not exist (never created, completed or aborted).
     #[error("multipart upload {0:?} does not exist")]
     NoSuchUpload(String),

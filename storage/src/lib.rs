@@ -54,14 +54,17 @@ pub mod rekey;
 pub mod scrub;
 pub mod store;
 pub mod verify;
+pub mod versions;
 
 pub use chunker::ChunkerParams;
 pub use error::{Error, Result};
 pub use id::ChunkId;
 pub use index::{
-    CommitCounters, FsckReport, ListEntry, ListPage, ScrubCursor, ScrubLast, ScrubTotals,
-    SnapshotInfo, SnapshotSettings, Stats, UploadSummary, WriteCondition, snapshot_dir,
+    CommitCounters, Deleted, FsckReport, ListEntry, ListPage, ScrubCursor, ScrubLast, ScrubTotals,
+    SnapshotInfo, SnapshotSettings, Stats, UploadSummary, VersionItem, VersionPage, VersionQuery,
+    WriteCondition, snapshot_dir,
 };
 pub use ingest::PendingObject;
 pub use records::{Etag, ObjectMeta, ObjectRecord};
+pub use versions::{DeleteMarker, Version, VersionEntry, VersionSel, Versioning};
 pub use store::{ByteRange, ObjectReader, Store, StoreConfig};

@@ -14,13 +14,15 @@ use std::fmt;
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
+use crate::versions::{Version, Versioning};
 
 /// Layout without a checksum (read only).
 const V1: u8 = 1;
 /// The same layout, sealed with a CRC32C (what most records are written as).
 const V2: u8 = 2;
 /// Chunk and pack records with the fields GC and scrub need (a chunk's damage flag;
-/// a pack's live accounting and deletion state), sealed as V2.
+/// a pack's live accounting and deletion state); object records with their version;
+/// bucket records with their versioning state. Sealed as V2.
 const V3: u8 = 3;
 
 /// An S3 ETag: hex MD5 of the object, or MD5 of the part MD5s with `-N` for multipart.
@@ -95,6 +97,9 @@ pub struct ObjectRecord {
     pub meta: ObjectMeta,
     /// Where its manifest lives (table `manifests`).
     pub manifest: ManifestRef,
+    /// Which version of its key it is ([`Version::LEGACY`] for records written
+    /// before versions existed).
+    pub version: Version,
 }
 
 /// Handle of a manifest stored in segments.
@@ -107,10 +112,10 @@ pub struct ManifestRef {
 }
 
 impl ObjectRecord {
-    /// Encodes the record (version 2).
+    /// Encodes the record (version 3: version 2's layout plus the version).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(V2)
+        w.u8(V3)
             .u64(self.size)
             .raw(&self.etag.md5)
             .u32(self.etag.parts)
@@ -118,6 +123,7 @@ impl ObjectRecord {
             .u64(self.manifest.id)
             .u64(self.manifest.slices);
         self.meta.write(&mut w);
+        self.version.write(&mut w);
         w.seal()
     }
 
@@ -126,8 +132,8 @@ impl ObjectRecord {
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let (_, mut r) = Reader::open(b, "object record", V1, V2)?;
-        let rec = ObjectRecord {
+        let (v, mut r) = Reader::open_versions(b, "object record", V1, V2..=V3)?;
+        let mut rec = ObjectRecord {
             size: r.u64()?,
             etag: Etag {
                 md5: r.array()?,
@@ -139,7 +145,11 @@ impl ObjectRecord {
                 slices: r.u64()?,
             },
             meta: ObjectMeta::read(&mut r)?,
+            version: Version::LEGACY,
         };
+        if v == V3 {
+            rec.version = Version::read(&mut r)?;
+        }
         r.finish()?;
         Ok(rec)
     }
@@ -152,13 +162,23 @@ pub struct BucketRecord {
     pub created_ms: u64,
     /// Owning tenant ("" until tenants exist).
     pub owner: String,
+    /// Versioning state.
+    pub versioning: Versioning,
 }
 
 impl BucketRecord {
-    /// Encodes the record (version 2).
+    /// Encodes the record (version 2, or 3 with the versioning state once it was
+    /// ever set, so that buckets that never used versions keep their old encoding).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(V2).u64(self.created_ms).str(&self.owner);
+        if self.versioning == Versioning::Unversioned {
+            w.u8(V2).u64(self.created_ms).str(&self.owner);
+        } else {
+            w.u8(V3)
+                .u64(self.created_ms)
+                .str(&self.owner)
+                .u8(self.versioning.to_u8());
+        }
         w.seal()
     }
     /// Decodes a record.
@@ -166,10 +186,15 @@ impl BucketRecord {
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let (_, mut r) = Reader::open(b, "bucket record", V1, V2)?;
+        let (v, mut r) = Reader::open_versions(b, "bucket record", V1, V2..=V3)?;
         let rec = BucketRecord {
             created_ms: r.u64()?,
             owner: r.string()?,
+            versioning: if v == V3 {
+                Versioning::from_u8(r.u8()?)?
+            } else {
+                Versioning::Unversioned
+            },
         };
         r.finish()?;
         Ok(rec)

@@ -22,6 +22,8 @@ use crate::read;
 pub use crate::read::{ByteRange, ObjectReader};
 use crate::records::{BucketRecord, ObjectMeta, ObjectRecord, PartRecord, UploadRecord};
 
+mod versions;
+
 /// Name of the store's identity marker blob (see [`Store::open`]).
 pub const STORE_ID_BLOB: &str = "s3dedup-store-id";
 
@@ -344,7 +346,7 @@ impl Store {
         upload_id: &str,
         part: u32,
     ) -> Result<Option<PartRecord>> {
-        self.index.copy_object_to_part(src, upload_id, part).await
+        self.index.copy_object_to_part(src, None, upload_id, part).await
     }
 
     /// The current version's record.
@@ -352,8 +354,7 @@ impl Store {
     /// # Errors
     /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`].
     pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
-        let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.with_index(move |i| i.object(&bucket, &key)).await
+        self.head_version(bucket, key, None).await
     }
 
     /// Opens the current version for reading, optionally a byte range of it.
@@ -367,27 +368,12 @@ impl Store {
         key: &str,
         range: Option<ByteRange>,
     ) -> Result<ObjectReader> {
-        let (b, k) = (bucket.to_owned(), key.to_owned());
-        // Before the plan's read transaction: GC keeps every pack this read may use.
-        let lease = self.index.inflight.read_lease();
-        let plan = self
-            .with_index(move |i| {
-                i.plan_read(&b, &k, |rec| match range {
-                    None => Ok((0, rec.size)),
-                    Some(r) => r.resolve(rec.size),
-                })
-            })
-            .await?;
-        Ok(ObjectReader {
-            record: plan.record,
-            range: plan.range,
-            body: self.read_chunks(plan.chunks, lease),
-        })
+        self.get_version(bucket, key, None, range).await
     }
 
     /// Streams planned chunks (see [`crate::read`]), holding the read's lease until
     /// the stream is dropped.
-    fn read_chunks(
+    pub(crate) fn read_chunks(
         &self,
         chunks: Vec<PlannedChunk>,
         lease: crate::inflight::ReadLease,
@@ -438,15 +424,16 @@ impl Store {
         meta: Option<ObjectMeta>,
         cond: WriteCondition,
     ) -> Result<ObjectRecord> {
-        self.index.copy_object(src, dst, meta, cond).await
+        self.index.copy_object(src, None, dst, meta, cond).await
     }
 
-    /// Deletes the current version; `Ok(None)` if there was none.
+    /// Deletes bucket/key without a version id (in a versioned bucket: adds a delete
+    /// marker); returns the object that stopped being current, if any.
     ///
     /// # Errors
     /// [`Error::NoSuchBucket`].
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
-        self.index.delete_object(bucket, key).await
+        Ok(self.index.delete_object(bucket, key, None).await?.object)
     }
 
     /// Lists a bucket.

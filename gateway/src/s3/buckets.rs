@@ -109,16 +109,6 @@ impl Gateway {
         }))
     }
 
-    /// Buckets are unversioned: an empty configuration, as S3 answers for a bucket
-    /// whose versioning was never enabled.
-    pub(super) async fn get_bucket_versioning_impl(
-        &self,
-        req: S3Request<dto::GetBucketVersioningInput>,
-    ) -> S3Result<S3Response<dto::GetBucketVersioningOutput>> {
-        self.require_bucket(&req.input.bucket).await?;
-        Ok(S3Response::new(dto::GetBucketVersioningOutput::default()))
-    }
-
     /// NoSuchBucket unless `bucket` exists (checked before reading a request body; the
     /// commit checks again, authoritatively).
     pub(super) async fn require_bucket(&self, bucket: &str) -> S3Result<()> {

@@ -26,11 +26,11 @@ pub(super) fn owner() -> dto::Owner {
     }
 }
 
-fn non_empty(s: Option<String>) -> Option<String> {
+pub(super) fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
 }
 
-fn max_keys(v: Option<i32>) -> S3Result<usize> {
+pub(super) fn max_keys(v: Option<i32>) -> S3Result<usize> {
     match v {
         None => Ok(1000),
         Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
@@ -38,10 +38,10 @@ fn max_keys(v: Option<i32>) -> S3Result<usize> {
     }
 }
 
-struct Encoder(bool);
+pub(super) struct Encoder(bool);
 
 impl Encoder {
-    fn new(t: Option<&dto::EncodingType>) -> S3Result<Self> {
+    pub(super) fn new(t: Option<&dto::EncodingType>) -> S3Result<Self> {
         match t.map(dto::EncodingType::as_str) {
             None => Ok(Encoder(false)),
             Some(s) if s.eq_ignore_ascii_case(dto::EncodingType::URL) => Ok(Encoder(true)),
@@ -51,7 +51,7 @@ impl Encoder {
             )),
         }
     }
-    fn enc(&self, s: String) -> String {
+    pub(super) fn enc(&self, s: String) -> String {
         if self.0 {
             utf8_percent_encode(&s, KEEP).to_string()
         } else {

@@ -7,12 +7,14 @@
 //! - `buckets.rs` — bucket operations;
 //! - `objects.rs` — PUT/GET/HEAD/DELETE/COPY of objects, DeleteObjects;
 //! - `list.rs` — ListObjects v1 and v2;
-//! - `multipart.rs` — multipart uploads.
+//! - `multipart.rs` — multipart uploads;
+//! - `versions.rs` — bucket versioning, ListObjectVersions, version headers.
 
 mod buckets;
 mod list;
 mod multipart;
 mod objects;
+mod versions;
 
 use std::time::UNIX_EPOCH;
 
@@ -460,5 +462,17 @@ impl S3 for Gateway {
         req: S3Request<dto::GetBucketVersioningInput>,
     ) -> S3Result<S3Response<dto::GetBucketVersioningOutput>> {
         self.get_bucket_versioning_impl(req).await
+    }
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<dto::PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<dto::PutBucketVersioningOutput>> {
+        self.put_bucket_versioning_impl(req).await
+    }
+    async fn list_object_versions(
+        &self,
+        req: S3Request<dto::ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<dto::ListObjectVersionsOutput>> {
+        self.list_object_versions_impl(req).await
     }
 }

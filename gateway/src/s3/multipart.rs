@@ -133,7 +133,7 @@ impl Gateway {
         let dto::CopySource::Bucket {
             bucket: sb,
             key: sk,
-            ..
+            version_id,
         } = &i.copy_source
         else {
             return Err(s3_error!(
@@ -149,7 +149,12 @@ impl Gateway {
                 Some(resolve_range(&parsed))
             }
         };
-        let src = self.store.head_object(sb, sk).await.map_err(to_s3)?;
+        let src_version = version_id.as_deref();
+        let src = self
+            .store
+            .head_version(sb, sk, src_version)
+            .await
+            .map_err(to_s3)?;
         super::check_copy_source_conditions(
             &src,
             i.copy_source_if_match.as_ref(),
@@ -165,13 +170,17 @@ impl Gateway {
         if whole
             && let Some(rec) = self
                 .store
-                .copy_object_to_part((sb, sk), &i.upload_id, n)
+                .copy_version_to_part((sb, sk), src_version, &i.upload_id, n)
                 .await
                 .map_err(to_s3)?
         {
             return Ok(S3Response::new(part_copy_output(&rec)));
         }
-        let reader = self.store.get_object(sb, sk, range).await.map_err(to_s3)?;
+        let reader = self
+            .store
+            .get_version(sb, sk, src_version, range)
+            .await
+            .map_err(to_s3)?;
         let len = reader.range.1 - reader.range.0;
         let blob = StreamingBlob::new(crate::body::ObjectBody::new(None, reader.body, len));
         let claims = Claims {
@@ -263,6 +272,7 @@ impl Gateway {
                 .await
                 .map_err(to_s3)?;
             Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
+                version_id: super::versions::new_version_header(&rec),
                 bucket: Some(bucket.clone()),
                 key: Some(key.clone()),
                 e_tag: Some(super::etag(&rec)),

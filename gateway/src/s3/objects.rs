@@ -237,6 +237,7 @@ impl Gateway {
         Ok(S3Response::new(
             dto::PutObjectOutput {
                 e_tag: Some(etag(&rec)),
+                version_id: super::versions::new_version_header(&rec),
                 ..Default::default()
             }
             .with_checksums(c),
@@ -255,10 +256,11 @@ impl Gateway {
             ));
         }
         let range = input.range.as_ref().map(resolve_range);
-        // Conditions first, against the current version (S3 answers 304/412 before 416).
+        let version = input.version_id.as_deref();
+        // Conditions first, against the version read (S3 answers 304/412 before 416).
         let head = self
             .store
-            .head_object(&input.bucket, &input.key)
+            .head_version(&input.bucket, &input.key, version)
             .await
             .map_err(to_s3)?;
         check_read_conditions(
@@ -270,7 +272,7 @@ impl Gateway {
         )?;
         let reader = self
             .store
-            .get_object(&input.bucket, &input.key, range)
+            .get_version(&input.bucket, &input.key, version, range)
             .await
             .map_err(to_s3)?;
         let rec = reader.record;
@@ -321,6 +323,7 @@ impl Gateway {
             expires: input.response_expires.or_else(|| expires(meta)),
             metadata: user_metadata(meta),
             parts_count: (rec.etag.parts > 0).then_some(rec.etag.parts as i32),
+            version_id: self.version_header(&input.bucket, &rec).await?,
             ..Default::default()
         }
         .with_checksums(c);
@@ -340,7 +343,7 @@ impl Gateway {
         }
         let rec = self
             .store
-            .head_object(&input.bucket, &input.key)
+            .head_version(&input.bucket, &input.key, input.version_id.as_deref())
             .await
             .map_err(to_s3)?;
         check_read_conditions(
@@ -378,6 +381,7 @@ impl Gateway {
                 expires: expires(meta),
                 metadata: user_metadata(meta),
                 parts_count: (rec.etag.parts > 0).then_some(rec.etag.parts as i32),
+                version_id: self.version_header(&input.bucket, &rec).await?,
                 ..Default::default()
             }
             .with_checksums(c),
@@ -389,10 +393,11 @@ impl Gateway {
         req: S3Request<dto::DeleteObjectInput>,
     ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
         let input = req.input;
+        let version = input.version_id.as_deref();
         if let Some(c) = input.if_match.as_ref() {
             let rec = self
                 .store
-                .head_object(&input.bucket, &input.key)
+                .head_version(&input.bucket, &input.key, version)
                 .await
                 .map_err(to_s3)?;
             if let dto::ETagCondition::ETag(e) = c
@@ -401,12 +406,20 @@ impl Gateway {
                 return Err(s3_error!(PreconditionFailed, "If-Match did not match"));
             }
         }
-        self.store
-            .delete_object(&input.bucket, &input.key)
+        let d = self
+            .store
+            .delete_version(&input.bucket, &input.key, version)
             .await
             .map_err(to_s3)?;
         Ok(S3Response::with_status(
-            dto::DeleteObjectOutput::default(),
+            dto::DeleteObjectOutput {
+                delete_marker: d.marker.is_some().then_some(true),
+                version_id: match version {
+                    Some(v) => Some(v.to_owned()),
+                    None => d.marker.map(|m| m.id()),
+                },
+                ..Default::default()
+            },
             http::StatusCode::NO_CONTENT,
         ))
     }
@@ -426,28 +439,32 @@ impl Gateway {
         let quiet = input.delete.quiet.unwrap_or(false);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for obj in input.delete.objects {
+            let version = obj.version_id.as_deref();
             let r = match check_key(&obj.key) {
                 Err(e) => Err(e),
                 Ok(()) => self
                     .store
-                    .delete_object(&input.bucket, &obj.key)
+                    .delete_version(&input.bucket, &obj.key, version)
                     .await
                     .map_err(to_s3),
             };
             match r {
-                Ok(_) => {
+                Ok(d) => {
                     if !quiet {
                         deleted.push(dto::DeletedObject {
                             key: Some(obj.key),
+                            version_id: obj.version_id,
+                            delete_marker: d.marker.is_some().then_some(true),
+                            delete_marker_version_id: d.marker.map(|m| m.id()),
                             ..Default::default()
                         });
                     }
                 }
                 Err(e) => errors.push(dto::Error {
                     key: Some(obj.key),
+                    version_id: obj.version_id,
                     code: Some(e.code().as_str().to_owned()),
                     message: e.message().map(str::to_owned),
-                    ..Default::default()
                 }),
             }
         }
@@ -476,13 +493,18 @@ impl Gateway {
                 "Only bucket copy sources are supported"
             ));
         };
-        if version_id.as_deref().is_some_and(|v| v != "null") {
-            return Err(s3_error!(
-                NoSuchVersion,
-                "Versioning is not enabled on this bucket"
-            ));
-        }
-        let src = self.store.head_object(sb, sk).await.map_err(to_s3)?;
+        let src_version = version_id.as_deref();
+        let src = match self.store.head_version(sb, sk, src_version).await {
+            Ok(src) => src,
+            // S3 refuses a copy from a delete marker named by its version id as 400.
+            Err(s3dedup_storage::Error::DeleteMarker { by_id: true, .. }) => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "The source of a copy request may not specifically refer to a delete marker by version id."
+                ));
+            }
+            Err(e) => return Err(to_s3(e)),
+        };
         // Copy-source conditions: failures are 412 (S3 uses 412 for both here).
         super::check_copy_source_conditions(
             &src,
@@ -495,7 +517,7 @@ impl Gateway {
             d.as_str()
                 .eq_ignore_ascii_case(dto::MetadataDirective::REPLACE)
         });
-        if !replace && **sb == *input.bucket && **sk == *input.key {
+        if !replace && **sb == *input.bucket && **sk == *input.key && src_version.is_none() {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata"
@@ -519,8 +541,9 @@ impl Gateway {
         });
         let rec = self
             .store
-            .copy_object(
+            .copy_version(
                 (sb, sk),
+                src_version,
                 (&input.bucket, &input.key),
                 meta,
                 WriteCondition::default(),
@@ -529,6 +552,8 @@ impl Gateway {
             .map_err(to_s3)?;
         let c = checksum_fields(&rec.meta.checksums);
         Ok(S3Response::new(dto::CopyObjectOutput {
+            copy_source_version_id: self.version_header(sb, &src).await?,
+            version_id: super::versions::new_version_header(&rec),
             copy_object_result: Some(
                 dto::CopyObjectResult {
                     e_tag: Some(etag(&rec)),

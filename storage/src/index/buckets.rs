@@ -30,6 +30,7 @@ impl Index {
             let rec = BucketRecord {
                 created_ms,
                 owner: owner.to_owned(),
+                versioning: Default::default(),
             };
             t.insert(name, rec.encode().as_slice())?;
             drop(t);
@@ -54,7 +55,7 @@ impl Index {
                 .next()
                 .transpose()?
                 .is_some_and(|(k, _)| k.value().0 == name);
-            if has_object {
+            if has_object || super::versions::bucket_has_versions(txn, name)? {
                 return Err(Error::BucketNotEmpty(name.to_owned()));
             }
             let uploads: Vec<String> = {

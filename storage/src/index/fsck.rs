@@ -6,13 +6,14 @@ use redb::{ReadableDatabase, ReadableTable};
 
 use super::{
     BUCKETS, CHUNKS, GC_QUEUE, Index, MANIFESTS, OBJECTS, PACKS, PARTS, Stats, UPLOADS,
-    read_manifest, slice_counts,
+    VERSIONS, read_manifest, slice_counts,
 };
 use crate::error::Result;
 use crate::id::ChunkId;
 use crate::records::{
     BucketRecord, ChunkRecord, ChunkState, Location, ObjectRecord, PartRecord, UploadRecord,
 };
+use crate::versions::VersionEntry;
 
 /// What `fsck` found. A healthy index has every problem count at zero.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -87,42 +88,52 @@ impl Index {
         let mut owned: BTreeSet<u64> = BTreeSet::new();
         let mut logical = 0u64;
 
+        // Every object version holds its own references: current ones in `objects`,
+        // noncurrent ones in `versions` (delete markers hold none).
+        let mut noncurrent = (0u64, 0u64, 0u64);
+        let mut versions: Vec<(String, ObjectRecord)> = Vec::new();
         for r in txn.open_table(OBJECTS)?.iter()? {
             let (k, v) = r?;
             let (b, key) = k.value();
-            let rec = match ObjectRecord::decode(v.value()) {
-                Ok(rec) => rec,
-                Err(e) => {
-                    report.damaged(format!("object {b}/{key}"), &e);
-                    continue;
+            match ObjectRecord::decode(v.value()) {
+                Ok(rec) => {
+                    report.objects += 1;
+                    versions.push((format!("{b}/{key}"), rec));
                 }
-            };
+                Err(e) => report.damaged(format!("object {b}/{key}"), &e),
+            }
+        }
+        for r in txn.open_table(VERSIONS)?.iter()? {
+            let (k, v) = r?;
+            let (b, key, vk) = k.value();
+            match VersionEntry::decode(v.value()) {
+                Ok(VersionEntry::Object(rec)) => {
+                    noncurrent.0 += 1;
+                    noncurrent.1 += rec.size;
+                    versions.push((format!("{b}/{key} version {}", rec.version), rec));
+                }
+                Ok(VersionEntry::Marker(_)) => noncurrent.2 += 1,
+                Err(e) => report.damaged(format!("version {vk} of {b}/{key}"), &e),
+            }
+        }
+        for (what, rec) in versions {
             owned.insert(rec.manifest.id);
+            logical += rec.size;
             let slices = match read_manifest(&manifests, rec.manifest) {
                 Ok(s) => s,
                 Err(e) => {
-                    report.damaged(
-                        format!("manifest {} of object {b}/{key}", rec.manifest.id),
-                        &e,
-                    );
-                    report.objects += 1;
-                    logical += rec.size;
+                    report.damaged(format!("manifest {} of {what}", rec.manifest.id), &e);
                     continue;
                 }
             };
             let len: u64 = slices.iter().map(|s| u64::from(s.len)).sum();
             if len != rec.size {
                 report.dangling += 1;
-                report.problem(format!(
-                    "{b}/{key}: manifest covers {len} bytes, size {}",
-                    rec.size
-                ));
+                report.problem(format!("{what}: manifest covers {len} bytes, size {}", rec.size));
             }
             for (id, n) in slice_counts(&slices) {
                 *counted.entry(id).or_insert(0) += n;
             }
-            logical += rec.size;
-            report.objects += 1;
         }
         for r in txn.open_table(PARTS)?.iter()? {
             let (k, v) = r?;
@@ -285,6 +296,9 @@ impl Index {
         let recount = Stats {
             logical_bytes: logical,
             objects: report.objects,
+            noncurrent_versions: noncurrent.0,
+            noncurrent_bytes: noncurrent.1,
+            delete_markers: noncurrent.2,
             unique_bytes: unique,
             chunks: live,
             stored_bytes: stored,

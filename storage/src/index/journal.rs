@@ -12,7 +12,8 @@ use redb::{
     ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 
-use super::{BUCKETS, CHUNKS, Index, MANIFESTS, META, OBJECTS, now_ms, read_manifest};
+use super::{BUCKETS, CHUNKS, Index, MANIFESTS, META, OBJECTS, VERSIONS, now_ms, read_manifest};
+use crate::versions::VersionEntry;
 use crate::error::Result;
 use crate::id::ChunkId;
 use crate::journal::entry::{Change, Entry};
@@ -264,6 +265,29 @@ impl Index {
             })?;
         }
         let manifests = txn.open_table(MANIFESTS)?;
+        // Noncurrent versions first, each as "install, then demote", so the current
+        // objects that follow land on top of them.
+        for r in txn.open_table(VERSIONS)?.iter()? {
+            let (k, v) = r?;
+            let (bucket, key, _) = k.value();
+            let (b, k) = (bucket.to_owned(), key.to_owned());
+            match VersionEntry::decode(v.value())? {
+                VersionEntry::Object(record) => {
+                    let slices = read_manifest(&manifests, record.manifest)?;
+                    for change in
+                        crate::journal::entry::object_changes(bucket, key, &record, &slices)
+                    {
+                        put(change)?;
+                    }
+                    put(Change::Demote { bucket: b, key: k })?;
+                }
+                VersionEntry::Marker(marker) => put(Change::Marker {
+                    bucket: b,
+                    key: k,
+                    marker,
+                })?,
+            }
+        }
         for r in txn.open_table(OBJECTS)?.iter()? {
             let (k, v) = r?;
             let (bucket, key) = k.value();

@@ -35,6 +35,7 @@ pub(crate) mod journal;
 mod keys;
 mod multipart;
 mod objects;
+mod versions;
 mod rebuild;
 mod refs;
 mod scrub;
@@ -56,6 +57,7 @@ pub use journal::JournalState;
 pub(crate) use keys::InlineRewrite;
 pub use multipart::UploadSummary;
 pub use objects::{ListEntry, ListPage, WriteCondition};
+pub use versions::{Deleted, VersionItem, VersionPage, VersionQuery};
 pub(crate) use objects::{ListQuery, PlannedChunk};
 pub(crate) use rebuild::Rebuilt;
 use refs::{add_refs, register_packs, release_refs, slice_counts};
@@ -79,6 +81,9 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 pub(crate) const STATS: TableDefinition<&str, u64> = TableDefinition::new("stats");
 pub(crate) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 pub(crate) const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
+/// Versions other than a key's current object (`versions.rs`), newest first per key.
+pub(crate) const VERSIONS: TableDefinition<(&str, &str, u64), &[u8]> =
+    TableDefinition::new("versions");
 pub(crate) const MANIFESTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("manifests");
 pub(crate) const CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks");
 pub(crate) const GC_QUEUE: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("gc_queue");
@@ -113,19 +118,28 @@ pub(crate) const COMPLETED_UPLOAD_TTL_MS: u64 = 24 * 3600 * 1000;
 /// 5: every metadata change is journaled (`journal_outbox`, `journal_state`); a binary
 /// that knows only format 4 would write changes the journal never sees, so it must
 /// refuse the index. An upgraded index's first shipment starts with a snapshot.
-pub(crate) const INDEX_FORMAT: u32 = 5;
+/// 6: object versions and delete markers (`versions`), records with their version,
+/// bucket records with their versioning state; a binary that knows only format 5 would
+/// ignore the `versions` table (and drop references it holds), so it must refuse.
+pub(crate) const INDEX_FORMAT: u32 = 6;
 /// Index formats this version opens.
-const READABLE_FORMATS: [u32; 5] = [1, 2, 3, 4, 5];
+const READABLE_FORMATS: [u32; 6] = [1, 2, 3, 4, 5, 6];
 const KEY_FORMAT: &str = "format";
 const KEY_CHUNKER: &str = "chunker";
 const KEY_NEXT_ID: &str = "next_manifest_id";
 
 /// Counter names in the `stats` table.
 pub(crate) mod stat {
-    /// Sum of committed object sizes.
+    /// Sum of committed object sizes, every version (current and noncurrent).
     pub(crate) const LOGICAL_BYTES: &str = "logical_bytes";
-    /// Committed objects.
+    /// Current objects (one per key at most).
     pub(crate) const OBJECTS: &str = "objects";
+    /// Noncurrent object versions (format 6).
+    pub(crate) const NONCURRENT_VERSIONS: &str = "noncurrent_versions";
+    /// Their sizes.
+    pub(crate) const NONCURRENT_BYTES: &str = "noncurrent_bytes";
+    /// Delete markers.
+    pub(crate) const DELETE_MARKERS: &str = "delete_markers";
     /// Sum of raw lengths of chunks with refcount > 0.
     pub(crate) const UNIQUE_BYTES: &str = "unique_bytes";
     /// Chunks with refcount > 0.
@@ -143,10 +157,16 @@ pub(crate) mod stat {
 /// Counters kept transactionally with the data they describe.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Sum of committed object sizes.
+    /// Sum of committed object sizes, every version.
     pub logical_bytes: u64,
-    /// Committed objects.
+    /// Current objects.
     pub objects: u64,
+    /// Noncurrent object versions.
+    pub noncurrent_versions: u64,
+    /// Their sizes (part of `logical_bytes`).
+    pub noncurrent_bytes: u64,
+    /// Delete markers.
+    pub delete_markers: u64,
     /// Sum of raw lengths of referenced chunks.
     pub unique_bytes: u64,
     /// Referenced chunks.
@@ -298,6 +318,7 @@ impl Index {
             txn.open_table(STATS)?;
             txn.open_table(BUCKETS)?;
             txn.open_table(OBJECTS)?;
+            txn.open_table(VERSIONS)?;
             txn.open_table(MANIFESTS)?;
             txn.open_table(CHUNKS)?;
             txn.open_table(GC_QUEUE)?;
@@ -532,6 +553,9 @@ fn read_stats(txn: &redb::ReadTransaction) -> Result<Stats> {
     Ok(Stats {
         logical_bytes: get(stat::LOGICAL_BYTES)?,
         objects: get(stat::OBJECTS)?,
+        noncurrent_versions: get(stat::NONCURRENT_VERSIONS)?,
+        noncurrent_bytes: get(stat::NONCURRENT_BYTES)?,
+        delete_markers: get(stat::DELETE_MARKERS)?,
         unique_bytes: get(stat::UNIQUE_BYTES)?,
         chunks: get(stat::CHUNKS)?,
         stored_bytes: get(stat::STORED_BYTES)?,

@@ -12,6 +12,7 @@ use super::{
     drop_manifest, now_ms, read_manifest, register_packs, slice_counts,
 };
 use crate::error::{Error, Result};
+use crate::versions::VersionSel;
 use crate::records::{
     CompletedUploadRecord, Etag, ManifestRef, ObjectMeta, ObjectRecord, PartRecord, UploadRecord,
 };
@@ -223,24 +224,14 @@ impl Index {
     pub(crate) fn copy_object_to_part(
         &self,
         src: (&str, &str),
+        src_version: Option<VersionSel>,
         upload_id: &str,
         part: u32,
     ) -> impl Future<Output = Result<Option<PartRecord>>> + use<> {
         let (sb, sk, upload_id) = (src.0.to_owned(), src.1.to_owned(), upload_id.to_owned());
         self.committer.submit(move |txn| {
             get_upload(txn, &upload_id)?;
-            if txn.open_table(BUCKETS)?.get(sb.as_str())?.is_none() {
-                return Err(Error::NoSuchBucket(sb.clone()));
-            }
-            let source = txn
-                .open_table(OBJECTS)?
-                .get((sb.as_str(), sk.as_str()))?
-                .map(|v| ObjectRecord::decode(v.value()))
-                .transpose()?
-                .ok_or_else(|| Error::NoSuchKey {
-                    bucket: sb.clone(),
-                    key: sk.clone(),
-                })?;
+            let source = super::versions::source_version(txn, (&sb, &sk), src_version)?;
             if source.etag.parts > 0 {
                 return Ok(None);
             }
@@ -327,6 +318,7 @@ impl Index {
             }
             let all = parts_of(txn, upload_id)?;
             let chosen = choose_parts(&all, listed, min_part_size)?;
+            let state = super::versions::bucket_record(txn, &up.bucket)?.versioning;
             let old = txn
                 .open_table(OBJECTS)?
                 .get((up.bucket.as_str(), up.key.as_str()))?
@@ -379,8 +371,9 @@ impl Index {
                 mtime_ms: now_ms(),
                 meta,
                 manifest,
+                version: super::versions::new_version(txn, state)?,
             };
-            install_object(txn, (&up.bucket, &up.key), &record, &slices, old)?;
+            install_object(txn, (&up.bucket, &up.key), &record, &slices, old, state)?;
             let done = CompletedUploadRecord {
                 bucket: up.bucket.clone(),
                 key: up.key.clone(),

@@ -5,17 +5,19 @@ use std::sync::Arc;
 
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
+use super::versions::{self, Deleted};
 use super::{
-    BUCKETS, CHUNKS, Index, MANIFESTS, OBJECTS, Staged, add_refs, add_stat, drop_manifest, journal,
+    BUCKETS, CHUNKS, Index, MANIFESTS, OBJECTS, Staged, VERSIONS, add_refs, add_stat, journal,
     now_ms, register_packs, slice_counts, stat, write_manifest,
 };
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::journal::entry::{Change, object_changes};
+use crate::journal::entry::object_changes;
 use crate::records::{
     ChunkRecord, ChunkState, Etag, Location, ManifestRef, ManifestSegment, ObjectMeta,
     ObjectRecord, Slice,
 };
+use crate::versions::{DeleteMarker, VersionEntry, VersionSel, Versioning};
 
 /// Conditions checked atomically with a write (S3 conditional writes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -123,19 +125,55 @@ pub(crate) struct ReadPlan {
     pub chunks: Vec<PlannedChunk>,
 }
 
-/// The current version of bucket/key in a read snapshot.
-fn current_object(txn: &ReadTransaction, bucket: &str, key: &str) -> Result<ObjectRecord> {
+/// Version `sel` of bucket/key (its current object when `None`) in a read snapshot.
+fn find_object(
+    txn: &ReadTransaction,
+    bucket: &str,
+    key: &str,
+    sel: Option<VersionSel>,
+) -> Result<ObjectRecord> {
     if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
         return Err(Error::NoSuchBucket(bucket.to_owned()));
     }
-    txn.open_table(OBJECTS)?
+    let current = txn
+        .open_table(OBJECTS)?
         .get((bucket, key))?
         .map(|v| ObjectRecord::decode(v.value()))
-        .transpose()?
-        .ok_or_else(|| Error::NoSuchKey {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-        })
+        .transpose()?;
+    let marker = |m: DeleteMarker, by_id: bool| Error::DeleteMarker {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        version: m.version.id(),
+        mtime_ms: m.mtime_ms,
+        by_id,
+    };
+    let versions = txn.open_table(VERSIONS)?;
+    match sel {
+        None => match current {
+            Some(rec) => Ok(rec),
+            None => match versions::newest_in(&versions, bucket, key)? {
+                Some(VersionEntry::Marker(m)) => Err(marker(m, false)),
+                _ => Err(Error::NoSuchKey {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                }),
+            },
+        },
+        Some(sel) => {
+            if let Some(rec) = current.filter(|c| c.version.is(sel)) {
+                return Ok(rec);
+            }
+            match versions::find_in(&versions, bucket, key, sel)? {
+                Some((_, VersionEntry::Object(rec))) => Ok(rec),
+                Some((_, VersionEntry::Marker(m))) => Err(marker(m, true)),
+                None => Err(Error::NoSuchVersion {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                    version: sel.id(),
+                }),
+            }
+        }
+    }
 }
 
 /// Plans the read of one manifest slice minus `skip` leading and `cut` trailing bytes.
@@ -191,7 +229,7 @@ pub(super) fn plan_slice<T: ReadableTable<&'static [u8; 32], &'static [u8]>>(
 }
 
 /// Smallest string greater than every string starting with `s`, if one exists.
-fn prefix_successor(s: &str) -> Option<String> {
+pub(super) fn prefix_successor(s: &str) -> Option<String> {
     let mut out = s.to_owned();
     while let Some(c) = out.pop() {
         let next = match c as u32 {
@@ -220,25 +258,31 @@ fn get_object(txn: &WriteTransaction, bucket: &str, key: &str) -> Result<Option<
         .transpose()
 }
 
-/// Installs `record` as the current version of bucket/key, releasing the old version.
+/// Installs `record` as the current object of bucket/key. The old current object is
+/// released or kept as a noncurrent version as the bucket's versioning `state` says;
+/// under suspension a noncurrent `null` version is replaced too.
 pub(super) fn install_object(
     txn: &WriteTransaction,
     (bucket, key): (&str, &str),
     record: &ObjectRecord,
     slices: &[Slice],
     old: Option<ObjectRecord>,
+    state: Versioning,
 ) -> Result<()> {
+    // The old version goes first: a kept one is journaled as moved before the new
+    // version's entry replaces it in a replay. Its references are dropped after the
+    // new version took its own, so shared chunks never touch zero.
+    if let Some(old) = old {
+        versions::retire_current(txn, (bucket, key), old, state)?;
+    }
+    if state == Versioning::Suspended {
+        versions::remove_null(txn, (bucket, key))?;
+    }
     txn.open_table(OBJECTS)?
         .insert((bucket, key), record.encode().as_slice())?;
     journal::append(txn, object_changes(bucket, key, record, slices))?;
     add_stat(txn, stat::LOGICAL_BYTES, i128::from(record.size))?;
     add_stat(txn, stat::OBJECTS, 1)?;
-    if let Some(old) = old {
-        // After the new version took its references: shared chunks never touch zero.
-        drop_manifest(txn, old.manifest)?;
-        add_stat(txn, stat::LOGICAL_BYTES, -i128::from(old.size))?;
-        add_stat(txn, stat::OBJECTS, -1)?;
-    }
     Ok(())
 }
 
@@ -258,7 +302,7 @@ impl Index {
     ) -> impl Future<Output = Result<ObjectRecord>> + use<> {
         self.committer.submit(move |txn| {
             let (bucket, key) = (bucket.as_str(), key.as_str());
-            bucket_must_exist(txn, bucket)?;
+            let state = versions::bucket_record(txn, bucket)?.versioning;
             let old = get_object(txn, bucket, key)?;
             cond.check(bucket, key, old.as_ref())?;
             register_packs(txn, &staged.packs)?;
@@ -270,21 +314,25 @@ impl Index {
                 mtime_ms: now_ms(),
                 meta: meta.clone(),
                 manifest,
+                version: versions::new_version(txn, state)?,
             };
-            install_object(txn, (bucket, key), &record, &staged.slices, old)?;
+            install_object(txn, (bucket, key), &record, &staged.slices, old, state)?;
             Ok(record)
         })
     }
 
     /// Copies an object without copying data: the new version shares the source's
     /// manifest contents and takes its own references. `meta: None` keeps the source's
-    /// metadata (COPY directive).
+    /// metadata (COPY directive). `src_version` names a version of the source (its
+    /// current object when `None`).
     ///
     /// # Errors
-    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`] (source), [`Error::PreconditionFailed`].
+    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`] / [`Error::NoSuchVersion`] /
+    /// [`Error::DeleteMarker`] (source), [`Error::PreconditionFailed`].
     pub(crate) fn copy_object(
         &self,
         src: (&str, &str),
+        src_version: Option<VersionSel>,
         dst: (&str, &str),
         meta: Option<ObjectMeta>,
         cond: WriteCondition,
@@ -298,12 +346,8 @@ impl Index {
         self.committer.submit(move |txn| {
             let (src, dst) = ((sb.as_str(), sk.as_str()), (db.as_str(), dk.as_str()));
             let meta = meta.clone();
-            bucket_must_exist(txn, src.0)?;
-            bucket_must_exist(txn, dst.0)?;
-            let source = get_object(txn, src.0, src.1)?.ok_or_else(|| Error::NoSuchKey {
-                bucket: src.0.to_owned(),
-                key: src.1.to_owned(),
-            })?;
+            let source = versions::source_version(txn, src, src_version)?;
+            let state = versions::bucket_record(txn, dst.0)?.versioning;
             let old = get_object(txn, dst.0, dst.1)?;
             cond.check(dst.0, dst.1, old.as_ref())?;
             let slices = {
@@ -318,13 +362,15 @@ impl Index {
                 mtime_ms: now_ms(),
                 meta: meta.unwrap_or(source.meta),
                 manifest,
+                version: versions::new_version(txn, state)?,
             };
-            install_object(txn, dst, &record, &slices, old)?;
+            install_object(txn, dst, &record, &slices, old, state)?;
             Ok(record)
         })
     }
 
-    /// Deletes the current version; returns it, or `None` if there was none.
+    /// Deletes bucket/key: with `version`, that version for good; without, the current
+    /// object (unversioned bucket) or by adding a delete marker (versioned bucket).
     ///
     /// # Errors
     /// [`Error::NoSuchBucket`].
@@ -332,35 +378,44 @@ impl Index {
         &self,
         bucket: &str,
         key: &str,
-    ) -> impl Future<Output = Result<Option<ObjectRecord>>> + use<> {
+        version: Option<VersionSel>,
+    ) -> impl Future<Output = Result<Deleted>> + use<> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.committer.submit(move |txn| {
-            let (bucket, key) = (bucket.as_str(), key.as_str());
-            bucket_must_exist(txn, bucket)?;
-            let Some(old) = get_object(txn, bucket, key)? else {
-                return Ok(None);
-            };
-            txn.open_table(OBJECTS)?.remove((bucket, key))?;
-            journal::append(
-                txn,
-                vec![Change::ObjectGone {
-                    bucket: bucket.to_owned(),
-                    key: key.to_owned(),
-                }],
-            )?;
-            drop_manifest(txn, old.manifest)?;
-            add_stat(txn, stat::LOGICAL_BYTES, -i128::from(old.size))?;
-            add_stat(txn, stat::OBJECTS, -1)?;
-            Ok(Some(old))
+            let at = (bucket.as_str(), key.as_str());
+            match version {
+                None => versions::delete_current(txn, at),
+                Some(sel) => versions::delete_version(txn, at, sel),
+            }
         })
     }
 
-    /// The current version of an object.
+    /// Sets a bucket's versioning state.
     ///
     /// # Errors
-    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`].
-    pub(crate) fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
-        current_object(&self.db.begin_read()?, bucket, key)
+    /// [`Error::NoSuchBucket`], [`Error::InvalidArgument`] (unversioned again).
+    pub(crate) fn set_versioning(
+        &self,
+        bucket: &str,
+        state: Versioning,
+    ) -> impl Future<Output = Result<()>> + use<> {
+        let bucket = bucket.to_owned();
+        self.committer
+            .submit(move |txn| versions::set_versioning(txn, &bucket, state))
+    }
+
+    /// Version `sel` of an object (its current object when `None`).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::NoSuchVersion`],
+    /// [`Error::DeleteMarker`].
+    pub(crate) fn object(
+        &self,
+        bucket: &str,
+        key: &str,
+        sel: Option<VersionSel>,
+    ) -> Result<ObjectRecord> {
+        find_object(&self.db.begin_read()?, bucket, key, sel)
     }
 
     /// Plans the read of `range` (`start..end`, already clipped to the object) of the
@@ -371,12 +426,12 @@ impl Index {
     /// chunk is missing from the index.
     pub(crate) fn plan_read(
         &self,
-        bucket: &str,
-        key: &str,
+        (bucket, key): (&str, &str),
+        sel: Option<VersionSel>,
         range: impl FnOnce(&ObjectRecord) -> Result<(u64, u64)>,
     ) -> Result<ReadPlan> {
         let txn = self.db.begin_read()?;
-        let record = current_object(&txn, bucket, key)?;
+        let record = find_object(&txn, bucket, key, sel)?;
         let (start, end) = range(&record)?;
         let manifests = txn.open_table(MANIFESTS)?;
         let chunks_t = txn.open_table(CHUNKS)?;

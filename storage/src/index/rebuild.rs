@@ -8,12 +8,13 @@ use redb::{Database, ReadableTable};
 
 use super::gc::{KEY_SNAPSHOT_TAKEN, KEY_STORE_ID};
 use super::{
-    BUCKETS, CHUNKS, INDEX_FORMAT, KEY_CHUNKER, KEY_FORMAT, META, OBJECTS, PACKS, STATS,
+    BUCKETS, CHUNKS, INDEX_FORMAT, KEY_CHUNKER, KEY_FORMAT, META, OBJECTS, PACKS, STATS, VERSIONS,
     begin_write, journal, now_ms, slice_counts, stat, stored_len, write_manifest,
 };
 use crate::chunker::ChunkerParams;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
+use crate::versions::VersionEntry;
 use crate::records::{
     BucketRecord, ChunkRecord, ChunkState, ChunkerRecord, Location, ObjectRecord, PackRecord, Slice,
 };
@@ -29,6 +30,8 @@ pub(crate) struct Rebuilt {
     pub(crate) buckets: Vec<(String, BucketRecord)>,
     /// Objects with their manifests (every chunk they name is in `chunks`).
     pub(crate) objects: Vec<(String, String, ObjectRecord, Vec<Slice>)>,
+    /// Noncurrent versions (with their manifests) and delete markers.
+    pub(crate) versions: Vec<(String, String, VersionEntry, Vec<Slice>)>,
     /// Every chunk the objects reference, located.
     pub(crate) chunks: HashMap<ChunkId, ChunkRecord>,
     /// Readable packs present: size and chunk count.
@@ -100,7 +103,9 @@ impl Rebuilt {
         drop(buckets);
         let mut counts: BTreeMap<ChunkId, u64> = BTreeMap::new();
         let (mut logical, mut objects) = (0u64, 0u64);
+        let mut last_seq = 0u64;
         for (bucket, key, mut rec, slices) in self.objects {
+            last_seq = last_seq.max(rec.version.seq);
             for (id, n) in slice_counts(&slices) {
                 *counts.entry(id).or_insert(0) += n;
             }
@@ -109,6 +114,25 @@ impl Rebuilt {
                 .insert((bucket.as_str(), key.as_str()), rec.encode().as_slice())?;
             logical += rec.size;
             objects += 1;
+        }
+        let (mut noncurrent, mut noncurrent_bytes, mut markers) = (0u64, 0u64, 0u64);
+        for (bucket, key, mut entry, slices) in self.versions {
+            last_seq = last_seq.max(entry.version().seq);
+            match &mut entry {
+                VersionEntry::Object(rec) => {
+                    for (id, n) in slice_counts(&slices) {
+                        *counts.entry(id).or_insert(0) += n;
+                    }
+                    rec.manifest = write_manifest(&txn, &slices)?;
+                    logical += rec.size;
+                    noncurrent += 1;
+                    noncurrent_bytes += rec.size;
+                }
+                VersionEntry::Marker(_) => markers += 1,
+            }
+            let k = crate::versions::version_key(entry.version().seq);
+            txn.open_table(VERSIONS)?
+                .insert((bucket.as_str(), key.as_str(), k), entry.encode().as_slice())?;
         }
         let mut chunks = txn.open_table(CHUNKS)?;
         let mut per_pack: HashMap<u128, (u32, u64)> = HashMap::new();
@@ -156,6 +180,10 @@ impl Rebuilt {
         let mut stats = txn.open_table(STATS)?;
         stats.insert(stat::LOGICAL_BYTES, logical)?;
         stats.insert(stat::OBJECTS, objects)?;
+        stats.insert(stat::NONCURRENT_VERSIONS, noncurrent)?;
+        stats.insert(stat::NONCURRENT_BYTES, noncurrent_bytes)?;
+        stats.insert(stat::DELETE_MARKERS, markers)?;
+        stats.insert(super::versions::LAST_VERSION_SEQ, last_seq)?;
         stats.insert(stat::UNIQUE_BYTES, unique)?;
         stats.insert(stat::CHUNKS, counts.len() as u64)?;
         stats.insert(stat::STORED_BYTES, stored)?;

@@ -18,7 +18,7 @@ use redb::{
 
 use super::{
     BUCKETS, CHUNKS, COMPLETED_BY_TIME, COMPLETED_UPLOADS, GC_QUEUE, Index, MANIFESTS, META,
-    OBJECTS, ORPHAN_PACKS, PACKS, PARTS, STATS, UPLOADS, UPLOADS_BY_KEY, now_ms,
+    OBJECTS, ORPHAN_PACKS, PACKS, PARTS, STATS, UPLOADS, UPLOADS_BY_KEY, VERSIONS, now_ms,
 };
 use crate::error::{Error, Result};
 use crate::records::{
@@ -196,6 +196,13 @@ impl Index {
             &dst,
             OBJECTS,
             |b| ObjectRecord::decode(b).map(drop),
+            c,
+        )?;
+        n += copy_records(
+            &src,
+            &dst,
+            VERSIONS,
+            |b| crate::versions::VersionEntry::decode(b).map(drop),
             c,
         )?;
         n += copy_records(

@@ -12,6 +12,7 @@ use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::records::{BucketRecord, ChunkRecord, ObjectRecord, Slice, read_slices, write_slices};
+use crate::versions::{DeleteMarker, Version};
 
 const ENTRY_V1: u8 = 1;
 const KIND_CHUNK_REF: u8 = 8;
@@ -112,6 +113,41 @@ pub(crate) enum Change {
         /// Chunk id.
         id: ChunkId,
     },
+    /// bucket/key's current object became a noncurrent version (an overwrite or a
+    /// delete in a versioned bucket): it moves to the key's versions under its seq.
+    Demote {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// Noncurrent version `seq` of bucket/key became the current object again.
+    Promote {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// A delete marker was added to bucket/key's versions.
+    Marker {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// The marker.
+        marker: DeleteMarker,
+    },
+    /// Version `seq` (noncurrent object or delete marker) of bucket/key was removed.
+    VersionGone {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// Its sequence number.
+        seq: u64,
+    },
     /// A `meta` value a rebuild needs (key records, chunker parameters).
     Meta {
         /// Meta key.
@@ -147,6 +183,10 @@ impl Entry {
             Change::ObjectSlices { .. } => 7,
             Change::ChunkRef { .. } => KIND_CHUNK_REF,
             Change::ChunkGone { .. } => 9,
+            Change::Demote { .. } => 10,
+            Change::Promote { .. } => 11,
+            Change::Marker { .. } => 12,
+            Change::VersionGone { .. } => 13,
         };
         w.u8(kind).u64(self.seq).u64(self.time_ms);
         match &self.change {
@@ -184,6 +224,20 @@ impl Entry {
             }
             Change::ChunkRef { id } | Change::ChunkGone { id } => {
                 w.raw(&id.0);
+            }
+            Change::Demote { bucket, key } => {
+                w.str(bucket).str(key);
+            }
+            Change::Promote { bucket, key, seq } | Change::VersionGone { bucket, key, seq } => {
+                w.str(bucket).str(key).u64(*seq);
+            }
+            Change::Marker {
+                bucket,
+                key,
+                marker,
+            } => {
+                w.str(bucket).str(key).u64(marker.mtime_ms);
+                marker.version.write(&mut w);
             }
         }
         w.seal()
@@ -240,6 +294,31 @@ impl Entry {
             9 => Change::ChunkGone {
                 id: ChunkId(r.array()?),
             },
+            10 => Change::Demote {
+                bucket: r.string()?,
+                key: r.string()?,
+            },
+            11 => Change::Promote {
+                bucket: r.string()?,
+                key: r.string()?,
+                seq: r.u64()?,
+            },
+            12 => {
+                let (bucket, key, mtime_ms) = (r.string()?, r.string()?, r.u64()?);
+                Change::Marker {
+                    bucket,
+                    key,
+                    marker: DeleteMarker {
+                        version: Version::read(&mut r)?,
+                        mtime_ms,
+                    },
+                }
+            }
+            13 => Change::VersionGone {
+                bucket: r.string()?,
+                key: r.string()?,
+                seq: r.u64()?,
+            },
             k => {
                 return Err(Error::corrupt("journal entry", format!("unknown kind {k}")));
             }
@@ -269,6 +348,7 @@ mod tests {
             mtime_ms: 1,
             meta: ObjectMeta::default(),
             manifest: ManifestRef { id: 0, slices: 0 },
+            version: crate::versions::Version { seq: 3, null: false },
         };
         let slices: Vec<Slice> = (0..ENTRY_SLICES * 2 + 5)
             .map(|i| Slice {
@@ -298,6 +378,38 @@ mod tests {
             }
         }
         assert_eq!(back, slices);
+        let versions = [
+            Change::Demote {
+                bucket: "b".into(),
+                key: "k".into(),
+            },
+            Change::Promote {
+                bucket: "b".into(),
+                key: "k".into(),
+                seq: 7,
+            },
+            Change::VersionGone {
+                bucket: "b".into(),
+                key: "k".into(),
+                seq: 8,
+            },
+            Change::Marker {
+                bucket: "b".into(),
+                key: "k".into(),
+                marker: DeleteMarker {
+                    version: Version { seq: 9, null: true },
+                    mtime_ms: 10,
+                },
+            },
+        ];
+        for change in versions {
+            let e = Entry {
+                seq: 4,
+                time_ms: 5,
+                change,
+            };
+            assert_eq!(Entry::decode(&e.encode()).unwrap(), e);
+        }
         // One flipped byte is refused, never misread.
         let mut bytes = Entry {
             seq: 1,

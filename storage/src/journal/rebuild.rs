@@ -33,6 +33,7 @@ use crate::id::ChunkId;
 use crate::index::Rebuilt;
 use crate::pack;
 use crate::records::{BucketRecord, ChunkRecord, ChunkState, Location, ObjectRecord, Slice};
+use crate::versions::VersionEntry;
 use crate::store::STORE_ID_BLOB;
 
 /// Packs whose tables are read concurrently.
@@ -59,8 +60,10 @@ pub struct RebuildReport {
     pub last_seq: u64,
     /// Buckets restored.
     pub buckets: u64,
-    /// Objects restored.
+    /// Current objects restored.
     pub objects: u64,
+    /// Noncurrent object versions and delete markers restored.
+    pub versions: u64,
     /// Their logical bytes.
     pub logical_bytes: u64,
     /// Distinct chunks they reference.
@@ -99,6 +102,8 @@ struct State {
     meta: BTreeMap<String, Vec<u8>>,
     buckets: BTreeMap<String, BucketRecord>,
     objects: BTreeMap<(String, String), (ObjectRecord, Vec<Slice>)>,
+    /// Noncurrent versions (with their slices) and delete markers, by seq.
+    versions: BTreeMap<(String, String, u64), (VersionEntry, Vec<Slice>)>,
     chunks: HashMap<ChunkId, ChunkRecord>,
     applied: u64,
 }
@@ -145,6 +150,32 @@ impl State {
             }
             // Resolved before shipping; never in a segment.
             Change::ChunkRef { .. } => {}
+            Change::Demote { bucket, key } => {
+                if let Some((rec, slices)) = self.objects.remove(&(bucket.clone(), key.clone())) {
+                    let seq = rec.version.seq;
+                    self.versions
+                        .insert((bucket, key, seq), (VersionEntry::Object(rec), slices));
+                }
+            }
+            Change::Promote { bucket, key, seq } => {
+                if let Some((VersionEntry::Object(rec), slices)) =
+                    self.versions.remove(&(bucket.clone(), key.clone(), seq))
+                {
+                    self.objects.insert((bucket, key), (rec, slices));
+                }
+            }
+            Change::Marker {
+                bucket,
+                key,
+                marker,
+            } => {
+                let seq = marker.version.seq;
+                self.versions
+                    .insert((bucket, key, seq), (VersionEntry::Marker(marker), Vec::new()));
+            }
+            Change::VersionGone { bucket, key, seq } => {
+                self.versions.remove(&(bucket, key, seq));
+            }
         }
     }
 }
@@ -341,7 +372,9 @@ pub async fn rebuild_index(
     let needed: HashSet<ChunkId> = state
         .objects
         .values()
-        .flat_map(|(_, s)| s.iter().map(|s| s.chunk))
+        .map(|(_, s)| s)
+        .chain(state.versions.values().map(|(_, s)| s))
+        .flat_map(|s| s.iter().map(|s| s.chunk))
         .collect();
     let listed = blobs.list(pack::PACKS_PREFIX).await?;
     report.packs = listed.len() as u64;
@@ -425,27 +458,47 @@ pub async fn rebuild_index(
             },
         );
     }
-    let mut objects = Vec::with_capacity(state.objects.len());
-    for ((bucket, key), (record, slices)) in state.objects {
-        if !state.buckets.contains_key(&bucket) {
+    // Current objects, then noncurrent versions and delete markers: each object
+    // version is restored only when its bucket, its whole manifest and every chunk it
+    // needs are there.
+    let restorable = |report: &mut RebuildReport, bucket: &str, key: &str, rec: &ObjectRecord, slices: &[Slice]| {
+        if !state.buckets.contains_key(bucket) {
             report.orphan_objects += 1;
-            continue;
+            return false;
         }
         let covered: u64 = slices.iter().map(|s| u64::from(s.len)).sum();
-        if covered != record.size {
-            tracing::error!(%bucket, %key, covered, size = record.size,
+        if covered != rec.size {
+            tracing::error!(%bucket, %key, version = %rec.version, covered, size = rec.size,
                 "rebuild: object not restored, its manifest is incomplete (journal gap)");
-            report.objects_lost.push((bucket, key));
-            continue;
+            report.objects_lost.push((bucket.to_owned(), key.to_owned()));
+            return false;
         }
         if slices.iter().any(|s| lost.contains(&s.chunk)) {
-            tracing::error!(%bucket, %key, "rebuild: object not restored, a chunk it needs is in no pack");
-            report.objects_lost.push((bucket, key));
-            continue;
+            tracing::error!(%bucket, %key, version = %rec.version,
+                "rebuild: object not restored, a chunk it needs is in no pack");
+            report.objects_lost.push((bucket.to_owned(), key.to_owned()));
+            return false;
         }
-        report.objects += 1;
-        report.logical_bytes += record.size;
-        objects.push((bucket, key, record, slices));
+        report.logical_bytes += rec.size;
+        true
+    };
+    let mut objects = Vec::with_capacity(state.objects.len());
+    for ((bucket, key), (record, slices)) in std::mem::take(&mut state.objects) {
+        if restorable(&mut report, &bucket, &key, &record, &slices) {
+            report.objects += 1;
+            objects.push((bucket, key, record, slices));
+        }
+    }
+    let mut versions = Vec::with_capacity(state.versions.len());
+    for ((bucket, key, _), (entry, slices)) in std::mem::take(&mut state.versions) {
+        let keep = match &entry {
+            VersionEntry::Object(rec) => restorable(&mut report, &bucket, &key, rec, &slices),
+            VersionEntry::Marker(_) => state.buckets.contains_key(&bucket),
+        };
+        if keep {
+            report.versions += 1;
+            versions.push((bucket, key, entry, slices));
+        }
     }
     report.buckets = state.buckets.len() as u64;
 
@@ -478,6 +531,7 @@ pub async fn rebuild_index(
         store_id,
         buckets: state.buckets.into_iter().collect(),
         objects,
+        versions,
         chunks,
         packs,
         // Past every blob in the store (see `Index::journal_catch_up`): the first

@@ -1,0 +1,600 @@
+//! Versions: where a key's versions live and how writes and deletes move them.
+//!
+//! A key's current object (its newest version, unless that is a delete marker) is in
+//! `objects`, exactly as in an unversioned bucket, so reads and listings of current
+//! objects cost what they always did. Every other version (noncurrent object versions,
+//! every delete marker) is in `versions` under `(bucket, key, u64::MAX - seq)`: newest
+//! first within a key. Invariant: a key's entry in `objects` is newer than all of its
+//! entries in `versions`.
+//!
+//! Each version holds its own manifest and chunk references; moving a version between
+//! the two tables moves no references. Every move is journaled as the operation
+//! (`Demote`, `Promote`, `Marker`, `VersionGone`) so a replay repeats it.
+
+use redb::{ReadableTable, WriteTransaction};
+
+use super::{BUCKETS, OBJECTS, STATS, VERSIONS, add_stat, drop_manifest, journal, now_ms, stat};
+use crate::error::{Error, Result};
+use crate::journal::entry::Change;
+use crate::records::{BucketRecord, ObjectRecord};
+use crate::versions::{DeleteMarker, Version, VersionEntry, VersionSel, Versioning, version_key};
+
+/// Counter of the last version sequence number handed out (in `stats`).
+pub(crate) const LAST_VERSION_SEQ: &str = "last_version_seq";
+
+/// The bucket's record, or [`Error::NoSuchBucket`].
+pub(super) fn bucket_record(txn: &WriteTransaction, bucket: &str) -> Result<BucketRecord> {
+    txn.open_table(BUCKETS)?
+        .get(bucket)?
+        .map(|v| BucketRecord::decode(v.value()))
+        .transpose()?
+        .ok_or_else(|| Error::NoSuchBucket(bucket.to_owned()))
+}
+
+/// A new version for a write under `state`: sequence numbers increase with creation
+/// (milliseconds in the high bits, so they also increase across a rebuild that lost the
+/// counter), and the version is `null` unless versioning is enabled.
+pub(super) fn new_version(txn: &WriteTransaction, state: Versioning) -> Result<Version> {
+    let mut t = txn.open_table(STATS)?;
+    let last = t.get(LAST_VERSION_SEQ)?.map_or(0, |v| v.value());
+    let seq = (last + 1).max(now_ms() << 16);
+    t.insert(LAST_VERSION_SEQ, seq)?;
+    Ok(Version {
+        seq,
+        null: state != Versioning::Enabled,
+    })
+}
+
+type VersionsTable<'t> = redb::Table<'t, (&'static str, &'static str, u64), &'static [u8]>;
+
+/// The entries of bucket/key in `versions`, newest first.
+fn entries_of(t: &VersionsTable<'_>, bucket: &str, key: &str) -> Result<Vec<(u64, VersionEntry)>> {
+    let mut out = Vec::new();
+    for r in t.range((bucket, key, 0u64)..=(bucket, key, u64::MAX))? {
+        let (k, v) = r?;
+        out.push((k.value().2, VersionEntry::decode(v.value())?));
+    }
+    Ok(out)
+}
+
+fn journal1(txn: &WriteTransaction, c: Change) -> Result<()> {
+    journal::append(txn, vec![c])
+}
+
+/// Moves `old`, the current object being replaced or deleted, to where `state` says:
+/// released (unversioned bucket; the `null` version under suspension) or kept as a
+/// noncurrent version. The caller has removed or is overwriting its `objects` entry.
+pub(super) fn retire_current(
+    txn: &WriteTransaction,
+    (bucket, key): (&str, &str),
+    old: ObjectRecord,
+    state: Versioning,
+) -> Result<()> {
+    add_stat(txn, stat::OBJECTS, -1)?;
+    let keep = match state {
+        Versioning::Unversioned => false,
+        Versioning::Enabled => true,
+        Versioning::Suspended => !old.version.null,
+    };
+    if !keep {
+        drop_manifest(txn, old.manifest)?;
+        return add_stat(txn, stat::LOGICAL_BYTES, -i128::from(old.size));
+    }
+    add_stat(txn, stat::NONCURRENT_VERSIONS, 1)?;
+    add_stat(txn, stat::NONCURRENT_BYTES, i128::from(old.size))?;
+    let k = version_key(old.version.seq);
+    txn.open_table(VERSIONS)?
+        .insert((bucket, key, k), VersionEntry::Object(old).encode().as_slice())?;
+    journal1(
+        txn,
+        Change::Demote {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        },
+    )
+}
+
+/// Releases a version taken out of `versions`.
+fn release(txn: &WriteTransaction, e: &VersionEntry) -> Result<()> {
+    match e {
+        VersionEntry::Object(r) => {
+            drop_manifest(txn, r.manifest)?;
+            add_stat(txn, stat::LOGICAL_BYTES, -i128::from(r.size))?;
+            add_stat(txn, stat::NONCURRENT_VERSIONS, -1)?;
+            add_stat(txn, stat::NONCURRENT_BYTES, -i128::from(r.size))
+        }
+        VersionEntry::Marker(_) => add_stat(txn, stat::DELETE_MARKERS, -1),
+    }
+}
+
+/// Removes entry `k` of bucket/key from `versions` and releases it.
+fn remove_entry(txn: &WriteTransaction, (bucket, key): (&str, &str), k: u64) -> Result<()> {
+    let e = txn
+        .open_table(VERSIONS)?
+        .remove((bucket, key, k))?
+        .map(|v| VersionEntry::decode(v.value()))
+        .transpose()?;
+    if let Some(e) = e {
+        release(txn, &e)?;
+        journal1(
+            txn,
+            Change::VersionGone {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                seq: e.version().seq,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Removes the `null` version of bucket/key from `versions`, if it is there (a write
+/// or delete under suspension replaces it).
+pub(super) fn remove_null(txn: &WriteTransaction, at: (&str, &str)) -> Result<()> {
+    let found = {
+        let t = txn.open_table(VERSIONS)?;
+        entries_of(&t, at.0, at.1)?
+            .into_iter()
+            .find(|(_, e)| e.version().null)
+    };
+    match found {
+        Some((k, _)) => remove_entry(txn, at, k),
+        None => Ok(()),
+    }
+}
+
+/// Adds a delete marker for bucket/key (the newest version).
+pub(super) fn add_marker(
+    txn: &WriteTransaction,
+    (bucket, key): (&str, &str),
+    version: Version,
+) -> Result<DeleteMarker> {
+    let m = DeleteMarker {
+        version,
+        mtime_ms: now_ms(),
+    };
+    txn.open_table(VERSIONS)?.insert(
+        (bucket, key, version_key(version.seq)),
+        VersionEntry::Marker(m).encode().as_slice(),
+    )?;
+    add_stat(txn, stat::DELETE_MARKERS, 1)?;
+    journal1(
+        txn,
+        Change::Marker {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            marker: m,
+        },
+    )?;
+    Ok(m)
+}
+
+/// When bucket/key has no current object and its newest version is an object version,
+/// makes that version current again (a delete of the current version or of the newest
+/// delete marker uncovers it).
+fn promote_newest(txn: &WriteTransaction, (bucket, key): (&str, &str)) -> Result<()> {
+    if txn.open_table(OBJECTS)?.get((bucket, key))?.is_some() {
+        return Ok(());
+    }
+    let newest = {
+        let t = txn.open_table(VERSIONS)?;
+        entries_of(&t, bucket, key)?.into_iter().next()
+    };
+    let Some((k, VersionEntry::Object(rec))) = newest else {
+        return Ok(());
+    };
+    txn.open_table(VERSIONS)?.remove((bucket, key, k))?;
+    add_stat(txn, stat::NONCURRENT_VERSIONS, -1)?;
+    add_stat(txn, stat::NONCURRENT_BYTES, -i128::from(rec.size))?;
+    add_stat(txn, stat::OBJECTS, 1)?;
+    let seq = rec.version.seq;
+    txn.open_table(OBJECTS)?
+        .insert((bucket, key), rec.encode().as_slice())?;
+    journal1(
+        txn,
+        Change::Promote {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            seq,
+        },
+    )
+}
+
+/// What a delete did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// The object version that stopped being current (deleted or kept as noncurrent).
+    pub object: Option<ObjectRecord>,
+    /// The delete marker created (versioned and suspended buckets) or, for a delete of
+    /// a version id, the marker removed.
+    pub marker: Option<Version>,
+    /// The version id removed by a delete that named one.
+    pub version: Option<Version>,
+}
+
+/// Deletes bucket/key without a version id: in an unversioned bucket the object goes;
+/// otherwise a delete marker becomes the newest version.
+pub(super) fn delete_current(txn: &WriteTransaction, at: (&str, &str)) -> Result<Deleted> {
+    let state = bucket_record(txn, at.0)?.versioning;
+    let old = txn
+        .open_table(OBJECTS)?
+        .remove(at)?
+        .map(|v| ObjectRecord::decode(v.value()))
+        .transpose()?;
+    if let Some(old) = &old {
+        // Demote is journaled by `retire_current`; a released version needs its own.
+        let kept = state == Versioning::Enabled
+            || (state == Versioning::Suspended && !old.version.null);
+        if !kept {
+            journal1(
+                txn,
+                Change::ObjectGone {
+                    bucket: at.0.to_owned(),
+                    key: at.1.to_owned(),
+                },
+            )?;
+        }
+        retire_current(txn, at, old.clone(), state)?;
+    }
+    if state == Versioning::Unversioned {
+        return Ok(Deleted {
+            object: old,
+            ..Default::default()
+        });
+    }
+    if state == Versioning::Suspended {
+        remove_null(txn, at)?;
+    }
+    let v = new_version(txn, state)?;
+    let m = add_marker(txn, at, v)?;
+    Ok(Deleted {
+        object: old,
+        marker: Some(m.version),
+        version: None,
+    })
+}
+
+/// Deletes one version of bucket/key for good (S3 DeleteObject with `versionId`).
+/// A version that does not exist is not an error (S3 answers 204).
+pub(super) fn delete_version(
+    txn: &WriteTransaction,
+    at: (&str, &str),
+    sel: VersionSel,
+) -> Result<Deleted> {
+    bucket_record(txn, at.0)?;
+    let current = txn
+        .open_table(OBJECTS)?
+        .get(at)?
+        .map(|v| ObjectRecord::decode(v.value()))
+        .transpose()?;
+    if let Some(cur) = current.filter(|c| c.version.is(sel)) {
+        txn.open_table(OBJECTS)?.remove(at)?;
+        journal1(
+            txn,
+            Change::ObjectGone {
+                bucket: at.0.to_owned(),
+                key: at.1.to_owned(),
+            },
+        )?;
+        drop_manifest(txn, cur.manifest)?;
+        add_stat(txn, stat::OBJECTS, -1)?;
+        add_stat(txn, stat::LOGICAL_BYTES, -i128::from(cur.size))?;
+        promote_newest(txn, at)?;
+        return Ok(Deleted {
+            version: Some(cur.version),
+            object: Some(cur),
+            marker: None,
+        });
+    }
+    let found = {
+        let t = txn.open_table(VERSIONS)?;
+        find_in(&t, at.0, at.1, sel)?
+    };
+    let Some((k, e)) = found else {
+        return Ok(Deleted::default());
+    };
+    remove_entry(txn, at, k)?;
+    promote_newest(txn, at)?;
+    Ok(match e {
+        VersionEntry::Object(r) => Deleted {
+            version: Some(r.version),
+            object: Some(r),
+            marker: None,
+        },
+        VersionEntry::Marker(m) => Deleted {
+            version: Some(m.version),
+            object: None,
+            marker: Some(m.version),
+        },
+    })
+}
+
+/// Finds version `sel` of bucket/key in a `versions` table.
+pub(super) fn find_in<T>(
+    t: &T,
+    bucket: &str,
+    key: &str,
+    sel: VersionSel,
+) -> Result<Option<(u64, VersionEntry)>>
+where
+    T: ReadableTable<(&'static str, &'static str, u64), &'static [u8]>,
+{
+    match sel {
+        VersionSel::Seq(seq) => {
+            let k = version_key(seq);
+            let Some(v) = t.get((bucket, key, k))? else {
+                return Ok(None);
+            };
+            let e = VersionEntry::decode(v.value())?;
+            Ok(e.version().is(sel).then_some((k, e)))
+        }
+        VersionSel::Null => {
+            for r in t.range((bucket, key, 0u64)..=(bucket, key, u64::MAX))? {
+                let (k, v) = r?;
+                let e = VersionEntry::decode(v.value())?;
+                if e.version().null {
+                    return Ok(Some((k.value().2, e)));
+                }
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// The newest entry of bucket/key in a `versions` table.
+pub(super) fn newest_in<T>(t: &T, bucket: &str, key: &str) -> Result<Option<VersionEntry>>
+where
+    T: ReadableTable<(&'static str, &'static str, u64), &'static [u8]>,
+{
+    t.range((bucket, key, 0u64)..=(bucket, key, u64::MAX))?
+        .next()
+        .transpose()?
+        .map(|(_, v)| VersionEntry::decode(v.value()))
+        .transpose()
+}
+
+/// The source of a copy: version `sel` of bucket/key, or its current object.
+pub(super) fn source_version(
+    txn: &WriteTransaction,
+    (bucket, key): (&str, &str),
+    sel: Option<VersionSel>,
+) -> Result<ObjectRecord> {
+    bucket_record(txn, bucket)?;
+    let current = txn
+        .open_table(OBJECTS)?
+        .get((bucket, key))?
+        .map(|v| ObjectRecord::decode(v.value()))
+        .transpose()?;
+    let found = match (sel, current) {
+        (None, Some(c)) => return Ok(c),
+        (Some(s), Some(c)) if c.version.is(s) => return Ok(c),
+        (None, None) => None,
+        (Some(s), _) => {
+            let t = txn.open_table(VERSIONS)?;
+            find_in(&t, bucket, key, s)?.map(|(_, e)| e)
+        }
+    };
+    match (found, sel) {
+        (Some(VersionEntry::Object(r)), _) => Ok(r),
+        // S3 answers a copy from a delete marker with 400 InvalidRequest.
+        (Some(VersionEntry::Marker(_)), _) => Err(Error::InvalidArgument(
+            "The source of a copy request may not specifically refer to a delete marker by version id"
+                .into(),
+        )),
+        (None, Some(s)) => Err(Error::NoSuchVersion {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version: s.id(),
+        }),
+        (None, None) => Err(Error::NoSuchKey {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        }),
+    }
+}
+
+/// Sets a bucket's versioning state (journaled as the bucket's new record).
+pub(super) fn set_versioning(txn: &WriteTransaction, bucket: &str, state: Versioning) -> Result<()> {
+    let mut rec = bucket_record(txn, bucket)?;
+    if state == Versioning::Unversioned && rec.versioning != Versioning::Unversioned {
+        return Err(Error::InvalidArgument(
+            "versioning cannot be turned off once enabled; suspend it".into(),
+        ));
+    }
+    rec.versioning = state;
+    txn.open_table(BUCKETS)?
+        .insert(bucket, rec.encode().as_slice())?;
+    journal1(
+        txn,
+        Change::Bucket {
+            name: bucket.to_owned(),
+            record: rec,
+        },
+    )
+}
+
+/// Whether the bucket holds any version or delete marker in `versions`.
+pub(super) fn bucket_has_versions(txn: &WriteTransaction, bucket: &str) -> Result<bool> {
+    Ok(txn
+        .open_table(VERSIONS)?
+        .range((bucket, "", 0u64)..)?
+        .next()
+        .transpose()?
+        .is_some_and(|(k, _)| k.value().0 == bucket))
+}
+
+/// A ListObjectVersions request.
+#[derive(Debug, Clone, Default)]
+pub struct VersionQuery<'a> {
+    /// Only keys starting with this.
+    pub prefix: &'a str,
+    /// Roll keys up to the first occurrence of this after the prefix (`""`: none).
+    pub delimiter: Option<&'a str>,
+    /// Start after this key (after its version `version_marker` when that is given).
+    pub key_marker: Option<&'a str>,
+    /// Resume inside `key_marker` after this version.
+    pub version_marker: Option<VersionSel>,
+    /// At most this many versions, delete markers and common prefixes.
+    pub max_keys: usize,
+}
+
+/// One listed entry, in key order and newest first within a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionItem {
+    /// An object version or delete marker.
+    Version {
+        /// Its key.
+        key: String,
+        /// The version.
+        entry: VersionEntry,
+        /// Whether it is the key's newest version.
+        latest: bool,
+    },
+    /// A common prefix.
+    Prefix(String),
+}
+
+/// One page of ListObjectVersions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionPage {
+    /// Entries in order.
+    pub items: Vec<VersionItem>,
+    /// Whether more follow.
+    pub is_truncated: bool,
+    /// Where the next page starts (when truncated): key …
+    pub next_key_marker: Option<String>,
+    /// … and version id (absent after a common prefix).
+    pub next_version_marker: Option<String>,
+}
+
+/// The first key of `bucket` at or after (`inclusive`) or strictly after `lower`, in
+/// either table.
+fn next_key<O, V>(
+    objects: &O,
+    versions: &V,
+    bucket: &str,
+    lower: &str,
+    inclusive: bool,
+) -> Result<Option<String>>
+where
+    O: ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    V: ReadableTable<(&'static str, &'static str, u64), &'static [u8]>,
+{
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    let lo = if inclusive {
+        Included((bucket, lower))
+    } else {
+        Excluded((bucket, lower))
+    };
+    let a = objects
+        .range::<(&str, &str)>((lo, Unbounded))?
+        .next()
+        .transpose()?
+        .and_then(|(k, _)| {
+            let k = k.value();
+            (k.0 == bucket).then(|| k.1.to_owned())
+        });
+    let lo = if inclusive {
+        Included((bucket, lower, 0u64))
+    } else {
+        Excluded((bucket, lower, u64::MAX))
+    };
+    let b = versions
+        .range::<(&str, &str, u64)>((lo, Unbounded))?
+        .next()
+        .transpose()?
+        .and_then(|(k, _)| {
+            let k = k.value();
+            (k.0 == bucket).then(|| k.1.to_owned())
+        });
+    Ok(match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+impl super::Index {
+    /// Lists every version and delete marker of a bucket: keys in order, newest first
+    /// within a key.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`].
+    pub(crate) fn list_versions(&self, bucket: &str, q: &VersionQuery<'_>) -> Result<VersionPage> {
+        use redb::ReadableDatabase;
+        let txn = self.db.begin_read()?;
+        if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
+            return Err(Error::NoSuchBucket(bucket.to_owned()));
+        }
+        let objects = txn.open_table(OBJECTS)?;
+        let versions = txn.open_table(VERSIONS)?;
+        let delimiter = q.delimiter.filter(|d| !d.is_empty());
+        let (mut lower, mut inclusive) = match q.key_marker {
+            Some(m) if m >= q.prefix => (m.to_owned(), q.version_marker.is_some()),
+            _ => (q.prefix.to_owned(), true),
+        };
+        let mut page = VersionPage::default();
+        'keys: while let Some(key) = next_key(&objects, &versions, bucket, &lower, inclusive)? {
+            if !key.starts_with(q.prefix) {
+                break;
+            }
+            if let Some(d) = delimiter
+                && let Some(i) = key[q.prefix.len()..].find(d)
+            {
+                let cp = key[..q.prefix.len() + i + d.len()].to_owned();
+                if !q.key_marker.is_some_and(|m| cp.as_str() <= m) {
+                    if page.items.len() == q.max_keys {
+                        page.is_truncated = true;
+                        break;
+                    }
+                    page.items.push(VersionItem::Prefix(cp.clone()));
+                }
+                match super::objects::prefix_successor(&cp) {
+                    Some(next) => (lower, inclusive) = (next, true),
+                    None => break,
+                }
+                continue;
+            }
+            let mut list = Vec::new();
+            if let Some(v) = objects.get((bucket, key.as_str()))? {
+                list.push(VersionEntry::Object(ObjectRecord::decode(v.value())?));
+            }
+            for r in versions.range((bucket, key.as_str(), 0u64)..=(bucket, key.as_str(), u64::MAX))? {
+                list.push(VersionEntry::decode(r?.1.value())?);
+            }
+            let skip = match (q.key_marker, q.version_marker) {
+                (Some(m), Some(vm)) if m == key => match vm {
+                    // Newest first: everything at or above the marker's seq came before.
+                    VersionSel::Seq(s) => list.iter().take_while(|e| e.version().seq >= s).count(),
+                    VersionSel::Null => list
+                        .iter()
+                        .position(|e| e.version().null)
+                        .map_or(list.len(), |p| p + 1),
+                },
+                _ => 0,
+            };
+            for (i, entry) in list.into_iter().enumerate().skip(skip) {
+                if page.items.len() == q.max_keys {
+                    page.is_truncated = true;
+                    break 'keys;
+                }
+                page.items.push(VersionItem::Version {
+                    key: key.clone(),
+                    entry,
+                    latest: i == 0,
+                });
+            }
+            (lower, inclusive) = (key, false);
+        }
+        if page.is_truncated {
+            match page.items.last() {
+                Some(VersionItem::Version { key, entry, .. }) => {
+                    page.next_key_marker = Some(key.clone());
+                    page.next_version_marker = Some(entry.version().id());
+                }
+                Some(VersionItem::Prefix(p)) => page.next_key_marker = Some(p.clone()),
+                None => {}
+            }
+        }
+        Ok(page)
+    }
+}

@@ -1,0 +1,152 @@
+//! [`Store`] operations that name object versions (S3 versioning).
+
+use super::Store;
+use crate::error::Result;
+use crate::index::{Deleted, VersionPage, VersionQuery, WriteCondition};
+use crate::read::{ByteRange, ObjectReader};
+use crate::records::{ObjectMeta, ObjectRecord, PartRecord};
+use crate::versions::{VersionSel, Versioning};
+
+fn parse(version: Option<&str>) -> Result<Option<VersionSel>> {
+    version.map(VersionSel::parse).transpose()
+}
+
+impl Store {
+    /// Sets a bucket's versioning state (enabled or suspended; never back to
+    /// unversioned).
+    ///
+    /// # Errors
+    /// [`crate::Error::NoSuchBucket`], [`crate::Error::InvalidArgument`].
+    pub async fn set_versioning(&self, bucket: &str, state: Versioning) -> Result<()> {
+        self.index.set_versioning(bucket, state).await
+    }
+
+    /// The record of version `version` of bucket/key (its current object when `None`).
+    ///
+    /// # Errors
+    /// [`crate::Error::NoSuchBucket`], [`crate::Error::NoSuchKey`],
+    /// [`crate::Error::NoSuchVersion`], [`crate::Error::DeleteMarker`],
+    /// [`crate::Error::InvalidArgument`] (a malformed version id).
+    pub async fn head_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<ObjectRecord> {
+        let sel = parse(version)?;
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.with_index(move |i| i.object(&bucket, &key, sel)).await
+    }
+
+    /// Opens version `version` of bucket/key (its current object when `None`) for
+    /// reading, optionally a byte range of it.
+    ///
+    /// # Errors
+    /// As [`Store::head_version`], and [`crate::Error::InvalidRange`]; read and
+    /// verification errors come through the body stream.
+    pub async fn get_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectReader> {
+        let sel = parse(version)?;
+        let (b, k) = (bucket.to_owned(), key.to_owned());
+        // Before the plan's read transaction: GC keeps every pack this read may use.
+        let lease = self.index.inflight.read_lease();
+        let plan = self
+            .with_index(move |i| {
+                i.plan_read((&b, &k), sel, |rec| match range {
+                    None => Ok((0, rec.size)),
+                    Some(r) => r.resolve(rec.size),
+                })
+            })
+            .await?;
+        Ok(ObjectReader {
+            record: plan.record,
+            range: plan.range,
+            body: self.read_chunks(plan.chunks, lease),
+        })
+    }
+
+    /// Copies version `src_version` of `src` (its current object when `None`) by
+    /// reference.
+    ///
+    /// # Errors
+    /// See [`crate::index::Index::copy_object`]; [`crate::Error::InvalidArgument`] for a
+    /// malformed version id.
+    pub async fn copy_version(
+        &self,
+        src: (&str, &str),
+        src_version: Option<&str>,
+        dst: (&str, &str),
+        meta: Option<ObjectMeta>,
+        cond: WriteCondition,
+    ) -> Result<ObjectRecord> {
+        let sel = parse(src_version)?;
+        self.index.copy_object(src, sel, dst, meta, cond).await
+    }
+
+    /// UploadPartCopy of a whole single-part version by reference; `Ok(None)` when the
+    /// source is a multipart object.
+    ///
+    /// # Errors
+    /// As [`Store::copy_version`].
+    pub async fn copy_version_to_part(
+        &self,
+        src: (&str, &str),
+        src_version: Option<&str>,
+        upload_id: &str,
+        part: u32,
+    ) -> Result<Option<PartRecord>> {
+        let sel = parse(src_version)?;
+        self.index
+            .copy_object_to_part(src, sel, upload_id, part)
+            .await
+    }
+
+    /// Deletes bucket/key: version `version` for good, or (without one) the current
+    /// object in an unversioned bucket / by adding a delete marker in a versioned one.
+    ///
+    /// # Errors
+    /// [`crate::Error::NoSuchBucket`], [`crate::Error::InvalidArgument`].
+    pub async fn delete_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Deleted> {
+        let sel = parse(version)?;
+        self.index.delete_object(bucket, key, sel).await
+    }
+
+    /// Lists versions and delete markers (ListObjectVersions).
+    ///
+    /// # Errors
+    /// [`crate::Error::NoSuchBucket`], [`crate::Error::InvalidArgument`].
+    pub async fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        (key_marker, version_marker): (Option<&str>, Option<&str>),
+        max_keys: usize,
+    ) -> Result<VersionPage> {
+        let version_marker = parse(version_marker)?;
+        let (bucket, prefix) = (bucket.to_owned(), prefix.to_owned());
+        let delimiter = delimiter.map(str::to_owned);
+        let key_marker = key_marker.map(str::to_owned);
+        self.with_index(move |i| {
+            let q = VersionQuery {
+                prefix: &prefix,
+                delimiter: delimiter.as_deref(),
+                key_marker: key_marker.as_deref(),
+                version_marker,
+                max_keys,
+            };
+            i.list_versions(&bucket, &q)
+        })
+        .await
+    }
+}
