@@ -8,7 +8,8 @@
 //!   checksums, deleted ones stay deleted, and fsck is clean.
 //! - SIGKILL at random moments of a write, delete and GC load: after each kill the
 //!   restarted gateway ships what the outbox kept, and a rebuild of its index from the
-//!   bucket (into the same data dir, the next round's base) equals it exactly.
+//!   bucket (into the same data dir, the next round's base) equals it exactly: current
+//!   objects, and (the bucket is versioned) every noncurrent version and delete marker.
 //!
 //! Both run over their own S3 server (s3s-fs), whatever `S3DEDUP_TEST_STORE` says.
 
@@ -103,6 +104,64 @@ async fn dump(c: &aws_sdk_s3::Client) -> Dump {
             }
         }
     }
+    out
+}
+
+/// Every version and delete marker of every bucket, as lines (key, version id, latest,
+/// marker or ETag, size and a hash of the bytes of that version).
+async fn versions_dump(c: &aws_sdk_s3::Client) -> Vec<String> {
+    use std::hash::{Hash, Hasher};
+    let mut out = Vec::new();
+    let buckets = c.list_buckets().send().await.unwrap();
+    for b in buckets.buckets() {
+        let bucket = b.name().unwrap().to_owned();
+        let (mut km, mut vm) = (None::<String>, None::<String>);
+        loop {
+            let page = c
+                .list_object_versions()
+                .bucket(&bucket)
+                .set_key_marker(km.clone())
+                .set_version_id_marker(vm.clone())
+                .send()
+                .await
+                .unwrap();
+            for v in page.versions() {
+                let (key, id) = (v.key().unwrap(), v.version_id().unwrap());
+                let got = c
+                    .get_object()
+                    .bucket(&bucket)
+                    .key(key)
+                    .version_id(id)
+                    .send()
+                    .await
+                    .unwrap();
+                let data = got.body.collect().await.unwrap().into_bytes();
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                data.hash(&mut h);
+                out.push(format!(
+                    "{bucket} {key} {id} latest={:?} etag={:?} size={:?} bytes={:x}",
+                    v.is_latest(),
+                    v.e_tag(),
+                    v.size(),
+                    h.finish()
+                ));
+            }
+            for m in page.delete_markers() {
+                out.push(format!(
+                    "{bucket} {} {} latest={:?} marker",
+                    m.key().unwrap(),
+                    m.version_id().unwrap(),
+                    m.is_latest()
+                ));
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            km = page.next_key_marker().map(str::to_owned);
+            vm = page.next_version_id_marker().map(str::to_owned);
+        }
+    }
+    out.sort();
     out
 }
 
@@ -380,10 +439,12 @@ async fn load(
     let auth = format!("Bearer {}", token.trim());
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut n = 0u64;
+    // Versions this load created (the bucket is versioned): some are deleted by id.
+    let mut versions: Vec<(String, String)> = Vec::new();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         n += 1;
         let key = format!("k{}", rng.random_range(0..40u32));
-        let r = match rng.random_range(0..10u32) {
+        let r = match rng.random_range(0..11u32) {
             0..=5 => c
                 .put_object()
                 .bucket("crash")
@@ -394,8 +455,24 @@ async fn load(
                 )))
                 .send()
                 .await
-                .map(drop)
+                .map(|o| {
+                    if let Some(v) = o.version_id() {
+                        versions.push((key.clone(), v.to_owned()));
+                    }
+                })
                 .map_err(|e| e.to_string()),
+            10 if !versions.is_empty() => {
+                let (k, v) = versions.swap_remove(rng.random_range(0..versions.len()));
+                c.delete_object()
+                    .bucket("crash")
+                    .key(k)
+                    .version_id(v)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+            10 => Ok(()),
             6 => c
                 .copy_object()
                 .bucket("crash")
@@ -451,6 +528,16 @@ async fn sigkill_under_load_then_rebuild_equals_the_index() {
         let c = sdk_client(&g.s3_url);
         if round == 0 {
             c.create_bucket().bucket("crash").send().await.unwrap();
+            c.put_bucket_versioning()
+                .bucket("crash")
+                .versioning_configuration(
+                    aws_sdk_s3::types::VersioningConfiguration::builder()
+                        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
         }
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let target = (g.admin_addr.clone(), g.data_dir.clone());
@@ -464,6 +551,14 @@ async fn sigkill_under_load_then_rebuild_equals_the_index() {
         let mut g = start(&dir, &store);
         let c = sdk_client(&g.s3_url);
         let want = dump(&c).await;
+        let want_versions = versions_dump(&c).await;
+        assert!(
+            round == 0
+                || want_versions
+                    .iter()
+                    .any(|l| l.contains("latest=Some(false)")),
+            "round {round}: the load left noncurrent versions to restore"
+        );
         wait_for_journal(&g);
         g.kill();
         std::fs::remove_file(dir.join("index.redb")).unwrap();
@@ -474,6 +569,11 @@ async fn sigkill_under_load_then_rebuild_equals_the_index() {
         let mut g = start(&dir, &store);
         let c = sdk_client(&g.s3_url);
         assert_same(&want, &dump(&c).await);
+        assert_eq!(
+            want_versions,
+            versions_dump(&c).await,
+            "round {round}: versions"
+        );
         g.stop().unwrap();
         fsck(&dir, &store);
     }

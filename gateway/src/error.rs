@@ -58,7 +58,10 @@ pub fn to_s3(e: StorageError) -> S3Error {
                 s3_error!(NoSuchKey, "The specified key does not exist: {key}")
             };
             let mut h = http::HeaderMap::new();
-            h.insert("x-amz-delete-marker", http::HeaderValue::from_static("true"));
+            h.insert(
+                "x-amz-delete-marker",
+                http::HeaderValue::from_static("true"),
+            );
             if let Ok(v) = http::HeaderValue::from_str(&version) {
                 h.insert("x-amz-version-id", v);
             }
@@ -281,7 +284,10 @@ mod tests {
         );
 
         // A message we wrote is kept as it is.
-        assert_eq!(super::http_date(784_111_777_000), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            super::http_date(784_111_777_000),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
         let ours = "<Error><Code>NoSuchKey</Code><Message>The specified key does not exist: a&amp;b</Message></Error>";
         let out = complete(ours, None);
         assert!(

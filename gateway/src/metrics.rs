@@ -18,6 +18,12 @@ pub const UNIQUE_BYTES: &str = "s3dedup_unique_bytes";
 pub const STORED_BYTES: &str = "s3dedup_stored_bytes";
 /// Committed objects.
 pub const OBJECTS: &str = "s3dedup_objects";
+/// Noncurrent object versions.
+pub const NONCURRENT_VERSIONS: &str = "s3dedup_noncurrent_versions";
+/// Their logical bytes.
+pub const NONCURRENT_BYTES: &str = "s3dedup_noncurrent_bytes";
+/// Delete markers.
+pub const DELETE_MARKERS: &str = "s3dedup_delete_markers";
 /// Referenced unique chunks.
 pub const CHUNKS: &str = "s3dedup_chunks";
 /// logical / stored bytes.
@@ -158,8 +164,18 @@ fn describe() {
     describe_gauge!(
         LOGICAL_BYTES,
         Unit::Bytes,
-        "Sum of the sizes of stored objects"
+        "Sum of the sizes of stored object versions (current and noncurrent)"
     );
+    describe_gauge!(
+        NONCURRENT_VERSIONS,
+        "Noncurrent object versions (versioned buckets)"
+    );
+    describe_gauge!(
+        NONCURRENT_BYTES,
+        Unit::Bytes,
+        "Sum of the sizes of noncurrent object versions (part of s3dedup_logical_bytes)"
+    );
+    describe_gauge!(DELETE_MARKERS, "Delete markers (versioned buckets)");
     describe_gauge!(
         UNIQUE_BYTES,
         Unit::Bytes,
@@ -170,7 +186,7 @@ fn describe() {
         Unit::Bytes,
         "Bytes held in the backing store (known packs) and inline"
     );
-    describe_gauge!(OBJECTS, "Stored objects");
+    describe_gauge!(OBJECTS, "Current objects");
     describe_gauge!(CHUNKS, "Distinct chunks referenced");
     describe_gauge!(
         DEDUP_RATIO,
@@ -362,6 +378,9 @@ pub async fn render(store: &Store) -> String {
         metrics::gauge!(STORED_BYTES).set(s.stored_bytes as f64);
         metrics::gauge!(GARBAGE_BYTES).set(s.garbage_bytes() as f64);
         metrics::gauge!(OBJECTS).set(s.objects as f64);
+        metrics::gauge!(NONCURRENT_VERSIONS).set(s.noncurrent_versions as f64);
+        metrics::gauge!(NONCURRENT_BYTES).set(s.noncurrent_bytes as f64);
+        metrics::gauge!(DELETE_MARKERS).set(s.delete_markers as f64);
         metrics::gauge!(CHUNKS).set(s.chunks as f64);
         // What clients stored against what the backing store holds: the same figures
         // `s3dedup stats` prints.

@@ -65,10 +65,13 @@ pub async fn rescan(
                 .list_objects(b, "", None, after.as_deref(), 1000)
                 .await?;
             for entry in &page.entries {
-                let ListEntry::Object { key, .. } = entry else {
+                let ListEntry::Object { key, record } = entry else {
                     continue; // no delimiter: only objects come back
                 };
-                let verdict = scan_object(store, scanner, b, key).await;
+                // The version listed is the one scanned and, if infected, removed for
+                // good (a delete marker would leave its bytes readable by version id).
+                let version = record.version.id();
+                let verdict = scan_object(store, scanner, b, key, &version).await;
                 report.objects += 1;
                 let line = match verdict {
                     Ok((size, Verdict::Clean)) => {
@@ -79,7 +82,7 @@ pub async fn rescan(
                         report.bytes += size;
                         let done = match action {
                             Action::Report => "reported".to_owned(),
-                            Action::Quarantine => match quarantine(store, b, key).await {
+                            Action::Quarantine => match quarantine(store, b, key, &version).await {
                                 Ok(()) => format!("moved to {QUARANTINE_BUCKET}/{b}/{key}"),
                                 Err(e) => format!("quarantine FAILED: {e:#}"),
                             },
@@ -127,13 +130,14 @@ async fn scan_object(
     scanner: &dyn Scanner,
     bucket: &str,
     key: &str,
+    version: &str,
 ) -> anyhow::Result<(u64, Verdict)> {
-    let reader = store.get_object(bucket, key, None).await?;
+    let reader = store.get_version(bucket, key, Some(version), None).await?;
     let verdict = s3dedup_scanner::scan_stream(scanner, reader.body).await??;
     Ok((reader.record.size, verdict))
 }
 
-async fn quarantine(store: &Store, bucket: &str, key: &str) -> anyhow::Result<()> {
+async fn quarantine(store: &Store, bucket: &str, key: &str, version: &str) -> anyhow::Result<()> {
     if store.bucket(QUARANTINE_BUCKET).await?.is_none() {
         match store.create_bucket(QUARANTINE_BUCKET).await {
             Ok(()) | Err(s3dedup_storage::Error::BucketExists(_)) => {}
@@ -141,13 +145,14 @@ async fn quarantine(store: &Store, bucket: &str, key: &str) -> anyhow::Result<()
         }
     }
     store
-        .copy_object(
+        .copy_version(
             (bucket, key),
+            Some(version),
             (QUARANTINE_BUCKET, &format!("{bucket}/{key}")),
             None::<ObjectMeta>,
             WriteCondition::default(),
         )
         .await?;
-    store.delete_object(bucket, key).await?;
+    store.delete_version(bucket, key, Some(version)).await?;
     Ok(())
 }

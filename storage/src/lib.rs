@@ -54,6 +54,7 @@ pub mod rekey;
 pub mod scrub;
 pub mod store;
 pub mod verify;
+pub mod version_entry;
 pub mod versions;
 
 pub use chunker::ChunkerParams;
@@ -66,5 +67,6 @@ pub use index::{
 };
 pub use ingest::PendingObject;
 pub use records::{Etag, ObjectMeta, ObjectRecord};
-pub use versions::{DeleteMarker, Version, VersionEntry, VersionSel, Versioning};
 pub use store::{ByteRange, ObjectReader, Store, StoreConfig};
+pub use version_entry::{DeleteMarker, VersionEntry};
+pub use versions::{Version, VersionSel, Versioning};

@@ -346,7 +346,9 @@ impl Store {
         upload_id: &str,
         part: u32,
     ) -> Result<Option<PartRecord>> {
-        self.index.copy_object_to_part(src, None, upload_id, part).await
+        self.index
+            .copy_object_to_part(src, None, upload_id, part)
+            .await
     }
 
     /// The current version's record.

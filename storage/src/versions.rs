@@ -9,10 +9,6 @@ use std::fmt;
 
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
-use crate::records::ObjectRecord;
-
-/// Sealed layout of the records here.
-const V2: u8 = 2;
 
 /// A bucket's versioning state. Once enabled it can be suspended, never unversioned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -119,7 +115,10 @@ impl VersionSel {
         if s == "null" {
             return Ok(VersionSel::Null);
         }
-        if s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() == 16
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             let seq = u64::from_str_radix(s, 16).map_err(|_| bad_id())?;
             return Ok(VersionSel::Seq(seq));
         }
@@ -148,110 +147,32 @@ pub(crate) fn version_key(seq: u64) -> u64 {
     u64::MAX - seq
 }
 
-/// A delete marker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeleteMarker {
-    /// Its version.
-    pub version: Version,
-    /// When it was created, ms since the epoch.
-    pub mtime_ms: u64,
-}
-
-/// A version that is not the key's current object: a noncurrent object version or a
-/// delete marker (current or not). The current object lives in the `objects` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VersionEntry {
-    /// An object version.
-    Object(ObjectRecord),
-    /// A delete marker.
-    Marker(DeleteMarker),
-}
-
-const KIND_OBJECT: u8 = 1;
-const KIND_MARKER: u8 = 2;
-
-impl VersionEntry {
-    /// Its version.
-    pub fn version(&self) -> Version {
-        match self {
-            VersionEntry::Object(r) => r.version,
-            VersionEntry::Marker(m) => m.version,
-        }
-    }
-
-    /// Its modification time.
-    pub fn mtime_ms(&self) -> u64 {
-        match self {
-            VersionEntry::Object(r) => r.mtime_ms,
-            VersionEntry::Marker(m) => m.mtime_ms,
-        }
-    }
-
-    /// Encodes the entry (version 2: kind, then the object record or the marker).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.u8(V2);
-        match self {
-            VersionEntry::Object(r) => {
-                w.u8(KIND_OBJECT).bytes(&r.encode());
-            }
-            VersionEntry::Marker(m) => {
-                w.u8(KIND_MARKER).u64(m.mtime_ms);
-                m.version.write(&mut w);
-            }
-        }
-        w.seal()
-    }
-
-    /// Decodes an entry.
-    ///
-    /// # Errors
-    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
-    pub fn decode(b: &[u8]) -> Result<Self> {
-        // No legacy layout (`legacy == sealed` never matches an unsealed record).
-        let (_, mut r) = Reader::open(b, "version entry", V2, V2)?;
-        let e = match r.u8()? {
-            KIND_OBJECT => VersionEntry::Object(ObjectRecord::decode(r.bytes()?)?),
-            KIND_MARKER => {
-                let mtime_ms = r.u64()?;
-                VersionEntry::Marker(DeleteMarker {
-                    version: Version::read(&mut r)?,
-                    mtime_ms,
-                })
-            }
-            n => return Err(Error::corrupt("version entry", format!("unknown kind {n}"))),
-        };
-        r.finish()?;
-        Ok(e)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn ids_round_trip_and_sort_by_creation() {
-        let a = Version { seq: 9, null: false };
-        let b = Version { seq: 0x1_0000, null: false };
+        let a = Version {
+            seq: 9,
+            null: false,
+        };
+        let b = Version {
+            seq: 0x1_0000,
+            null: false,
+        };
         assert!(a.id() < b.id());
         assert_eq!(VersionSel::parse(&a.id()).unwrap(), VersionSel::Seq(9));
         assert_eq!(VersionSel::parse("null").unwrap(), VersionSel::Null);
-        for bad in ["", "NULL", "00000000000000zz", "0000000000000009a", "000000000000000A"] {
+        for bad in [
+            "",
+            "NULL",
+            "00000000000000zz",
+            "0000000000000009a",
+            "000000000000000A",
+        ] {
             assert!(VersionSel::parse(bad).is_err(), "{bad}");
         }
         assert!(version_key(2) < version_key(1));
-    }
-
-    #[test]
-    fn marker_round_trips() {
-        let m = VersionEntry::Marker(DeleteMarker {
-            version: Version { seq: 5, null: true },
-            mtime_ms: 1234,
-        });
-        assert_eq!(VersionEntry::decode(&m.encode()).unwrap(), m);
-        let mut bad = m.encode();
-        bad[3] ^= 1;
-        assert!(VersionEntry::decode(&bad).is_err());
     }
 }

@@ -24,6 +24,7 @@ fn decode_all(b: &[u8]) {
     let _ = ManifestSegment::decode_start(b);
     let _ = ChunkerRecord::decode(b);
     let _ = CompletedUploadRecord::decode(b);
+    let _ = s3dedup_storage::VersionEntry::decode(b);
     let _ = pack::parse(b);
     if b.len() >= pack::TRAILER_LEN {
         let _ = pack::parse_trailer(&b[b.len() - pack::TRAILER_LEN..], b.len() as u64);
@@ -59,12 +60,22 @@ fn samples() -> Vec<Vec<u8>> {
             mtime_ms: 5,
             meta: meta(),
             manifest: ManifestRef { id: 3, slices: 2 },
+            version: s3dedup_storage::Version {
+                seq: 9,
+                null: false,
+            },
         }
         .encode(),
         BucketRecord {
             created_ms: 1,
             owner: "o".into(),
+            versioning: s3dedup_storage::Versioning::Enabled,
         }
+        .encode(),
+        s3dedup_storage::VersionEntry::Marker(s3dedup_storage::DeleteMarker {
+            version: s3dedup_storage::Version { seq: 9, null: true },
+            mtime_ms: 4,
+        })
         .encode(),
         ChunkRecord {
             refcount: 2,
@@ -147,13 +158,13 @@ proptest! {
 
     #[test]
     fn mutated_and_truncated_encodings_never_panic(
-        which in 0usize..10,
+        which in 0usize..11,
         flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
         cut in any::<usize>(),
         unseal in any::<bool>(),
     ) {
         let sample = &samples()[which];
-        let mut b = if unseal && which < 8 { unsealed(sample) } else { sample.clone() };
+        let mut b = if unseal && which < 9 { unsealed(sample) } else { sample.clone() };
         for (at, x) in flips {
             if !b.is_empty() {
                 let i = at % b.len();
@@ -180,8 +191,11 @@ proptest! {
             mtime_ms: 0,
             meta: ObjectMeta::default(),
             manifest: ManifestRef { id: 1, slices },
+            version: s3dedup_storage::Version::LEGACY,
         };
-        let v1 = unsealed(&rec.encode());
-        prop_assert_eq!(ObjectRecord::decode(&v1).unwrap().manifest.slices, slices);
+        // (v1 is v3's layout without the trailing version: seq u64 and null flag u8.)
+        let v3 = unsealed(&rec.encode());
+        let v1 = &v3[..v3.len() - 9];
+        prop_assert_eq!(ObjectRecord::decode(v1).unwrap().manifest.slices, slices);
     }
 }

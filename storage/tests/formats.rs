@@ -6,7 +6,9 @@
 //! checksum); `tests/fixtures/v2/` holds the records of version 2 (the same layouts
 //! sealed with a CRC32C); `tests/fixtures/v3/` those of version 3 (chunk records with a
 //! damage flag, pack records with live accounting and a deletion state; the other
-//! records as in v2), written by `write_current_fixtures` (run it with `--ignored`
+//! records as in v2); `tests/fixtures/v4/` those of version 4 (object records with
+//! their version, bucket records with a versioning state, version entries and delete
+//! markers), written by `write_current_fixtures` (run it with `--ignored`
 //! only when deliberately adding a new format version's fixtures; never regenerate an
 //! old version's).
 
@@ -21,7 +23,10 @@ use s3dedup_storage::records::{
     BucketRecord, ChunkRecord, ChunkState, ChunkerRecord, Etag, Location, ManifestRef,
     ManifestSegment, ObjectMeta, ObjectRecord, PackRecord, PartRecord, Slice, UploadRecord,
 };
-use s3dedup_storage::{ChunkerParams, ObjectMeta as Meta, WriteCondition};
+use s3dedup_storage::{
+    ChunkerParams, DeleteMarker, ObjectMeta as Meta, Version, VersionEntry, Versioning,
+    WriteCondition,
+};
 
 fn fixtures() -> PathBuf {
     fixtures_of(1)
@@ -32,14 +37,15 @@ fn fixtures_of(version: u8) -> PathBuf {
 }
 
 /// The record format the encoders write today.
-const CURRENT: u8 = 3;
+const CURRENT: u8 = 4;
 
 /// Decodes a record fixture by its file name and encodes it again (with today's
 /// encoder): equal output means the old bytes decoded to the same value.
 fn reencode(name: &str, b: &[u8]) -> s3dedup_storage::Result<Vec<u8>> {
     Ok(match name {
-        "bucket.bin" => BucketRecord::decode(b)?.encode(),
-        "object.bin" => ObjectRecord::decode(b)?.encode(),
+        "bucket.bin" | "bucket-versioned.bin" => BucketRecord::decode(b)?.encode(),
+        "object.bin" | "object-versioned.bin" => ObjectRecord::decode(b)?.encode(),
+        "version-object.bin" | "version-marker.bin" => VersionEntry::decode(b)?.encode(),
         "pack.bin" | "pack-deleting.bin" | "pack-partly-live.bin" => {
             PackRecord::decode(b)?.encode()
         }
@@ -76,6 +82,7 @@ fn records() -> Vec<(&'static str, Vec<u8>)> {
             BucketRecord {
                 created_ms: 1_700_000_000_123,
                 owner: "tenant-a".into(),
+                versioning: Versioning::Unversioned,
             }
             .encode(),
         ),
@@ -93,6 +100,7 @@ fn records() -> Vec<(&'static str, Vec<u8>)> {
                     id: 42,
                     slices: 2_000,
                 },
+                version: Version::LEGACY,
             }
             .encode(),
         ),
@@ -260,10 +268,53 @@ fn new_in_v3() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Records whose fields only version 4 can hold.
+fn new_in_v4() -> Vec<(&'static str, Vec<u8>)> {
+    let object = ObjectRecord {
+        size: 5_000,
+        etag: Etag {
+            md5: [0x5a; 16],
+            parts: 0,
+        },
+        mtime_ms: 1_700_000_000_789,
+        meta: meta(),
+        manifest: ManifestRef { id: 43, slices: 3 },
+        version: Version {
+            seq: 0x01a2_3476_83a5_0001,
+            null: false,
+        },
+    };
+    vec![
+        (
+            "bucket-versioned.bin",
+            BucketRecord {
+                created_ms: 1_700_000_000_124,
+                owner: String::new(),
+                versioning: Versioning::Suspended,
+            }
+            .encode(),
+        ),
+        ("object-versioned.bin", object.encode()),
+        ("version-object.bin", VersionEntry::Object(object).encode()),
+        (
+            "version-marker.bin",
+            VersionEntry::Marker(DeleteMarker {
+                version: Version {
+                    seq: 0x01a2_3476_83a5_0002,
+                    null: true,
+                },
+                mtime_ms: 1_700_000_000_999,
+            })
+            .encode(),
+        ),
+    ]
+}
+
 /// Every record the current version writes, with its fixture name.
 fn current_records() -> Vec<(&'static str, Vec<u8>)> {
     let mut all = records();
     all.extend(new_in_v3());
+    all.extend(new_in_v4());
     all
 }
 
@@ -408,6 +459,21 @@ fn v2_records_decode_to_the_same_values() {
 }
 
 #[test]
+fn v3_records_decode_to_the_same_values() {
+    let mut v3 = records();
+    v3.extend(new_in_v3());
+    for (name, expected) in v3 {
+        let path = fixtures_of(3).join(name);
+        let fixture = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            reencode(name, &fixture).unwrap(),
+            expected,
+            "{name}: v3 no longer decodes to the same value"
+        );
+    }
+}
+
+#[test]
 fn unknown_versions_are_refused_not_guessed() {
     for (name, mut bytes) in current_records() {
         if name == "chunk-stored.bin" {
@@ -417,8 +483,9 @@ fn unknown_versions_are_refused_not_guessed() {
         }
         bytes[0] = 99;
         let err = match name {
-            "bucket.bin" => BucketRecord::decode(&bytes).err(),
-            "object.bin" => ObjectRecord::decode(&bytes).err(),
+            "bucket.bin" | "bucket-versioned.bin" => BucketRecord::decode(&bytes).err(),
+            "object.bin" | "object-versioned.bin" => ObjectRecord::decode(&bytes).err(),
+            "version-object.bin" | "version-marker.bin" => VersionEntry::decode(&bytes).err(),
             "pack.bin" | "pack-deleting.bin" | "pack-partly-live.bin" => {
                 PackRecord::decode(&bytes).err()
             }

@@ -81,7 +81,13 @@ async fn put(store: &Store, key: &str, data: &[u8]) -> String {
         .await
         .unwrap();
     let rec = store
-        .put_object("b", key, pending, ObjectMeta::default(), WriteCondition::default())
+        .put_object(
+            "b",
+            key,
+            pending,
+            ObjectMeta::default(),
+            WriteCondition::default(),
+        )
         .await
         .unwrap();
     rec.version.id()
@@ -181,7 +187,9 @@ async fn run(seed: u64, store: &Store) -> Model {
             }) else {
                 continue;
             };
-            let Kind::Object(data) = v.kind else { unreachable!() };
+            let Kind::Object(data) = v.kind else {
+                unreachable!()
+            };
             let rec = store
                 .copy_version(
                     ("b", src),
@@ -284,7 +292,13 @@ async fn versions_follow_the_model_and_rebuild_from_the_journal() {
         assert!(store_listing(&store, 1000).await.is_empty());
         let s = store.stats().await.unwrap();
         assert_eq!(
-            (s.logical_bytes, s.objects, s.noncurrent_versions, s.delete_markers, s.chunks),
+            (
+                s.logical_bytes,
+                s.objects,
+                s.noncurrent_versions,
+                s.delete_markers,
+                s.chunks
+            ),
             (0, 0, 0, 0, 0),
             "seed {seed}"
         );
@@ -311,7 +325,10 @@ async fn bad_version_ids_and_missing_versions() {
     assert_eq!(read(&store, "k", Some("null")).await.unwrap(), b"one");
     for bad in ["", "x", "NULL", "00000000000000000"] {
         assert!(
-            matches!(read(&store, "k", Some(bad)).await, Err(Error::InvalidArgument(_))),
+            matches!(
+                read(&store, "k", Some(bad)).await,
+                Err(Error::InvalidArgument(_))
+            ),
             "{bad:?}"
         );
     }
@@ -319,7 +336,10 @@ async fn bad_version_ids_and_missing_versions() {
         read(&store, "k", Some("0000000000000001")).await,
         Err(Error::NoSuchVersion { .. })
     ));
-    store.set_versioning("b", Versioning::Enabled).await.unwrap();
+    store
+        .set_versioning("b", Versioning::Enabled)
+        .await
+        .unwrap();
     assert!(matches!(
         store.set_versioning("b", Versioning::Unversioned).await,
         Err(Error::InvalidArgument(_))

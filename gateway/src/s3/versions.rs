@@ -55,8 +55,7 @@ impl Gateway {
     ) -> S3Result<S3Response<dto::PutBucketVersioningOutput>> {
         let i = req.input;
         let c = i.versioning_configuration;
-        if c
-            .mfa_delete
+        if c.mfa_delete
             .as_ref()
             .is_some_and(|m| m.as_str() == dto::MFADelete::ENABLED)
         {

@@ -5,15 +5,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::{
-    BUCKETS, CHUNKS, GC_QUEUE, Index, MANIFESTS, OBJECTS, PACKS, PARTS, Stats, UPLOADS,
-    VERSIONS, read_manifest, slice_counts,
+    BUCKETS, CHUNKS, GC_QUEUE, Index, MANIFESTS, OBJECTS, PACKS, PARTS, Stats, UPLOADS, VERSIONS,
+    read_manifest, slice_counts,
 };
 use crate::error::Result;
 use crate::id::ChunkId;
 use crate::records::{
     BucketRecord, ChunkRecord, ChunkState, Location, ObjectRecord, PartRecord, UploadRecord,
 };
-use crate::versions::VersionEntry;
+use crate::version_entry::VersionEntry;
 
 /// What `fsck` found. A healthy index has every problem count at zero.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -129,7 +129,10 @@ impl Index {
             let len: u64 = slices.iter().map(|s| u64::from(s.len)).sum();
             if len != rec.size {
                 report.dangling += 1;
-                report.problem(format!("{what}: manifest covers {len} bytes, size {}", rec.size));
+                report.problem(format!(
+                    "{what}: manifest covers {len} bytes, size {}",
+                    rec.size
+                ));
             }
             for (id, n) in slice_counts(&slices) {
                 *counted.entry(id).or_insert(0) += n;

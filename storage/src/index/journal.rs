@@ -13,11 +13,11 @@ use redb::{
 };
 
 use super::{BUCKETS, CHUNKS, Index, MANIFESTS, META, OBJECTS, VERSIONS, now_ms, read_manifest};
-use crate::versions::VersionEntry;
 use crate::error::Result;
 use crate::id::ChunkId;
 use crate::journal::entry::{Change, Entry};
 use crate::records::{BucketRecord, ChunkRecord, ChunkState, ObjectRecord};
+use crate::version_entry::VersionEntry;
 
 pub(crate) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("journal_outbox");
 pub(crate) const STATE: TableDefinition<&str, u64> = TableDefinition::new("journal_state");

@@ -35,12 +35,12 @@ pub(crate) mod journal;
 mod keys;
 mod multipart;
 mod objects;
-mod versions;
 mod rebuild;
 mod refs;
 mod scrub;
 mod snapshot;
 mod upgrade;
+mod versions;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -57,7 +57,6 @@ pub use journal::JournalState;
 pub(crate) use keys::InlineRewrite;
 pub use multipart::UploadSummary;
 pub use objects::{ListEntry, ListPage, WriteCondition};
-pub use versions::{Deleted, VersionItem, VersionPage, VersionQuery};
 pub(crate) use objects::{ListQuery, PlannedChunk};
 pub(crate) use rebuild::Rebuilt;
 use refs::{add_refs, register_packs, release_refs, slice_counts};
@@ -65,6 +64,7 @@ pub(crate) use refs::{pack_live, stored_len};
 pub use scrub::{ScrubCursor, ScrubLast, ScrubTotals};
 pub(crate) use snapshot::prune_snapshots;
 pub use snapshot::{SnapshotInfo, SnapshotSettings, snapshot_dir};
+pub use versions::{Deleted, VersionItem, VersionPage, VersionQuery};
 
 use crate::chunk::{ChunkCodec, Compression};
 use crate::chunker::ChunkerParams;
@@ -659,4 +659,33 @@ fn drop_manifest(txn: &WriteTransaction, m: ManifestRef) -> Result<()> {
     let mut t = txn.open_table(MANIFESTS)?;
     t.retain_in((m.id, 0)..=(m.id, u32::MAX), |_, _| false)?;
     Ok(())
+}
+
+/// Smallest string greater than every string starting with `s`, if one exists.
+fn prefix_successor(s: &str) -> Option<String> {
+    let mut out = s.to_owned();
+    while let Some(c) = out.pop() {
+        let next = match c as u32 {
+            0xD7FF => Some('\u{E000}'),
+            n => char::from_u32(n + 1),
+        };
+        if let Some(n) = next {
+            out.push(n);
+            return Some(out);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::prefix_successor;
+
+    #[test]
+    fn successor() {
+        assert_eq!(prefix_successor("a/").as_deref(), Some("a0"));
+        assert_eq!(prefix_successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_successor("\u{10FFFF}"), None);
+    }
 }

@@ -12,10 +12,10 @@ use super::{
     drop_manifest, now_ms, read_manifest, register_packs, slice_counts,
 };
 use crate::error::{Error, Result};
-use crate::versions::VersionSel;
 use crate::records::{
     CompletedUploadRecord, Etag, ManifestRef, ObjectMeta, ObjectRecord, PartRecord, UploadRecord,
 };
+use crate::versions::VersionSel;
 
 /// Most expired completion records one completion removes (bounds its transaction).
 const EXPIRE_PER_COMPLETION: usize = 64;

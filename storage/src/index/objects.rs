@@ -8,7 +8,7 @@ use redb::{ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 use super::versions::{self, Deleted};
 use super::{
     BUCKETS, CHUNKS, Index, MANIFESTS, OBJECTS, Staged, VERSIONS, add_refs, add_stat, journal,
-    now_ms, register_packs, slice_counts, stat, write_manifest,
+    now_ms, prefix_successor, register_packs, slice_counts, stat, write_manifest,
 };
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
@@ -17,7 +17,8 @@ use crate::records::{
     ChunkRecord, ChunkState, Etag, Location, ManifestRef, ManifestSegment, ObjectMeta,
     ObjectRecord, Slice,
 };
-use crate::versions::{DeleteMarker, VersionEntry, VersionSel, Versioning};
+use crate::version_entry::{DeleteMarker, VersionEntry};
+use crate::versions::{VersionSel, Versioning};
 
 /// Conditions checked atomically with a write (S3 conditional writes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -226,22 +227,6 @@ pub(super) fn plan_slice<T: ReadableTable<&'static [u8; 32], &'static [u8]>>(
         start,
         end,
     })
-}
-
-/// Smallest string greater than every string starting with `s`, if one exists.
-pub(super) fn prefix_successor(s: &str) -> Option<String> {
-    let mut out = s.to_owned();
-    while let Some(c) = out.pop() {
-        let next = match c as u32 {
-            0xD7FF => Some('\u{E000}'),
-            n => char::from_u32(n + 1),
-        };
-        if let Some(n) = next {
-            out.push(n);
-            return Some(out);
-        }
-    }
-    None
 }
 
 pub(super) fn bucket_must_exist(txn: &WriteTransaction, bucket: &str) -> Result<()> {
@@ -584,18 +569,5 @@ impl Index {
             entries,
             is_truncated,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::prefix_successor;
-
-    #[test]
-    fn successor() {
-        assert_eq!(prefix_successor("a/").as_deref(), Some("a0"));
-        assert_eq!(prefix_successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
-        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
-        assert_eq!(prefix_successor("\u{10FFFF}"), None);
     }
 }

@@ -14,10 +14,10 @@ use super::{
 use crate::chunker::ChunkerParams;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::versions::VersionEntry;
 use crate::records::{
     BucketRecord, ChunkRecord, ChunkState, ChunkerRecord, Location, ObjectRecord, PackRecord, Slice,
 };
+use crate::version_entry::VersionEntry;
 
 /// The state a rebuild restored.
 #[derive(Debug)]
@@ -131,8 +131,10 @@ impl Rebuilt {
                 VersionEntry::Marker(_) => markers += 1,
             }
             let k = crate::versions::version_key(entry.version().seq);
-            txn.open_table(VERSIONS)?
-                .insert((bucket.as_str(), key.as_str(), k), entry.encode().as_slice())?;
+            txn.open_table(VERSIONS)?.insert(
+                (bucket.as_str(), key.as_str(), k),
+                entry.encode().as_slice(),
+            )?;
         }
         let mut chunks = txn.open_table(CHUNKS)?;
         let mut per_pack: HashMap<u128, (u32, u64)> = HashMap::new();

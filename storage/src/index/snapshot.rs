@@ -202,7 +202,7 @@ impl Index {
             &src,
             &dst,
             VERSIONS,
-            |b| crate::versions::VersionEntry::decode(b).map(drop),
+            |b| crate::version_entry::VersionEntry::decode(b).map(drop),
             c,
         )?;
         n += copy_records(

@@ -17,7 +17,8 @@ use super::{BUCKETS, OBJECTS, STATS, VERSIONS, add_stat, drop_manifest, journal,
 use crate::error::{Error, Result};
 use crate::journal::entry::Change;
 use crate::records::{BucketRecord, ObjectRecord};
-use crate::versions::{DeleteMarker, Version, VersionEntry, VersionSel, Versioning, version_key};
+use crate::version_entry::{DeleteMarker, VersionEntry};
+use crate::versions::{Version, VersionSel, Versioning, version_key};
 
 /// Counter of the last version sequence number handed out (in `stats`).
 pub(crate) const LAST_VERSION_SEQ: &str = "last_version_seq";
@@ -83,8 +84,10 @@ pub(super) fn retire_current(
     add_stat(txn, stat::NONCURRENT_VERSIONS, 1)?;
     add_stat(txn, stat::NONCURRENT_BYTES, i128::from(old.size))?;
     let k = version_key(old.version.seq);
-    txn.open_table(VERSIONS)?
-        .insert((bucket, key, k), VersionEntry::Object(old).encode().as_slice())?;
+    txn.open_table(VERSIONS)?.insert(
+        (bucket, key, k),
+        VersionEntry::Object(old).encode().as_slice(),
+    )?;
     journal1(
         txn,
         Change::Demote {
@@ -223,8 +226,8 @@ pub(super) fn delete_current(txn: &WriteTransaction, at: (&str, &str)) -> Result
         .transpose()?;
     if let Some(old) = &old {
         // Demote is journaled by `retire_current`; a released version needs its own.
-        let kept = state == Versioning::Enabled
-            || (state == Versioning::Suspended && !old.version.null);
+        let kept =
+            state == Versioning::Enabled || (state == Versioning::Suspended && !old.version.null);
         if !kept {
             journal1(
                 txn,
@@ -394,7 +397,11 @@ pub(super) fn source_version(
 }
 
 /// Sets a bucket's versioning state (journaled as the bucket's new record).
-pub(super) fn set_versioning(txn: &WriteTransaction, bucket: &str, state: Versioning) -> Result<()> {
+pub(super) fn set_versioning(
+    txn: &WriteTransaction,
+    bucket: &str,
+    state: Versioning,
+) -> Result<()> {
     let mut rec = bucket_record(txn, bucket)?;
     if state == Versioning::Unversioned && rec.versioning != Versioning::Unversioned {
         return Err(Error::InvalidArgument(
@@ -548,7 +555,7 @@ impl super::Index {
                     }
                     page.items.push(VersionItem::Prefix(cp.clone()));
                 }
-                match super::objects::prefix_successor(&cp) {
+                match super::prefix_successor(&cp) {
                     Some(next) => (lower, inclusive) = (next, true),
                     None => break,
                 }
@@ -558,7 +565,9 @@ impl super::Index {
             if let Some(v) = objects.get((bucket, key.as_str()))? {
                 list.push(VersionEntry::Object(ObjectRecord::decode(v.value())?));
             }
-            for r in versions.range((bucket, key.as_str(), 0u64)..=(bucket, key.as_str(), u64::MAX))? {
+            for r in
+                versions.range((bucket, key.as_str(), 0u64)..=(bucket, key.as_str(), u64::MAX))?
+            {
                 list.push(VersionEntry::decode(r?.1.value())?);
             }
             let skip = match (q.key_marker, q.version_marker) {

@@ -12,7 +12,8 @@ use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::records::{BucketRecord, ChunkRecord, ObjectRecord, Slice, read_slices, write_slices};
-use crate::versions::{DeleteMarker, Version};
+use crate::version_entry::DeleteMarker;
+use crate::versions::Version;
 
 const ENTRY_V1: u8 = 1;
 const KIND_CHUNK_REF: u8 = 8;
@@ -348,7 +349,10 @@ mod tests {
             mtime_ms: 1,
             meta: ObjectMeta::default(),
             manifest: ManifestRef { id: 0, slices: 0 },
-            version: crate::versions::Version { seq: 3, null: false },
+            version: crate::versions::Version {
+                seq: 3,
+                null: false,
+            },
         };
         let slices: Vec<Slice> = (0..ENTRY_SLICES * 2 + 5)
             .map(|i| Slice {

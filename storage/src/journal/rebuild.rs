@@ -33,8 +33,8 @@ use crate::id::ChunkId;
 use crate::index::Rebuilt;
 use crate::pack;
 use crate::records::{BucketRecord, ChunkRecord, ChunkState, Location, ObjectRecord, Slice};
-use crate::versions::VersionEntry;
 use crate::store::STORE_ID_BLOB;
+use crate::version_entry::VersionEntry;
 
 /// Packs whose tables are read concurrently.
 const PACK_READS: usize = 8;
@@ -170,8 +170,10 @@ impl State {
                 marker,
             } => {
                 let seq = marker.version.seq;
-                self.versions
-                    .insert((bucket, key, seq), (VersionEntry::Marker(marker), Vec::new()));
+                self.versions.insert(
+                    (bucket, key, seq),
+                    (VersionEntry::Marker(marker), Vec::new()),
+                );
             }
             Change::VersionGone { bucket, key, seq } => {
                 self.versions.remove(&(bucket, key, seq));
@@ -461,7 +463,11 @@ pub async fn rebuild_index(
     // Current objects, then noncurrent versions and delete markers: each object
     // version is restored only when its bucket, its whole manifest and every chunk it
     // needs are there.
-    let restorable = |report: &mut RebuildReport, bucket: &str, key: &str, rec: &ObjectRecord, slices: &[Slice]| {
+    let restorable = |report: &mut RebuildReport,
+                      bucket: &str,
+                      key: &str,
+                      rec: &ObjectRecord,
+                      slices: &[Slice]| {
         if !state.buckets.contains_key(bucket) {
             report.orphan_objects += 1;
             return false;
@@ -470,13 +476,17 @@ pub async fn rebuild_index(
         if covered != rec.size {
             tracing::error!(%bucket, %key, version = %rec.version, covered, size = rec.size,
                 "rebuild: object not restored, its manifest is incomplete (journal gap)");
-            report.objects_lost.push((bucket.to_owned(), key.to_owned()));
+            report
+                .objects_lost
+                .push((bucket.to_owned(), key.to_owned()));
             return false;
         }
         if slices.iter().any(|s| lost.contains(&s.chunk)) {
             tracing::error!(%bucket, %key, version = %rec.version,
                 "rebuild: object not restored, a chunk it needs is in no pack");
-            report.objects_lost.push((bucket.to_owned(), key.to_owned()));
+            report
+                .objects_lost
+                .push((bucket.to_owned(), key.to_owned()));
             return false;
         }
         report.logical_bytes += rec.size;
