@@ -456,7 +456,6 @@ impl Gateway {
                             version_id: obj.version_id,
                             delete_marker: d.marker.is_some().then_some(true),
                             delete_marker_version_id: d.marker.map(|m| m.id()),
-                            ..Default::default()
                         });
                     }
                 }

@@ -548,7 +548,7 @@ impl super::Index {
                 && let Some(i) = key[q.prefix.len()..].find(d)
             {
                 let cp = key[..q.prefix.len() + i + d.len()].to_owned();
-                if !q.key_marker.is_some_and(|m| cp.as_str() <= m) {
+                if q.key_marker.is_none_or(|m| cp.as_str() > m) {
                     if page.items.len() == q.max_keys {
                         page.is_truncated = true;
                         break;
