@@ -37,6 +37,12 @@ pub fn to_s3(e: StorageError) -> S3Error {
         }
         E::BucketNotEmpty(b) => s3_error!(BucketNotEmpty, "Bucket {b} is not empty"),
         E::NoSuchKey { key, .. } => s3_error!(NoSuchKey, "The specified key does not exist: {key}"),
+        E::ObjectLocked(why) => s3_error!(
+            AccessDenied,
+            "Access Denied because object protected by object lock: {why}"
+        ),
+        E::InvalidBucketState(why) => s3_error!(InvalidBucketState, "{why}"),
+        E::NoObjectLock(why) => s3_error!(InvalidRequest, "{why}"),
         E::NoSuchVersion { key, version, .. } => s3_error!(
             NoSuchVersion,
             "The specified version {version} of {key} does not exist"

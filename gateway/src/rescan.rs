@@ -153,6 +153,7 @@ async fn quarantine(store: &Store, bucket: &str, key: &str, version: &str) -> an
             WriteCondition::default(),
         )
         .await?;
-    store.delete_version(bucket, key, Some(version)).await?;
+    // Object lock binds this too: a locked version stays (and the failure is reported).
+    store.delete_version(bucket, key, Some(version), false).await?;
     Ok(())
 }

@@ -57,6 +57,18 @@ pub enum Error {
         /// Whether the request named the marker's version id.
         by_id: bool,
     },
+    /// Object lock protects the version (retention or legal hold) or its retention
+    /// (COMPLIANCE, or GOVERNANCE without the bypass): S3 answers 403 AccessDenied.
+    #[error("object locked: {0}")]
+    ObjectLocked(String),
+    /// The bucket is not in a state that allows the request (S3 409
+    /// InvalidBucketState), e.g. suspending versioning with object lock enabled.
+    #[error("invalid bucket state: {0}")]
+    InvalidBucketState(String),
+    /// The request needs object lock, which the bucket does not have (S3 400
+    /// InvalidRequest).
+    #[error("{0}")]
+    NoObjectLock(String),
     /// The multipart upload does not exist (never created, completed or aborted).
     #[error("multipart upload {0:?} does not exist")]
     NoSuchUpload(String),

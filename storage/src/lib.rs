@@ -46,6 +46,7 @@ mod index;
 mod inflight;
 pub mod ingest;
 pub mod journal;
+pub mod lock;
 pub mod metrics;
 pub mod pack;
 pub mod read;
@@ -61,9 +62,9 @@ pub use chunker::ChunkerParams;
 pub use error::{Error, Result};
 pub use id::ChunkId;
 pub use index::{
-    CommitCounters, Deleted, FsckReport, ListEntry, ListPage, ScrubCursor, ScrubLast, ScrubTotals,
-    SnapshotInfo, SnapshotSettings, Stats, UploadSummary, VersionItem, VersionPage, VersionQuery,
-    WriteCondition, snapshot_dir,
+    CommitCounters, Deleted, FsckReport, ListEntry, ListPage, LockRequest, ScrubCursor, ScrubLast,
+    ScrubTotals, SnapshotInfo, SnapshotSettings, Stats, UploadSummary, VersionItem, VersionPage,
+    VersionQuery, WriteCondition, snapshot_dir,
 };
 pub use ingest::PendingObject;
 pub use records::{Etag, ObjectMeta, ObjectRecord};

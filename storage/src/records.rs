@@ -14,6 +14,7 @@ use std::fmt;
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
+use crate::lock::LockConfig;
 use crate::versions::{Version, Versioning};
 
 /// Layout without a checksum (read only).
@@ -164,20 +165,24 @@ pub struct BucketRecord {
     pub owner: String,
     /// Versioning state.
     pub versioning: Versioning,
+    /// Object lock configuration.
+    pub lock: LockConfig,
 }
 
 impl BucketRecord {
-    /// Encodes the record (version 2, or 3 with the versioning state once it was
-    /// ever set, so that buckets that never used versions keep their old encoding).
+    /// Encodes the record (version 2, or 3 with the versioning state and object lock
+    /// configuration once versioning was ever set — object lock needs it — so that
+    /// buckets that never used versions keep their old encoding).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        if self.versioning == Versioning::Unversioned {
+        if self.versioning == Versioning::Unversioned && self.lock == LockConfig::default() {
             w.u8(V2).u64(self.created_ms).str(&self.owner);
         } else {
             w.u8(V3)
                 .u64(self.created_ms)
                 .str(&self.owner)
                 .u8(self.versioning.to_u8());
+            self.lock.write(&mut w);
         }
         w.seal()
     }
@@ -187,15 +192,16 @@ impl BucketRecord {
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
         let (v, mut r) = Reader::open_versions(b, "bucket record", V1, V2..=V3)?;
-        let rec = BucketRecord {
+        let mut rec = BucketRecord {
             created_ms: r.u64()?,
             owner: r.string()?,
-            versioning: if v == V3 {
-                Versioning::from_u8(r.u8()?)?
-            } else {
-                Versioning::Unversioned
-            },
+            versioning: Versioning::Unversioned,
+            lock: LockConfig::default(),
         };
+        if v == V3 {
+            rec.versioning = Versioning::from_u8(r.u8()?)?;
+            rec.lock = LockConfig::read(&mut r)?;
+        }
         r.finish()?;
         Ok(rec)
     }

@@ -206,7 +206,7 @@ impl Store {
     /// # Errors
     /// [`Error::BucketExists`].
     pub async fn create_bucket(&self, name: &str) -> Result<()> {
-        self.index.create_bucket(name, "").await
+        self.index.create_bucket(name, "", false).await
     }
 
     /// Deletes an empty bucket.
@@ -435,7 +435,11 @@ impl Store {
     /// # Errors
     /// [`Error::NoSuchBucket`].
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
-        Ok(self.index.delete_object(bucket, key, None).await?.object)
+        Ok(self
+            .index
+            .delete_object(bucket, key, None, false)
+            .await?
+            .object)
     }
 
     /// Lists a bucket.

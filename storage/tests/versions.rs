@@ -203,7 +203,7 @@ async fn run(seed: u64, store: &Store) -> Model {
             model.push(key, rec.version.id(), Kind::Object(data));
             label = format!("{step}: copy {src}@{} -> {key}", v.id);
         } else if what < 80 {
-            let d = store.delete_version("b", key, None).await.unwrap();
+            let d = store.delete_version("b", key, None, false).await.unwrap();
             match d.marker {
                 Some(m) => model.push(key, m.id(), Kind::Marker),
                 None => {
@@ -223,7 +223,10 @@ async fn run(seed: u64, store: &Store) -> Model {
             } else {
                 ids[rng.random_range(0..ids.len())].clone()
             };
-            store.delete_version("b", key, Some(&id)).await.unwrap();
+            store
+                .delete_version("b", key, Some(&id), false)
+                .await
+                .unwrap();
             model.remove(key, &id);
             label = format!("{step}: delete {key} version {id}");
         }
@@ -286,7 +289,10 @@ async fn versions_follow_the_model_and_rebuild_from_the_journal() {
         // Deleting every version frees everything.
         for (key, list) in &model.keys {
             for v in list {
-                store.delete_version("b", key, Some(&v.id)).await.unwrap();
+                store
+                    .delete_version("b", key, Some(&v.id), false)
+                    .await
+                    .unwrap();
             }
         }
         assert!(store_listing(&store, 1000).await.is_empty());
@@ -350,10 +356,209 @@ async fn bad_version_ids_and_missing_versions() {
     assert_eq!(read(&store, "k", None).await.unwrap(), b"two");
     // Deleting a version that does not exist changes nothing.
     let d = store
-        .delete_version("b", "k", Some("0000000000000001"))
+        .delete_version("b", "k", Some("0000000000000001"), false)
         .await
         .unwrap();
     assert_eq!(d, Default::default());
     assert_eq!(read(&store, "k", None).await.unwrap(), b"two");
+    common::assert_fsck_clean(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_lock_protects_versions_from_every_deletion_until_it_ends() {
+    use s3dedup_storage::LockRequest;
+    use s3dedup_storage::lock::{LockConfig, Period, Retention, RetentionMode};
+    let (dir2, blobs) = (
+        tempfile::tempdir().unwrap(),
+        Arc::new(MemoryBlobStore::new()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::small_config();
+    let store = common::open_mem(dir.path(), Arc::clone(&blobs), cfg.clone()).await;
+    // Lock needs versioning; a plain bucket refuses lock requests.
+    store.create_bucket("plain").await.unwrap();
+    assert!(matches!(
+        store
+            .set_lock_config(
+                "plain",
+                LockConfig {
+                    enabled: true,
+                    default: None
+                }
+            )
+            .await,
+        Err(Error::InvalidBucketState(_))
+    ));
+    store.create_bucket_with_lock("b").await.unwrap();
+    let b = store.bucket("b").await.unwrap().unwrap();
+    assert_eq!((b.versioning, b.lock.enabled), (Versioning::Enabled, true));
+    assert!(matches!(
+        store.set_versioning("b", Versioning::Suspended).await,
+        Err(Error::InvalidBucketState(_))
+    ));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let data = common::random_bytes(5, 20_000);
+    let put_locked = |key: &'static str, lock: LockRequest| {
+        let (store, data) = (store.clone(), data.clone());
+        async move {
+            let pending = store.ingest_bytes(Bytes::from(data)).await.unwrap();
+            let cond = WriteCondition {
+                lock,
+                ..Default::default()
+            };
+            store
+                .put_object("b", key, pending, ObjectMeta::default(), cond)
+                .await
+                .unwrap()
+                .version
+                .id()
+        }
+    };
+    let comp = |until_ms| Retention {
+        mode: RetentionMode::Compliance,
+        until_ms,
+    };
+    let c = put_locked(
+        "c",
+        LockRequest {
+            retention: Some(comp(now + 1500)),
+            legal_hold: None,
+        },
+    )
+    .await;
+    let g = put_locked(
+        "g",
+        LockRequest {
+            retention: Some(Retention {
+                mode: RetentionMode::Governance,
+                until_ms: now + 3_600_000,
+            }),
+            legal_hold: None,
+        },
+    )
+    .await;
+    let h = put_locked(
+        "h",
+        LockRequest {
+            retention: None,
+            legal_hold: Some(true),
+        },
+    )
+    .await;
+    // COMPLIANCE: not deletable, not shortenable, not even with the bypass.
+    for bypass in [false, true] {
+        assert!(matches!(
+            store.delete_version("b", "c", Some(&c), bypass).await,
+            Err(Error::ObjectLocked(_))
+        ));
+        assert!(matches!(
+            store
+                .put_retention("b", "c", Some(&c), Some(comp(now + 10)), bypass)
+                .await,
+            Err(Error::ObjectLocked(_))
+        ));
+        assert!(matches!(
+            store.put_retention("b", "c", Some(&c), None, bypass).await,
+            Err(Error::ObjectLocked(_))
+        ));
+    }
+    // A delete marker hides it but destroys nothing; GC leaves its chunks.
+    store.delete_version("b", "c", None, false).await.unwrap();
+    store
+        .gc(
+            GcOptions {
+                grace: Duration::ZERO,
+                ..GcOptions::default()
+            },
+            &|_, _| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(read(&store, "c", Some(&c)).await.unwrap(), data);
+    // GOVERNANCE yields to the bypass only; a legal hold to nothing but its removal.
+    assert!(matches!(
+        store.delete_version("b", "g", Some(&g), false).await,
+        Err(Error::ObjectLocked(_))
+    ));
+    for bypass in [false, true] {
+        assert!(matches!(
+            store.delete_version("b", "h", Some(&h), bypass).await,
+            Err(Error::ObjectLocked(_))
+        ));
+    }
+    // The journal carries the locks: a rebuilt index refuses the same deletions.
+    store.ship_journal().await.unwrap();
+    let report = rebuild_index(
+        &dir2.path().join("index.redb"),
+        Arc::clone(&blobs) as Arc<dyn BlobStore>,
+        &cfg,
+    )
+    .await
+    .unwrap();
+    assert!(report.complete(), "{report:#?}");
+    let rebuilt = common::open_mem(dir2.path(), Arc::clone(&blobs), cfg.clone()).await;
+    let (_, lock) = rebuilt.object_lock("b", "c", Some(&c)).await.unwrap();
+    assert_eq!(lock.retention, Some(comp(now + 1500)));
+    assert!(matches!(
+        rebuilt.delete_version("b", "h", Some(&h), true).await,
+        Err(Error::ObjectLocked(_))
+    ));
+    common::assert_fsck_clean(&rebuilt).await;
+    drop(rebuilt);
+
+    store
+        .delete_version("b", "g", Some(&g), true)
+        .await
+        .unwrap();
+    store
+        .put_legal_hold("b", "h", Some(&h), false)
+        .await
+        .unwrap();
+    store
+        .delete_version("b", "h", Some(&h), false)
+        .await
+        .unwrap();
+    // After the date, COMPLIANCE lets go.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    store
+        .delete_version("b", "c", Some(&c), false)
+        .await
+        .unwrap();
+    common::assert_fsck_clean(&store).await;
+    // Default retention applies to writes that ask for none.
+    store
+        .set_lock_config(
+            "b",
+            LockConfig {
+                enabled: true,
+                default: Some((RetentionMode::Governance, Period::Days(1))),
+            },
+        )
+        .await
+        .unwrap();
+    let d = put_locked("d", LockRequest::default()).await;
+    let (_, lock) = store.object_lock("b", "d", Some(&d)).await.unwrap();
+    let r = lock.retention.expect("default retention");
+    assert_eq!(r.mode, RetentionMode::Governance);
+    assert!(r.until_ms >= now + 86_400_000 - 1000, "{r:?}");
+    // A lock request on a bucket without lock is refused, nothing written.
+    let pending = store.ingest_bytes(Bytes::from_static(b"x")).await.unwrap();
+    let cond = WriteCondition {
+        lock: LockRequest {
+            retention: None,
+            legal_hold: Some(true),
+        },
+        ..Default::default()
+    };
+    assert!(matches!(
+        store
+            .put_object("plain", "x", pending, ObjectMeta::default(), cond)
+            .await,
+        Err(Error::NoObjectLock(_))
+    ));
+    assert!(store.head_object("plain", "x").await.is_err());
     common::assert_fsck_clean(&store).await;
 }

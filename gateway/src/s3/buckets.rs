@@ -39,6 +39,7 @@ impl Gateway {
         req: S3Request<dto::CreateBucketInput>,
     ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
         let name = req.input.bucket;
+        let lock = req.input.object_lock_enabled_for_bucket == Some(true);
         if let Some(rule) = crate::bucket_name::problem(&name) {
             return Err(s3_error!(
                 InvalidBucketName,
@@ -59,7 +60,12 @@ impl Gateway {
                 self.settings.region
             ));
         }
-        self.store.create_bucket(&name).await.map_err(to_s3)?;
+        if lock {
+            self.store.create_bucket_with_lock(&name).await
+        } else {
+            self.store.create_bucket(&name).await
+        }
+        .map_err(to_s3)?;
         Ok(S3Response::new(dto::CreateBucketOutput {
             location: Some(format!("/{name}")),
         }))

@@ -8,10 +8,12 @@
 //! - `objects.rs` — PUT/GET/HEAD/DELETE/COPY of objects, DeleteObjects;
 //! - `list.rs` — ListObjects v1 and v2;
 //! - `multipart.rs` — multipart uploads;
-//! - `versions.rs` — bucket versioning, ListObjectVersions, version headers.
+//! - `versions.rs` — bucket versioning, ListObjectVersions, version headers;
+//! - `locks.rs` — object lock configuration, retention, legal holds.
 
 mod buckets;
 mod list;
+mod locks;
 mod multipart;
 mod objects;
 mod versions;
@@ -73,6 +75,7 @@ pub(super) fn write_condition(
     Ok(WriteCondition {
         if_match,
         if_none_match_any,
+        ..Default::default()
     })
 }
 
@@ -468,6 +471,42 @@ impl S3 for Gateway {
         req: S3Request<dto::PutBucketVersioningInput>,
     ) -> S3Result<S3Response<dto::PutBucketVersioningOutput>> {
         self.put_bucket_versioning_impl(req).await
+    }
+    async fn put_object_lock_configuration(
+        &self,
+        req: S3Request<dto::PutObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<dto::PutObjectLockConfigurationOutput>> {
+        self.put_object_lock_configuration_impl(req).await
+    }
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<dto::GetObjectLockConfigurationInput>,
+    ) -> S3Result<S3Response<dto::GetObjectLockConfigurationOutput>> {
+        self.get_object_lock_configuration_impl(req).await
+    }
+    async fn put_object_retention(
+        &self,
+        req: S3Request<dto::PutObjectRetentionInput>,
+    ) -> S3Result<S3Response<dto::PutObjectRetentionOutput>> {
+        self.put_object_retention_impl(req).await
+    }
+    async fn get_object_retention(
+        &self,
+        req: S3Request<dto::GetObjectRetentionInput>,
+    ) -> S3Result<S3Response<dto::GetObjectRetentionOutput>> {
+        self.get_object_retention_impl(req).await
+    }
+    async fn put_object_legal_hold(
+        &self,
+        req: S3Request<dto::PutObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<dto::PutObjectLegalHoldOutput>> {
+        self.put_object_legal_hold_impl(req).await
+    }
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<dto::GetObjectLegalHoldInput>,
+    ) -> S3Result<S3Response<dto::GetObjectLegalHoldOutput>> {
+        self.get_object_legal_hold_impl(req).await
     }
     async fn list_object_versions(
         &self,

@@ -188,7 +188,13 @@ impl Gateway {
         let mut input = req.input;
         check_new_key(&input.key)?;
         check_user_metadata(input.metadata.as_ref())?;
-        let cond = super::write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let mut cond =
+            super::write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        cond.lock = super::locks::lock_request(
+            input.object_lock_mode.as_ref(),
+            input.object_lock_retain_until_date.as_ref(),
+            input.object_lock_legal_hold_status.as_ref(),
+        )?;
         // Refuse before reading the body, not after storing it.
         self.require_bucket(&input.bucket).await?;
         let claims = Claims {
@@ -296,6 +302,7 @@ impl Gateway {
             Default::default()
         };
         let meta = &rec.meta;
+        let (version_id, lock) = self.read_headers(&input.bucket, &input.key, &rec).await?;
         let out = dto::GetObjectOutput {
             body: Some(StreamingBlob::new(crate::body::ObjectBody::new(
                 first, body, len,
@@ -323,7 +330,10 @@ impl Gateway {
             expires: input.response_expires.or_else(|| expires(meta)),
             metadata: user_metadata(meta),
             parts_count: (rec.etag.parts > 0).then_some(rec.etag.parts as i32),
-            version_id: self.version_header(&input.bucket, &rec).await?,
+            version_id,
+            object_lock_mode: lock.mode,
+            object_lock_retain_until_date: lock.until,
+            object_lock_legal_hold_status: lock.hold,
             ..Default::default()
         }
         .with_checksums(c);
@@ -366,6 +376,7 @@ impl Gateway {
             Default::default()
         };
         let meta = &rec.meta;
+        let (version_id, lock) = self.read_headers(&input.bucket, &input.key, &rec).await?;
         Ok(S3Response::new(
             dto::HeadObjectOutput {
                 content_length: Some(content_length as i64),
@@ -381,7 +392,10 @@ impl Gateway {
                 expires: expires(meta),
                 metadata: user_metadata(meta),
                 parts_count: (rec.etag.parts > 0).then_some(rec.etag.parts as i32),
-                version_id: self.version_header(&input.bucket, &rec).await?,
+                version_id,
+                object_lock_mode: lock.mode,
+                object_lock_retain_until_date: lock.until,
+                object_lock_legal_hold_status: lock.hold,
                 ..Default::default()
             }
             .with_checksums(c),
@@ -408,7 +422,12 @@ impl Gateway {
         }
         let d = self
             .store
-            .delete_version(&input.bucket, &input.key, version)
+            .delete_version(
+                &input.bucket,
+                &input.key,
+                version,
+                input.bypass_governance_retention == Some(true),
+            )
             .await
             .map_err(to_s3)?;
         Ok(S3Response::with_status(
@@ -437,6 +456,7 @@ impl Gateway {
         }
         self.require_bucket(&input.bucket).await?;
         let quiet = input.delete.quiet.unwrap_or(false);
+        let bypass = input.bypass_governance_retention == Some(true);
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for obj in input.delete.objects {
             let version = obj.version_id.as_deref();
@@ -444,7 +464,7 @@ impl Gateway {
                 Err(e) => Err(e),
                 Ok(()) => self
                     .store
-                    .delete_version(&input.bucket, &obj.key, version)
+                    .delete_version(&input.bucket, &obj.key, version, bypass)
                     .await
                     .map_err(to_s3),
             };
@@ -538,6 +558,14 @@ impl Gateway {
             m.checksums = src.meta.checksums.clone();
             m
         });
+        let cond = WriteCondition {
+            lock: super::locks::lock_request(
+                input.object_lock_mode.as_ref(),
+                input.object_lock_retain_until_date.as_ref(),
+                input.object_lock_legal_hold_status.as_ref(),
+            )?,
+            ..Default::default()
+        };
         let rec = self
             .store
             .copy_version(
@@ -545,7 +573,7 @@ impl Gateway {
                 src_version,
                 (&input.bucket, &input.key),
                 meta,
-                WriteCondition::default(),
+                cond,
             )
             .await
             .map_err(to_s3)?;

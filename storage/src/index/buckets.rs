@@ -7,10 +7,12 @@ use super::objects::bucket_must_exist;
 use super::{BUCKETS, Index, OBJECTS, UPLOADS_BY_KEY, journal, now_ms};
 use crate::error::{Error, Result};
 use crate::journal::entry::Change;
+use crate::lock::LockConfig;
 use crate::records::BucketRecord;
+use crate::versions::Versioning;
 
 impl Index {
-    /// Creates a bucket.
+    /// Creates a bucket; with `lock`, with object lock enabled (and so versioning).
     ///
     /// # Errors
     /// [`Error::BucketExists`].
@@ -18,6 +20,7 @@ impl Index {
         &self,
         name: &str,
         owner: &str,
+        lock: bool,
     ) -> impl Future<Output = Result<()>> + use<> {
         let (name, owner) = (name.to_owned(), owner.to_owned());
         let created_ms = now_ms();
@@ -30,7 +33,15 @@ impl Index {
             let rec = BucketRecord {
                 created_ms,
                 owner: owner.to_owned(),
-                versioning: Default::default(),
+                versioning: if lock {
+                    Versioning::Enabled
+                } else {
+                    Versioning::Unversioned
+                },
+                lock: LockConfig {
+                    enabled: lock,
+                    default: None,
+                },
             };
             t.insert(name, rec.encode().as_slice())?;
             drop(t);

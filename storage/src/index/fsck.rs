@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use redb::{ReadableDatabase, ReadableTable};
 
 use super::{
-    BUCKETS, CHUNKS, GC_QUEUE, Index, MANIFESTS, OBJECTS, PACKS, PARTS, Stats, UPLOADS, VERSIONS,
-    read_manifest, slice_counts,
+    BUCKETS, CHUNKS, GC_QUEUE, Index, LOCKS, MANIFESTS, OBJECTS, PACKS, PARTS, Stats, UPLOADS,
+    VERSIONS, read_manifest, slice_counts,
 };
 use crate::error::Result;
 use crate::id::ChunkId;
@@ -34,6 +34,8 @@ pub struct FsckReport {
     pub unknown_packs: u64,
     /// Manifest segments no object or part owns.
     pub stray_segments: u64,
+    /// Object lock records of versions that do not exist.
+    pub stray_locks: u64,
     /// Packs whose live accounting (chunks located in them, their bytes) or deletion
     /// state differs from a recount.
     pub pack_drift: u64,
@@ -54,6 +56,7 @@ impl FsckReport {
             && self.bad_state == 0
             && self.unknown_packs == 0
             && self.stray_segments == 0
+            && self.stray_locks == 0
             && self.pack_drift == 0
             && self.stats_drift == 0
             && self.damaged == 0
@@ -92,12 +95,14 @@ impl Index {
         // noncurrent ones in `versions` (delete markers hold none).
         let mut noncurrent = (0u64, 0u64, 0u64);
         let mut versions: Vec<(String, ObjectRecord)> = Vec::new();
+        let mut present: BTreeSet<(String, String, u64)> = BTreeSet::new();
         for r in txn.open_table(OBJECTS)?.iter()? {
             let (k, v) = r?;
             let (b, key) = k.value();
             match ObjectRecord::decode(v.value()) {
                 Ok(rec) => {
                     report.objects += 1;
+                    present.insert((b.to_owned(), key.to_owned(), rec.version.seq));
                     versions.push((format!("{b}/{key}"), rec));
                 }
                 Err(e) => report.damaged(format!("object {b}/{key}"), &e),
@@ -108,12 +113,25 @@ impl Index {
             let (b, key, vk) = k.value();
             match VersionEntry::decode(v.value()) {
                 Ok(VersionEntry::Object(rec)) => {
+                    present.insert((b.to_owned(), key.to_owned(), rec.version.seq));
                     noncurrent.0 += 1;
                     noncurrent.1 += rec.size;
                     versions.push((format!("{b}/{key} version {}", rec.version), rec));
                 }
                 Ok(VersionEntry::Marker(_)) => noncurrent.2 += 1,
                 Err(e) => report.damaged(format!("version {vk} of {b}/{key}"), &e),
+            }
+        }
+        for r in txn.open_table(LOCKS)?.iter()? {
+            let (k, v) = r?;
+            let (b, key, seq) = k.value();
+            if let Err(e) = crate::lock::LockRecord::decode(v.value()) {
+                report.damaged(format!("lock of version {seq:016x} of {b}/{key}"), &e);
+            } else if !present.contains(&(b.to_owned(), key.to_owned(), seq)) {
+                report.stray_locks += 1;
+                report.problem(format!(
+                    "lock of {b}/{key} names version {seq:016x}, which is gone"
+                ));
             }
         }
         for (what, rec) in versions {

@@ -12,7 +12,9 @@ use redb::{
     ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 
-use super::{BUCKETS, CHUNKS, Index, MANIFESTS, META, OBJECTS, VERSIONS, now_ms, read_manifest};
+use super::{
+    BUCKETS, CHUNKS, Index, LOCKS, MANIFESTS, META, OBJECTS, VERSIONS, now_ms, read_manifest,
+};
 use crate::error::Result;
 use crate::id::ChunkId;
 use crate::journal::entry::{Change, Entry};
@@ -296,6 +298,16 @@ impl Index {
             for change in crate::journal::entry::object_changes(bucket, key, &record, &slices) {
                 put(change)?;
             }
+        }
+        for r in txn.open_table(LOCKS)?.iter()? {
+            let (k, v) = r?;
+            let (bucket, key, seq) = k.value();
+            put(Change::Lock {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                seq,
+                record: crate::lock::LockRecord::decode(v.value())?,
+            })?;
         }
         for r in txn.open_table(CHUNKS)?.iter()? {
             let (k, v) = r?;

@@ -33,6 +33,7 @@ mod fsck;
 mod gc;
 pub(crate) mod journal;
 mod keys;
+mod locks;
 mod multipart;
 mod objects;
 mod rebuild;
@@ -55,6 +56,8 @@ pub use fsck::FsckReport;
 pub(crate) use gc::{ChunkSweep, LocatedChunk, Move};
 pub use journal::JournalState;
 pub(crate) use keys::InlineRewrite;
+pub(crate) use locks::LockChange;
+pub use locks::LockRequest;
 pub use multipart::UploadSummary;
 pub use objects::{ListEntry, ListPage, WriteCondition};
 pub(crate) use objects::{ListQuery, PlannedChunk};
@@ -84,6 +87,8 @@ pub(crate) const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition
 /// Versions other than a key's current object (`versions.rs`), newest first per key.
 pub(crate) const VERSIONS: TableDefinition<(&str, &str, u64), &[u8]> =
     TableDefinition::new("versions");
+/// Object lock records of versions ((bucket, key, seq); `locks.rs`).
+pub(crate) const LOCKS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("locks");
 pub(crate) const MANIFESTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("manifests");
 pub(crate) const CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks");
 pub(crate) const GC_QUEUE: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("gc_queue");
@@ -118,8 +123,8 @@ pub(crate) const COMPLETED_UPLOAD_TTL_MS: u64 = 24 * 3600 * 1000;
 /// 5: every metadata change is journaled (`journal_outbox`, `journal_state`); a binary
 /// that knows only format 4 would write changes the journal never sees, so it must
 /// refuse the index. An upgraded index's first shipment starts with a snapshot.
-/// 6: object versions and delete markers (`versions`), records with their version,
-/// bucket records with their versioning state; a binary that knows only format 5 would
+/// 6: object versions and delete markers (`versions`), object lock (`locks`), records
+/// with their version, bucket records with their versioning state and lock configuration; a binary that knows only format 5 would
 /// ignore the `versions` table (and drop references it holds), so it must refuse.
 pub(crate) const INDEX_FORMAT: u32 = 6;
 /// Index formats this version opens.
@@ -319,6 +324,7 @@ impl Index {
             txn.open_table(BUCKETS)?;
             txn.open_table(OBJECTS)?;
             txn.open_table(VERSIONS)?;
+            txn.open_table(LOCKS)?;
             txn.open_table(MANIFESTS)?;
             txn.open_table(CHUNKS)?;
             txn.open_table(GC_QUEUE)?;

@@ -318,7 +318,7 @@ impl Index {
             }
             let all = parts_of(txn, upload_id)?;
             let chosen = choose_parts(&all, listed, min_part_size)?;
-            let state = super::versions::bucket_record(txn, &up.bucket)?.versioning;
+            let b = super::versions::bucket_record(txn, &up.bucket)?;
             let old = txn
                 .open_table(OBJECTS)?
                 .get((up.bucket.as_str(), up.key.as_str()))?
@@ -371,9 +371,11 @@ impl Index {
                 mtime_ms: now_ms(),
                 meta,
                 manifest,
-                version: super::versions::new_version(txn, state)?,
+                version: super::versions::new_version(txn, b.versioning)?,
             };
-            install_object(txn, (&up.bucket, &up.key), &record, &slices, old, state)?;
+            let at = (up.bucket.as_str(), up.key.as_str());
+            super::locks::lock_new_version(txn, at, record.version, &b.lock, &cond.lock)?;
+            install_object(txn, at, &record, &slices, old, b.versioning)?;
             let done = CompletedUploadRecord {
                 bucket: up.bucket.clone(),
                 key: up.key.clone(),

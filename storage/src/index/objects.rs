@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
+use super::locks::{self, LockRequest};
 use super::versions::{self, Deleted};
 use super::{
     BUCKETS, CHUNKS, Index, MANIFESTS, OBJECTS, Staged, VERSIONS, add_refs, add_stat, journal,
@@ -20,13 +21,17 @@ use crate::records::{
 use crate::version_entry::{DeleteMarker, VersionEntry};
 use crate::versions::{VersionSel, Versioning};
 
-/// Conditions checked atomically with a write (S3 conditional writes).
+/// Conditions checked, and options applied, atomically with a write (S3 conditional
+/// writes, object lock headers).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteCondition {
     /// `If-Match`: the current version's ETag must match (missing object → `NoSuchKey`).
     pub if_match: Option<String>,
     /// `If-None-Match: *`: no current version may exist.
     pub if_none_match_any: bool,
+    /// Object lock the new version gets (`x-amz-object-lock-*`); the bucket's default
+    /// retention when it asks for none.
+    pub lock: LockRequest,
 }
 
 impl WriteCondition {
@@ -287,7 +292,7 @@ impl Index {
     ) -> impl Future<Output = Result<ObjectRecord>> + use<> {
         self.committer.submit(move |txn| {
             let (bucket, key) = (bucket.as_str(), key.as_str());
-            let state = versions::bucket_record(txn, bucket)?.versioning;
+            let b = versions::bucket_record(txn, bucket)?;
             let old = get_object(txn, bucket, key)?;
             cond.check(bucket, key, old.as_ref())?;
             register_packs(txn, &staged.packs)?;
@@ -299,9 +304,17 @@ impl Index {
                 mtime_ms: now_ms(),
                 meta: meta.clone(),
                 manifest,
-                version: versions::new_version(txn, state)?,
+                version: versions::new_version(txn, b.versioning)?,
             };
-            install_object(txn, (bucket, key), &record, &staged.slices, old, state)?;
+            locks::lock_new_version(txn, (bucket, key), record.version, &b.lock, &cond.lock)?;
+            install_object(
+                txn,
+                (bucket, key),
+                &record,
+                &staged.slices,
+                old,
+                b.versioning,
+            )?;
             Ok(record)
         })
     }
@@ -332,7 +345,7 @@ impl Index {
             let (src, dst) = ((sb.as_str(), sk.as_str()), (db.as_str(), dk.as_str()));
             let meta = meta.clone();
             let source = versions::source_version(txn, src, src_version)?;
-            let state = versions::bucket_record(txn, dst.0)?.versioning;
+            let b = versions::bucket_record(txn, dst.0)?;
             let old = get_object(txn, dst.0, dst.1)?;
             cond.check(dst.0, dst.1, old.as_ref())?;
             let slices = {
@@ -347,9 +360,10 @@ impl Index {
                 mtime_ms: now_ms(),
                 meta: meta.unwrap_or(source.meta),
                 manifest,
-                version: versions::new_version(txn, state)?,
+                version: versions::new_version(txn, b.versioning)?,
             };
-            install_object(txn, dst, &record, &slices, old, state)?;
+            locks::lock_new_version(txn, dst, record.version, &b.lock, &cond.lock)?;
+            install_object(txn, dst, &record, &slices, old, b.versioning)?;
             Ok(record)
         })
     }
@@ -364,13 +378,14 @@ impl Index {
         bucket: &str,
         key: &str,
         version: Option<VersionSel>,
+        bypass_governance: bool,
     ) -> impl Future<Output = Result<Deleted>> + use<> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.committer.submit(move |txn| {
             let at = (bucket.as_str(), key.as_str());
             match version {
                 None => versions::delete_current(txn, at),
-                Some(sel) => versions::delete_version(txn, at, sel),
+                Some(sel) => versions::delete_version(txn, at, sel, bypass_governance),
             }
         })
     }

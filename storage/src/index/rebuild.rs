@@ -32,6 +32,8 @@ pub(crate) struct Rebuilt {
     pub(crate) objects: Vec<(String, String, ObjectRecord, Vec<Slice>)>,
     /// Noncurrent versions (with their manifests) and delete markers.
     pub(crate) versions: Vec<(String, String, VersionEntry, Vec<Slice>)>,
+    /// Object lock records of restored versions.
+    pub(crate) locks: Vec<((String, String, u64), crate::lock::LockRecord)>,
     /// Every chunk the objects reference, located.
     pub(crate) chunks: HashMap<ChunkId, ChunkRecord>,
     /// Readable packs present: size and chunk count.
@@ -135,6 +137,15 @@ impl Rebuilt {
                 (bucket.as_str(), key.as_str(), k),
                 entry.encode().as_slice(),
             )?;
+        }
+        {
+            let mut t = txn.open_table(super::LOCKS)?;
+            for ((bucket, key, seq), rec) in &self.locks {
+                t.insert(
+                    (bucket.as_str(), key.as_str(), *seq),
+                    rec.encode().as_slice(),
+                )?;
+            }
         }
         let mut chunks = txn.open_table(CHUNKS)?;
         let mut per_pack: HashMap<u128, (u32, u64)> = HashMap::new();

@@ -208,6 +208,13 @@ impl Index {
         n += copy_records(
             &src,
             &dst,
+            super::LOCKS,
+            |b| crate::lock::LockRecord::decode(b).map(drop),
+            c,
+        )?;
+        n += copy_records(
+            &src,
+            &dst,
             MANIFESTS,
             |b| ManifestSegment::decode(b).map(drop),
             c,

@@ -13,7 +13,9 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::{BUCKETS, OBJECTS, STATS, VERSIONS, add_stat, drop_manifest, journal, now_ms, stat};
+use super::{
+    BUCKETS, OBJECTS, STATS, VERSIONS, add_stat, drop_manifest, journal, locks, now_ms, stat,
+};
 use crate::error::{Error, Result};
 use crate::journal::entry::Change;
 use crate::records::{BucketRecord, ObjectRecord};
@@ -78,6 +80,8 @@ pub(super) fn retire_current(
         Versioning::Suspended => !old.version.null,
     };
     if !keep {
+        locks::check_deletable(txn, (bucket, key), old.version, false)?;
+        locks::set_lock(txn, (bucket, key), old.version.seq, Default::default())?;
         drop_manifest(txn, old.manifest)?;
         return add_stat(txn, stat::LOGICAL_BYTES, -i128::from(old.size));
     }
@@ -110,13 +114,24 @@ fn release(txn: &WriteTransaction, e: &VersionEntry) -> Result<()> {
     }
 }
 
-/// Removes entry `k` of bucket/key from `versions` and releases it.
-fn remove_entry(txn: &WriteTransaction, (bucket, key): (&str, &str), k: u64) -> Result<()> {
+/// Removes entry `k` of bucket/key from `versions` and releases it, unless object lock
+/// protects it.
+fn remove_entry(
+    txn: &WriteTransaction,
+    (bucket, key): (&str, &str),
+    k: u64,
+    bypass: bool,
+) -> Result<()> {
     let e = txn
         .open_table(VERSIONS)?
-        .remove((bucket, key, k))?
+        .get((bucket, key, k))?
         .map(|v| VersionEntry::decode(v.value()))
         .transpose()?;
+    if let Some(e) = &e {
+        locks::check_deletable(txn, (bucket, key), e.version(), bypass)?;
+        locks::set_lock(txn, (bucket, key), e.version().seq, Default::default())?;
+        txn.open_table(VERSIONS)?.remove((bucket, key, k))?;
+    }
     if let Some(e) = e {
         release(txn, &e)?;
         journal1(
@@ -141,7 +156,7 @@ pub(super) fn remove_null(txn: &WriteTransaction, at: (&str, &str)) -> Result<()
             .find(|(_, e)| e.version().null)
     };
     match found {
-        Some((k, _)) => remove_entry(txn, at, k),
+        Some((k, _)) => remove_entry(txn, at, k, false),
         None => Ok(()),
     }
 }
@@ -263,6 +278,7 @@ pub(super) fn delete_version(
     txn: &WriteTransaction,
     at: (&str, &str),
     sel: VersionSel,
+    bypass: bool,
 ) -> Result<Deleted> {
     bucket_record(txn, at.0)?;
     let current = txn
@@ -271,6 +287,8 @@ pub(super) fn delete_version(
         .map(|v| ObjectRecord::decode(v.value()))
         .transpose()?;
     if let Some(cur) = current.filter(|c| c.version.is(sel)) {
+        locks::check_deletable(txn, at, cur.version, bypass)?;
+        locks::set_lock(txn, at, cur.version.seq, Default::default())?;
         txn.open_table(OBJECTS)?.remove(at)?;
         journal1(
             txn,
@@ -296,7 +314,7 @@ pub(super) fn delete_version(
     let Some((k, e)) = found else {
         return Ok(Deleted::default());
     };
-    remove_entry(txn, at, k)?;
+    remove_entry(txn, at, k, bypass)?;
     promote_newest(txn, at)?;
     Ok(match e {
         VersionEntry::Object(r) => Deleted {
@@ -403,6 +421,12 @@ pub(super) fn set_versioning(
     state: Versioning,
 ) -> Result<()> {
     let mut rec = bucket_record(txn, bucket)?;
+    if state == Versioning::Suspended && rec.lock.enabled {
+        return Err(Error::InvalidBucketState(
+            "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed"
+                .into(),
+        ));
+    }
     if state == Versioning::Unversioned && rec.versioning != Versioning::Unversioned {
         return Err(Error::InvalidArgument(
             "versioning cannot be turned off once enabled; suspend it".into(),

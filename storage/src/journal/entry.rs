@@ -11,6 +11,7 @@
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
+use crate::lock::LockRecord;
 use crate::records::{BucketRecord, ChunkRecord, ObjectRecord, Slice, read_slices, write_slices};
 use crate::version_entry::DeleteMarker;
 use crate::versions::Version;
@@ -149,6 +150,17 @@ pub(crate) enum Change {
         /// Its sequence number.
         seq: u64,
     },
+    /// The object lock record of version `seq` of bucket/key (empty: removed).
+    Lock {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+        /// The version's sequence number.
+        seq: u64,
+        /// Its lock.
+        record: LockRecord,
+    },
     /// A `meta` value a rebuild needs (key records, chunker parameters).
     Meta {
         /// Meta key.
@@ -188,6 +200,7 @@ impl Entry {
             Change::Promote { .. } => 11,
             Change::Marker { .. } => 12,
             Change::VersionGone { .. } => 13,
+            Change::Lock { .. } => 14,
         };
         w.u8(kind).u64(self.seq).u64(self.time_ms);
         match &self.change {
@@ -239,6 +252,14 @@ impl Entry {
             } => {
                 w.str(bucket).str(key).u64(marker.mtime_ms);
                 marker.version.write(&mut w);
+            }
+            Change::Lock {
+                bucket,
+                key,
+                seq,
+                record,
+            } => {
+                w.str(bucket).str(key).u64(*seq).bytes(&record.encode());
             }
         }
         w.seal()
@@ -320,6 +341,12 @@ impl Entry {
                 key: r.string()?,
                 seq: r.u64()?,
             },
+            14 => Change::Lock {
+                bucket: r.string()?,
+                key: r.string()?,
+                seq: r.u64()?,
+                record: LockRecord::decode(r.bytes()?)?,
+            },
             k => {
                 return Err(Error::corrupt("journal entry", format!("unknown kind {k}")));
             }
@@ -396,6 +423,18 @@ mod tests {
                 bucket: "b".into(),
                 key: "k".into(),
                 seq: 8,
+            },
+            Change::Lock {
+                bucket: "b".into(),
+                key: "k".into(),
+                seq: 8,
+                record: LockRecord {
+                    retention: Some(crate::lock::Retention {
+                        mode: crate::lock::RetentionMode::Compliance,
+                        until_ms: 99,
+                    }),
+                    legal_hold: true,
+                },
             },
             Change::Marker {
                 bucket: "b".into(),

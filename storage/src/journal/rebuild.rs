@@ -31,6 +31,7 @@ use crate::crypto::Keyring;
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
 use crate::index::Rebuilt;
+use crate::lock::LockRecord;
 use crate::pack;
 use crate::records::{BucketRecord, ChunkRecord, ChunkState, Location, ObjectRecord, Slice};
 use crate::store::STORE_ID_BLOB;
@@ -104,6 +105,8 @@ struct State {
     objects: BTreeMap<(String, String), (ObjectRecord, Vec<Slice>)>,
     /// Noncurrent versions (with their slices) and delete markers, by seq.
     versions: BTreeMap<(String, String, u64), (VersionEntry, Vec<Slice>)>,
+    /// Object lock records by (bucket, key, seq).
+    locks: BTreeMap<(String, String, u64), LockRecord>,
     chunks: HashMap<ChunkId, ChunkRecord>,
     applied: u64,
 }
@@ -177,6 +180,18 @@ impl State {
             }
             Change::VersionGone { bucket, key, seq } => {
                 self.versions.remove(&(bucket, key, seq));
+            }
+            Change::Lock {
+                bucket,
+                key,
+                seq,
+                record,
+            } => {
+                if record.is_empty() {
+                    self.locks.remove(&(bucket, key, seq));
+                } else {
+                    self.locks.insert((bucket, key, seq), record);
+                }
             }
         }
     }
@@ -492,6 +507,17 @@ pub async fn rebuild_index(
         report.logical_bytes += rec.size;
         true
     };
+    // A lock whose version was not restored goes with it.
+    let present: HashSet<(String, String, u64)> = state
+        .objects
+        .iter()
+        .map(|((b, k), (r, _))| (b.clone(), k.clone(), r.version.seq))
+        .chain(state.versions.keys().cloned())
+        .collect();
+    let locks: Vec<_> = std::mem::take(&mut state.locks)
+        .into_iter()
+        .filter(|(k, _)| present.contains(k))
+        .collect();
     let mut objects = Vec::with_capacity(state.objects.len());
     for ((bucket, key), (record, slices)) in std::mem::take(&mut state.objects) {
         if restorable(&mut report, &bucket, &key, &record, &slices) {
@@ -542,6 +568,7 @@ pub async fn rebuild_index(
         buckets: state.buckets.into_iter().collect(),
         objects,
         versions,
+        locks,
         chunks,
         packs,
         // Past every blob in the store (see `Index::journal_catch_up`): the first

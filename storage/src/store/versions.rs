@@ -2,10 +2,11 @@
 
 use super::Store;
 use crate::error::Result;
-use crate::index::{Deleted, VersionPage, VersionQuery, WriteCondition};
+use crate::index::{Deleted, LockChange, VersionPage, VersionQuery, WriteCondition};
+use crate::lock::{LockConfig, LockRecord, Retention};
 use crate::read::{ByteRange, ObjectReader};
 use crate::records::{ObjectMeta, ObjectRecord, PartRecord};
-use crate::versions::{VersionSel, Versioning};
+use crate::versions::{Version, VersionSel, Versioning};
 
 fn parse(version: Option<&str>) -> Result<Option<VersionSel>> {
     version.map(VersionSel::parse).transpose()
@@ -108,17 +109,98 @@ impl Store {
 
     /// Deletes bucket/key: version `version` for good, or (without one) the current
     /// object in an unversioned bucket / by adding a delete marker in a versioned one.
+    /// A version object lock protects is refused; `bypass_governance` lets the request
+    /// delete one under GOVERNANCE retention.
     ///
     /// # Errors
-    /// [`crate::Error::NoSuchBucket`], [`crate::Error::InvalidArgument`].
+    /// [`crate::Error::NoSuchBucket`], [`crate::Error::InvalidArgument`],
+    /// [`crate::Error::ObjectLocked`].
     pub async fn delete_version(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&str>,
+        bypass_governance: bool,
     ) -> Result<Deleted> {
         let sel = parse(version)?;
-        self.index.delete_object(bucket, key, sel).await
+        self.index
+            .delete_object(bucket, key, sel, bypass_governance)
+            .await
+    }
+
+    /// Creates a bucket with object lock enabled (and so versioning enabled).
+    ///
+    /// # Errors
+    /// [`crate::Error::BucketExists`].
+    pub async fn create_bucket_with_lock(&self, name: &str) -> Result<()> {
+        self.index.create_bucket(name, "", true).await
+    }
+
+    /// Sets a bucket's object lock configuration (enabling it needs versioning enabled).
+    ///
+    /// # Errors
+    /// [`crate::Error::NoSuchBucket`], [`crate::Error::InvalidBucketState`].
+    pub async fn set_lock_config(&self, bucket: &str, config: LockConfig) -> Result<()> {
+        self.index.set_lock_config(bucket, config).await
+    }
+
+    /// Sets (or, with `None`, removes) the retention of version `version` (current
+    /// when `None`); returns the version changed.
+    ///
+    /// # Errors
+    /// [`crate::Error::NoObjectLock`], [`crate::Error::ObjectLocked`] (COMPLIANCE never
+    /// shortened or removed, GOVERNANCE only with `bypass_governance`), and as
+    /// [`Store::head_version`].
+    pub async fn put_retention(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        retention: Option<Retention>,
+        bypass_governance: bool,
+    ) -> Result<Version> {
+        let sel = parse(version)?;
+        self.index
+            .change_lock(
+                bucket,
+                key,
+                sel,
+                LockChange::Retention(retention, bypass_governance),
+            )
+            .await
+    }
+
+    /// Turns the legal hold of version `version` (current when `None`) on or off.
+    ///
+    /// # Errors
+    /// As [`Store::put_retention`].
+    pub async fn put_legal_hold(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        on: bool,
+    ) -> Result<Version> {
+        let sel = parse(version)?;
+        self.index
+            .change_lock(bucket, key, sel, LockChange::LegalHold(on))
+            .await
+    }
+
+    /// The object lock state of version `version` (current when `None`), with its record.
+    ///
+    /// # Errors
+    /// As [`Store::head_version`].
+    pub async fn object_lock(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<(ObjectRecord, LockRecord)> {
+        let sel = parse(version)?;
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.with_index(move |i| i.object_lock(&bucket, &key, sel))
+            .await
     }
 
     /// Lists versions and delete markers (ListObjectVersions).

@@ -1,0 +1,395 @@
+//! Object lock through the Rust SDK against the real gateway: the ransomware drill.
+//!
+//! A version under COMPLIANCE retention (a few seconds ahead) survives every attempt to
+//! destroy it — deleting the version (with and without the governance bypass),
+//! shortening, weakening or dropping its retention, DeleteObjects, deleting the bucket,
+//! suspending versioning, GC — and reads back byte-exact; once the date has passed it
+//! can be deleted and GC reclaims its bytes. GOVERNANCE yields to the bypass, a legal
+//! hold only to its removal, a bucket default applies to new versions, and bad input is
+//! refused as S3 refuses it.
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::primitives::{ByteStream, DateTime};
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, DefaultRetention, Delete, ObjectIdentifier, ObjectLockConfiguration,
+    ObjectLockEnabled, ObjectLockLegalHold, ObjectLockLegalHoldStatus, ObjectLockMode,
+    ObjectLockRetention, ObjectLockRetentionMode, ObjectLockRule, VersioningConfiguration,
+};
+use rand::{Rng, SeedableRng};
+use s3dedup_conformance::{Gateway, sdk_client};
+
+fn code<E: aws_sdk_s3::error::ProvideErrorMetadata, R: std::fmt::Debug>(
+    r: Result<R, aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
+) -> (u16, String) {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => {
+            let status = e.raw_response().map_or(0, |r| r.status().as_u16());
+            let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("").to_owned();
+            (status, code)
+        }
+    }
+}
+
+fn at(t: SystemTime) -> DateTime {
+    DateTime::from(t)
+}
+
+fn gc(g: &Gateway) {
+    let out = g.admin_cli_ok(&["gc", "--grace", "0s", "--wait"]);
+    assert!(out.contains("finished"), "{out}");
+}
+
+async fn read(c: &aws_sdk_s3::Client, bucket: &str, key: &str, version: &str) -> Vec<u8> {
+    let o = c
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .version_id(version)
+        .send()
+        .await
+        .unwrap();
+    o.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
+    let g = Gateway::start().unwrap();
+    let c = sdk_client(&g.s3_url);
+    let b = "vault";
+    c.create_bucket()
+        .bucket(b)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    let v = c.get_bucket_versioning().bucket(b).send().await.unwrap();
+    assert_eq!(v.status(), Some(&BucketVersioningStatus::Enabled));
+    let cfg = c.get_object_lock_configuration().bucket(b).send().await.unwrap();
+    let cfg = cfg.object_lock_configuration().unwrap();
+    assert_eq!(cfg.object_lock_enabled(), Some(&ObjectLockEnabled::Enabled));
+    assert!(cfg.rule().is_none());
+
+    let mut data = vec![0u8; 3_000_000];
+    rand::rngs::StdRng::seed_from_u64(9).fill(&mut data[..]);
+    let until = SystemTime::now() + Duration::from_secs(6);
+    let put = c
+        .put_object()
+        .bucket(b)
+        .key("backup.tar")
+        .body(ByteStream::from(data.clone()))
+        .object_lock_mode(ObjectLockMode::Compliance)
+        .object_lock_retain_until_date(at(until))
+        .send()
+        .await
+        .unwrap();
+    let vid = put.version_id().unwrap().to_owned();
+    let h = c.head_object().bucket(b).key("backup.tar").send().await.unwrap();
+    assert_eq!(h.object_lock_mode(), Some(&ObjectLockMode::Compliance));
+    let r = c
+        .get_object_retention()
+        .bucket(b)
+        .key("backup.tar")
+        .version_id(&vid)
+        .send()
+        .await
+        .unwrap();
+    let r = r.retention().unwrap();
+    assert_eq!(r.mode(), Some(&ObjectLockRetentionMode::Compliance));
+    assert_eq!(
+        r.retain_until_date().unwrap().secs(),
+        at(until).secs(),
+        "retain-until date round-trips"
+    );
+    let stored_locked = g.store_bytes().unwrap();
+
+    // The attacks.
+    for bypass in [false, true] {
+        let d = c
+            .delete_object()
+            .bucket(b)
+            .key("backup.tar")
+            .version_id(&vid)
+            .bypass_governance_retention(bypass)
+            .send()
+            .await;
+        assert_eq!(code(d), (403, "AccessDenied".into()), "delete, bypass={bypass}");
+        for (mode, t) in [
+            (ObjectLockRetentionMode::Compliance, until - Duration::from_secs(3)),
+            (ObjectLockRetentionMode::Governance, until),
+        ] {
+            let p = c
+                .put_object_retention()
+                .bucket(b)
+                .key("backup.tar")
+                .version_id(&vid)
+                .bypass_governance_retention(bypass)
+                .retention(
+                    ObjectLockRetention::builder()
+                        .mode(mode.clone())
+                        .retain_until_date(at(t))
+                        .build(),
+                )
+                .send()
+                .await;
+            assert_eq!(code(p), (403, "AccessDenied".into()), "shorten/weaken to {mode:?}");
+        }
+        let p = c
+            .put_object_retention()
+            .bucket(b)
+            .key("backup.tar")
+            .version_id(&vid)
+            .bypass_governance_retention(bypass)
+            .retention(ObjectLockRetention::builder().build())
+            .send()
+            .await;
+        assert_eq!(code(p), (403, "AccessDenied".into()), "remove retention");
+    }
+    let many = c
+        .delete_objects()
+        .bucket(b)
+        .bypass_governance_retention(true)
+        .delete(
+            Delete::builder()
+                .objects(
+                    ObjectIdentifier::builder()
+                        .key("backup.tar")
+                        .version_id(&vid)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(many.errors().len(), 1, "{many:?}");
+    assert_eq!(many.errors()[0].code(), Some("AccessDenied"));
+    // A delete marker hides the object; it destroys nothing.
+    let m = c.delete_object().bucket(b).key("backup.tar").send().await.unwrap();
+    assert_eq!(m.delete_marker(), Some(true));
+    let marker = m.version_id().unwrap().to_owned();
+    assert_eq!(code(c.delete_bucket().bucket(b).send().await), (409, "BucketNotEmpty".into()));
+    let s = c
+        .put_bucket_versioning()
+        .bucket(b)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Suspended)
+                .build(),
+        )
+        .send()
+        .await;
+    assert_eq!(code(s), (409, "InvalidBucketState".into()));
+    gc(&g);
+    assert_eq!(read(&c, b, "backup.tar", &vid).await, data, "intact after GC");
+    // Extending is always allowed.
+    let later = until + Duration::from_secs(1);
+    c.put_object_retention()
+        .bucket(b)
+        .key("backup.tar")
+        .version_id(&vid)
+        .retention(
+            ObjectLockRetention::builder()
+                .mode(ObjectLockRetentionMode::Compliance)
+                .retain_until_date(at(later))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // GOVERNANCE yields to the bypass; a legal hold only to its removal.
+    let gv = c
+        .put_object()
+        .bucket(b)
+        .key("gov")
+        .body(ByteStream::from_static(b"governed"))
+        .object_lock_mode(ObjectLockMode::Governance)
+        .object_lock_retain_until_date(at(SystemTime::now() + Duration::from_secs(3600)))
+        .send()
+        .await
+        .unwrap();
+    let gv = gv.version_id().unwrap();
+    let d = c.delete_object().bucket(b).key("gov").version_id(gv).send().await;
+    assert_eq!(code(d), (403, "AccessDenied".into()));
+    c.delete_object()
+        .bucket(b)
+        .key("gov")
+        .version_id(gv)
+        .bypass_governance_retention(true)
+        .send()
+        .await
+        .unwrap();
+    let held = c
+        .put_object()
+        .bucket(b)
+        .key("held")
+        .body(ByteStream::from_static(b"evidence"))
+        .object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On)
+        .send()
+        .await
+        .unwrap();
+    let held = held.version_id().unwrap();
+    let lh = c.get_object_legal_hold().bucket(b).key("held").send().await.unwrap();
+    assert_eq!(lh.legal_hold().unwrap().status(), Some(&ObjectLockLegalHoldStatus::On));
+    let d = c
+        .delete_object()
+        .bucket(b)
+        .key("held")
+        .version_id(held)
+        .bypass_governance_retention(true)
+        .send()
+        .await;
+    assert_eq!(code(d), (403, "AccessDenied".into()));
+    c.put_object_legal_hold()
+        .bucket(b)
+        .key("held")
+        .legal_hold(
+            ObjectLockLegalHold::builder()
+                .status(ObjectLockLegalHoldStatus::Off)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    c.delete_object().bucket(b).key("held").version_id(held).send().await.unwrap();
+
+    // A bucket default applies to versions that ask for none.
+    c.put_object_lock_configuration()
+        .bucket(b)
+        .object_lock_configuration(
+            ObjectLockConfiguration::builder()
+                .object_lock_enabled(ObjectLockEnabled::Enabled)
+                .rule(
+                    ObjectLockRule::builder()
+                        .default_retention(
+                            DefaultRetention::builder()
+                                .mode(ObjectLockRetentionMode::Governance)
+                                .days(1)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let dv = c
+        .put_object()
+        .bucket(b)
+        .key("defaulted")
+        .body(ByteStream::from_static(b"d"))
+        .send()
+        .await
+        .unwrap();
+    let r = c
+        .get_object_retention()
+        .bucket(b)
+        .key("defaulted")
+        .version_id(dv.version_id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let r = r.retention().unwrap();
+    assert_eq!(r.mode(), Some(&ObjectLockRetentionMode::Governance));
+    let in_a_day = at(SystemTime::now() + Duration::from_secs(86_400)).secs();
+    assert!((r.retain_until_date().unwrap().secs() - in_a_day).abs() < 60);
+    c.delete_object()
+        .bucket(b)
+        .key("defaulted")
+        .version_id(dv.version_id().unwrap())
+        .bypass_governance_retention(true)
+        .send()
+        .await
+        .unwrap();
+
+    // Bad input.
+    let past = c
+        .put_object()
+        .bucket(b)
+        .key("p")
+        .body(ByteStream::from_static(b"p"))
+        .object_lock_mode(ObjectLockMode::Compliance)
+        .object_lock_retain_until_date(at(SystemTime::now() - Duration::from_secs(60)))
+        .send()
+        .await;
+    assert_eq!(code(past), (400, "InvalidArgument".into()));
+    let half = c
+        .put_object()
+        .bucket(b)
+        .key("p")
+        .body(ByteStream::from_static(b"p"))
+        .object_lock_mode(ObjectLockMode::Compliance)
+        .send()
+        .await;
+    assert_eq!(code(half), (400, "InvalidArgument".into()));
+    c.create_bucket().bucket("plain").send().await.unwrap();
+    let nolock = c
+        .put_object()
+        .bucket("plain")
+        .key("p")
+        .body(ByteStream::from_static(b"p"))
+        .object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On)
+        .send()
+        .await;
+    assert_eq!(code(nolock), (400, "InvalidRequest".into()));
+    assert!(c.head_object().bucket("plain").key("p").send().await.is_err(), "nothing written");
+    let cfg = c.get_object_lock_configuration().bucket("plain").send().await;
+    assert_eq!(code(cfg), (404, "ObjectLockConfigurationNotFoundError".into()));
+    let enable = c
+        .put_object_lock_configuration()
+        .bucket("plain")
+        .object_lock_configuration(
+            ObjectLockConfiguration::builder()
+                .object_lock_enabled(ObjectLockEnabled::Enabled)
+                .build(),
+        )
+        .send()
+        .await;
+    assert_eq!(code(enable), (409, "InvalidBucketState".into()));
+    let both = c
+        .put_object_lock_configuration()
+        .bucket(b)
+        .object_lock_configuration(
+            ObjectLockConfiguration::builder()
+                .object_lock_enabled(ObjectLockEnabled::Enabled)
+                .rule(
+                    ObjectLockRule::builder()
+                        .default_retention(
+                            DefaultRetention::builder()
+                                .mode(ObjectLockRetentionMode::Governance)
+                                .days(1)
+                                .years(1)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await;
+    assert_eq!(code(both), (400, "MalformedXML".into()));
+
+    // After the date: the version can go, and GC gives its bytes back.
+    assert_eq!(read(&c, b, "backup.tar", &vid).await, data);
+    let wait = later
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        + Duration::from_millis(1200);
+    tokio::time::sleep(wait).await;
+    c.delete_object().bucket(b).key("backup.tar").version_id(&vid).send().await.unwrap();
+    c.delete_object().bucket(b).key("backup.tar").version_id(&marker).send().await.unwrap();
+    gc(&g);
+    let after = g.store_bytes().unwrap();
+    assert!(
+        after + 2_500_000 < stored_locked,
+        "GC reclaimed the expired version: {stored_locked} -> {after} bytes"
+    );
+    let left = c.list_object_versions().bucket(b).send().await.unwrap();
+    assert!(left.versions().is_empty() && left.delete_markers().is_empty(), "{left:?}");
+    c.delete_bucket().bucket(b).send().await.unwrap();
+}

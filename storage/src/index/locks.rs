@@ -1,0 +1,261 @@
+//! Object lock in the index: the `locks` table ((bucket, key, seq) → [`LockRecord`]),
+//! checked by every deletion of a version, set at write time from the request or the
+//! bucket's default retention, and changed only as [`LockRecord`]'s rules allow.
+
+use redb::{ReadableTable, WriteTransaction};
+
+use super::versions::bucket_record;
+use super::{Index, LOCKS, OBJECTS, VERSIONS, journal, now_ms};
+use crate::error::{Error, Result};
+use crate::journal::entry::Change;
+use crate::lock::{LockConfig, LockRecord, Retention};
+use crate::records::ObjectRecord;
+use crate::version_entry::VersionEntry;
+use crate::versions::{Version, VersionSel};
+
+/// Lock settings a write asks for (`x-amz-object-lock-*` headers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LockRequest {
+    /// Retention for the new version (instead of the bucket's default).
+    pub retention: Option<Retention>,
+    /// Legal hold for the new version.
+    pub legal_hold: Option<bool>,
+}
+
+impl LockRequest {
+    /// Whether the request asks for nothing.
+    pub fn is_empty(&self) -> bool {
+        self.retention.is_none() && self.legal_hold.is_none()
+    }
+}
+
+/// The lock record of version `seq` of bucket/key, if any.
+pub(super) fn lock_of<T>(t: &T, (bucket, key): (&str, &str), seq: u64) -> Result<Option<LockRecord>>
+where
+    T: ReadableTable<(&'static str, &'static str, u64), &'static [u8]>,
+{
+    t.get((bucket, key, seq))?
+        .map(|v| LockRecord::decode(v.value()))
+        .transpose()
+}
+
+/// Refuses the deletion of `version` of bucket/key while its lock protects it.
+///
+/// # Errors
+/// [`Error::ObjectLocked`].
+pub(super) fn check_deletable(
+    txn: &WriteTransaction,
+    at: (&str, &str),
+    version: Version,
+    bypass: bool,
+) -> Result<()> {
+    let t = txn.open_table(LOCKS)?;
+    if let Some(l) = lock_of(&t, at, version.seq)?
+        && let Some(why) = l.protects(now_ms(), bypass)
+    {
+        return Err(Error::ObjectLocked(format!(
+            "version {version} of {}/{} cannot be deleted: {why}",
+            at.0, at.1
+        )));
+    }
+    Ok(())
+}
+
+/// Stores (or, when empty, removes) the lock record of version `seq`, journaled.
+pub(super) fn set_lock(
+    txn: &WriteTransaction,
+    (bucket, key): (&str, &str),
+    seq: u64,
+    record: LockRecord,
+) -> Result<()> {
+    let mut t = txn.open_table(LOCKS)?;
+    let had = if record.is_empty() {
+        t.remove((bucket, key, seq))?.is_some()
+    } else {
+        t.insert((bucket, key, seq), record.encode().as_slice())?;
+        true
+    };
+    drop(t);
+    if !had {
+        return Ok(());
+    }
+    journal::append(
+        txn,
+        vec![Change::Lock {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            seq,
+            record,
+        }],
+    )
+}
+
+/// Gives a new version the lock its write asked for, or the bucket's default retention.
+///
+/// # Errors
+/// [`Error::NoObjectLock`] when the write asks for a lock the bucket does not have.
+pub(super) fn lock_new_version(
+    txn: &WriteTransaction,
+    at: (&str, &str),
+    version: Version,
+    config: &LockConfig,
+    req: &LockRequest,
+) -> Result<()> {
+    if !config.enabled {
+        if req.is_empty() {
+            return Ok(());
+        }
+        return Err(Error::NoObjectLock(
+            "Bucket is missing Object Lock Configuration".into(),
+        ));
+    }
+    let record = LockRecord {
+        retention: req.retention.or_else(|| config.default_retention(now_ms())),
+        legal_hold: req.legal_hold.unwrap_or(false),
+    };
+    set_lock(txn, at, version.seq, record)
+}
+
+/// The object version `sel` names (current when `None`) in a write transaction.
+fn version_in(
+    txn: &WriteTransaction,
+    (bucket, key): (&str, &str),
+    sel: Option<VersionSel>,
+) -> Result<ObjectRecord> {
+    let current = txn
+        .open_table(OBJECTS)?
+        .get((bucket, key))?
+        .map(|v| ObjectRecord::decode(v.value()))
+        .transpose()?;
+    match (sel, current) {
+        (None, Some(c)) => return Ok(c),
+        (Some(s), Some(c)) if c.version.is(s) => return Ok(c),
+        _ => {}
+    }
+    let found = match sel {
+        Some(s) => super::versions::find_in(&txn.open_table(VERSIONS)?, bucket, key, s)?,
+        None => None,
+    };
+    match found {
+        Some((_, VersionEntry::Object(r))) => Ok(r),
+        Some((_, VersionEntry::Marker(m))) => Err(Error::DeleteMarker {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version: m.version.id(),
+            mtime_ms: m.mtime_ms,
+            by_id: true,
+        }),
+        None => Err(match sel {
+            Some(s) => Error::NoSuchVersion {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+                version: s.id(),
+            },
+            None => Error::NoSuchKey {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            },
+        }),
+    }
+}
+
+/// What a lock change sets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LockChange {
+    /// Retention (None: remove it), bypassing governance or not.
+    Retention(Option<Retention>, bool),
+    /// Legal hold on or off.
+    LegalHold(bool),
+}
+
+impl Index {
+    /// Changes the lock of version `sel` (current when `None`) of bucket/key; returns
+    /// the version changed.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::NoSuchVersion`],
+    /// [`Error::DeleteMarker`], [`Error::NoObjectLock`], [`Error::ObjectLocked`].
+    pub(crate) fn change_lock(
+        &self,
+        bucket: &str,
+        key: &str,
+        sel: Option<VersionSel>,
+        change: LockChange,
+    ) -> impl Future<Output = Result<Version>> + use<> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.committer.submit(move |txn| {
+            let at = (bucket.as_str(), key.as_str());
+            if !bucket_record(txn, at.0)?.lock.enabled {
+                return Err(Error::NoObjectLock(
+                    "Bucket is missing Object Lock Configuration".into(),
+                ));
+            }
+            let rec = version_in(txn, at, sel)?;
+            let seq = rec.version.seq;
+            let mut lock = lock_of(&txn.open_table(LOCKS)?, at, seq)?.unwrap_or_default();
+            match change {
+                LockChange::Retention(new, bypass) => {
+                    lock.check_retention_change(new, now_ms(), bypass)?;
+                    lock.retention = new;
+                }
+                LockChange::LegalHold(on) => lock.legal_hold = on,
+            }
+            set_lock(txn, at, seq, lock)?;
+            Ok(rec.version)
+        })
+    }
+
+    /// The lock record of version `sel` (current when `None`) of bucket/key.
+    ///
+    /// # Errors
+    /// As [`Index::object`].
+    pub(crate) fn object_lock(
+        &self,
+        bucket: &str,
+        key: &str,
+        sel: Option<VersionSel>,
+    ) -> Result<(ObjectRecord, LockRecord)> {
+        use redb::ReadableDatabase;
+        let rec = self.object(bucket, key, sel)?;
+        let txn = self.db.begin_read()?;
+        let lock = lock_of(&txn.open_table(LOCKS)?, (bucket, key), rec.version.seq)?;
+        Ok((rec, lock.unwrap_or_default()))
+    }
+
+    /// Sets a bucket's object lock configuration. Enabling it needs versioning enabled;
+    /// it can never be disabled.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::InvalidBucketState`].
+    pub(crate) fn set_lock_config(
+        &self,
+        bucket: &str,
+        config: LockConfig,
+    ) -> impl Future<Output = Result<()>> + use<> {
+        let bucket = bucket.to_owned();
+        self.committer.submit(move |txn| {
+            let mut rec = bucket_record(txn, &bucket)?;
+            if !config.enabled {
+                return Err(Error::InvalidArgument(
+                    "ObjectLockEnabled must be Enabled".into(),
+                ));
+            }
+            if rec.versioning != crate::versions::Versioning::Enabled {
+                return Err(Error::InvalidBucketState(
+                    "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration"
+                        .into(),
+                ));
+            }
+            rec.lock = config;
+            txn.open_table(super::BUCKETS)?
+                .insert(bucket.as_str(), rec.encode().as_slice())?;
+            journal::append(
+                txn,
+                vec![Change::Bucket {
+                    name: bucket.clone(),
+                    record: rec,
+                }],
+            )
+        })
+    }
+}
