@@ -627,6 +627,59 @@ def bucket_not_empty(s3):
     check(True, "suspended bucket deleted once its version and null marker are")
 
 
+def object_lock(s3):
+    """Object lock as boto3 sees it (the Rust SDK drill is conformance/tests/object_lock.rs)."""
+    import datetime
+    print("object lock:")
+    b = "ver-lock"
+    s3.create_bucket(Bucket=b, ObjectLockEnabledForBucket=True)
+    check(s3.get_bucket_versioning(Bucket=b).get("Status") == "Enabled",
+          "a bucket created with object lock has versioning enabled")
+    cfg = s3.get_object_lock_configuration(Bucket=b)["ObjectLockConfiguration"]
+    check(cfg.get("ObjectLockEnabled") == "Enabled" and "Rule" not in cfg,
+          f"get_object_lock_configuration: Enabled, no rule ({cfg})")
+    until = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    r = s3.put_object(Bucket=b, Key="c", Body=b"kept", ObjectLockMode="COMPLIANCE",
+                      ObjectLockRetainUntilDate=until)
+    vc = r["VersionId"]
+    h = s3.head_object(Bucket=b, Key="c")
+    check(h.get("ObjectLockMode") == "COMPLIANCE"
+          and abs((h["ObjectLockRetainUntilDate"] - until).total_seconds()) < 1,
+          "HEAD shows the retention")
+    for bypass in (False, True):
+        expect_error(f"delete a COMPLIANCE version (bypass={bypass})", 403, "AccessDenied",
+                     s3.delete_object, Bucket=b, Key="c", VersionId=vc,
+                     BypassGovernanceRetention=bypass)
+    expect_error("shorten COMPLIANCE retention", 403, "AccessDenied",
+                 s3.put_object_retention, Bucket=b, Key="c", VersionId=vc,
+                 Retention={"Mode": "COMPLIANCE",
+                            "RetainUntilDate": until - datetime.timedelta(minutes=30)},
+                 BypassGovernanceRetention=True)
+    got = s3.get_object_retention(Bucket=b, Key="c", VersionId=vc)["Retention"]
+    check(got["Mode"] == "COMPLIANCE", f"get_object_retention ({got})")
+    r = s3.put_object(Bucket=b, Key="g", Body=b"gov", ObjectLockMode="GOVERNANCE",
+                      ObjectLockRetainUntilDate=until)
+    expect_error("delete a GOVERNANCE version without the bypass", 403, "AccessDenied",
+                 s3.delete_object, Bucket=b, Key="g", VersionId=r["VersionId"])
+    s3.delete_object(Bucket=b, Key="g", VersionId=r["VersionId"],
+                     BypassGovernanceRetention=True)
+    check(True, "a GOVERNANCE version goes with BypassGovernanceRetention")
+    r = s3.put_object(Bucket=b, Key="h", Body=b"held", ObjectLockLegalHoldStatus="ON")
+    check(s3.get_object_legal_hold(Bucket=b, Key="h")["LegalHold"]["Status"] == "ON",
+          "legal hold ON")
+    expect_error("delete a version under legal hold", 403, "AccessDenied",
+                 s3.delete_object, Bucket=b, Key="h", VersionId=r["VersionId"],
+                 BypassGovernanceRetention=True)
+    s3.put_object_legal_hold(Bucket=b, Key="h", LegalHold={"Status": "OFF"})
+    s3.delete_object(Bucket=b, Key="h", VersionId=r["VersionId"])
+    check(True, "deleted once the legal hold is off")
+    expect_error("suspend versioning with object lock", 409, "InvalidBucketState",
+                 s3.put_bucket_versioning, Bucket=b,
+                 VersioningConfiguration={"Status": "Suspended"})
+    expect_error("unknown lock mode", 400, "InvalidArgument", s3.put_object, Bucket=b,
+                 Key="x", Body=b"x", ObjectLockMode="FOREVER", ObjectLockRetainUntilDate=until)
+
+
 def main():
     print(f"boto3 {boto3.__version__}:")
     s3 = client()
@@ -638,6 +691,7 @@ def main():
     copy_versions(s3)
     suspended(s3)
     bucket_not_empty(s3)
+    object_lock(s3)
     print("versioning: ok")
 
 

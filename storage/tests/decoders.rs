@@ -25,6 +25,7 @@ fn decode_all(b: &[u8]) {
     let _ = ChunkerRecord::decode(b);
     let _ = CompletedUploadRecord::decode(b);
     let _ = s3dedup_storage::VersionEntry::decode(b);
+    let _ = s3dedup_storage::lock::LockRecord::decode(b);
     let _ = pack::parse(b);
     if b.len() >= pack::TRAILER_LEN {
         let _ = pack::parse_trailer(&b[b.len() - pack::TRAILER_LEN..], b.len() as u64);
@@ -70,6 +71,13 @@ fn samples() -> Vec<Vec<u8>> {
             created_ms: 1,
             owner: "o".into(),
             versioning: s3dedup_storage::Versioning::Enabled,
+            lock: s3dedup_storage::lock::LockConfig {
+                enabled: true,
+                default: Some((
+                    s3dedup_storage::lock::RetentionMode::Governance,
+                    s3dedup_storage::lock::Period::Days(3),
+                )),
+            },
         }
         .encode(),
         s3dedup_storage::VersionEntry::Marker(s3dedup_storage::DeleteMarker {

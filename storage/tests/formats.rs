@@ -7,8 +7,8 @@
 //! sealed with a CRC32C); `tests/fixtures/v3/` those of version 3 (chunk records with a
 //! damage flag, pack records with live accounting and a deletion state; the other
 //! records as in v2); `tests/fixtures/v4/` those of version 4 (object records with
-//! their version, bucket records with a versioning state, version entries and delete
-//! markers), written by `write_current_fixtures` (run it with `--ignored`
+//! their version, bucket records with a versioning state and lock configuration,
+//! version entries and delete markers, object lock records), written by `write_current_fixtures` (run it with `--ignored`
 //! only when deliberately adding a new format version's fixtures; never regenerate an
 //! old version's).
 
@@ -23,6 +23,7 @@ use s3dedup_storage::records::{
     BucketRecord, ChunkRecord, ChunkState, ChunkerRecord, Etag, Location, ManifestRef,
     ManifestSegment, ObjectMeta, ObjectRecord, PackRecord, PartRecord, Slice, UploadRecord,
 };
+use s3dedup_storage::lock::{LockConfig, LockRecord, Period, Retention, RetentionMode};
 use s3dedup_storage::{
     ChunkerParams, DeleteMarker, ObjectMeta as Meta, Version, VersionEntry, Versioning,
     WriteCondition,
@@ -46,6 +47,7 @@ fn reencode(name: &str, b: &[u8]) -> s3dedup_storage::Result<Vec<u8>> {
         "bucket.bin" | "bucket-versioned.bin" => BucketRecord::decode(b)?.encode(),
         "object.bin" | "object-versioned.bin" => ObjectRecord::decode(b)?.encode(),
         "version-object.bin" | "version-marker.bin" => VersionEntry::decode(b)?.encode(),
+        "lock.bin" => LockRecord::decode(b)?.encode(),
         "pack.bin" | "pack-deleting.bin" | "pack-partly-live.bin" => {
             PackRecord::decode(b)?.encode()
         }
@@ -83,6 +85,7 @@ fn records() -> Vec<(&'static str, Vec<u8>)> {
                 created_ms: 1_700_000_000_123,
                 owner: "tenant-a".into(),
                 versioning: Versioning::Unversioned,
+                lock: LockConfig::default(),
             }
             .encode(),
         ),
@@ -290,7 +293,22 @@ fn new_in_v4() -> Vec<(&'static str, Vec<u8>)> {
             BucketRecord {
                 created_ms: 1_700_000_000_124,
                 owner: String::new(),
-                versioning: Versioning::Suspended,
+                versioning: Versioning::Enabled,
+                lock: LockConfig {
+                    enabled: true,
+                    default: Some((RetentionMode::Compliance, Period::Years(7))),
+                },
+            }
+            .encode(),
+        ),
+        (
+            "lock.bin",
+            LockRecord {
+                retention: Some(Retention {
+                    mode: RetentionMode::Governance,
+                    until_ms: 1_800_000_000_000,
+                }),
+                legal_hold: true,
             }
             .encode(),
         ),
@@ -486,6 +504,7 @@ fn unknown_versions_are_refused_not_guessed() {
             "bucket.bin" | "bucket-versioned.bin" => BucketRecord::decode(&bytes).err(),
             "object.bin" | "object-versioned.bin" => ObjectRecord::decode(&bytes).err(),
             "version-object.bin" | "version-marker.bin" => VersionEntry::decode(&bytes).err(),
+            "lock.bin" => LockRecord::decode(&bytes).err(),
             "pack.bin" | "pack-deleting.bin" | "pack-partly-live.bin" => {
                 PackRecord::decode(&bytes).err()
             }
