@@ -26,7 +26,11 @@ fn code<E: aws_sdk_s3::error::ProvideErrorMetadata, R: std::fmt::Debug>(
         Ok(v) => panic!("expected an error, got {v:?}"),
         Err(e) => {
             let status = e.raw_response().map_or(0, |r| r.status().as_u16());
-            let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("").to_owned();
+            let code = e
+                .as_service_error()
+                .and_then(|s| s.code())
+                .unwrap_or("")
+                .to_owned();
             (status, code)
         }
     }
@@ -66,7 +70,12 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
         .unwrap();
     let v = c.get_bucket_versioning().bucket(b).send().await.unwrap();
     assert_eq!(v.status(), Some(&BucketVersioningStatus::Enabled));
-    let cfg = c.get_object_lock_configuration().bucket(b).send().await.unwrap();
+    let cfg = c
+        .get_object_lock_configuration()
+        .bucket(b)
+        .send()
+        .await
+        .unwrap();
     let cfg = cfg.object_lock_configuration().unwrap();
     assert_eq!(cfg.object_lock_enabled(), Some(&ObjectLockEnabled::Enabled));
     assert!(cfg.rule().is_none());
@@ -85,7 +94,13 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
         .await
         .unwrap();
     let vid = put.version_id().unwrap().to_owned();
-    let h = c.head_object().bucket(b).key("backup.tar").send().await.unwrap();
+    let h = c
+        .head_object()
+        .bucket(b)
+        .key("backup.tar")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(h.object_lock_mode(), Some(&ObjectLockMode::Compliance));
     let r = c
         .get_object_retention()
@@ -114,9 +129,16 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
             .bypass_governance_retention(bypass)
             .send()
             .await;
-        assert_eq!(code(d), (403, "AccessDenied".into()), "delete, bypass={bypass}");
+        assert_eq!(
+            code(d),
+            (403, "AccessDenied".into()),
+            "delete, bypass={bypass}"
+        );
         for (mode, t) in [
-            (ObjectLockRetentionMode::Compliance, until - Duration::from_secs(3)),
+            (
+                ObjectLockRetentionMode::Compliance,
+                until - Duration::from_secs(3),
+            ),
             (ObjectLockRetentionMode::Governance, until),
         ] {
             let p = c
@@ -133,7 +155,11 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
                 )
                 .send()
                 .await;
-            assert_eq!(code(p), (403, "AccessDenied".into()), "shorten/weaken to {mode:?}");
+            assert_eq!(
+                code(p),
+                (403, "AccessDenied".into()),
+                "shorten/weaken to {mode:?}"
+            );
         }
         let p = c
             .put_object_retention()
@@ -168,10 +194,19 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
     assert_eq!(many.errors().len(), 1, "{many:?}");
     assert_eq!(many.errors()[0].code(), Some("AccessDenied"));
     // A delete marker hides the object; it destroys nothing.
-    let m = c.delete_object().bucket(b).key("backup.tar").send().await.unwrap();
+    let m = c
+        .delete_object()
+        .bucket(b)
+        .key("backup.tar")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(m.delete_marker(), Some(true));
     let marker = m.version_id().unwrap().to_owned();
-    assert_eq!(code(c.delete_bucket().bucket(b).send().await), (409, "BucketNotEmpty".into()));
+    assert_eq!(
+        code(c.delete_bucket().bucket(b).send().await),
+        (409, "BucketNotEmpty".into())
+    );
     let s = c
         .put_bucket_versioning()
         .bucket(b)
@@ -184,7 +219,11 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
         .await;
     assert_eq!(code(s), (409, "InvalidBucketState".into()));
     gc(&g);
-    assert_eq!(read(&c, b, "backup.tar", &vid).await, data, "intact after GC");
+    assert_eq!(
+        read(&c, b, "backup.tar", &vid).await,
+        data,
+        "intact after GC"
+    );
     // Extending is always allowed.
     let later = until + Duration::from_secs(1);
     c.put_object_retention()
@@ -213,7 +252,13 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
         .await
         .unwrap();
     let gv = gv.version_id().unwrap();
-    let d = c.delete_object().bucket(b).key("gov").version_id(gv).send().await;
+    let d = c
+        .delete_object()
+        .bucket(b)
+        .key("gov")
+        .version_id(gv)
+        .send()
+        .await;
     assert_eq!(code(d), (403, "AccessDenied".into()));
     c.delete_object()
         .bucket(b)
@@ -233,8 +278,17 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
         .await
         .unwrap();
     let held = held.version_id().unwrap();
-    let lh = c.get_object_legal_hold().bucket(b).key("held").send().await.unwrap();
-    assert_eq!(lh.legal_hold().unwrap().status(), Some(&ObjectLockLegalHoldStatus::On));
+    let lh = c
+        .get_object_legal_hold()
+        .bucket(b)
+        .key("held")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        lh.legal_hold().unwrap().status(),
+        Some(&ObjectLockLegalHoldStatus::On)
+    );
     let d = c
         .delete_object()
         .bucket(b)
@@ -255,7 +309,13 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
         .send()
         .await
         .unwrap();
-    c.delete_object().bucket(b).key("held").version_id(held).send().await.unwrap();
+    c.delete_object()
+        .bucket(b)
+        .key("held")
+        .version_id(held)
+        .send()
+        .await
+        .unwrap();
 
     // A bucket default applies to versions that ask for none.
     c.put_object_lock_configuration()
@@ -337,9 +397,24 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
         .send()
         .await;
     assert_eq!(code(nolock), (400, "InvalidRequest".into()));
-    assert!(c.head_object().bucket("plain").key("p").send().await.is_err(), "nothing written");
-    let cfg = c.get_object_lock_configuration().bucket("plain").send().await;
-    assert_eq!(code(cfg), (404, "ObjectLockConfigurationNotFoundError".into()));
+    assert!(
+        c.head_object()
+            .bucket("plain")
+            .key("p")
+            .send()
+            .await
+            .is_err(),
+        "nothing written"
+    );
+    let cfg = c
+        .get_object_lock_configuration()
+        .bucket("plain")
+        .send()
+        .await;
+    assert_eq!(
+        code(cfg),
+        (404, "ObjectLockConfigurationNotFoundError".into())
+    );
     let enable = c
         .put_object_lock_configuration()
         .bucket("plain")
@@ -376,13 +451,23 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
 
     // After the date: the version can go, and GC gives its bytes back.
     assert_eq!(read(&c, b, "backup.tar", &vid).await, data);
-    let wait = later
-        .duration_since(SystemTime::now())
-        .unwrap_or_default()
-        + Duration::from_millis(1200);
+    let wait =
+        later.duration_since(SystemTime::now()).unwrap_or_default() + Duration::from_millis(1200);
     tokio::time::sleep(wait).await;
-    c.delete_object().bucket(b).key("backup.tar").version_id(&vid).send().await.unwrap();
-    c.delete_object().bucket(b).key("backup.tar").version_id(&marker).send().await.unwrap();
+    c.delete_object()
+        .bucket(b)
+        .key("backup.tar")
+        .version_id(&vid)
+        .send()
+        .await
+        .unwrap();
+    c.delete_object()
+        .bucket(b)
+        .key("backup.tar")
+        .version_id(&marker)
+        .send()
+        .await
+        .unwrap();
     gc(&g);
     let after = g.store_bytes().unwrap();
     assert!(
@@ -390,6 +475,9 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
         "GC reclaimed the expired version: {stored_locked} -> {after} bytes"
     );
     let left = c.list_object_versions().bucket(b).send().await.unwrap();
-    assert!(left.versions().is_empty() && left.delete_markers().is_empty(), "{left:?}");
+    assert!(
+        left.versions().is_empty() && left.delete_markers().is_empty(),
+        "{left:?}"
+    );
     c.delete_bucket().bucket(b).send().await.unwrap();
 }

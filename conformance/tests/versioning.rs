@@ -303,6 +303,21 @@ fn aws_cli_versioned_overwrites_cost_what_changed() {
         "10 versions, each changing ~1 %, store {total} bytes = {ratio:.3} × one version \
          (limit 1.3); per version: {stored:?}"
     );
+    // `admin usage` shows what the old versions hold, per bucket.
+    let o = g.admin_cli(&["usage", "--json"]).unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let u: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let b = u["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "versioned")
+        .unwrap_or_else(|| panic!("{u:#}"));
+    assert_eq!(b["objects"], 1, "{b}");
+    assert_eq!(b["noncurrent_versions"], VERSIONS - 1, "{b}");
+    assert_eq!(b["noncurrent_bytes"], (SIZE * (VERSIONS - 1)) as u64, "{b}");
+    assert_eq!(b["logical_bytes"], logical, "{b}");
+    assert_eq!(u["noncurrent_versions"], VERSIONS - 1, "{u:#}");
 }
 
 /// xorshift64: seeded, reproducible bytes.

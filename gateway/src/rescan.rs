@@ -154,6 +154,8 @@ async fn quarantine(store: &Store, bucket: &str, key: &str, version: &str) -> an
         )
         .await?;
     // Object lock binds this too: a locked version stays (and the failure is reported).
-    store.delete_version(bucket, key, Some(version), false).await?;
+    store
+        .delete_version(bucket, key, Some(version), Default::default())
+        .await?;
     Ok(())
 }

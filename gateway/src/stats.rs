@@ -2,26 +2,39 @@
 
 use serde::{Deserialize, Serialize};
 
-use s3dedup_storage::{ListEntry, Store};
+use s3dedup_storage::{Store, VersionEntry, VersionItem};
 
 /// Usage of one bucket.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BucketUsage {
     /// Bucket name.
     pub name: String,
-    /// Objects in it.
+    /// Current objects in it.
     pub objects: u64,
-    /// Sum of their sizes.
+    /// Sum of the sizes of every object version in it (current and noncurrent).
     pub logical_bytes: u64,
+    /// Noncurrent object versions (versioned buckets).
+    pub noncurrent_versions: u64,
+    /// Their sizes (part of `logical_bytes`): what deleting old versions could free at
+    /// most.
+    pub noncurrent_bytes: u64,
+    /// Delete markers.
+    pub delete_markers: u64,
 }
 
 /// The whole report.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StatsReport {
-    /// Committed objects.
+    /// Current objects.
     pub objects: u64,
-    /// Sum of object sizes: what clients stored.
+    /// Sum of object version sizes (current and noncurrent): what clients stored.
     pub logical_bytes: u64,
+    /// Noncurrent object versions.
+    pub noncurrent_versions: u64,
+    /// Their sizes (part of `logical_bytes`).
+    pub noncurrent_bytes: u64,
+    /// Delete markers.
+    pub delete_markers: u64,
     /// Sum of the sizes of the distinct chunks they reference.
     pub unique_bytes: u64,
     /// Distinct chunks referenced.
@@ -53,22 +66,41 @@ pub async fn collect(store: &Store) -> s3dedup_storage::Result<StatsReport> {
             name: name.clone(),
             objects: 0,
             logical_bytes: 0,
+            noncurrent_versions: 0,
+            noncurrent_bytes: 0,
+            delete_markers: 0,
         };
-        let mut after: Option<String> = None;
+        let (mut km, mut vm): (Option<String>, Option<String>) = (None, None);
         loop {
             let page = store
-                .list_objects(&name, "", None, after.as_deref(), 1000)
+                .list_versions(&name, "", None, (km.as_deref(), vm.as_deref()), 1000)
                 .await?;
-            for e in &page.entries {
-                if let ListEntry::Object { record, .. } = e {
-                    usage.objects += 1;
-                    usage.logical_bytes += record.size;
+            for item in &page.items {
+                match item {
+                    VersionItem::Version {
+                        entry: VersionEntry::Object(r),
+                        latest,
+                        ..
+                    } => {
+                        usage.logical_bytes += r.size;
+                        if *latest {
+                            usage.objects += 1;
+                        } else {
+                            usage.noncurrent_versions += 1;
+                            usage.noncurrent_bytes += r.size;
+                        }
+                    }
+                    VersionItem::Version {
+                        entry: VersionEntry::Marker(_),
+                        ..
+                    } => usage.delete_markers += 1,
+                    VersionItem::Prefix(_) => {}
                 }
             }
-            match (page.is_truncated, page.entries.last()) {
-                (true, Some(last)) => after = Some(last.marker().to_owned()),
-                _ => break,
+            if !page.is_truncated {
+                break;
             }
+            (km, vm) = (page.next_key_marker, page.next_version_marker);
         }
         buckets.push(usage);
     }
@@ -89,6 +121,9 @@ pub async fn collect(store: &Store) -> s3dedup_storage::Result<StatsReport> {
     Ok(StatsReport {
         objects: s.objects,
         logical_bytes: s.logical_bytes,
+        noncurrent_versions: s.noncurrent_versions,
+        noncurrent_bytes: s.noncurrent_bytes,
+        delete_markers: s.delete_markers,
         unique_bytes: s.unique_bytes,
         chunks: s.chunks,
         stored_bytes: s.stored_bytes,
@@ -139,16 +174,18 @@ impl StatsReport {
             .max("bucket".len());
         let _ = writeln!(
             out,
-            "{:<width$} {:>10} {:>14}",
-            "bucket", "objects", "logical"
+            "{:<width$} {:>10} {:>14} {:>11} {:>14}",
+            "bucket", "objects", "logical", "noncurrent", "noncurrent b"
         );
         for b in &self.buckets {
             let _ = writeln!(
                 out,
-                "{:<width$} {:>10} {:>14}",
+                "{:<width$} {:>10} {:>14} {:>11} {:>14}",
                 b.name,
                 b.objects,
-                human(b.logical_bytes)
+                human(b.logical_bytes),
+                b.noncurrent_versions,
+                human(b.noncurrent_bytes)
             );
         }
         out

@@ -62,9 +62,9 @@ pub use chunker::ChunkerParams;
 pub use error::{Error, Result};
 pub use id::ChunkId;
 pub use index::{
-    CommitCounters, Deleted, FsckReport, ListEntry, ListPage, LockRequest, ScrubCursor, ScrubLast,
-    ScrubTotals, SnapshotInfo, SnapshotSettings, Stats, UploadSummary, VersionItem, VersionPage,
-    VersionQuery, WriteCondition, snapshot_dir,
+    CommitCounters, DeleteOptions, Deleted, FsckReport, ListEntry, ListPage, LockRequest,
+    ScrubCursor, ScrubLast, ScrubTotals, SnapshotInfo, SnapshotSettings, Stats, UploadSummary,
+    VersionItem, VersionPage, VersionQuery, WriteCondition, snapshot_dir,
 };
 pub use ingest::PendingObject;
 pub use records::{Etag, ObjectMeta, ObjectRecord};

@@ -437,7 +437,7 @@ impl Store {
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
         Ok(self
             .index
-            .delete_object(bucket, key, None, false)
+            .delete_object(bucket, key, None, Default::default())
             .await?
             .object)
     }

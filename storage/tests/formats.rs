@@ -18,12 +18,12 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use s3dedup_storage::chunk::{self, ChunkId};
+use s3dedup_storage::lock::{LockConfig, LockRecord, Period, Retention, RetentionMode};
 use s3dedup_storage::pack::{self, PackBuilder};
 use s3dedup_storage::records::{
     BucketRecord, ChunkRecord, ChunkState, ChunkerRecord, Etag, Location, ManifestRef,
     ManifestSegment, ObjectMeta, ObjectRecord, PackRecord, PartRecord, Slice, UploadRecord,
 };
-use s3dedup_storage::lock::{LockConfig, LockRecord, Period, Retention, RetentionMode};
 use s3dedup_storage::{
     ChunkerParams, DeleteMarker, ObjectMeta as Meta, Version, VersionEntry, Versioning,
     WriteCondition,

@@ -20,7 +20,7 @@ use s3dedup_storage::blob::{BlobStore, MemoryBlobStore};
 use s3dedup_storage::gc::GcOptions;
 use s3dedup_storage::journal::rebuild::rebuild_index;
 use s3dedup_storage::{
-    Error, ObjectMeta, Store, VersionEntry, VersionItem, Versioning, WriteCondition,
+    DeleteOptions, Error, ObjectMeta, Store, VersionEntry, VersionItem, Versioning, WriteCondition,
 };
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +72,13 @@ impl Model {
             }
         }
         out
+    }
+}
+
+fn del(bypass_governance: bool) -> DeleteOptions {
+    DeleteOptions {
+        bypass_governance,
+        if_match: None,
     }
 }
 
@@ -203,7 +210,10 @@ async fn run(seed: u64, store: &Store) -> Model {
             model.push(key, rec.version.id(), Kind::Object(data));
             label = format!("{step}: copy {src}@{} -> {key}", v.id);
         } else if what < 80 {
-            let d = store.delete_version("b", key, None, false).await.unwrap();
+            let d = store
+                .delete_version("b", key, None, del(false))
+                .await
+                .unwrap();
             match d.marker {
                 Some(m) => model.push(key, m.id(), Kind::Marker),
                 None => {
@@ -224,7 +234,7 @@ async fn run(seed: u64, store: &Store) -> Model {
                 ids[rng.random_range(0..ids.len())].clone()
             };
             store
-                .delete_version("b", key, Some(&id), false)
+                .delete_version("b", key, Some(&id), del(false))
                 .await
                 .unwrap();
             model.remove(key, &id);
@@ -290,7 +300,7 @@ async fn versions_follow_the_model_and_rebuild_from_the_journal() {
         for (key, list) in &model.keys {
             for v in list {
                 store
-                    .delete_version("b", key, Some(&v.id), false)
+                    .delete_version("b", key, Some(&v.id), del(false))
                     .await
                     .unwrap();
             }
@@ -356,7 +366,7 @@ async fn bad_version_ids_and_missing_versions() {
     assert_eq!(read(&store, "k", None).await.unwrap(), b"two");
     // Deleting a version that does not exist changes nothing.
     let d = store
-        .delete_version("b", "k", Some("0000000000000001"), false)
+        .delete_version("b", "k", Some("0000000000000001"), del(false))
         .await
         .unwrap();
     assert_eq!(d, Default::default());
@@ -451,7 +461,7 @@ async fn object_lock_protects_versions_from_every_deletion_until_it_ends() {
     // COMPLIANCE: not deletable, not shortenable, not even with the bypass.
     for bypass in [false, true] {
         assert!(matches!(
-            store.delete_version("b", "c", Some(&c), bypass).await,
+            store.delete_version("b", "c", Some(&c), del(bypass)).await,
             Err(Error::ObjectLocked(_))
         ));
         assert!(matches!(
@@ -466,7 +476,10 @@ async fn object_lock_protects_versions_from_every_deletion_until_it_ends() {
         ));
     }
     // A delete marker hides it but destroys nothing; GC leaves its chunks.
-    store.delete_version("b", "c", None, false).await.unwrap();
+    store
+        .delete_version("b", "c", None, del(false))
+        .await
+        .unwrap();
     store
         .gc(
             GcOptions {
@@ -480,12 +493,12 @@ async fn object_lock_protects_versions_from_every_deletion_until_it_ends() {
     assert_eq!(read(&store, "c", Some(&c)).await.unwrap(), data);
     // GOVERNANCE yields to the bypass only; a legal hold to nothing but its removal.
     assert!(matches!(
-        store.delete_version("b", "g", Some(&g), false).await,
+        store.delete_version("b", "g", Some(&g), del(false)).await,
         Err(Error::ObjectLocked(_))
     ));
     for bypass in [false, true] {
         assert!(matches!(
-            store.delete_version("b", "h", Some(&h), bypass).await,
+            store.delete_version("b", "h", Some(&h), del(bypass)).await,
             Err(Error::ObjectLocked(_))
         ));
     }
@@ -503,14 +516,14 @@ async fn object_lock_protects_versions_from_every_deletion_until_it_ends() {
     let (_, lock) = rebuilt.object_lock("b", "c", Some(&c)).await.unwrap();
     assert_eq!(lock.retention, Some(comp(now + 1500)));
     assert!(matches!(
-        rebuilt.delete_version("b", "h", Some(&h), true).await,
+        rebuilt.delete_version("b", "h", Some(&h), del(true)).await,
         Err(Error::ObjectLocked(_))
     ));
     common::assert_fsck_clean(&rebuilt).await;
     drop(rebuilt);
 
     store
-        .delete_version("b", "g", Some(&g), true)
+        .delete_version("b", "g", Some(&g), del(true))
         .await
         .unwrap();
     store
@@ -518,13 +531,13 @@ async fn object_lock_protects_versions_from_every_deletion_until_it_ends() {
         .await
         .unwrap();
     store
-        .delete_version("b", "h", Some(&h), false)
+        .delete_version("b", "h", Some(&h), del(false))
         .await
         .unwrap();
     // After the date, COMPLIANCE lets go.
     tokio::time::sleep(Duration::from_millis(1600)).await;
     store
-        .delete_version("b", "c", Some(&c), false)
+        .delete_version("b", "c", Some(&c), del(false))
         .await
         .unwrap();
     common::assert_fsck_clean(&store).await;
@@ -560,5 +573,59 @@ async fn object_lock_protects_versions_from_every_deletion_until_it_ends() {
         Err(Error::NoObjectLock(_))
     ));
     assert!(store.head_object("plain", "x").await.is_err());
+    common::assert_fsck_clean(&store).await;
+}
+
+#[tokio::test]
+async fn if_match_on_delete_is_checked_in_the_deleting_transaction() {
+    let (_dir, store) = common::fresh_store().await;
+    put(&store, "k", b"one").await;
+    let etag = store.head_object("b", "k").await.unwrap().etag.to_string();
+    let cond = |m: &str| DeleteOptions {
+        bypass_governance: false,
+        if_match: Some(m.to_owned()),
+    };
+    assert!(matches!(
+        store.delete_version("b", "k", None, cond("\"0123\"")).await,
+        Err(Error::PreconditionFailed)
+    ));
+    assert_eq!(read(&store, "k", None).await.unwrap(), b"one");
+    assert!(matches!(
+        store.delete_version("b", "gone", None, cond("*")).await,
+        Err(Error::NoSuchKey { .. })
+    ));
+    store
+        .delete_version("b", "k", None, cond(&format!("\"{etag}\"")))
+        .await
+        .unwrap();
+    assert!(read(&store, "k", None).await.is_err());
+    // By version id: the named version's ETag; a delete marker has none.
+    store
+        .set_versioning("b", Versioning::Enabled)
+        .await
+        .unwrap();
+    let v = put(&store, "k", b"two").await;
+    let etag = store.head_object("b", "k").await.unwrap().etag.to_string();
+    let m = store
+        .delete_version("b", "k", None, del(false))
+        .await
+        .unwrap()
+        .marker
+        .unwrap()
+        .id();
+    assert!(matches!(
+        store.delete_version("b", "k", Some(&m), cond("*")).await,
+        Err(Error::PreconditionFailed)
+    ));
+    assert!(matches!(
+        store
+            .delete_version("b", "k", Some(&v), cond("\"0123\""))
+            .await,
+        Err(Error::PreconditionFailed)
+    ));
+    store
+        .delete_version("b", "k", Some(&v), cond(&etag))
+        .await
+        .unwrap();
     common::assert_fsck_clean(&store).await;
 }

@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use futures::StreamExt;
-use s3dedup_storage::{ByteRange, PendingObject, WriteCondition};
+use s3dedup_storage::{ByteRange, DeleteOptions, PendingObject, WriteCondition};
 use s3s::dto::{self, StreamingBlob};
 use s3s::{S3Request, S3Response, S3Result, TrailingHeaders, s3_error};
 
@@ -408,26 +408,17 @@ impl Gateway {
     ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
         let input = req.input;
         let version = input.version_id.as_deref();
-        if let Some(c) = input.if_match.as_ref() {
-            let rec = self
-                .store
-                .head_version(&input.bucket, &input.key, version)
-                .await
-                .map_err(to_s3)?;
-            if let dto::ETagCondition::ETag(e) = c
-                && e.value() != rec.etag.to_string()
-            {
-                return Err(s3_error!(PreconditionFailed, "If-Match did not match"));
-            }
-        }
+        // If-Match is checked in the deleting transaction: nothing can slip in between.
+        let opts = DeleteOptions {
+            bypass_governance: input.bypass_governance_retention == Some(true),
+            if_match: input.if_match.as_ref().map(|c| match c {
+                dto::ETagCondition::Any => "*".to_owned(),
+                dto::ETagCondition::ETag(e) => e.value().to_owned(),
+            }),
+        };
         let d = self
             .store
-            .delete_version(
-                &input.bucket,
-                &input.key,
-                version,
-                input.bypass_governance_retention == Some(true),
-            )
+            .delete_version(&input.bucket, &input.key, version, opts)
             .await
             .map_err(to_s3)?;
         Ok(S3Response::with_status(
@@ -464,7 +455,16 @@ impl Gateway {
                 Err(e) => Err(e),
                 Ok(()) => self
                     .store
-                    .delete_version(&input.bucket, &obj.key, version, bypass)
+                    .delete_version(
+                        &input.bucket,
+                        &obj.key,
+                        version,
+                        DeleteOptions {
+                            bypass_governance: bypass,
+                            // The per-key ETag condition of DeleteObjects.
+                            if_match: obj.e_tag.as_ref().map(|e| e.value().to_owned()),
+                        },
+                    )
                     .await
                     .map_err(to_s3),
             };

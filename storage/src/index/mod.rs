@@ -67,7 +67,7 @@ pub(crate) use refs::{pack_live, stored_len};
 pub use scrub::{ScrubCursor, ScrubLast, ScrubTotals};
 pub(crate) use snapshot::prune_snapshots;
 pub use snapshot::{SnapshotInfo, SnapshotSettings, snapshot_dir};
-pub use versions::{Deleted, VersionItem, VersionPage, VersionQuery};
+pub use versions::{DeleteOptions, Deleted, VersionItem, VersionPage, VersionQuery};
 
 use crate::chunk::{ChunkCodec, Compression};
 use crate::chunker::ChunkerParams;

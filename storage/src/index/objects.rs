@@ -6,7 +6,7 @@ use std::sync::Arc;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::locks::{self, LockRequest};
-use super::versions::{self, Deleted};
+use super::versions::{self, DeleteOptions, Deleted};
 use super::{
     BUCKETS, CHUNKS, Index, MANIFESTS, OBJECTS, Staged, VERSIONS, add_refs, add_stat, journal,
     now_ms, prefix_successor, register_packs, slice_counts, stat, write_manifest,
@@ -378,14 +378,14 @@ impl Index {
         bucket: &str,
         key: &str,
         version: Option<VersionSel>,
-        bypass_governance: bool,
+        opts: DeleteOptions,
     ) -> impl Future<Output = Result<Deleted>> + use<> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.committer.submit(move |txn| {
             let at = (bucket.as_str(), key.as_str());
             match version {
-                None => versions::delete_current(txn, at),
-                Some(sel) => versions::delete_version(txn, at, sel, bypass_governance),
+                None => versions::delete_current(txn, at, &opts),
+                Some(sel) => versions::delete_version(txn, at, sel, &opts),
             }
         })
     }

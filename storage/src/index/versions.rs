@@ -230,10 +230,49 @@ pub struct Deleted {
     pub version: Option<Version>,
 }
 
+/// How a delete is asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteOptions {
+    /// `x-amz-bypass-governance-retention`: GOVERNANCE retention does not protect.
+    pub bypass_governance: bool,
+    /// `If-Match`: the version deleted (the current object without a version id) must
+    /// have this ETag (or exist, for `*`), checked in the deleting transaction.
+    pub if_match: Option<String>,
+}
+
+/// Checks `If-Match` against the version a delete targets.
+fn check_if_match(
+    if_match: Option<&str>,
+    target: Option<&ObjectRecord>,
+    (bucket, key): (&str, &str),
+) -> Result<()> {
+    let Some(want) = if_match else {
+        return Ok(());
+    };
+    match target {
+        None => Err(Error::NoSuchKey {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        }),
+        Some(r) if r.etag.matches(want) => Ok(()),
+        Some(_) => Err(Error::PreconditionFailed),
+    }
+}
+
 /// Deletes bucket/key without a version id: in an unversioned bucket the object goes;
 /// otherwise a delete marker becomes the newest version.
-pub(super) fn delete_current(txn: &WriteTransaction, at: (&str, &str)) -> Result<Deleted> {
+pub(super) fn delete_current(
+    txn: &WriteTransaction,
+    at: (&str, &str),
+    opts: &DeleteOptions,
+) -> Result<Deleted> {
     let state = bucket_record(txn, at.0)?.versioning;
+    let current = txn
+        .open_table(OBJECTS)?
+        .get(at)?
+        .map(|v| ObjectRecord::decode(v.value()))
+        .transpose()?;
+    check_if_match(opts.if_match.as_deref(), current.as_ref(), at)?;
     let old = txn
         .open_table(OBJECTS)?
         .remove(at)?
@@ -278,15 +317,17 @@ pub(super) fn delete_version(
     txn: &WriteTransaction,
     at: (&str, &str),
     sel: VersionSel,
-    bypass: bool,
+    opts: &DeleteOptions,
 ) -> Result<Deleted> {
     bucket_record(txn, at.0)?;
+    let bypass = opts.bypass_governance;
     let current = txn
         .open_table(OBJECTS)?
         .get(at)?
         .map(|v| ObjectRecord::decode(v.value()))
         .transpose()?;
     if let Some(cur) = current.filter(|c| c.version.is(sel)) {
+        check_if_match(opts.if_match.as_deref(), Some(&cur), at)?;
         locks::check_deletable(txn, at, cur.version, bypass)?;
         locks::set_lock(txn, at, cur.version.seq, Default::default())?;
         txn.open_table(OBJECTS)?.remove(at)?;
@@ -311,6 +352,15 @@ pub(super) fn delete_version(
         let t = txn.open_table(VERSIONS)?;
         find_in(&t, at.0, at.1, sel)?
     };
+    let target = match &found {
+        Some((_, VersionEntry::Object(r))) => Some(r),
+        _ => None,
+    };
+    if opts.if_match.is_some() && found.is_some() && target.is_none() {
+        // A delete marker has no ETag to match.
+        return Err(Error::PreconditionFailed);
+    }
+    check_if_match(opts.if_match.as_deref(), target, at)?;
     let Some((k, e)) = found else {
         return Ok(Deleted::default());
     };

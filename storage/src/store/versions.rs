@@ -2,7 +2,7 @@
 
 use super::Store;
 use crate::error::Result;
-use crate::index::{Deleted, LockChange, VersionPage, VersionQuery, WriteCondition};
+use crate::index::{DeleteOptions, Deleted, LockChange, VersionPage, VersionQuery, WriteCondition};
 use crate::lock::{LockConfig, LockRecord, Retention};
 use crate::read::{ByteRange, ObjectReader};
 use crate::records::{ObjectMeta, ObjectRecord, PartRecord};
@@ -109,23 +109,23 @@ impl Store {
 
     /// Deletes bucket/key: version `version` for good, or (without one) the current
     /// object in an unversioned bucket / by adding a delete marker in a versioned one.
-    /// A version object lock protects is refused; `bypass_governance` lets the request
-    /// delete one under GOVERNANCE retention.
+    /// A version object lock protects is refused (`opts.bypass_governance` lets the
+    /// request delete one under GOVERNANCE retention); `opts.if_match` is checked in the
+    /// same transaction.
     ///
     /// # Errors
     /// [`crate::Error::NoSuchBucket`], [`crate::Error::InvalidArgument`],
-    /// [`crate::Error::ObjectLocked`].
+    /// [`crate::Error::ObjectLocked`], [`crate::Error::PreconditionFailed`],
+    /// [`crate::Error::NoSuchKey`] (`If-Match` on a missing object).
     pub async fn delete_version(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&str>,
-        bypass_governance: bool,
+        opts: DeleteOptions,
     ) -> Result<Deleted> {
         let sel = parse(version)?;
-        self.index
-            .delete_object(bucket, key, sel, bypass_governance)
-            .await
+        self.index.delete_object(bucket, key, sel, opts).await
     }
 
     /// Creates a bucket with object lock enabled (and so versioning enabled).
