@@ -118,6 +118,11 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
         "retain-until date round-trips"
     );
     let stored_locked = g.store_bytes().unwrap();
+    assert_eq!(g.metric("s3dedup_locked_versions ").unwrap(), 1.0);
+    assert_eq!(
+        g.metric("s3dedup_locked_bytes ").unwrap(),
+        data.len() as f64
+    );
 
     // The attacks.
     for bypass in [false, true] {
@@ -474,6 +479,7 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
         after + 2_500_000 < stored_locked,
         "GC reclaimed the expired version: {stored_locked} -> {after} bytes"
     );
+    assert_eq!(g.metric("s3dedup_locked_versions ").unwrap(), 0.0);
     let left = c.list_object_versions().bucket(b).send().await.unwrap();
     assert!(
         left.versions().is_empty() && left.delete_markers().is_empty(),

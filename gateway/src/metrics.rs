@@ -24,6 +24,10 @@ pub const NONCURRENT_VERSIONS: &str = "s3dedup_noncurrent_versions";
 pub const NONCURRENT_BYTES: &str = "s3dedup_noncurrent_bytes";
 /// Delete markers.
 pub const DELETE_MARKERS: &str = "s3dedup_delete_markers";
+/// Versions object lock protects now.
+pub const LOCKED_VERSIONS: &str = "s3dedup_locked_versions";
+/// Their bytes.
+pub const LOCKED_BYTES: &str = "s3dedup_locked_bytes";
 /// Referenced unique chunks.
 pub const CHUNKS: &str = "s3dedup_chunks";
 /// logical / stored bytes.
@@ -176,6 +180,15 @@ fn describe() {
         "Sum of the sizes of noncurrent object versions (part of s3dedup_logical_bytes)"
     );
     describe_gauge!(DELETE_MARKERS, "Delete markers (versioned buckets)");
+    describe_gauge!(
+        LOCKED_VERSIONS,
+        "Object versions under a legal hold or retention that has not passed"
+    );
+    describe_gauge!(
+        LOCKED_BYTES,
+        Unit::Bytes,
+        "Sum of the sizes of the object versions object lock protects"
+    );
     describe_gauge!(
         UNIQUE_BYTES,
         Unit::Bytes,
@@ -381,6 +394,10 @@ pub async fn render(store: &Store) -> String {
         metrics::gauge!(NONCURRENT_VERSIONS).set(s.noncurrent_versions as f64);
         metrics::gauge!(NONCURRENT_BYTES).set(s.noncurrent_bytes as f64);
         metrics::gauge!(DELETE_MARKERS).set(s.delete_markers as f64);
+        if let Ok((n, bytes)) = store.locked().await {
+            metrics::gauge!(LOCKED_VERSIONS).set(n as f64);
+            metrics::gauge!(LOCKED_BYTES).set(bytes as f64);
+        }
         metrics::gauge!(CHUNKS).set(s.chunks as f64);
         // What clients stored against what the backing store holds: the same figures
         // `s3dedup stats` prints.

@@ -629,3 +629,68 @@ async fn if_match_on_delete_is_checked_in_the_deleting_transaction() {
         .unwrap();
     common::assert_fsck_clean(&store).await;
 }
+
+/// A rebuild that loses a key's current version (its pack is gone) makes the newest
+/// surviving version current, and drops the lost version's lock with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_that_loses_the_current_version_promotes_the_one_below() {
+    use s3dedup_storage::LockRequest;
+    let (dir, dir2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let blobs = Arc::new(MemoryBlobStore::new());
+    let cfg = common::small_config();
+    let store = common::open_mem(dir.path(), Arc::clone(&blobs), cfg.clone()).await;
+    store.create_bucket_with_lock("b").await.unwrap();
+    let v1 = common::random_bytes(1, 30_000);
+    put(&store, "k", &v1).await;
+    let packs = |blobs: Arc<MemoryBlobStore>| async move {
+        blobs
+            .list(s3dedup_storage::pack::PACKS_PREFIX)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.name)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let before = packs(Arc::clone(&blobs)).await;
+    let pending = store
+        .ingest_bytes(Bytes::from(common::random_bytes(2, 30_000)))
+        .await
+        .unwrap();
+    let cond = WriteCondition {
+        lock: LockRequest {
+            retention: None,
+            legal_hold: Some(true),
+        },
+        ..Default::default()
+    };
+    store
+        .put_object("b", "k", pending, ObjectMeta::default(), cond)
+        .await
+        .unwrap();
+    store.ship_journal().await.unwrap();
+    drop(store);
+    let lost: Vec<String> = packs(Arc::clone(&blobs))
+        .await
+        .difference(&before)
+        .cloned()
+        .collect();
+    assert!(!lost.is_empty());
+    for name in &lost {
+        blobs.delete(name).await.unwrap();
+    }
+    let report = rebuild_index(
+        &dir2.path().join("index.redb"),
+        Arc::clone(&blobs) as Arc<dyn BlobStore>,
+        &cfg,
+    )
+    .await
+    .unwrap();
+    assert!(!report.complete());
+    assert_eq!(report.objects_lost, vec![("b".to_owned(), "k".to_owned())]);
+    let rebuilt = common::open_mem(dir2.path(), Arc::clone(&blobs), cfg).await;
+    assert_eq!(read(&rebuilt, "k", None).await.unwrap(), v1);
+    let listing = store_listing(&rebuilt, 10).await;
+    assert_eq!(listing.len(), 1, "{listing:?}");
+    assert!(listing[0].3, "the survivor is the latest");
+    common::assert_fsck_clean(&rebuilt).await;
+}

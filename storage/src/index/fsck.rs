@@ -36,6 +36,9 @@ pub struct FsckReport {
     pub stray_segments: u64,
     /// Object lock records of versions that do not exist.
     pub stray_locks: u64,
+    /// Keys whose current object is not their newest version, or that have none although
+    /// their newest version is an object.
+    pub version_order: u64,
     /// Packs whose live accounting (chunks located in them, their bytes) or deletion
     /// state differs from a recount.
     pub pack_drift: u64,
@@ -57,6 +60,7 @@ impl FsckReport {
             && self.unknown_packs == 0
             && self.stray_segments == 0
             && self.stray_locks == 0
+            && self.version_order == 0
             && self.pack_drift == 0
             && self.stats_drift == 0
             && self.damaged == 0
@@ -96,6 +100,9 @@ impl Index {
         let mut noncurrent = (0u64, 0u64, 0u64);
         let mut versions: Vec<(String, ObjectRecord)> = Vec::new();
         let mut present: BTreeSet<(String, String, u64)> = BTreeSet::new();
+        // Per key: the current object's seq, and the newest entry in `versions`.
+        let mut current: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut newest: BTreeMap<(String, String), (u64, bool)> = BTreeMap::new();
         for r in txn.open_table(OBJECTS)?.iter()? {
             let (k, v) = r?;
             let (b, key) = k.value();
@@ -103,6 +110,7 @@ impl Index {
                 Ok(rec) => {
                     report.objects += 1;
                     present.insert((b.to_owned(), key.to_owned(), rec.version.seq));
+                    current.insert((b.to_owned(), key.to_owned()), rec.version.seq);
                     versions.push((format!("{b}/{key}"), rec));
                 }
                 Err(e) => report.damaged(format!("object {b}/{key}"), &e),
@@ -111,7 +119,13 @@ impl Index {
         for r in txn.open_table(VERSIONS)?.iter()? {
             let (k, v) = r?;
             let (b, key, vk) = k.value();
-            match VersionEntry::decode(v.value()) {
+            let entry = VersionEntry::decode(v.value());
+            if let Ok(e) = &entry {
+                newest
+                    .entry((b.to_owned(), key.to_owned()))
+                    .or_insert((e.version().seq, matches!(e, VersionEntry::Marker(_))));
+            }
+            match entry {
                 Ok(VersionEntry::Object(rec)) => {
                     present.insert((b.to_owned(), key.to_owned(), rec.version.seq));
                     noncurrent.0 += 1;
@@ -120,6 +134,21 @@ impl Index {
                 }
                 Ok(VersionEntry::Marker(_)) => noncurrent.2 += 1,
                 Err(e) => report.damaged(format!("version {vk} of {b}/{key}"), &e),
+            }
+        }
+        // A key's current object is its newest version; with none, its newest is a marker.
+        for ((b, key), (seq, marker)) in &newest {
+            let bad = match current.get(&(b.clone(), key.clone())) {
+                Some(cur) => cur <= seq,
+                None => !marker,
+            };
+            if bad {
+                report.version_order += 1;
+                report.problem(format!(
+                    "{b}/{key}: the current object is not its newest version (newest {seq:016x}, \
+                     marker {marker}, current {:?})",
+                    current.get(&(b.clone(), key.clone()))
+                ));
             }
         }
         for r in txn.open_table(LOCKS)?.iter()? {

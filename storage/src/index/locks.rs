@@ -205,21 +205,48 @@ impl Index {
         })
     }
 
-    /// The lock record of version `sel` (current when `None`) of bucket/key.
+    /// Versions object lock protects right now (legal hold or retention not yet passed)
+    /// and their bytes: one pass over the `locks` table.
     ///
     /// # Errors
-    /// As [`Index::object`].
-    pub(crate) fn object_lock(
-        &self,
-        bucket: &str,
-        key: &str,
-        sel: Option<VersionSel>,
-    ) -> Result<(ObjectRecord, LockRecord)> {
+    /// [`Error::Index`] or a decode error.
+    pub(crate) fn locked(&self) -> Result<(u64, u64)> {
         use redb::ReadableDatabase;
-        let rec = self.object(bucket, key, sel)?;
         let txn = self.db.begin_read()?;
-        let lock = lock_of(&txn.open_table(LOCKS)?, (bucket, key), rec.version.seq)?;
-        Ok((rec, lock.unwrap_or_default()))
+        let (objects, versions) = (txn.open_table(OBJECTS)?, txn.open_table(VERSIONS)?);
+        let now = now_ms();
+        let (mut n, mut bytes) = (0u64, 0u64);
+        for r in txn.open_table(LOCKS)?.iter()? {
+            let (k, v) = r?;
+            let (bucket, key, seq) = k.value();
+            if LockRecord::decode(v.value())?
+                .protects(now, false)
+                .is_none()
+            {
+                continue;
+            }
+            let current = objects
+                .get((bucket, key))?
+                .map(|v| ObjectRecord::decode(v.value()))
+                .transpose()?
+                .filter(|r| r.version.seq == seq);
+            let size = match current {
+                Some(r) => Some(r.size),
+                None => versions
+                    .get((bucket, key, crate::versions::version_key(seq)))?
+                    .map(|v| VersionEntry::decode(v.value()))
+                    .transpose()?
+                    .and_then(|e| match e {
+                        VersionEntry::Object(r) => Some(r.size),
+                        VersionEntry::Marker(_) => None,
+                    }),
+            };
+            if let Some(size) = size {
+                n += 1;
+                bytes += size;
+            }
+        }
+        Ok((n, bytes))
     }
 
     /// Sets a bucket's object lock configuration. Enabling it needs versioning enabled;

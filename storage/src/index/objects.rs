@@ -132,7 +132,7 @@ pub(crate) struct ReadPlan {
 }
 
 /// Version `sel` of bucket/key (its current object when `None`) in a read snapshot.
-fn find_object(
+pub(super) fn find_object(
     txn: &ReadTransaction,
     bucket: &str,
     key: &str,
@@ -416,6 +416,28 @@ impl Index {
         sel: Option<VersionSel>,
     ) -> Result<ObjectRecord> {
         find_object(&self.db.begin_read()?, bucket, key, sel)
+    }
+
+    /// The lock record of version `sel` (current when `None`) of bucket/key.
+    ///
+    /// # Errors
+    /// As [`Index::object`].
+    pub(crate) fn object_lock(
+        &self,
+        bucket: &str,
+        key: &str,
+        sel: Option<VersionSel>,
+    ) -> Result<(ObjectRecord, crate::lock::LockRecord)> {
+        use redb::ReadableDatabase;
+        // One snapshot: the version and its lock as of the same moment.
+        let txn = self.db.begin_read()?;
+        let rec = find_object(&txn, bucket, key, sel)?;
+        let lock = locks::lock_of(
+            &txn.open_table(super::LOCKS)?,
+            (bucket, key),
+            rec.version.seq,
+        )?;
+        Ok((rec, lock.unwrap_or_default()))
     }
 
     /// Plans the read of `range` (`start..end`, already clipped to the object) of the

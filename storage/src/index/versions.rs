@@ -196,7 +196,13 @@ fn promote_newest(txn: &WriteTransaction, (bucket, key): (&str, &str)) -> Result
     }
     let newest = {
         let t = txn.open_table(VERSIONS)?;
-        entries_of(&t, bucket, key)?.into_iter().next()
+        let first = t
+            .range((bucket, key, 0u64)..=(bucket, key, u64::MAX))?
+            .next()
+            .transpose()?;
+        first
+            .map(|(k, v)| VersionEntry::decode(v.value()).map(|e| (k.value().2, e)))
+            .transpose()?
     };
     let Some((k, VersionEntry::Object(rec))) = newest else {
         return Ok(());

@@ -507,35 +507,55 @@ pub async fn rebuild_index(
         report.logical_bytes += rec.size;
         true
     };
-    // A lock whose version was not restored goes with it.
-    let present: HashSet<(String, String, u64)> = state
-        .objects
-        .iter()
-        .map(|((b, k), (r, _))| (b.clone(), k.clone(), r.version.seq))
-        .chain(state.versions.keys().cloned())
-        .collect();
-    let locks: Vec<_> = std::mem::take(&mut state.locks)
-        .into_iter()
-        .filter(|(k, _)| present.contains(k))
-        .collect();
-    let mut objects = Vec::with_capacity(state.objects.len());
+    // Every surviving version of a key, current or not, newest first; then the newest
+    // becomes the current object if it is one, as S3 has it. (Filtered separately, a key
+    // whose current object was lost would have no current object over a surviving older
+    // version, and a lost Demote would leave an old current object under a newer marker.)
+    let mut by_key: BTreeMap<(String, String), Vec<(VersionEntry, Vec<Slice>)>> = BTreeMap::new();
     for ((bucket, key), (record, slices)) in std::mem::take(&mut state.objects) {
         if restorable(&mut report, &bucket, &key, &record, &slices) {
-            report.objects += 1;
-            objects.push((bucket, key, record, slices));
+            by_key
+                .entry((bucket, key))
+                .or_default()
+                .push((VersionEntry::Object(record), slices));
         }
     }
-    let mut versions = Vec::with_capacity(state.versions.len());
     for ((bucket, key, _), (entry, slices)) in std::mem::take(&mut state.versions) {
         let keep = match &entry {
             VersionEntry::Object(rec) => restorable(&mut report, &bucket, &key, rec, &slices),
             VersionEntry::Marker(_) => state.buckets.contains_key(&bucket),
         };
         if keep {
-            report.versions += 1;
-            versions.push((bucket, key, entry, slices));
+            by_key
+                .entry((bucket, key))
+                .or_default()
+                .push((entry, slices));
         }
     }
+    let mut objects = Vec::new();
+    let mut versions = Vec::new();
+    let mut present: HashSet<(String, String, u64)> = HashSet::new();
+    for ((bucket, key), mut list) in by_key {
+        list.sort_by_key(|(e, _)| std::cmp::Reverse(e.version().seq));
+        for (i, (entry, slices)) in list.into_iter().enumerate() {
+            present.insert((bucket.clone(), key.clone(), entry.version().seq));
+            match entry {
+                VersionEntry::Object(rec) if i == 0 => {
+                    report.objects += 1;
+                    objects.push((bucket.clone(), key.clone(), rec, slices));
+                }
+                entry => {
+                    report.versions += 1;
+                    versions.push((bucket.clone(), key.clone(), entry, slices));
+                }
+            }
+        }
+    }
+    // A lock whose version was not restored goes with it.
+    let locks: Vec<_> = std::mem::take(&mut state.locks)
+        .into_iter()
+        .filter(|(k, _)| present.contains(k))
+        .collect();
     report.buckets = state.buckets.len() as u64;
 
     // The keys must be the store's before anything is written: a wrong key fails to

@@ -128,6 +128,15 @@ impl Store {
         self.index.delete_object(bucket, key, sel, opts).await
     }
 
+    /// Versions object lock protects right now, and their bytes (one pass over every
+    /// lock record).
+    ///
+    /// # Errors
+    /// [`crate::Error::Index`].
+    pub async fn locked(&self) -> Result<(u64, u64)> {
+        self.with_index(|i| i.locked()).await
+    }
+
     /// Creates a bucket with object lock enabled (and so versioning enabled).
     ///
     /// # Errors
