@@ -97,6 +97,9 @@ impl RebuildReport {
     }
 }
 
+/// A restored version with its manifest.
+type Restored = (VersionEntry, Vec<Slice>);
+
 /// The state being rebuilt.
 #[derive(Default)]
 struct State {
@@ -511,7 +514,7 @@ pub async fn rebuild_index(
     // becomes the current object if it is one, as S3 has it. (Filtered separately, a key
     // whose current object was lost would have no current object over a surviving older
     // version, and a lost Demote would leave an old current object under a newer marker.)
-    let mut by_key: BTreeMap<(String, String), Vec<(VersionEntry, Vec<Slice>)>> = BTreeMap::new();
+    let mut by_key: BTreeMap<(String, String), Vec<Restored>> = BTreeMap::new();
     for ((bucket, key), (record, slices)) in std::mem::take(&mut state.objects) {
         if restorable(&mut report, &bucket, &key, &record, &slices) {
             by_key
