@@ -96,6 +96,13 @@ fn headers_of(lock: &LockRecord) -> LockHeaders {
     }
 }
 
+fn no_object_lock() -> s3s::S3Error {
+    s3_error!(
+        NoSuchObjectLockConfiguration,
+        "The specified object does not have a ObjectLock configuration"
+    )
+}
+
 fn no_lock_config() -> s3s::S3Error {
     s3_error!(
         ObjectLockConfigurationNotFoundError,
@@ -272,18 +279,10 @@ impl Gateway {
         req: S3Request<dto::GetObjectRetentionInput>,
     ) -> S3Result<S3Response<dto::GetObjectRetentionOutput>> {
         let i = req.input;
-        self.require_lock(&i.bucket).await?;
-        let (_, lock) = self
-            .store
-            .object_lock(&i.bucket, &i.key, i.version_id.as_deref())
-            .await
-            .map_err(to_s3)?;
-        let r = lock.retention.ok_or_else(|| {
-            s3_error!(
-                NoSuchObjectLockConfiguration,
-                "The specified object does not have a ObjectLock configuration"
-            )
-        })?;
+        let lock = self
+            .version_lock(&i.bucket, &i.key, i.version_id.as_deref())
+            .await?;
+        let r = lock.retention.ok_or_else(no_object_lock)?;
         Ok(S3Response::new(dto::GetObjectRetentionOutput {
             retention: Some(dto::ObjectLockRetention {
                 mode: Some(dto::ObjectLockRetentionMode::from_static(r.mode.as_str())),
@@ -314,17 +313,11 @@ impl Gateway {
         req: S3Request<dto::GetObjectLegalHoldInput>,
     ) -> S3Result<S3Response<dto::GetObjectLegalHoldOutput>> {
         let i = req.input;
-        self.require_lock(&i.bucket).await?;
-        let (_, lock) = self
-            .store
-            .object_lock(&i.bucket, &i.key, i.version_id.as_deref())
-            .await
-            .map_err(to_s3)?;
+        let lock = self
+            .version_lock(&i.bucket, &i.key, i.version_id.as_deref())
+            .await?;
         if lock.is_empty() {
-            return Err(s3_error!(
-                NoSuchObjectLockConfiguration,
-                "The specified object does not have a ObjectLock configuration"
-            ));
+            return Err(no_object_lock());
         }
         let status = if lock.legal_hold {
             dto::ObjectLockLegalHoldStatus::ON
@@ -336,6 +329,22 @@ impl Gateway {
                 status: Some(dto::ObjectLockLegalHoldStatus::from_static(status)),
             }),
         }))
+    }
+
+    /// The lock record of a version, in a bucket that must have object lock.
+    async fn version_lock(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+    ) -> S3Result<LockRecord> {
+        self.require_lock(bucket).await?;
+        let (_, lock) = self
+            .store
+            .object_lock(bucket, key, version)
+            .await
+            .map_err(to_s3)?;
+        Ok(lock)
     }
 
     /// 400 InvalidRequest unless the bucket has object lock enabled.
