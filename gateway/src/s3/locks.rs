@@ -130,9 +130,7 @@ impl Gateway {
                     "The specified bucket does not exist: {bucket}"
                 )
             })?;
-        let version = (!rec.version.null
-            || b.versioning != s3dedup_storage::Versioning::Unversioned)
-            .then(|| rec.version.id());
+        let version = super::versions::read_version_id(rec, b.versioning);
         if !b.lock.enabled {
             return Ok((version, LockHeaders::default()));
         }

@@ -15,6 +15,12 @@ pub(super) fn new_version_header(rec: &ObjectRecord) -> Option<String> {
     (!rec.version.null).then(|| rec.version.id())
 }
 
+/// The `x-amz-version-id` of a read of `rec` in a bucket in `state`: its id once the
+/// bucket's versioning was ever set (`null` for its null version), none before.
+pub(super) fn read_version_id(rec: &ObjectRecord, state: Versioning) -> Option<String> {
+    (!rec.version.null || state != Versioning::Unversioned).then(|| rec.version.id())
+}
+
 impl Gateway {
     /// The `x-amz-version-id` to send for `rec` of `bucket`: its id in a bucket whose
     /// versioning was ever set (`null` for its null version), none in an unversioned
@@ -27,11 +33,7 @@ impl Gateway {
         if !rec.version.null {
             return Ok(Some(rec.version.id()));
         }
-        Ok(self
-            .versioning(bucket)
-            .await?
-            .ne(&Versioning::Unversioned)
-            .then(|| rec.version.id()))
+        Ok(read_version_id(rec, self.versioning(bucket).await?))
     }
 
     /// A bucket's versioning state (NoSuchBucket when it does not exist).

@@ -116,49 +116,6 @@ pub(super) fn lock_new_version(
     set_lock(txn, at, version.seq, record)
 }
 
-/// The object version `sel` names (current when `None`) in a write transaction.
-fn version_in(
-    txn: &WriteTransaction,
-    (bucket, key): (&str, &str),
-    sel: Option<VersionSel>,
-) -> Result<ObjectRecord> {
-    let current = txn
-        .open_table(OBJECTS)?
-        .get((bucket, key))?
-        .map(|v| ObjectRecord::decode(v.value()))
-        .transpose()?;
-    match (sel, current) {
-        (None, Some(c)) => return Ok(c),
-        (Some(s), Some(c)) if c.version.is(s) => return Ok(c),
-        _ => {}
-    }
-    let found = match sel {
-        Some(s) => super::versions::find_in(&txn.open_table(VERSIONS)?, bucket, key, s)?,
-        None => None,
-    };
-    match found {
-        Some((_, VersionEntry::Object(r))) => Ok(r),
-        Some((_, VersionEntry::Marker(m))) => Err(Error::DeleteMarker {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            version: m.version.id(),
-            mtime_ms: m.mtime_ms,
-            by_id: true,
-        }),
-        None => Err(match sel {
-            Some(s) => Error::NoSuchVersion {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-                version: s.id(),
-            },
-            None => Error::NoSuchKey {
-                bucket: bucket.to_owned(),
-                key: key.to_owned(),
-            },
-        }),
-    }
-}
-
 /// What a lock change sets.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum LockChange {
@@ -190,7 +147,12 @@ impl Index {
                     "Bucket is missing Object Lock Configuration".into(),
                 ));
             }
-            let rec = version_in(txn, at, sel)?;
+            let rec = super::versions::lookup(
+                &txn.open_table(OBJECTS)?,
+                &txn.open_table(VERSIONS)?,
+                at,
+                sel,
+            )?;
             let seq = rec.version.seq;
             let mut lock = lock_of(&txn.open_table(LOCKS)?, at, seq)?.unwrap_or_default();
             match change {

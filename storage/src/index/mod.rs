@@ -41,6 +41,7 @@ mod refs;
 mod scrub;
 mod snapshot;
 mod upgrade;
+mod version_list;
 mod versions;
 
 use std::collections::HashMap;
@@ -67,7 +68,8 @@ pub(crate) use refs::{pack_live, stored_len};
 pub use scrub::{ScrubCursor, ScrubLast, ScrubTotals};
 pub(crate) use snapshot::prune_snapshots;
 pub use snapshot::{SnapshotInfo, SnapshotSettings, snapshot_dir};
-pub use versions::{DeleteOptions, Deleted, VersionItem, VersionPage, VersionQuery};
+pub use version_list::{VersionItem, VersionPage, VersionQuery};
+pub use versions::{DeleteOptions, Deleted};
 
 use crate::chunk::{ChunkCodec, Compression};
 use crate::chunker::ChunkerParams;

@@ -18,7 +18,6 @@ use crate::records::{
     ChunkRecord, ChunkState, Etag, Location, ManifestRef, ManifestSegment, ObjectMeta,
     ObjectRecord, Slice,
 };
-use crate::version_entry::{DeleteMarker, VersionEntry};
 use crate::versions::{VersionSel, Versioning};
 
 /// Conditions checked, and options applied, atomically with a write (S3 conditional
@@ -141,45 +140,12 @@ pub(super) fn find_object(
     if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
         return Err(Error::NoSuchBucket(bucket.to_owned()));
     }
-    let current = txn
-        .open_table(OBJECTS)?
-        .get((bucket, key))?
-        .map(|v| ObjectRecord::decode(v.value()))
-        .transpose()?;
-    let marker = |m: DeleteMarker, by_id: bool| Error::DeleteMarker {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        version: m.version.id(),
-        mtime_ms: m.mtime_ms,
-        by_id,
-    };
-    let versions = txn.open_table(VERSIONS)?;
-    match sel {
-        None => match current {
-            Some(rec) => Ok(rec),
-            None => match versions::newest_in(&versions, bucket, key)? {
-                Some(VersionEntry::Marker(m)) => Err(marker(m, false)),
-                _ => Err(Error::NoSuchKey {
-                    bucket: bucket.to_owned(),
-                    key: key.to_owned(),
-                }),
-            },
-        },
-        Some(sel) => {
-            if let Some(rec) = current.filter(|c| c.version.is(sel)) {
-                return Ok(rec);
-            }
-            match versions::find_in(&versions, bucket, key, sel)? {
-                Some((_, VersionEntry::Object(rec))) => Ok(rec),
-                Some((_, VersionEntry::Marker(m))) => Err(marker(m, true)),
-                None => Err(Error::NoSuchVersion {
-                    bucket: bucket.to_owned(),
-                    key: key.to_owned(),
-                    version: sel.id(),
-                }),
-            }
-        }
-    }
+    versions::lookup(
+        &txn.open_table(OBJECTS)?,
+        &txn.open_table(VERSIONS)?,
+        (bucket, key),
+        sel,
+    )
 }
 
 /// Plans the read of one manifest slice minus `skip` leading and `cut` trailing bytes.
