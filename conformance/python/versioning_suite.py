@@ -680,6 +680,118 @@ def object_lock(s3):
                  Key="x", Body=b"x", ObjectLockMode="FOREVER", ObjectLockRetainUntilDate=until)
 
 
+def lifecycle(s3):
+    """Put/Get/DeleteBucketLifecycleConfiguration: what is stored comes back, every bad
+    configuration is refused with S3's code and leaves the stored one as it was.
+    (Expiry itself runs in the gateway's worker: conformance/tests/lifecycle.rs.)"""
+    print("lifecycle configuration:")
+    b = "lc-config"
+    s3.create_bucket(Bucket=b)
+    expect_error("get without a configuration", 404, "NoSuchLifecycleConfiguration",
+                 s3.get_bucket_lifecycle_configuration, Bucket=b)
+    expect_error("put on a missing bucket", 404, "NoSuchBucket",
+                 s3.put_bucket_lifecycle_configuration, Bucket="lc-missing",
+                 LifecycleConfiguration={"Rules": [
+                     {"ID": "x", "Status": "Enabled", "Filter": {"Prefix": ""},
+                      "Expiration": {"Days": 1}}]})
+    import datetime
+    midnight = datetime.datetime(2031, 1, 1, tzinfo=datetime.timezone.utc)
+    rules = [
+        {"ID": "logs", "Status": "Enabled", "Filter": {"Prefix": "logs/"},
+         "Expiration": {"Days": 30},
+         "NoncurrentVersionExpiration": {"NoncurrentDays": 7, "NewerNoncurrentVersions": 3},
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}},
+        {"ID": "markers", "Status": "Enabled", "Filter": {},
+         "Expiration": {"ExpiredObjectDeleteMarker": True}},
+        {"ID": "big-tagged", "Status": "Disabled",
+         "Filter": {"And": {"Prefix": "data/", "Tags": [{"Key": "tier", "Value": "tmp"}],
+                            "ObjectSizeGreaterThan": 1024, "ObjectSizeLessThan": 1048576}},
+         "Expiration": {"Date": midnight}},
+        {"ID": "size", "Status": "Enabled", "Filter": {"ObjectSizeGreaterThan": 10},
+         "NoncurrentVersionExpiration": {"NoncurrentDays": 1}},
+    ]
+    r = s3.put_bucket_lifecycle_configuration(Bucket=b, LifecycleConfiguration={"Rules": rules})
+    check(status(r) == 200, "put: 200")
+    got = s3.get_bucket_lifecycle_configuration(Bucket=b)["Rules"]
+    by_id = {x["ID"]: x for x in got}
+    check([x["ID"] for x in got] == ["logs", "markers", "big-tagged", "size"],
+          f"get: the rules in order ({[x['ID'] for x in got]})")
+    check(by_id["logs"]["Filter"] == {"Prefix": "logs/"}
+          and by_id["logs"]["Expiration"] == {"Days": 30}
+          and by_id["logs"]["NoncurrentVersionExpiration"]
+          == {"NoncurrentDays": 7, "NewerNoncurrentVersions": 3}
+          and by_id["logs"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 2},
+          f"get: prefix rule with its three actions ({by_id['logs']})")
+    check(by_id["markers"]["Expiration"] == {"ExpiredObjectDeleteMarker": True}
+          and by_id["markers"]["Filter"] in ({}, {"Prefix": ""}),
+          f"get: expired-object-delete-marker rule ({by_id['markers']})")
+    tagged = by_id["big-tagged"]
+    check(tagged["Status"] == "Disabled"
+          and tagged["Filter"] == {"And": {"Prefix": "data/",
+                                           "Tags": [{"Key": "tier", "Value": "tmp"}],
+                                           "ObjectSizeGreaterThan": 1024,
+                                           "ObjectSizeLessThan": 1048576}}
+          and tagged["Expiration"]["Date"] == midnight,
+          f"get: And filter, disabled, date ({tagged})")
+    check(by_id["size"]["Filter"] == {"ObjectSizeGreaterThan": 10},
+          f"get: size filter ({by_id['size']})")
+
+    def bad(what, code, rule, http_status=400):
+        expect_error(what, http_status, code, s3.put_bucket_lifecycle_configuration, Bucket=b,
+                     LifecycleConfiguration={"Rules": [rule]})
+
+    base = {"ID": "bad", "Status": "Enabled", "Filter": {"Prefix": ""}}
+    bad("Days 0", "InvalidArgument", {**base, "Expiration": {"Days": 0}})
+    bad("negative NoncurrentDays", "InvalidArgument",
+        {**base, "NoncurrentVersionExpiration": {"NoncurrentDays": -1}})
+    bad("NewerNoncurrentVersions 101", "InvalidArgument",
+        {**base, "NoncurrentVersionExpiration": {"NoncurrentDays": 1,
+                                                 "NewerNoncurrentVersions": 101}})
+    bad("a Date not at midnight", "InvalidArgument",
+        {**base, "Expiration": {"Date": datetime.datetime(2031, 1, 1, 12,
+                                                          tzinfo=datetime.timezone.utc)}})
+    bad("Days with ExpiredObjectDeleteMarker", "MalformedXML",
+        {**base, "Expiration": {"Days": 1, "ExpiredObjectDeleteMarker": True}})
+    bad("no action", "InvalidRequest", base)
+    bad("unknown Status", "MalformedXML", {**base, "Status": "Sometimes",
+                                           "Expiration": {"Days": 1}})
+    bad("Filter with Prefix and Tag", "MalformedXML",
+        {**base, "Filter": {"Prefix": "a", "Tag": {"Key": "k", "Value": "v"}},
+         "Expiration": {"Days": 1}})
+    bad("size range empty", "InvalidArgument",
+        {**base, "Filter": {"And": {"ObjectSizeGreaterThan": 100, "ObjectSizeLessThan": 50}},
+         "Expiration": {"Days": 1}})
+    bad("abort uploads with a tag filter", "InvalidRequest",
+        {**base, "Filter": {"Tag": {"Key": "k", "Value": "v"}},
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}})
+    bad("ID over 255 characters", "InvalidArgument",
+        {**base, "ID": "x" * 256, "Expiration": {"Days": 1}})
+    bad("a transition to another storage class", "NotImplemented",
+        {**base, "Transitions": [{"Days": 30, "StorageClass": "GLACIER"}]}, http_status=501)
+    expect_error("two rules with one ID", 400, "InvalidArgument",
+                 s3.put_bucket_lifecycle_configuration, Bucket=b,
+                 LifecycleConfiguration={"Rules": [{**base, "Expiration": {"Days": 1}},
+                                                   {**base, "Expiration": {"Days": 2}}]})
+    got = s3.get_bucket_lifecycle_configuration(Bucket=b)["Rules"]
+    check([x["ID"] for x in got] == ["logs", "markers", "big-tagged", "size"],
+          "every refused configuration left the stored one as it was")
+
+    # The older form: Prefix on the rule instead of a Filter; and put replaces.
+    s3.put_bucket_lifecycle_configuration(Bucket=b, LifecycleConfiguration={"Rules": [
+        {"ID": "legacy", "Status": "Enabled", "Prefix": "old/", "Expiration": {"Days": 5}}]})
+    got = s3.get_bucket_lifecycle_configuration(Bucket=b)["Rules"]
+    check(len(got) == 1 and got[0]["ID"] == "legacy"
+          and (got[0].get("Filter") == {"Prefix": "old/"} or got[0].get("Prefix") == "old/"),
+          f"put replaces the configuration; a rule Prefix is kept ({got})")
+    r = s3.delete_bucket_lifecycle(Bucket=b)
+    check(status(r) == 204, "delete: 204")
+    expect_error("get after delete", 404, "NoSuchLifecycleConfiguration",
+                 s3.get_bucket_lifecycle_configuration, Bucket=b)
+    check(status(s3.delete_bucket_lifecycle(Bucket=b)) == 204,
+          "delete without a configuration: 204")
+    s3.delete_bucket(Bucket=b)
+
+
 def main():
     print(f"boto3 {boto3.__version__}:")
     s3 = client()
@@ -692,6 +804,7 @@ def main():
     suspended(s3)
     bucket_not_empty(s3)
     object_lock(s3)
+    lifecycle(s3)
     print("versioning: ok")
 
 

@@ -550,8 +550,10 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         store.clone(),
         gc_options(&s),
         s3dedup_storage::scrub::ScrubOptions { rate: s.scrub_rate },
+        s.lifecycle_day,
     );
     tokio::spawn(Arc::clone(&worker).schedule(s.gc_interval));
+    tokio::spawn(Arc::clone(&worker).schedule_lifecycle(s.lifecycle_interval));
     tokio::spawn(Arc::clone(&worker).schedule_scrub(s.scrub_interval));
     let journal = Arc::new(admin::journal::Journal::new(
         store.clone(),
@@ -637,6 +639,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             journal: Arc::clone(&journal),
             gc_interval: s.gc_interval,
             scrub_interval: s.scrub_interval,
+            lifecycle_interval: s.lifecycle_interval,
             data_dir: s.data_dir.clone(),
         }),
         snapshots: (!s.index_snapshot_interval.is_zero()).then(|| {

@@ -91,6 +91,12 @@ pub const GC_DAMAGED_CHUNKS: &str = "s3dedup_gc_damaged_chunks_total";
 pub const SCRUB_RUNS: &str = "s3dedup_scrub_runs_total";
 /// Rekey runs, by `result`.
 pub const REKEY_RUNS: &str = "s3dedup_rekey_runs_total";
+/// Lifecycle runs, by result.
+pub const LIFECYCLE_RUNS: &str = "s3dedup_lifecycle_runs_total";
+/// What lifecycle rules expired, by action (current, noncurrent, delete_marker, upload).
+pub const LIFECYCLE_EXPIRED: &str = "s3dedup_lifecycle_expired_total";
+/// Versions lifecycle rules made due but object lock kept.
+pub const LIFECYCLE_LOCKED: &str = "s3dedup_lifecycle_locked_kept_total";
 /// Counter: chunks scrub verified (SHA-256 re-derived).
 pub const SCRUB_CHUNKS: &str = "s3dedup_scrub_chunks_checked_total";
 /// Counter: chunks scrub found damaged.
@@ -314,6 +320,15 @@ fn describe() {
     );
     describe_counter!(SCRUB_RUNS, "Scrub runs, by result");
     describe_counter!(REKEY_RUNS, "Rekey runs, by result");
+    describe_counter!(LIFECYCLE_RUNS, "Lifecycle runs, by result");
+    describe_counter!(
+        LIFECYCLE_EXPIRED,
+        "What lifecycle rules expired, by action (current, noncurrent, delete_marker, upload)"
+    );
+    describe_counter!(
+        LIFECYCLE_LOCKED,
+        "Versions lifecycle rules made due that object lock kept"
+    );
     describe_counter!(
         SCRUB_CHUNKS,
         "Chunks scrub verified (stored bytes read back, SHA-256 re-derived)"

@@ -46,6 +46,7 @@ mod index;
 mod inflight;
 pub mod ingest;
 pub mod journal;
+pub mod lifecycle;
 pub mod lock;
 pub mod metrics;
 pub mod pack;

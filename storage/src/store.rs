@@ -20,8 +20,10 @@ use crate::index::{
 use crate::ingest::{self, PendingObject, record_orphans_now};
 use crate::read;
 pub use crate::read::{ByteRange, ObjectReader};
+pub use lifecycle::LifecycleReport;
 use crate::records::{BucketRecord, ObjectMeta, ObjectRecord, PartRecord, UploadRecord};
 
+mod lifecycle;
 mod versions;
 
 /// Name of the store's identity marker blob (see [`Store::open`]).

@@ -55,6 +55,20 @@ pub enum AdminCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Apply every bucket's lifecycle rules now on the running server (as the
+    /// background worker does every lifecycle_interval). Versions under object lock are
+    /// kept and counted; the space of what expired is freed by the next GC.
+    Lifecycle {
+        /// Wait for the run to finish (a run already in progress is waited for, then a
+        /// new one started).
+        #[arg(long)]
+        wait: bool,
+        /// Print the final run as JSON (with --wait).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Rewrite everything not sealed under the active encryption key (after a key was
     /// added to the key file, or encryption turned on for a store with plaintext data).
     /// When it reports no stale packs and no stale inline chunks left, older keys may
@@ -228,6 +242,8 @@ async fn wait_for(
                 u(r, "packs_checked"),
                 u(r, "chunks_reencoded")
             )
+        } else if kind == "lifecycle" {
+            lifecycle_line(&run["report"])
         } else if kind == "gc" {
             format!(
                 "{}: {}",
@@ -254,6 +270,47 @@ async fn wait_for(
     }
 }
 
+/// Starts a run of `kind` with `POST path`. With `wait`, a run of that kind already in
+/// progress is waited for first and then ours is started (it may have begun before
+/// what the caller wants it to see); without, it is an error.
+async fn start_own_run(
+    client: &AdminClient,
+    kind: &str,
+    path: &str,
+    wait: bool,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<Value> {
+    loop {
+        let answer = client.request(Method::POST, path).await?;
+        if answer.status != StatusCode::CONFLICT {
+            return expect(answer, StatusCode::ACCEPTED);
+        }
+        if !wait {
+            anyhow::bail!("{}", answer.message());
+        }
+        let other = u(&answer.body["run"], "id");
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar.set_message(format!("waiting for {kind} run {other}, already in progress"));
+        wait_for(client, kind, other, bar).await?;
+    }
+}
+
+fn lifecycle_line(r: &Value) -> String {
+    format!(
+        "{} buckets, {} current versions expired ({} delete markers added), {} noncurrent \
+         versions and {} delete markers removed, {} released, {} uploads aborted, {} locked \
+         versions kept",
+        u(r, "buckets"),
+        u(r, "current_expired"),
+        u(r, "markers_added"),
+        u(r, "versions_removed"),
+        u(r, "markers_removed"),
+        human(u(r, "bytes_released")),
+        u(r, "uploads_aborted"),
+        u(r, "locked_kept"),
+    )
+}
+
 /// Runs an `s3dedup admin` command.
 ///
 /// # Errors
@@ -275,20 +332,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
                 path.push_str("dry_run=true");
             }
             let bar = indicatif::ProgressBar::new_spinner();
-            let run = loop {
-                let answer = client.request(Method::POST, &path).await?;
-                if answer.status != StatusCode::CONFLICT {
-                    break expect(answer, StatusCode::ACCEPTED)?;
-                }
-                if !wait {
-                    anyhow::bail!("{}", answer.message());
-                }
-                // One run at a time: wait for the one in progress, then start ours.
-                let other = u(&answer.body["run"], "id");
-                bar.enable_steady_tick(Duration::from_millis(120));
-                bar.set_message(format!("waiting for gc run {other}, already in progress"));
-                wait_for(&client, "gc", other, &bar).await?;
-            };
+            let run = start_own_run(&client, "gc", &path, wait, &bar).await?;
             let id = u(&run, "id");
             if !wait {
                 println!("gc run {id} started (s3dedup admin status shows its progress)");
@@ -312,6 +356,31 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
                     done["error"].as_str().unwrap_or("unknown error")
                 ),
             }
+        }
+        AdminCommand::Lifecycle { wait, json, target } => {
+            let client = target.client()?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            let run = start_own_run(&client, "lifecycle", "/admin/v1/lifecycle", wait, &bar).await?;
+            let id = u(&run, "id");
+            if !wait {
+                println!("lifecycle run {id} started (s3dedup admin status shows its progress)");
+                return Ok(());
+            }
+            bar.enable_steady_tick(Duration::from_millis(120));
+            let done = wait_for(&client, "lifecycle", id, &bar).await?;
+            bar.finish_and_clear();
+            if done["result"] != "ok" {
+                anyhow::bail!(
+                    "lifecycle run {id} failed: {}",
+                    done["error"].as_str().unwrap_or("unknown error")
+                );
+            }
+            if json {
+                println!("{done}");
+            } else {
+                println!("lifecycle run {id} finished: {}", lifecycle_line(&done["report"]));
+            }
+            Ok(())
         }
         AdminCommand::Rekey { wait, json, target } => {
             let client = target.client()?;

@@ -54,6 +54,8 @@ pub struct AdminApi {
     pub gc_interval: std::time::Duration,
     /// Interval of scheduled scrubs (0 = none), for status.
     pub scrub_interval: std::time::Duration,
+    /// Interval of scheduled lifecycle runs (0 = none), for status.
+    pub lifecycle_interval: std::time::Duration,
     /// The data dir (index backups are written there before they are streamed).
     pub data_dir: std::path::PathBuf,
 }
@@ -166,6 +168,10 @@ impl AdminApi {
                 Ok(run) => json_response(StatusCode::ACCEPTED, &json!(run)),
                 Err(running) => conflict(&running),
             },
+            (&Method::POST, "/lifecycle") => match self.worker.start_lifecycle("admin") {
+                Ok(run) => json_response(StatusCode::ACCEPTED, &json!(run)),
+                Err(running) => conflict(&running),
+            },
             (&Method::GET, "/usage") => self.usage().await,
             (&Method::POST, "/journal/flush") => match self.journal.flush().await {
                 Ok(r) => json_response(StatusCode::OK, &journal::ship_json(&r)),
@@ -186,7 +192,8 @@ impl AdminApi {
             (&Method::GET, r)
                 if r.starts_with("/gc/runs/")
                     || r.starts_with("/scrub/runs/")
-                    || r.starts_with("/rekey/runs/") =>
+                    || r.starts_with("/rekey/runs/")
+                    || r.starts_with("/lifecycle/runs/") =>
             {
                 let (kind, id) = r[1..].split_once("/runs/").unwrap_or_default();
                 match id.parse::<u64>() {
@@ -203,7 +210,7 @@ impl AdminApi {
             }
             (
                 _,
-                "/status" | "/gc" | "/scrub" | "/rekey" | "/usage" | "/journal/flush"
+                "/status" | "/gc" | "/scrub" | "/rekey" | "/lifecycle" | "/usage" | "/journal/flush"
                 | "/journal/snapshot",
             ) => error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -259,6 +266,7 @@ impl AdminApi {
             Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         };
         let d = self.worker.defaults();
+        let (lc_current, lc_last) = self.worker.lifecycle_status();
         let enc = self.store.encryption();
         json_response(
             StatusCode::OK,
@@ -288,6 +296,11 @@ impl AdminApi {
                         "bytes_read": l.totals.bytes,
                         "damaged_chunks": l.totals.damaged,
                     })),
+                },
+                "lifecycle": {
+                    "running": lc_current,
+                    "last": lc_last,
+                    "interval_seconds": self.lifecycle_interval.as_secs(),
                 },
                 "journal": self.journal.status_json(),
                 "encryption": {

@@ -1,7 +1,8 @@
 //! The background worker: GC every `gc_interval`, scrub every `scrub_interval` (an
-//! interrupted scrub resumes at once), and runs of either on demand from the admin
-//! API. One run of each kind at a time; the run in progress and the last one are kept
-//! for `admin status` and counted in the metrics.
+//! interrupted scrub resumes at once), the buckets' lifecycle rules every
+//! `lifecycle_interval`, and runs of each on demand from the admin API. One run of each
+//! kind at a time; the run in progress and the last one are kept for `admin status`
+//! and counted in the metrics.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -11,6 +12,8 @@ use serde_json::{Value, json};
 
 use s3dedup_storage::Store;
 use s3dedup_storage::gc::{GcOptions, GcPhase, GcReport};
+use s3dedup_storage::lifecycle::Clock;
+use s3dedup_storage::store::LifecycleReport;
 use s3dedup_storage::scrub::{ScrubOptions, ScrubReport};
 
 use crate::metrics as m;
@@ -40,6 +43,21 @@ pub struct Run {
     pub error: Option<String>,
     /// What it did so far (GC: [`gc_json`]; scrub: [`scrub_json`]).
     pub report: Value,
+}
+
+/// A lifecycle report as JSON.
+pub fn lifecycle_json(r: &LifecycleReport) -> Value {
+    json!({
+        "buckets": r.buckets,
+        "keys_due": r.keys_due,
+        "current_expired": r.current_expired,
+        "markers_added": r.markers_added,
+        "versions_removed": r.versions_removed,
+        "markers_removed": r.markers_removed,
+        "bytes_released": r.bytes_released,
+        "locked_kept": r.locked,
+        "uploads_aborted": r.uploads_aborted,
+    })
 }
 
 /// A GC report as JSON (byte counts in bytes).
@@ -118,6 +136,9 @@ pub struct Worker {
     scrub: ScrubOptions,
     gc_slot: Mutex<Slot>,
     scrub_slot: Mutex<Slot>,
+    lifecycle_slot: Mutex<Slot>,
+    /// The length of a lifecycle day.
+    lifecycle_day: Duration,
 }
 
 fn lock(m: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
@@ -186,6 +207,7 @@ fn finish(slot: &Mutex<Slot>, kind: &'static str, outcome: Result<Value, String>
     let metric = match kind {
         "gc" => m::GC_RUNS,
         "rekey" => m::REKEY_RUNS,
+        "lifecycle" => m::LIFECYCLE_RUNS,
         _ => m::SCRUB_RUNS,
     };
     metrics::counter!(metric, "result" => run.result).increment(1);
@@ -195,13 +217,21 @@ fn finish(slot: &Mutex<Slot>, kind: &'static str, outcome: Result<Value, String>
 
 impl Worker {
     /// A worker over `store`; `defaults` carries the configured GC options.
-    pub fn new(store: Store, defaults: GcOptions, scrub: ScrubOptions) -> Arc<Self> {
+    /// `lifecycle_day` is the length of a day for lifecycle rules.
+    pub fn new(
+        store: Store,
+        defaults: GcOptions,
+        scrub: ScrubOptions,
+        lifecycle_day: Duration,
+    ) -> Arc<Self> {
         Arc::new(Worker {
             store,
             defaults,
             scrub,
             gc_slot: Mutex::default(),
             scrub_slot: Mutex::default(),
+            lifecycle_slot: Mutex::default(),
+            lifecycle_day,
         })
     }
 
@@ -403,12 +433,92 @@ impl Worker {
         (st.current.clone(), st.last.clone())
     }
 
+    /// Lifecycle runs: the one in progress and the last finished one.
+    pub fn lifecycle_status(&self) -> (Option<Run>, Option<Run>) {
+        let st = lock(&self.lifecycle_slot);
+        (st.current.clone(), st.last.clone())
+    }
+
+    /// Starts a run of every bucket's lifecycle rules in the background; `Err` with
+    /// the running one.
+    ///
+    /// # Errors
+    /// The run in progress.
+    pub fn start_lifecycle(self: &Arc<Self>, trigger: &'static str) -> Result<Run, Box<Run>> {
+        let run = claim(&self.lifecycle_slot, |id| {
+            Run::started(
+                id,
+                "lifecycle",
+                trigger,
+                "buckets",
+                lifecycle_json(&LifecycleReport::default()),
+            )
+        })?;
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let clock = Clock {
+                now_ms: now_ms(),
+                day_ms: u64::try_from(me.lifecycle_day.as_millis()).unwrap_or(u64::MAX),
+            };
+            let progress = |r: &LifecycleReport| {
+                if let Some(cur) = &mut lock(&me.lifecycle_slot).current {
+                    cur.report = lifecycle_json(r);
+                }
+            };
+            let outcome = me.store.lifecycle(clock, &progress).await;
+            match &outcome {
+                Ok(r) => {
+                    metrics::counter!(m::LIFECYCLE_EXPIRED, "action" => "current")
+                        .increment(r.current_expired);
+                    metrics::counter!(m::LIFECYCLE_EXPIRED, "action" => "noncurrent")
+                        .increment(r.versions_removed);
+                    metrics::counter!(m::LIFECYCLE_EXPIRED, "action" => "delete_marker")
+                        .increment(r.markers_removed);
+                    metrics::counter!(m::LIFECYCLE_EXPIRED, "action" => "upload")
+                        .increment(r.uploads_aborted);
+                    metrics::counter!(m::LIFECYCLE_LOCKED).increment(r.locked);
+                    tracing::info!(
+                        buckets = r.buckets,
+                        current_expired = r.current_expired,
+                        versions_removed = r.versions_removed,
+                        markers_removed = r.markers_removed,
+                        uploads_aborted = r.uploads_aborted,
+                        locked_kept = r.locked,
+                        bytes_released = r.bytes_released,
+                        "lifecycle run finished"
+                    );
+                }
+                Err(e) => tracing::error!(error = %e, "lifecycle run failed; the next run continues"),
+            }
+            finish(
+                &me.lifecycle_slot,
+                "lifecycle",
+                outcome
+                    .as_ref()
+                    .map(lifecycle_json)
+                    .map_err(ToString::to_string),
+            );
+        });
+        Ok(run)
+    }
+
+    /// Applies the lifecycle rules every `every` (0 = only on demand).
+    pub async fn schedule_lifecycle(self: Arc<Self>, every: Duration) {
+        if every.is_zero() {
+            return;
+        }
+        loop {
+            tokio::time::sleep(every).await;
+            let _ = self.start_lifecycle("schedule");
+        }
+    }
+
     /// The run of `kind` with this id, if it is the current or the last one.
     pub fn run_by_id(&self, kind: &str, id: u64) -> Option<Run> {
-        let (cur, last) = if kind == "scrub" {
-            self.scrub_status()
-        } else {
-            self.status()
+        let (cur, last) = match kind {
+            "scrub" => self.scrub_status(),
+            "lifecycle" => self.lifecycle_status(),
+            _ => self.status(),
         };
         cur.into_iter()
             .chain(last)

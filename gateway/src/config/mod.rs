@@ -322,6 +322,15 @@ pub struct Settings {
     /// How fast scrub reads from the backing store, per second; 0 = unlimited.
     #[arg(long, value_name = "SIZE", default_value = "50MiB", value_parser = parse_size)]
     pub scrub_rate: u64,
+    /// Time between background runs of the buckets' lifecycle rules in `serve`;
+    /// 0 = only on demand (`s3dedup admin lifecycle`).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub lifecycle_interval: Duration,
+    /// The length of a day for lifecycle rules (`Days`, `NoncurrentDays`,
+    /// `DaysAfterInitiation` count in these, rounded up to a day boundary). Only tests
+    /// shorten it (like Ceph's rgw_lc_debug_interval); object lock keeps real time.
+    #[arg(long, value_name = "DURATION", default_value = "1d", value_parser = parse_positive_duration)]
+    pub lifecycle_day: Duration,
     /// Multipart uploads not completed or aborted after this long are aborted by GC.
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_positive_duration)]
     pub multipart_expiry: Duration,

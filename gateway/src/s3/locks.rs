@@ -9,7 +9,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::{Gateway, timestamp};
 use crate::error::to_s3;
 
-fn ms_of(t: &Timestamp) -> u64 {
+pub(super) fn ms_of(t: &Timestamp) -> u64 {
     let t = time::OffsetDateTime::from(t.clone());
     u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }

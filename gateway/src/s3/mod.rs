@@ -12,6 +12,7 @@
 //! - `locks.rs` — object lock configuration, retention, legal holds.
 
 mod buckets;
+mod lifecycle;
 mod list;
 mod locks;
 mod multipart;
@@ -471,6 +472,24 @@ impl S3 for Gateway {
         req: S3Request<dto::PutBucketVersioningInput>,
     ) -> S3Result<S3Response<dto::PutBucketVersioningOutput>> {
         self.put_bucket_versioning_impl(req).await
+    }
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<dto::PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<dto::PutBucketLifecycleConfigurationOutput>> {
+        self.put_bucket_lifecycle_configuration_impl(req).await
+    }
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<dto::GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<dto::GetBucketLifecycleConfigurationOutput>> {
+        self.get_bucket_lifecycle_configuration_impl(req).await
+    }
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<dto::DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketLifecycleOutput>> {
+        self.delete_bucket_lifecycle_impl(req).await
     }
     async fn put_object_lock_configuration(
         &self,

@@ -85,6 +85,7 @@ impl Index {
             for id in uploads {
                 abort_in(txn, &id)?;
             }
+            super::configs::remove_all(txn, name)?;
             txn.open_table(BUCKETS)?.remove(name)?;
             let name = name.to_owned();
             journal::append(txn, vec![Change::BucketGone { name }])

@@ -266,6 +266,15 @@ impl Index {
                 record: BucketRecord::decode(v.value())?,
             })?;
         }
+        for r in txn.open_table(super::BUCKET_CONFIGS)?.iter()? {
+            let (k, v) = r?;
+            let (bucket, kind) = k.value();
+            put(Change::BucketConfig {
+                bucket: bucket.to_owned(),
+                kind: kind.to_owned(),
+                value: v.value().to_vec(),
+            })?;
+        }
         let manifests = txn.open_table(MANIFESTS)?;
         // Noncurrent versions first, each as "install, then demote", so the current
         // objects that follow land on top of them.

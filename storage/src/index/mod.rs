@@ -29,10 +29,12 @@
 
 mod buckets;
 mod committer;
+mod configs;
 mod fsck;
 mod gc;
 pub(crate) mod journal;
 mod keys;
+mod lifecycle;
 mod locks;
 mod multipart;
 mod objects;
@@ -56,6 +58,8 @@ use committer::Committer;
 pub use fsck::FsckReport;
 pub(crate) use gc::{ChunkSweep, LocatedChunk, Move};
 pub use journal::JournalState;
+pub(crate) use lifecycle::KeyOutcome;
+pub(crate) use lifecycle::KIND as LIFECYCLE_KIND;
 pub(crate) use keys::InlineRewrite;
 pub(crate) use locks::LockChange;
 pub use locks::LockRequest;
@@ -91,6 +95,9 @@ pub(crate) const VERSIONS: TableDefinition<(&str, &str, u64), &[u8]> =
     TableDefinition::new("versions");
 /// Object lock records of versions ((bucket, key, seq); `locks.rs`).
 pub(crate) const LOCKS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("locks");
+/// Bucket configurations ((bucket, kind) → encoded; `configs.rs`).
+pub(crate) const BUCKET_CONFIGS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("bucket_configs");
 pub(crate) const MANIFESTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("manifests");
 pub(crate) const CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks");
 pub(crate) const GC_QUEUE: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("gc_queue");
@@ -128,9 +135,12 @@ pub(crate) const COMPLETED_UPLOAD_TTL_MS: u64 = 24 * 3600 * 1000;
 /// 6: object versions and delete markers (`versions`), object lock (`locks`), records
 /// with their version, bucket records with their versioning state and lock configuration; a binary that knows only format 5 would
 /// ignore the `versions` table (and drop references it holds), so it must refuse.
-pub(crate) const INDEX_FORMAT: u32 = 6;
+/// 7: bucket configurations (`bucket_configs`: lifecycle rules); a binary that knows
+/// only format 6 would ignore them (and never expire what the rules say), so it must
+/// refuse. Nothing to convert.
+pub(crate) const INDEX_FORMAT: u32 = 7;
 /// Index formats this version opens.
-const READABLE_FORMATS: [u32; 6] = [1, 2, 3, 4, 5, 6];
+const READABLE_FORMATS: [u32; 7] = [1, 2, 3, 4, 5, 6, 7];
 const KEY_FORMAT: &str = "format";
 const KEY_CHUNKER: &str = "chunker";
 const KEY_NEXT_ID: &str = "next_manifest_id";
@@ -327,6 +337,7 @@ impl Index {
             txn.open_table(OBJECTS)?;
             txn.open_table(VERSIONS)?;
             txn.open_table(LOCKS)?;
+            txn.open_table(BUCKET_CONFIGS)?;
             txn.open_table(MANIFESTS)?;
             txn.open_table(CHUNKS)?;
             txn.open_table(GC_QUEUE)?;

@@ -34,6 +34,8 @@ pub(crate) struct Rebuilt {
     pub(crate) versions: Vec<(String, String, VersionEntry, Vec<Slice>)>,
     /// Object lock records of restored versions.
     pub(crate) locks: Vec<((String, String, u64), crate::lock::LockRecord)>,
+    /// Bucket configurations by (bucket, kind).
+    pub(crate) configs: Vec<((String, String), Vec<u8>)>,
     /// Every chunk the objects reference, located.
     pub(crate) chunks: HashMap<ChunkId, ChunkRecord>,
     /// Readable packs present: size and chunk count.
@@ -145,6 +147,10 @@ impl Rebuilt {
                     (bucket.as_str(), key.as_str(), *seq),
                     rec.encode().as_slice(),
                 )?;
+            }
+            let mut t = txn.open_table(super::BUCKET_CONFIGS)?;
+            for ((bucket, kind), value) in &self.configs {
+                t.insert((bucket.as_str(), kind.as_str()), value.as_slice())?;
             }
         }
         let mut chunks = txn.open_table(CHUNKS)?;

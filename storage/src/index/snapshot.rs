@@ -215,6 +215,13 @@ impl Index {
         n += copy_records(
             &src,
             &dst,
+            super::BUCKET_CONFIGS,
+            super::configs::check_sealed,
+            c,
+        )?;
+        n += copy_records(
+            &src,
+            &dst,
             MANIFESTS,
             |b| ManifestSegment::decode(b).map(drop),
             c,

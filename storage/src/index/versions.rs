@@ -74,12 +74,7 @@ pub(super) fn retire_current(
     state: Versioning,
 ) -> Result<()> {
     add_stat(txn, stat::OBJECTS, -1)?;
-    let keep = match state {
-        Versioning::Unversioned => false,
-        Versioning::Enabled => true,
-        Versioning::Suspended => !old.version.null,
-    };
-    if !keep {
+    if !kept_when_replaced(state, Some(&old)) {
         locks::check_deletable(txn, (bucket, key), old.version, false)?;
         locks::set_lock(txn, (bucket, key), old.version.seq, Default::default())?;
         drop_manifest(txn, old.manifest)?;
@@ -101,6 +96,16 @@ pub(super) fn retire_current(
     )
 }
 
+/// Whether `old`, a key's current object, stays as a noncurrent version when a write
+/// or delete under `state` replaces it (otherwise it is released).
+pub(super) fn kept_when_replaced(state: Versioning, old: Option<&ObjectRecord>) -> bool {
+    match state {
+        Versioning::Unversioned => false,
+        Versioning::Enabled => true,
+        Versioning::Suspended => old.is_some_and(|o| !o.version.null),
+    }
+}
+
 /// Releases a version taken out of `versions`.
 fn release(txn: &WriteTransaction, e: &VersionEntry) -> Result<()> {
     match e {
@@ -116,7 +121,7 @@ fn release(txn: &WriteTransaction, e: &VersionEntry) -> Result<()> {
 
 /// Removes entry `k` of bucket/key from `versions` and releases it, unless object lock
 /// protects it.
-fn remove_entry(
+pub(super) fn remove_entry(
     txn: &WriteTransaction,
     (bucket, key): (&str, &str),
     k: u64,
@@ -190,7 +195,7 @@ pub(super) fn add_marker(
 /// When bucket/key has no current object and its newest version is an object version,
 /// makes that version current again (a delete of the current version or of the newest
 /// delete marker uncovers it).
-fn promote_newest(txn: &WriteTransaction, (bucket, key): (&str, &str)) -> Result<()> {
+pub(super) fn promote_newest(txn: &WriteTransaction, (bucket, key): (&str, &str)) -> Result<()> {
     if txn.open_table(OBJECTS)?.get((bucket, key))?.is_some() {
         return Ok(());
     }
@@ -286,9 +291,7 @@ pub(super) fn delete_current(
         .transpose()?;
     if let Some(old) = &old {
         // Demote is journaled by `retire_current`; a released version needs its own.
-        let kept =
-            state == Versioning::Enabled || (state == Versioning::Suspended && !old.version.null);
-        if !kept {
+        if !kept_when_replaced(state, Some(old)) {
             journal1(
                 txn,
                 Change::ObjectGone {

@@ -161,6 +161,16 @@ pub(crate) enum Change {
         /// Its lock.
         record: LockRecord,
     },
+    /// A bucket's configuration of one kind (`lifecycle` …), encoded by its owner
+    /// (empty: removed).
+    BucketConfig {
+        /// Bucket.
+        bucket: String,
+        /// What it configures.
+        kind: String,
+        /// The encoded configuration.
+        value: Vec<u8>,
+    },
     /// A `meta` value a rebuild needs (key records, chunker parameters).
     Meta {
         /// Meta key.
@@ -201,6 +211,7 @@ impl Entry {
             Change::Marker { .. } => 12,
             Change::VersionGone { .. } => 13,
             Change::Lock { .. } => 14,
+            Change::BucketConfig { .. } => 15,
         };
         w.u8(kind).u64(self.seq).u64(self.time_ms);
         match &self.change {
@@ -260,6 +271,13 @@ impl Entry {
                 record,
             } => {
                 w.str(bucket).str(key).u64(*seq).bytes(&record.encode());
+            }
+            Change::BucketConfig {
+                bucket,
+                kind,
+                value,
+            } => {
+                w.str(bucket).str(kind).bytes(value);
             }
         }
         w.seal()
@@ -347,6 +365,11 @@ impl Entry {
                 seq: r.u64()?,
                 record: LockRecord::decode(r.bytes()?)?,
             },
+            15 => Change::BucketConfig {
+                bucket: r.string()?,
+                kind: r.string()?,
+                value: r.bytes()?.to_vec(),
+            },
             k => {
                 return Err(Error::corrupt("journal entry", format!("unknown kind {k}")));
             }
@@ -423,6 +446,11 @@ mod tests {
                 bucket: "b".into(),
                 key: "k".into(),
                 seq: 8,
+            },
+            Change::BucketConfig {
+                bucket: "b".into(),
+                kind: "lifecycle".into(),
+                value: vec![1, 2, 3],
             },
             Change::Lock {
                 bucket: "b".into(),

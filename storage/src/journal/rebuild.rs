@@ -110,6 +110,8 @@ struct State {
     versions: BTreeMap<(String, String, u64), (VersionEntry, Vec<Slice>)>,
     /// Object lock records by (bucket, key, seq).
     locks: BTreeMap<(String, String, u64), LockRecord>,
+    /// Bucket configurations by (bucket, kind).
+    configs: BTreeMap<(String, String), Vec<u8>>,
     chunks: HashMap<ChunkId, ChunkRecord>,
     applied: u64,
 }
@@ -121,7 +123,19 @@ impl State {
                 self.buckets.insert(name, record);
             }
             Change::BucketGone { name } => {
+                self.configs.retain(|(b, _), _| *b != name);
                 self.buckets.remove(&name);
+            }
+            Change::BucketConfig {
+                bucket,
+                kind,
+                value,
+            } => {
+                if value.is_empty() {
+                    self.configs.remove(&(bucket, kind));
+                } else {
+                    self.configs.insert((bucket, kind), value);
+                }
             }
             Change::Object {
                 bucket,
@@ -585,6 +599,10 @@ pub async fn rebuild_index(
     }
 
     // 4. Write it.
+    let configs = std::mem::take(&mut state.configs)
+        .into_iter()
+        .filter(|((b, _), _)| state.buckets.contains_key(b))
+        .collect();
     let rebuilt = Rebuilt {
         meta: state.meta,
         store_id,
@@ -592,6 +610,7 @@ pub async fn rebuild_index(
         objects,
         versions,
         locks,
+        configs,
         chunks,
         packs,
         // Past every blob in the store (see `Index::journal_catch_up`): the first
