@@ -137,7 +137,8 @@ where
             versions: &others,
         },
         clock,
-        &|seq| is_locked(locks_t, at, seq, clock.now_ms),
+        // Object lock is judged by real time, whatever clock the rules run on.
+        &|seq| is_locked(locks_t, at, seq, super::now_ms()),
     );
     Ok((p, cur, others))
 }
