@@ -352,6 +352,23 @@ impl Gateway {
         Ok(cmd.output()?)
     }
 
+    /// Runs `s3dedup fsck` on this gateway's data dir (the gateway must be stopped or
+    /// killed) and panics with its report unless it is clean.
+    pub fn assert_fsck(&self, context: &str) {
+        let o = Command::new(binary().expect("s3dedup binary"))
+            .args(["fsck", "--data-dir"])
+            .arg(&self.data_dir)
+            .envs(self.store_env())
+            .output()
+            .expect("running s3dedup fsck");
+        assert!(
+            o.status.success(),
+            "{context}: fsck:\n{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
     /// [`Gateway::admin_cli`], asserting success; its stdout.
     pub fn admin_cli_ok(&self, args: &[&str]) -> String {
         let o = self.admin_cli(args).expect("running s3dedup admin");

@@ -10,12 +10,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use rand::{Rng, SeedableRng};
-use s3dedup_conformance::{Gateway, binary, sdk_client};
+use s3dedup_conformance::{Gateway, sdk_client};
 
 const ROUNDS: usize = 24;
 const ENV: &[(&str, &str)] = &[
@@ -35,17 +34,7 @@ fn blocks() -> Vec<Vec<u8>> {
 }
 
 fn fsck(g: &Gateway) {
-    let mut cmd = Command::new(binary().unwrap());
-    cmd.args(["fsck", "--data-dir"])
-        .arg(&g.data_dir)
-        .envs(g.store_env());
-    let o = cmd.output().unwrap();
-    assert!(
-        o.status.success(),
-        "fsck after a kill:\n{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    g.assert_fsck("after a kill");
 }
 
 fn start(dir: &Path) -> Gateway {

@@ -3,18 +3,20 @@
 //! A version under COMPLIANCE retention (a few seconds ahead) survives every attempt to
 //! destroy it — deleting the version (with and without the governance bypass),
 //! shortening, weakening or dropping its retention, DeleteObjects, deleting the bucket,
-//! suspending versioning, GC — and reads back byte-exact; once the date has passed it
-//! can be deleted and GC reclaims its bytes. GOVERNANCE yields to the bypass, a legal
-//! hold only to its removal, a bucket default applies to new versions, and bad input is
-//! refused as S3 refuses it.
+//! suspending versioning, lifecycle rules that make it due, GC — and reads back
+//! byte-exact; once the date has passed it can be deleted and GC reclaims its bytes.
+//! GOVERNANCE yields to the bypass, a legal hold only to its removal, a bucket default
+//! applies to new versions, and bad input is refused as S3 refuses it.
 
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, DefaultRetention, Delete, ObjectIdentifier, ObjectLockConfiguration,
-    ObjectLockEnabled, ObjectLockLegalHold, ObjectLockLegalHoldStatus, ObjectLockMode,
-    ObjectLockRetention, ObjectLockRetentionMode, ObjectLockRule, VersioningConfiguration,
+    BucketLifecycleConfiguration, BucketVersioningStatus, DefaultRetention, Delete,
+    ExpirationStatus, LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration,
+    ObjectIdentifier, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockLegalHold,
+    ObjectLockLegalHoldStatus, ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode,
+    ObjectLockRule, VersioningConfiguration,
 };
 use rand::{Rng, SeedableRng};
 use s3dedup_conformance::{Gateway, sdk_client};
@@ -59,7 +61,16 @@ async fn read(c: &aws_sdk_s3::Client, bucket: &str, key: &str, version: &str) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
-    let g = Gateway::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // A lifecycle day of one second, so the drill's rules are due within it.
+    let g = Gateway::start_with(
+        tmp.path(),
+        &[
+            ("S3DEDUP_LIFECYCLE_DAY", "1s"),
+            ("S3DEDUP_LIFECYCLE_INTERVAL", "0s"),
+        ],
+    )
+    .unwrap();
     let c = sdk_client(&g.s3_url);
     let b = "vault";
     c.create_bucket()
@@ -82,7 +93,7 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
 
     let mut data = vec![0u8; 3_000_000];
     rand::rngs::StdRng::seed_from_u64(9).fill(&mut data[..]);
-    let until = SystemTime::now() + Duration::from_secs(6);
+    let until = SystemTime::now() + Duration::from_secs(9);
     let put = c
         .put_object()
         .bucket(b)
@@ -223,6 +234,45 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
         .send()
         .await;
     assert_eq!(code(s), (409, "InvalidBucketState".into()));
+    // Lifecycle rules that make it due (noncurrent for a lifecycle day) keep it.
+    c.put_bucket_lifecycle_configuration()
+        .bucket(b)
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(
+                    LifecycleRule::builder()
+                        .id("wipe")
+                        .status(ExpirationStatus::Enabled)
+                        .filter(LifecycleRuleFilter::builder().prefix("").build())
+                        .noncurrent_version_expiration(
+                            NoncurrentVersionExpiration::builder()
+                                .noncurrent_days(1)
+                                .build(),
+                        )
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert!(
+        SystemTime::now() < until,
+        "the drill is too slow for its retention"
+    );
+    let out = g.admin_cli_ok(&["lifecycle", "--wait", "--json"]);
+    let run: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(run["report"]["versions_removed"], 0, "{run}");
+    assert!(run["report"]["locked_kept"].as_u64() >= Some(1), "{run}");
+    assert_eq!(
+        read(&c, b, "backup.tar", &vid).await,
+        data,
+        "intact after lifecycle"
+    );
+    c.delete_bucket_lifecycle().bucket(b).send().await.unwrap();
     gc(&g);
     assert_eq!(
         read(&c, b, "backup.tar", &vid).await,

@@ -11,14 +11,13 @@
 //! and nothing is left.
 
 use std::collections::{BTreeMap, HashSet};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use rand::{Rng, SeedableRng};
-use s3dedup_conformance::{Gateway, binary, sdk_client};
+use s3dedup_conformance::{Gateway, sdk_client};
 
 const ROUNDS: u64 = 3;
 const BUCKET: &str = "vcrash";
@@ -213,18 +212,7 @@ fn reconcile(told: &mut Told, got: BTreeMap<(String, String), Option<Vec<u8>>>, 
 }
 
 fn fsck(g: &Gateway, round: u64) {
-    let o = Command::new(binary().unwrap())
-        .args(["fsck", "--data-dir"])
-        .arg(&g.data_dir)
-        .envs(g.store_env())
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "round {round}: fsck after a kill:\n{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    g.assert_fsck(&format!("round {round}: after a kill"));
 }
 
 #[test]

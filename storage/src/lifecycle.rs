@@ -145,7 +145,7 @@ impl Lifecycle {
     /// [`Error::Corrupt`], [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
         const WHAT: &str = "lifecycle configuration";
-        let (_, mut r) = Reader::open(b, WHAT, 0, V1)?;
+        let (_, mut r) = Reader::open(b, WHAT, V1, V1)?;
         let n = r.u32()?;
         let mut rules = Vec::with_capacity(n.min(1000) as usize);
         for _ in 0..n {

@@ -20,8 +20,8 @@ use crate::index::{
 use crate::ingest::{self, PendingObject, record_orphans_now};
 use crate::read;
 pub use crate::read::{ByteRange, ObjectReader};
-pub use lifecycle::LifecycleReport;
 use crate::records::{BucketRecord, ObjectMeta, ObjectRecord, PartRecord, UploadRecord};
+pub use lifecycle::LifecycleReport;
 
 mod lifecycle;
 mod versions;

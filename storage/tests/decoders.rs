@@ -26,6 +26,7 @@ fn decode_all(b: &[u8]) {
     let _ = CompletedUploadRecord::decode(b);
     let _ = s3dedup_storage::VersionEntry::decode(b);
     let _ = s3dedup_storage::lock::LockRecord::decode(b);
+    let _ = s3dedup_storage::lifecycle::Lifecycle::decode(b);
     let _ = pack::parse(b);
     if b.len() >= pack::TRAILER_LEN {
         let _ = pack::parse_trailer(&b[b.len() - pack::TRAILER_LEN..], b.len() as u64);

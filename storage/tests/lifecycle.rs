@@ -115,7 +115,12 @@ async fn expiration_in_an_unversioned_bucket_deletes_by_age_prefix_and_size() {
     off.enabled = false;
     off.expiration = Some(Expiration::Days(1));
     store
-        .put_lifecycle("u", &Lifecycle { rules: vec![r, off] })
+        .put_lifecycle(
+            "u",
+            &Lifecycle {
+                rules: vec![r, off],
+            },
+        )
         .await
         .unwrap();
 
@@ -128,7 +133,11 @@ async fn expiration_in_an_unversioned_bucket_deletes_by_age_prefix_and_size() {
     assert_eq!(rep.current_expired, 1, "{rep:?}");
     assert_eq!(rep.markers_added, 0);
     assert_eq!(rep.bytes_released, 10);
-    let keys: Vec<String> = listing(&store, "u").await.into_iter().map(|l| l.0).collect();
+    let keys: Vec<String> = listing(&store, "u")
+        .await
+        .into_iter()
+        .map(|l| l.0)
+        .collect();
     assert_eq!(keys, ["keep/x", "logs/big"]);
     // Nothing left to do: a second run changes nothing.
     assert_eq!(run(&store, after(4)).await.current_expired, 0);
@@ -157,14 +166,20 @@ async fn a_date_rule_expires_everything_it_selects_once_the_date_passed() {
         ..real
     };
     assert_eq!(run(&store, later).await.current_expired, 1);
-    assert!(matches!(read(&store, "u", "a", None).await, Err(Error::NoSuchKey { .. })));
+    assert!(matches!(
+        read(&store, "u", "a", None).await,
+        Err(Error::NoSuchKey { .. })
+    ));
 }
 
 #[tokio::test]
 async fn versioned_expiration_noncurrent_versions_and_expired_delete_markers() {
     let (_dir, store) = common::fresh_store().await;
     store.create_bucket("v").await.unwrap();
-    store.set_versioning("v", Versioning::Enabled).await.unwrap();
+    store
+        .set_versioning("v", Versioning::Enabled)
+        .await
+        .unwrap();
     let v1 = put(&store, "v", "k", b"one").await;
     let v2 = put(&store, "v", "k", b"two").await;
     let v3 = put(&store, "v", "k", b"three").await;
@@ -178,9 +193,12 @@ async fn versioned_expiration_noncurrent_versions_and_expired_delete_markers() {
     let mut markers = rule("markers", "");
     markers.expiration = Some(Expiration::DeleteMarkers);
     store
-        .put_lifecycle("v", &Lifecycle {
-            rules: vec![all, markers],
-        })
+        .put_lifecycle(
+            "v",
+            &Lifecycle {
+                rules: vec![all, markers],
+            },
+        )
         .await
         .unwrap();
 
@@ -197,19 +215,29 @@ async fn versioned_expiration_noncurrent_versions_and_expired_delete_markers() {
     let k: Vec<_> = l.iter().filter(|e| e.0 == "k").collect();
     assert_eq!(k.len(), 3, "{l:?}");
     assert!(k[0].2, "the newest version is the new delete marker: {l:?}");
-    assert_eq!((k[1].1.as_str(), k[2].1.as_str()), (v3.as_str(), v2.as_str()));
+    assert_eq!(
+        (k[1].1.as_str(), k[2].1.as_str()),
+        (v3.as_str(), v2.as_str())
+    );
     assert_eq!(read(&store, "v", "k", Some(&v2)).await.unwrap(), b"two");
     assert!(matches!(
         read(&store, "v", "k", Some(&v1)).await,
         Err(Error::NoSuchVersion { .. })
     ));
     // "other/x" matched no expiring rule (the markers rule does not expire objects).
-    assert_eq!(read(&store, "v", "other/x", Some(&other)).await.unwrap(), b"x");
+    assert_eq!(
+        read(&store, "v", "other/x", Some(&other)).await.unwrap(),
+        b"x"
+    );
 
     // Second run, a while later: v2 is now past the newest noncurrent one and goes;
     // v3 stays (the newest noncurrent), so the marker is not alone.
     let rep = run(&store, after(3)).await;
-    assert_eq!((rep.versions_removed, rep.markers_removed), (1, 0), "{rep:?}");
+    assert_eq!(
+        (rep.versions_removed, rep.markers_removed),
+        (1, 0),
+        "{rep:?}"
+    );
     assert_eq!(read(&store, "v", "k", Some(&v3)).await.unwrap(), b"three");
 
     // Deleting v3 by hand leaves the marker alone: the markers rule removes it.
@@ -219,7 +247,11 @@ async fn versioned_expiration_noncurrent_versions_and_expired_delete_markers() {
         .unwrap();
     let rep = run(&store, after(0)).await;
     assert_eq!(rep.markers_removed, 1, "{rep:?}");
-    let keys: Vec<String> = listing(&store, "v").await.into_iter().map(|l| l.0).collect();
+    let keys: Vec<String> = listing(&store, "v")
+        .await
+        .into_iter()
+        .map(|l| l.0)
+        .collect();
     assert_eq!(keys, ["other/x"]);
     common::assert_fsck_clean(&store).await;
     let stats = store.stats().await.unwrap();
@@ -230,9 +262,15 @@ async fn versioned_expiration_noncurrent_versions_and_expired_delete_markers() {
 async fn suspended_expiration_replaces_the_null_version_with_a_null_marker() {
     let (_dir, store) = common::fresh_store().await;
     store.create_bucket("s").await.unwrap();
-    store.set_versioning("s", Versioning::Enabled).await.unwrap();
+    store
+        .set_versioning("s", Versioning::Enabled)
+        .await
+        .unwrap();
     let kept = put(&store, "s", "k", b"versioned").await;
-    store.set_versioning("s", Versioning::Suspended).await.unwrap();
+    store
+        .set_versioning("s", Versioning::Suspended)
+        .await
+        .unwrap();
     put(&store, "s", "k", b"null one").await;
     let mut r = rule("r", "");
     r.expiration = Some(Expiration::Days(1));
@@ -254,7 +292,10 @@ async fn suspended_expiration_replaces_the_null_version_with_a_null_marker() {
 async fn object_lock_keeps_what_rules_make_due_even_on_a_clock_past_retention() {
     let (_dir, store) = common::fresh_store().await;
     store.create_bucket_with_lock("l").await.unwrap();
-    store.set_versioning("l", Versioning::Enabled).await.unwrap();
+    store
+        .set_versioning("l", Versioning::Enabled)
+        .await
+        .unwrap();
     let old = put(&store, "l", "k", b"protected").await;
     let held = put(&store, "l", "h", b"held").await;
     put(&store, "l", "k", b"newer").await;
@@ -272,7 +313,10 @@ async fn object_lock_keeps_what_rules_make_due_even_on_a_clock_past_retention() 
         )
         .await
         .unwrap();
-    store.put_legal_hold("l", "h", Some(&held), true).await.unwrap();
+    store
+        .put_legal_hold("l", "h", Some(&held), true)
+        .await
+        .unwrap();
     let mut r = rule("r", "");
     r.noncurrent = Some(NoncurrentExpiration {
         days: 1,
@@ -289,16 +333,25 @@ async fn object_lock_keeps_what_rules_make_due_even_on_a_clock_past_retention() 
     assert!(rep.locked >= 2, "{rep:?}");
     // Expiring the current versions only adds delete markers (allowed under lock).
     assert_eq!((rep.current_expired, rep.markers_added), (2, 2), "{rep:?}");
-    assert_eq!(read(&store, "l", "k", Some(&old)).await.unwrap(), b"protected");
+    assert_eq!(
+        read(&store, "l", "k", Some(&old)).await.unwrap(),
+        b"protected"
+    );
     assert_eq!(read(&store, "l", "h", Some(&held)).await.unwrap(), b"held");
     // Lift the hold: the next run removes that version (and the unlocked newer ones).
-    store.put_legal_hold("l", "h", Some(&held), false).await.unwrap();
+    store
+        .put_legal_hold("l", "h", Some(&held), false)
+        .await
+        .unwrap();
     run(&store, after(365 * 86_400)).await;
     assert!(matches!(
         read(&store, "l", "h", Some(&held)).await,
         Err(Error::NoSuchVersion { .. })
     ));
-    assert_eq!(read(&store, "l", "k", Some(&old)).await.unwrap(), b"protected");
+    assert_eq!(
+        read(&store, "l", "k", Some(&old)).await.unwrap(),
+        b"protected"
+    );
     common::assert_fsck_clean(&store).await;
 }
 
@@ -322,7 +375,10 @@ async fn incomplete_multipart_uploads_are_aborted_after_their_days() {
         .unwrap();
     assert_eq!(run(&store, after(1)).await.uploads_aborted, 0);
     assert_eq!(run(&store, after(4)).await.uploads_aborted, 1);
-    assert!(matches!(store.upload(&old).await, Err(Error::NoSuchUpload(_))));
+    assert!(matches!(
+        store.upload(&old).await,
+        Err(Error::NoSuchUpload(_))
+    ));
     store.upload(&other).await.unwrap();
 }
 
@@ -334,7 +390,10 @@ async fn incomplete_multipart_uploads_are_aborted_after_their_days() {
 async fn writes_racing_a_run_are_judged_as_they_are_now() {
     let (_dir, store) = common::fresh_store().await;
     store.create_bucket("r").await.unwrap();
-    store.set_versioning("r", Versioning::Enabled).await.unwrap();
+    store
+        .set_versioning("r", Versioning::Enabled)
+        .await
+        .unwrap();
     let mut r = rule("r", "");
     r.expiration = Some(Expiration::Days(1));
     r.noncurrent = Some(NoncurrentExpiration {
@@ -406,7 +465,10 @@ async fn writes_racing_a_run_are_judged_as_they_are_now() {
     for w in writers {
         w.await.unwrap();
     }
-    assert!(expired > 0, "the runs expired nothing: the test proves nothing");
+    assert!(
+        expired > 0,
+        "the runs expired nothing: the test proves nothing"
+    );
     common::assert_fsck_clean(&store).await;
 }
 

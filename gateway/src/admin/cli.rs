@@ -290,7 +290,9 @@ async fn start_own_run(
         }
         let other = u(&answer.body["run"], "id");
         bar.enable_steady_tick(Duration::from_millis(120));
-        bar.set_message(format!("waiting for {kind} run {other}, already in progress"));
+        bar.set_message(format!(
+            "waiting for {kind} run {other}, already in progress"
+        ));
         wait_for(client, kind, other, bar).await?;
     }
 }
@@ -360,7 +362,8 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Lifecycle { wait, json, target } => {
             let client = target.client()?;
             let bar = indicatif::ProgressBar::new_spinner();
-            let run = start_own_run(&client, "lifecycle", "/admin/v1/lifecycle", wait, &bar).await?;
+            let run =
+                start_own_run(&client, "lifecycle", "/admin/v1/lifecycle", wait, &bar).await?;
             let id = u(&run, "id");
             if !wait {
                 println!("lifecycle run {id} started (s3dedup admin status shows its progress)");
@@ -378,7 +381,10 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
             if json {
                 println!("{done}");
             } else {
-                println!("lifecycle run {id} finished: {}", lifecycle_line(&done["report"]));
+                println!(
+                    "lifecycle run {id} finished: {}",
+                    lifecycle_line(&done["report"])
+                );
             }
             Ok(())
         }

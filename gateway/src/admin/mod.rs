@@ -210,8 +210,8 @@ impl AdminApi {
             }
             (
                 _,
-                "/status" | "/gc" | "/scrub" | "/rekey" | "/lifecycle" | "/usage" | "/journal/flush"
-                | "/journal/snapshot",
+                "/status" | "/gc" | "/scrub" | "/rekey" | "/lifecycle" | "/usage"
+                | "/journal/flush" | "/journal/snapshot",
             ) => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",

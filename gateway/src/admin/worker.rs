@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use s3dedup_storage::Store;
 use s3dedup_storage::gc::{GcOptions, GcPhase, GcReport};
 use s3dedup_storage::lifecycle::Clock;
-use s3dedup_storage::store::LifecycleReport;
 use s3dedup_storage::scrub::{ScrubOptions, ScrubReport};
+use s3dedup_storage::store::LifecycleReport;
 
 use crate::metrics as m;
 
@@ -488,7 +488,9 @@ impl Worker {
                         "lifecycle run finished"
                     );
                 }
-                Err(e) => tracing::error!(error = %e, "lifecycle run failed; the next run continues"),
+                Err(e) => {
+                    tracing::error!(error = %e, "lifecycle run failed; the next run continues")
+                }
             }
             finish(
                 &me.lifecycle_slot,

@@ -124,7 +124,9 @@ fn expiration(e: dto::LifecycleExpiration) -> S3Result<Option<Expiration>> {
 }
 
 fn rule(r: dto::LifecycleRule, n: usize) -> S3Result<Rule> {
-    let id = r.id.filter(|s| !s.is_empty()).unwrap_or_else(|| format!("rule-{n}"));
+    let id =
+        r.id.filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("rule-{n}"));
     if id.len() > 255 {
         return Err(s3_error!(
             InvalidArgument,
@@ -269,8 +271,12 @@ fn filter_dto(f: &Filter) -> dto::LifecycleRuleFilter {
         + f.tags.len()
         + usize::from(f.size_greater_than.is_some())
         + usize::from(f.size_less_than.is_some());
-    let gt = f.size_greater_than.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
-    let lt = f.size_less_than.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let gt = f
+        .size_greater_than
+        .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+    let lt = f
+        .size_less_than
+        .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
     let tag = |(k, v): &(String, String)| dto::Tag {
         key: Some(k.clone()),
         value: Some(v.clone()),
@@ -366,10 +372,12 @@ impl Gateway {
     ) -> S3Result<S3Response<dto::GetBucketLifecycleConfigurationOutput>> {
         let bucket = req.input.bucket;
         match self.store.lifecycle_config(&bucket).await.map_err(to_s3)? {
-            Some(c) => Ok(S3Response::new(dto::GetBucketLifecycleConfigurationOutput {
-                rules: Some(c.rules.iter().map(rule_dto).collect()),
-                ..Default::default()
-            })),
+            Some(c) => Ok(S3Response::new(
+                dto::GetBucketLifecycleConfigurationOutput {
+                    rules: Some(c.rules.iter().map(rule_dto).collect()),
+                    ..Default::default()
+                },
+            )),
             None => Err(s3_error!(
                 NoSuchLifecycleConfiguration,
                 "The lifecycle configuration does not exist: bucket {bucket} has none"

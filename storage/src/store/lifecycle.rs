@@ -103,7 +103,10 @@ impl Store {
         for (bucket, raw) in configs {
             let rules = Lifecycle::decode(&raw)?;
             report.buckets += 1;
-            match self.lifecycle_bucket(&bucket, &rules, clock, &mut report, progress).await {
+            match self
+                .lifecycle_bucket(&bucket, &rules, clock, &mut report, progress)
+                .await
+            {
                 Ok(()) | Err(Error::NoSuchBucket(_)) => {} // deleted meanwhile
                 Err(e) => return Err(e),
             }
