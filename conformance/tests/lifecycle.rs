@@ -172,7 +172,7 @@ async fn rules_expire_versions_markers_and_nothing_else_then_gc_frees_the_bytes(
     let tmp = tempfile::tempdir().unwrap();
     let g = Gateway::start_with(tmp.path(), ENV).unwrap();
     let c = sdk_client(&g.s3_url);
-    let b = "lc";
+    let b = "lc-expiry";
     versioned_bucket(&c, b).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let mut body = |len: usize| {
