@@ -115,6 +115,15 @@ async fn versions_dump(c: &aws_sdk_s3::Client) -> Vec<String> {
     let buckets = c.list_buckets().send().await.unwrap();
     for b in buckets.buckets() {
         let bucket = b.name().unwrap().to_owned();
+        // The bucket's lifecycle rules are restored with it.
+        if let Ok(l) = c
+            .get_bucket_lifecycle_configuration()
+            .bucket(&bucket)
+            .send()
+            .await
+        {
+            out.push(format!("{bucket} lifecycle {:?}", l.rules()));
+        }
         let (mut km, mut vm) = (None::<String>, None::<String>);
         loop {
             let page = c
@@ -538,6 +547,29 @@ async fn sigkill_under_load_then_rebuild_equals_the_index() {
                 .send()
                 .await
                 .unwrap();
+            use aws_sdk_s3::types::{
+                BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+                LifecycleRuleFilter,
+            };
+            c.put_bucket_lifecycle_configuration()
+                .bucket("crash")
+                .lifecycle_configuration(
+                    BucketLifecycleConfiguration::builder()
+                        .rules(
+                            LifecycleRule::builder()
+                                .id("far-off")
+                                .status(ExpirationStatus::Enabled)
+                                .filter(LifecycleRuleFilter::builder().prefix("tmp/").build())
+                                .expiration(LifecycleExpiration::builder().days(3650).build())
+                                .build()
+                                .unwrap(),
+                        )
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
         }
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let target = (g.admin_addr.clone(), g.data_dir.clone());
@@ -552,6 +584,10 @@ async fn sigkill_under_load_then_rebuild_equals_the_index() {
         let c = sdk_client(&g.s3_url);
         let want = dump(&c).await;
         let want_versions = versions_dump(&c).await;
+        assert!(
+            want_versions.iter().any(|l| l.contains("lifecycle")),
+            "round {round}: the lifecycle rules are in the dump"
+        );
         assert!(
             round == 0
                 || want_versions
