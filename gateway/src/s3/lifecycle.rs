@@ -112,7 +112,7 @@ fn expiration(e: dto::LifecycleExpiration) -> S3Result<Option<Expiration>> {
     }
     if let Some(d) = &e.date {
         let ms = ms_of(d);
-        if ms % DAY_MS != 0 {
+        if !ms.is_multiple_of(DAY_MS) {
             return Err(s3_error!(
                 InvalidArgument,
                 "'Date' must be at midnight GMT (an ISO 8601 date such as 2027-01-01T00:00:00Z)"

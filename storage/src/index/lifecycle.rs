@@ -178,11 +178,11 @@ fn apply_key(txn: &WriteTransaction, at: (&str, &str), clock: Clock) -> Result<K
         // The current version is gone for good unless it is kept as noncurrent; under
         // suspension an older `null` version goes too.
         if versions::kept_when_replaced(bucket.versioning, cur.as_ref()) {
-            if bucket.versioning == crate::versions::Versioning::Suspended {
-                if let Some(VersionEntry::Object(r)) = others.iter().find(|e| e.version().null) {
-                    out.versions_removed += 1;
-                    out.bytes_released += r.size;
-                }
+            if bucket.versioning == crate::versions::Versioning::Suspended
+                && let Some(VersionEntry::Object(r)) = others.iter().find(|e| e.version().null)
+            {
+                out.versions_removed += 1;
+                out.bytes_released += r.size;
             }
         } else {
             out.bytes_released += cur.as_ref().map_or(0, |c| c.size);
