@@ -624,6 +624,22 @@ pub async fn assert_objects(
     }
 }
 
+/// Creates bucket `b` with versioning enabled.
+pub async fn create_versioned_bucket(c: &aws_sdk_s3::Client, b: &str) {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    c.create_bucket().bucket(b).send().await.unwrap();
+    c.put_bucket_versioning()
+        .bucket(b)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 pub fn sdk_client(endpoint: &str) -> aws_sdk_s3::Client {
     sdk_client_with(endpoint, |b| b)
 }

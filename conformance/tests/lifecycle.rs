@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketLifecycleConfiguration, BucketVersioningStatus, ExpirationStatus, LifecycleExpiration,
-    LifecycleRule, LifecycleRuleFilter, NoncurrentVersionExpiration, VersioningConfiguration,
+    BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+    LifecycleRuleFilter, NoncurrentVersionExpiration,
 };
 use rand::{Rng, SeedableRng};
-use s3dedup_conformance::{Gateway, sdk_client};
+use s3dedup_conformance::{Gateway, create_versioned_bucket, sdk_client};
 
 const ENV: &[(&str, &str)] = &[
     ("S3DEDUP_LIFECYCLE_DAY", "1s"),
@@ -37,20 +37,6 @@ fn rule(id: &str, prefix: &str) -> aws_sdk_s3::types::builders::LifecycleRuleBui
         .id(id)
         .status(ExpirationStatus::Enabled)
         .filter(LifecycleRuleFilter::builder().prefix(prefix).build())
-}
-
-async fn versioned_bucket(c: &aws_sdk_s3::Client, b: &str) {
-    c.create_bucket().bucket(b).send().await.unwrap();
-    c.put_bucket_versioning()
-        .bucket(b)
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
 }
 
 /// Expire current versions after a day and noncurrent ones a day after they became
@@ -173,7 +159,7 @@ async fn rules_expire_versions_markers_and_nothing_else_then_gc_frees_the_bytes(
     let g = Gateway::start_with(tmp.path(), ENV).unwrap();
     let c = sdk_client(&g.s3_url);
     let b = "lc-expiry";
-    versioned_bucket(&c, b).await;
+    create_versioned_bucket(&c, b).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let mut body = |len: usize| {
         let mut v = vec![0u8; len];
@@ -330,7 +316,7 @@ fn sigkill_during_a_run_loses_nothing_and_a_later_run_finishes() {
         let c = sdk_client(&g.s3_url);
         rt.block_on(async {
             if round == 0 {
-                versioned_bucket(&c, b).await;
+                create_versioned_bucket(&c, b).await;
                 expire_rules(&c, b, "due/").await;
                 let keep = (0..KEEP_KEYS).map(|i| format!("keep/{i:04}")).collect();
                 written.extend(put_many(&c, b, keep, 99).await);

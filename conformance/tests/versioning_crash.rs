@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use rand::{Rng, SeedableRng};
 use s3dedup_conformance::{Gateway, sdk_client};
 
@@ -244,17 +243,7 @@ fn sigkill_during_versioned_writes_and_deletes_loses_no_acknowledged_version() {
         let c = sdk_client(&g.s3_url);
         rt.block_on(async {
             if round == 0 {
-                c.create_bucket().bucket(BUCKET).send().await.unwrap();
-                c.put_bucket_versioning()
-                    .bucket(BUCKET)
-                    .versioning_configuration(
-                        VersioningConfiguration::builder()
-                            .status(BucketVersioningStatus::Enabled)
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .unwrap();
+                s3dedup_conformance::create_versioned_bucket(&c, BUCKET).await;
             }
             let got = stored(&c).await;
             let keys: HashSet<&String> = got.keys().map(|(k, _)| k).collect();

@@ -18,9 +18,7 @@ use s3dedup_storage::lifecycle::{
 };
 use s3dedup_storage::lock::{Retention, RetentionMode};
 use s3dedup_storage::store::LifecycleReport;
-use s3dedup_storage::{
-    Error, ObjectMeta, Store, VersionEntry, VersionItem, Versioning, WriteCondition,
-};
+use s3dedup_storage::{Error, ObjectMeta, Store, VersionEntry, VersionItem, Versioning};
 
 const DAY: u64 = 1000;
 
@@ -58,16 +56,8 @@ async fn put(store: &Store, bucket: &str, key: &str, data: &[u8]) -> String {
         .ingest_bytes(Bytes::copy_from_slice(data))
         .await
         .unwrap();
-    store
-        .put_object(
-            bucket,
-            key,
-            pending,
-            ObjectMeta::default(),
-            WriteCondition::default(),
-        )
+    common::commit_to(store, bucket, key, pending)
         .await
-        .unwrap()
         .version
         .id()
 }

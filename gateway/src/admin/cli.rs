@@ -297,6 +297,26 @@ async fn start_own_run(
     }
 }
 
+/// Waits for run `kind`/`id` to end, showing its progress on `bar`; its final state,
+/// or an error when it failed.
+async fn run_to_end(
+    client: &AdminClient,
+    kind: &str,
+    id: u64,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<Value> {
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let done = wait_for(client, kind, id, bar).await?;
+    bar.finish_and_clear();
+    if done["result"] != "ok" {
+        anyhow::bail!(
+            "{kind} run {id} failed: {}",
+            done["error"].as_str().unwrap_or("unknown error")
+        );
+    }
+    Ok(done)
+}
+
 fn lifecycle_line(r: &Value) -> String {
     format!(
         "{} buckets, {} current versions expired ({} delete markers added), {} noncurrent \
@@ -340,24 +360,14 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
                 println!("gc run {id} started (s3dedup admin status shows its progress)");
                 return Ok(());
             }
-            bar.enable_steady_tick(Duration::from_millis(120));
-            let done = wait_for(&client, "gc", id, &bar).await?;
-            bar.finish_and_clear();
+            let done = run_to_end(&client, "gc", id, &bar).await?;
             let what = if dry_run {
                 " (dry run: nothing changed)"
             } else {
                 ""
             };
-            match done["result"].as_str() {
-                Some("ok") => {
-                    println!("gc run {id} finished{what}: {}", run_line(&done));
-                    Ok(())
-                }
-                _ => anyhow::bail!(
-                    "gc run {id} failed: {}",
-                    done["error"].as_str().unwrap_or("unknown error")
-                ),
-            }
+            println!("gc run {id} finished{what}: {}", run_line(&done));
+            Ok(())
         }
         AdminCommand::Lifecycle { wait, json, target } => {
             let client = target.client()?;
@@ -369,15 +379,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
                 println!("lifecycle run {id} started (s3dedup admin status shows its progress)");
                 return Ok(());
             }
-            bar.enable_steady_tick(Duration::from_millis(120));
-            let done = wait_for(&client, "lifecycle", id, &bar).await?;
-            bar.finish_and_clear();
-            if done["result"] != "ok" {
-                anyhow::bail!(
-                    "lifecycle run {id} failed: {}",
-                    done["error"].as_str().unwrap_or("unknown error")
-                );
-            }
+            let done = run_to_end(&client, "lifecycle", id, &bar).await?;
             if json {
                 println!("{done}");
             } else {
@@ -398,15 +400,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             let bar = indicatif::ProgressBar::new_spinner();
-            bar.enable_steady_tick(Duration::from_millis(120));
-            let done = wait_for(&client, "rekey", id, &bar).await?;
-            bar.finish_and_clear();
-            if done["result"] != "ok" {
-                anyhow::bail!(
-                    "rekey run {id} failed: {}",
-                    done["error"].as_str().unwrap_or("unknown error")
-                );
-            }
+            let done = run_to_end(&client, "rekey", id, &bar).await?;
             let r = &done["report"];
             if json {
                 println!("{done}");

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use redb::{ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::locks::{self, LockRequest};
+use super::version_list::prefix_successor;
 use super::versions::{self, DeleteOptions, Deleted};
 use super::{
     BUCKETS, CHUNKS, Index, MANIFESTS, OBJECTS, Staged, VERSIONS, add_refs, add_stat, journal,
-    now_ms, prefix_successor, register_packs, slice_counts, stat, write_manifest,
+    now_ms, register_packs, slice_counts, stat, write_manifest,
 };
 use crate::error::{Error, Result};
 use crate::id::ChunkId;

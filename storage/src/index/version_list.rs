@@ -134,7 +134,7 @@ impl super::Index {
                     }
                     page.items.push(VersionItem::Prefix(cp.clone()));
                 }
-                match super::prefix_successor(&cp) {
+                match prefix_successor(&cp) {
                     Some(next) => (lower, inclusive) = (next, true),
                     None => break,
                 }
@@ -184,5 +184,34 @@ impl super::Index {
             }
         }
         Ok(page)
+    }
+}
+
+/// Smallest string greater than every string starting with `s`, if one exists.
+pub(super) fn prefix_successor(s: &str) -> Option<String> {
+    let mut out = s.to_owned();
+    while let Some(c) = out.pop() {
+        let next = match c as u32 {
+            0xD7FF => Some('\u{E000}'),
+            n => char::from_u32(n + 1),
+        };
+        if let Some(n) = next {
+            out.push(n);
+            return Some(out);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::prefix_successor;
+
+    #[test]
+    fn successor() {
+        assert_eq!(prefix_successor("a/").as_deref(), Some("a0"));
+        assert_eq!(prefix_successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_successor("\u{10FFFF}"), None);
     }
 }

@@ -94,13 +94,13 @@ pub async fn commit(store: &Store, key: &str, pending: s3dedup_storage::PendingO
     commit_to(store, "b", key, pending).await;
 }
 
-/// Commits an ingested object as `bucket/key` (no metadata, no condition).
+/// Commits an ingested object as `bucket/key` (no metadata, no condition); its record.
 pub async fn commit_to(
     store: &Store,
     bucket: &str,
     key: &str,
     pending: s3dedup_storage::PendingObject,
-) {
+) -> s3dedup_storage::ObjectRecord {
     store
         .put_object(
             bucket,
@@ -110,5 +110,5 @@ pub async fn commit_to(
             WriteCondition::default(),
         )
         .await
-        .expect("commit");
+        .expect("commit")
 }
