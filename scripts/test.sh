@@ -43,13 +43,6 @@ step "python virtualenv: boto3, awscli v1"
 target/pyenv/bin/pip install -q --disable-pip-version-check --upgrade boto3 "botocore[crt]" awscli
 target/pyenv/bin/python -c 'import boto3, botocore; print("boto3", boto3.__version__, "botocore", botocore.__version__)'
 
-# A real S3 server for the S3 backing store's tests: s3s-fs from crates.io (the version
-# this toolchain builds), installed under target/ (conformance/src/s3server.rs).
-if [ ! -x target/bench-tools/bin/s3s-fs ]; then
-  step "installing s3s-fs 0.14.1 (S3 server for the S3 backing store tests)"
-  cargo install -q --locked s3s-fs --version 0.14.1 --features binary --root target/bench-tools
-fi
-
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -59,8 +52,12 @@ python3 scripts/modcycles.py 700
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "build the s3dedup binary (end-to-end tests start it as a process)"
-cargo build -p s3dedup-gateway --bin s3dedup --locked
+# One build of every target with the feature set `cargo test --workspace` uses, so the
+# tests below compile nothing again (building only the binaries first resolved features
+# differently and compiled ~50 crates twice). It builds the s3dedup binary and the test S3
+# server (conformance/src/bin/s3-test-server.rs) that the end-to-end tests start.
+step "build every target once"
+cargo build --workspace --all-targets --locked
 
 step "cargo test"
 cargo test --workspace --locked --no-fail-fast

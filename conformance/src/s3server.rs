@@ -1,8 +1,9 @@
 //! A real S3 server process for the S3 backing store: `s3s-fs` (crates.io, the same s3s
 //! stack the gateway uses, storing objects as files), on a free loopback port.
 //!
-//! The binary is `$S3S_FS_BIN`, else `target/bench-tools/bin/s3s-fs`, which
-//! `scripts/test.sh` installs (`cargo install s3s-fs --version 0.14.1 --features binary`).
+//! The binary is `$S3S_FS_BIN`, else this package's `s3-test-server` (the s3s-fs library
+//! served by `src/bin/s3-test-server.rs`, built with the workspace: `cargo test` builds it
+//! for this package's tests).
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -40,11 +41,10 @@ pub fn binary() -> Result<PathBuf> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("workspace root")?;
-    let p = workspace.join("target/bench-tools/bin/s3s-fs");
+    let p = workspace.join("target/debug/s3-test-server");
     if !p.exists() {
         bail!(
-            "{} not found: run scripts/test.sh, or `cargo install --locked s3s-fs --version 0.14.1 \
-             --features binary --root target/bench-tools`",
+            "{} not found: build it with `cargo build -p s3dedup-conformance --bin s3-test-server`",
             p.display()
         );
     }
