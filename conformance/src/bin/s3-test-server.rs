@@ -50,9 +50,7 @@ async fn main() -> anyhow::Result<()> {
         };
         let (http, service) = (http.clone(), service.clone());
         tokio::spawn(async move {
-            let _ = http
-                .serve_connection(TokioIo::new(socket), service)
-                .await;
+            let _ = http.serve_connection(TokioIo::new(socket), service).await;
         });
     }
 }
