@@ -58,6 +58,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # server (conformance/src/bin/s3-test-server.rs) that the end-to-end tests start.
 step "build every target once"
 cargo build --workspace --all-targets --locked
+# The end-to-end tests start this binary; without it set they would build the gateway
+# package alone, whose feature set differs, and compile the SDK and s3s a second time.
+export S3DEDUP_BIN="$PWD/target/debug/s3dedup"
 
 step "cargo test"
 cargo test --workspace --locked --no-fail-fast

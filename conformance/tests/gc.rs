@@ -5,7 +5,7 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -261,6 +261,7 @@ fn concurrent_identical_uploads_are_stored_once_after_gc() {
 /// back to back through the admin API.
 #[test]
 fn writers_racing_continuous_gc_never_lose_acknowledged_bytes() {
+    const MIN_RUNS: u32 = 12;
     let tmp = tempfile::tempdir().unwrap();
     let g = Gateway::start_with(tmp.path(), &[("S3DEDUP_PACK_TARGET", "256KiB")]).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -272,13 +273,15 @@ fn writers_racing_continuous_gc_never_lose_acknowledged_bytes() {
             .collect(),
     );
     let stop = Arc::new(AtomicBool::new(false));
+    // GC runs started so far: the writers go on until enough of them raced (how many
+    // fit in a fixed number of cycles depends on the machine's load).
+    let runs = Arc::new(AtomicU32::new(0));
     let gc_loop = {
-        let stop = Arc::clone(&stop);
+        let (stop, runs) = (Arc::clone(&stop), Arc::clone(&runs));
         let admin = (g.admin_addr.clone(), g.data_dir.clone());
         std::thread::spawn(move || {
             let token = std::fs::read_to_string(admin.1.join("admin-token")).unwrap();
             let auth = format!("Bearer {}", token.trim());
-            let mut runs = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 let (status, _) = http_request(
                     &admin.0,
@@ -289,19 +292,24 @@ fn writers_racing_continuous_gc_never_lose_acknowledged_bytes() {
                 )
                 .unwrap();
                 assert!(status == 202 || status == 409, "{status}");
-                runs += u32::from(status == 202);
+                runs.fetch_add(u32::from(status == 202), Ordering::Relaxed);
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
-            runs
         })
     };
     let cycles = rt.block_on(async {
         c.create_bucket().bucket("race").send().await.unwrap();
         let mut tasks = Vec::new();
         for w in 0..4usize {
-            let (c, contents) = (c.clone(), Arc::clone(&contents));
+            let (c, contents, runs) = (c.clone(), Arc::clone(&contents), Arc::clone(&runs));
             tasks.push(tokio::spawn(async move {
-                for n in 0..260usize {
+                let mut n = 0usize;
+                while n < 260 || runs.load(Ordering::Relaxed) < MIN_RUNS {
+                    assert!(
+                        n < 20_000,
+                        "only {} gc runs started during {n} cycles",
+                        runs.load(Ordering::Relaxed)
+                    );
                     let i = (n + w) % contents.len();
                     let key = format!("w{w}");
                     c.put_object()
@@ -319,17 +327,21 @@ fn writers_racing_continuous_gc_never_lose_acknowledged_bytes() {
                         .send()
                         .await
                         .unwrap();
+                    n += 1;
                 }
+                n
             }));
         }
+        let mut cycles = 0;
         for t in tasks {
-            t.await.unwrap();
+            cycles += t.await.unwrap();
         }
-        4 * 260
+        cycles
     });
     stop.store(true, Ordering::Relaxed);
-    let runs = gc_loop.join().unwrap();
-    assert!(runs > 10, "only {runs} gc runs raced the writers");
+    gc_loop.join().unwrap();
+    let runs = runs.load(Ordering::Relaxed);
+    assert!(runs >= MIN_RUNS, "only {runs} gc runs raced the writers");
     let removed = g.metric("s3dedup_gc_removed_chunks_total").unwrap();
     assert!(removed > 0.0);
     println!(
