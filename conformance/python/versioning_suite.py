@@ -633,6 +633,7 @@ def object_lock(s3):
     print("object lock:")
     b = "ver-lock"
     s3.create_bucket(Bucket=b, ObjectLockEnabledForBucket=True)
+    s3.create_bucket(Bucket="ver-plain-mp-lock")
     check(s3.get_bucket_versioning(Bucket=b).get("Status") == "Enabled",
           "a bucket created with object lock has versioning enabled")
     cfg = s3.get_object_lock_configuration(Bucket=b)["ObjectLockConfiguration"]
@@ -678,6 +679,23 @@ def object_lock(s3):
                  VersioningConfiguration={"Status": "Suspended"})
     expect_error("unknown lock mode", 400, "InvalidArgument", s3.put_object, Bucket=b,
                  Key="x", Body=b"x", ObjectLockMode="FOREVER", ObjectLockRetainUntilDate=until)
+    up = s3.create_multipart_upload(Bucket=b, Key="mp", ObjectLockMode="GOVERNANCE",
+                                    ObjectLockRetainUntilDate=until)
+    part = s3.upload_part(Bucket=b, Key="mp", UploadId=up["UploadId"], PartNumber=1,
+                          Body=b"multipart under lock")
+    r = s3.complete_multipart_upload(
+        Bucket=b, Key="mp", UploadId=up["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    h = s3.head_object(Bucket=b, Key="mp", VersionId=r["VersionId"])
+    check(h.get("ObjectLockMode") == "GOVERNANCE"
+          and abs((h["ObjectLockRetainUntilDate"] - until).total_seconds()) < 1,
+          "a multipart object gets the retention asked for at create_multipart_upload")
+    expect_error("delete a GOVERNANCE multipart version without the bypass", 403,
+                 "AccessDenied", s3.delete_object, Bucket=b, Key="mp",
+                 VersionId=r["VersionId"])
+    expect_error("lock headers on create_multipart_upload without object lock", 400,
+                 "InvalidRequest", s3.create_multipart_upload, Bucket="ver-plain-mp-lock",
+                 Key="k", ObjectLockLegalHoldStatus="ON")
 
 
 def lifecycle(s3):

@@ -17,8 +17,10 @@ pub mod clamd;
 pub mod faultproxy;
 mod procstat;
 pub mod s3server;
+mod sdkerr;
 
 pub use procstat::{cpu_time, rss_bytes};
+pub use sdkerr::{error_code, error_message, error_status, refusal};
 
 /// Root credentials every test gateway is started with.
 pub const ACCESS_KEY: &str = "S3DEDUPTESTKEY000001";
@@ -633,33 +635,6 @@ pub fn sdk_client_with(
         .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
         .force_path_style(true);
     aws_sdk_s3::Client::from_conf(f(b).build())
-}
-
-/// The S3 error code of a failed SDK call (`(none)` when it has none).
-pub fn error_code<E: aws_sdk_s3::error::ProvideErrorMetadata>(
-    e: &aws_sdk_s3::error::SdkError<E>,
-) -> String {
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .unwrap_or("(none)")
-        .to_owned()
-}
-
-/// The S3 error message of a failed SDK call (empty when it has none).
-pub fn error_message<E: aws_sdk_s3::error::ProvideErrorMetadata>(
-    e: &aws_sdk_s3::error::SdkError<E>,
-) -> String {
-    e.as_service_error()
-        .and_then(|s| s.message())
-        .unwrap_or("")
-        .to_owned()
-}
-
-/// The HTTP status of a failed SDK call (0 when no response arrived).
-pub fn error_status<E>(
-    e: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-) -> u16 {
-    e.raw_response().map_or(0, |r| r.status().as_u16())
 }
 
 /// An `rclone` command with a remote `s3d:` configured for gateway `g` through the

@@ -19,24 +19,7 @@ use aws_sdk_s3::types::{
     ObjectLockRule, VersioningConfiguration,
 };
 use rand::{Rng, SeedableRng};
-use s3dedup_conformance::{Gateway, sdk_client};
-
-fn code<E: aws_sdk_s3::error::ProvideErrorMetadata, R: std::fmt::Debug>(
-    r: Result<R, aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>>,
-) -> (u16, String) {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => {
-            let status = e.raw_response().map_or(0, |r| r.status().as_u16());
-            let code = e
-                .as_service_error()
-                .and_then(|s| s.code())
-                .unwrap_or("")
-                .to_owned();
-            (status, code)
-        }
-    }
-}
+use s3dedup_conformance::{Gateway, refusal as code, sdk_client};
 
 fn at(t: SystemTime) -> DateTime {
     DateTime::from(t)
@@ -536,4 +519,173 @@ async fn ransomware_drill_compliance_retention_outlasts_every_attack() {
         "{left:?}"
     );
     c.delete_bucket().bucket(b).send().await.unwrap();
+}
+
+/// `x-amz-object-lock-*` on CreateMultipartUpload: kept with the upload (across a
+/// restart) and given to the object at completion; refused at creation in a bucket
+/// without object lock, as S3 refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_upload_gets_the_lock_asked_for_at_its_creation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = Gateway::start_in(tmp.path()).unwrap();
+    let c = sdk_client(&g.s3_url);
+    let b = "mp-locked";
+    c.create_bucket()
+        .bucket(b)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    let until = SystemTime::now() + Duration::from_secs(3600);
+    let up = c
+        .create_multipart_upload()
+        .bucket(b)
+        .key("big")
+        .object_lock_mode(ObjectLockMode::Governance)
+        .object_lock_retain_until_date(at(until))
+        .object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On)
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap().to_owned();
+
+    // The lock request survives a restart of the gateway between creation and completion.
+    g.stop().unwrap();
+    let mut g = Gateway::start_in(tmp.path()).unwrap();
+    let c = sdk_client(&g.s3_url);
+    let mut data = vec![0u8; 5 * 1024 * 1024 + 3000];
+    rand::rngs::StdRng::seed_from_u64(7).fill(&mut data[..]);
+    let mut parts = Vec::new();
+    for (n, piece) in data.chunks(5 * 1024 * 1024).enumerate() {
+        let n = i32::try_from(n).unwrap() + 1;
+        let p = c
+            .upload_part()
+            .bucket(b)
+            .key("big")
+            .upload_id(&id)
+            .part_number(n)
+            .body(ByteStream::from(piece.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(n)
+                .e_tag(p.e_tag().unwrap())
+                .build(),
+        );
+    }
+    let done = c
+        .complete_multipart_upload()
+        .bucket(b)
+        .key("big")
+        .upload_id(&id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let vid = done.version_id().unwrap().to_owned();
+    let head = c
+        .head_object()
+        .bucket(b)
+        .key("big")
+        .version_id(&vid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.object_lock_mode(), Some(&ObjectLockMode::Governance));
+    assert_eq!(
+        head.object_lock_retain_until_date().map(DateTime::secs),
+        Some(at(until).secs()),
+        "the retention asked for at creation"
+    );
+    assert_eq!(
+        head.object_lock_legal_hold_status(),
+        Some(&ObjectLockLegalHoldStatus::On)
+    );
+    assert_eq!(read(&c, b, "big", &vid).await, data);
+
+    // The legal hold yields to nothing; with it off, GOVERNANCE yields to the bypass.
+    for bypass in [false, true] {
+        let del = c
+            .delete_object()
+            .bucket(b)
+            .key("big")
+            .version_id(&vid)
+            .bypass_governance_retention(bypass)
+            .send()
+            .await;
+        assert_eq!(code(del), (403, "AccessDenied".into()), "bypass {bypass}");
+    }
+    c.put_object_legal_hold()
+        .bucket(b)
+        .key("big")
+        .version_id(&vid)
+        .legal_hold(
+            ObjectLockLegalHold::builder()
+                .status(ObjectLockLegalHoldStatus::Off)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let del = c
+        .delete_object()
+        .bucket(b)
+        .key("big")
+        .version_id(&vid)
+        .send()
+        .await;
+    assert_eq!(code(del), (403, "AccessDenied".into()), "GOVERNANCE");
+    c.delete_object()
+        .bucket(b)
+        .key("big")
+        .version_id(&vid)
+        .bypass_governance_retention(true)
+        .send()
+        .await
+        .unwrap();
+
+    // Refused at creation, and no upload is left behind.
+    c.create_bucket().bucket("mp-plain").send().await.unwrap();
+    let nolock = c
+        .create_multipart_upload()
+        .bucket("mp-plain")
+        .key("k")
+        .object_lock_legal_hold_status(ObjectLockLegalHoldStatus::On)
+        .send()
+        .await;
+    assert_eq!(code(nolock), (400, "InvalidRequest".into()));
+    let half = c
+        .create_multipart_upload()
+        .bucket(b)
+        .key("k")
+        .object_lock_mode(ObjectLockMode::Compliance)
+        .send()
+        .await;
+    assert_eq!(code(half), (400, "InvalidArgument".into()));
+    let past = c
+        .create_multipart_upload()
+        .bucket(b)
+        .key("k")
+        .object_lock_mode(ObjectLockMode::Compliance)
+        .object_lock_retain_until_date(at(SystemTime::now() - Duration::from_secs(60)))
+        .send()
+        .await;
+    assert_eq!(code(past), (400, "InvalidArgument".into()));
+    for bucket in ["mp-plain", b] {
+        let ups = c
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap();
+        assert!(ups.uploads().is_empty(), "{bucket}: {ups:?}");
+    }
+    g.stop().unwrap();
+    g.assert_fsck("after locked multipart uploads");
 }

@@ -10,7 +10,7 @@ use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
-use s3dedup_conformance::{ACCESS_KEY, Gateway, SECRET_KEY};
+use s3dedup_conformance::{ACCESS_KEY, Gateway, SECRET_KEY, error_code as code};
 
 fn client(g: &Gateway) -> Client {
     s3dedup_conformance::sdk_client(&g.s3_url)
@@ -25,13 +25,6 @@ fn path_of(uri: &str) -> String {
     let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
     rest.find('/')
         .map_or("/".to_owned(), |i| rest[i..].to_owned())
-}
-
-fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &aws_sdk_s3::error::SdkError<E>) -> String {
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .unwrap_or("(none)")
-        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

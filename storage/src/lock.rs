@@ -72,6 +72,52 @@ pub struct Retention {
     pub until_ms: u64,
 }
 
+/// Lock settings a write asks for (`x-amz-object-lock-*` headers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LockRequest {
+    /// Retention for the new version (instead of the bucket's default).
+    pub retention: Option<Retention>,
+    /// Legal hold for the new version.
+    pub legal_hold: Option<bool>,
+}
+
+impl LockRequest {
+    /// Whether the request asks for nothing.
+    pub fn is_empty(&self) -> bool {
+        self.retention.is_none() && self.legal_hold.is_none()
+    }
+
+    /// Writes the request (kept with a multipart upload until its completion).
+    pub(crate) fn write(&self, w: &mut Writer) {
+        match self.retention {
+            None => w.u8(0).u64(0),
+            Some(r) => w.u8(r.mode.to_u8()).u64(r.until_ms),
+        };
+        w.u8(match self.legal_hold {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        });
+    }
+
+    /// Reads what [`LockRequest::write`] wrote.
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self> {
+        let what = r.what();
+        let mode = RetentionMode::from_u8(r.u8()?, what)?;
+        let until_ms = r.u64()?;
+        let legal_hold = match r.u8()? {
+            0 => None,
+            1 => Some(false),
+            2 => Some(true),
+            n => return Err(Error::corrupt(what, format!("bad legal hold request {n}"))),
+        };
+        Ok(LockRequest {
+            retention: mode.map(|mode| Retention { mode, until_ms }),
+            legal_hold,
+        })
+    }
+}
+
 /// The lock state of one version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LockRecord {

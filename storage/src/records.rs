@@ -14,7 +14,7 @@ use std::fmt;
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::lock::LockConfig;
+use crate::lock::{LockConfig, LockRequest};
 use crate::versions::{Version, Versioning};
 
 /// Layout without a checksum (read only).
@@ -23,7 +23,8 @@ const V1: u8 = 1;
 const V2: u8 = 2;
 /// Chunk and pack records with the fields GC and scrub need (a chunk's damage flag;
 /// a pack's live accounting and deletion state); object records with their version;
-/// bucket records with their versioning state. Sealed as V2.
+/// bucket records with their versioning state; upload records with their lock request.
+/// Sealed as V2.
 const V3: u8 = 3;
 
 /// An S3 ETag: hex MD5 of the object, or MD5 of the part MD5s with `-N` for multipart.
@@ -398,17 +399,20 @@ pub struct UploadRecord {
     pub initiated_ms: u64,
     /// Metadata the object will get.
     pub meta: ObjectMeta,
+    /// The lock the object will get (`x-amz-object-lock-*` on CreateMultipartUpload).
+    pub lock: LockRequest,
 }
 
 impl UploadRecord {
-    /// Encodes the record (version 2).
+    /// Encodes the record (version 3: version 2 with the lock request).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(V2)
+        w.u8(V3)
             .str(&self.bucket)
             .str(&self.key)
             .u64(self.initiated_ms);
         self.meta.write(&mut w);
+        self.lock.write(&mut w);
         w.seal()
     }
     /// Decodes a record.
@@ -416,12 +420,17 @@ impl UploadRecord {
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let (_, mut r) = Reader::open(b, "upload record", V1, V2)?;
+        let (v, mut r) = Reader::open_versions(b, "upload record", V1, V2..=V3)?;
         let rec = UploadRecord {
             bucket: r.string()?,
             key: r.string()?,
             initiated_ms: r.u64()?,
             meta: ObjectMeta::read(&mut r)?,
+            lock: if v >= V3 {
+                LockRequest::read(&mut r)?
+            } else {
+                LockRequest::default()
+            },
         };
         r.finish()?;
         Ok(rec)

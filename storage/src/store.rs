@@ -471,12 +471,19 @@ impl Store {
         .await
     }
 
-    /// Starts a multipart upload.
+    /// Starts a multipart upload; the object gets `lock` at completion.
     ///
     /// # Errors
-    /// [`Error::NoSuchBucket`].
-    pub async fn create_upload(&self, bucket: &str, key: &str, meta: ObjectMeta) -> Result<String> {
-        self.index.create_upload(bucket, key, meta).await
+    /// [`Error::NoSuchBucket`]; [`Error::NoObjectLock`] for a lock in a bucket without
+    /// object lock.
+    pub async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        meta: ObjectMeta,
+        lock: crate::lock::LockRequest,
+    ) -> Result<String> {
+        self.index.create_upload(bucket, key, meta, lock).await
     }
 
     /// Completes a multipart upload; returns bucket, key and the new record.

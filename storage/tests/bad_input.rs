@@ -373,7 +373,7 @@ async fn completion_publishes_only_the_content_that_was_read() {
     let store = common::open_fs(dir.path(), common::small_config()).await;
     store.create_bucket("b").await.unwrap();
     let up = store
-        .create_upload("b", "k", ObjectMeta::default())
+        .create_upload("b", "k", ObjectMeta::default(), Default::default())
         .await
         .unwrap();
     let (p1, p2) = (

@@ -109,6 +109,13 @@ fn samples() -> Vec<Vec<u8>> {
             key: "k".into(),
             initiated_ms: 4,
             meta: meta(),
+            lock: s3dedup_storage::LockRequest {
+                retention: Some(s3dedup_storage::lock::Retention {
+                    mode: s3dedup_storage::lock::RetentionMode::Governance,
+                    until_ms: 9,
+                }),
+                legal_hold: Some(true),
+            },
         }
         .encode(),
         PartRecord {

@@ -8,7 +8,9 @@
 //! damage flag, pack records with live accounting and a deletion state; the other
 //! records as in v2); `tests/fixtures/v4/` those of version 4 (object records with
 //! their version, bucket records with a versioning state and lock configuration,
-//! version entries and delete markers, object lock records), written by `write_current_fixtures` (run it with `--ignored`
+//! version entries and delete markers, object lock records); `tests/fixtures/v5/` those
+//! of version 5 (upload records with the lock their object gets), written by
+//! `write_current_fixtures` (run it with `--ignored`
 //! only when deliberately adding a new format version's fixtures; never regenerate an
 //! old version's).
 
@@ -38,7 +40,7 @@ fn fixtures_of(version: u8) -> PathBuf {
 }
 
 /// The record format the encoders write today.
-const CURRENT: u8 = 4;
+const CURRENT: u8 = 5;
 
 /// Decodes a record fixture by its file name and encodes it again (with today's
 /// encoder): equal output means the old bytes decoded to the same value.
@@ -51,7 +53,7 @@ fn reencode(name: &str, b: &[u8]) -> s3dedup_storage::Result<Vec<u8>> {
         "pack.bin" | "pack-deleting.bin" | "pack-partly-live.bin" => {
             PackRecord::decode(b)?.encode()
         }
-        "upload.bin" => UploadRecord::decode(b)?.encode(),
+        "upload.bin" | "upload-locked.bin" => UploadRecord::decode(b)?.encode(),
         "part.bin" => PartRecord::decode(b)?.encode(),
         "manifest-segment.bin" => ManifestSegment::decode(b)?.encode(),
         "chunker.bin" => ChunkerRecord::decode(b)?.encode(),
@@ -173,6 +175,7 @@ fn records() -> Vec<(&'static str, Vec<u8>)> {
                 key: "dir/ключ".into(),
                 initiated_ms: 1_700_000_002_000,
                 meta: meta(),
+                lock: s3dedup_storage::LockRequest::default(),
             }
             .encode(),
         ),
@@ -271,6 +274,27 @@ fn new_in_v3() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
+/// Records whose fields only version 5 can hold.
+fn new_in_v5() -> Vec<(&'static str, Vec<u8>)> {
+    vec![(
+        "upload-locked.bin",
+        UploadRecord {
+            bucket: "b".into(),
+            key: "locked".into(),
+            initiated_ms: 1_700_000_002_001,
+            meta: meta(),
+            lock: s3dedup_storage::LockRequest {
+                retention: Some(Retention {
+                    mode: RetentionMode::Compliance,
+                    until_ms: 1_800_000_000_001,
+                }),
+                legal_hold: Some(false),
+            },
+        }
+        .encode(),
+    )]
+}
+
 /// Records whose fields only version 4 can hold.
 fn new_in_v4() -> Vec<(&'static str, Vec<u8>)> {
     let object = ObjectRecord {
@@ -330,10 +354,7 @@ fn new_in_v4() -> Vec<(&'static str, Vec<u8>)> {
 
 /// Every record the current version writes, with its fixture name.
 fn current_records() -> Vec<(&'static str, Vec<u8>)> {
-    let mut all = records();
-    all.extend(new_in_v3());
-    all.extend(new_in_v4());
-    all
+    [records(), new_in_v3(), new_in_v4(), new_in_v5()].concat()
 }
 
 fn sample_pack() -> Bytes {
@@ -463,32 +484,33 @@ fn v1_records_decode_to_the_same_values() {
     );
 }
 
-#[test]
-fn v2_records_decode_to_the_same_values() {
-    for (name, expected) in records() {
-        let path = fixtures_of(2).join(name);
+/// Each record fixture of format `version` decodes to the value `expected` names (its
+/// encoding with today's encoder).
+fn assert_fixtures_decode(version: u8, expected: Vec<(&'static str, Vec<u8>)>) {
+    for (name, expected) in expected {
+        let path = fixtures_of(version).join(name);
         let fixture = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(
             reencode(name, &fixture).unwrap(),
             expected,
-            "{name}: v2 no longer decodes to the same value"
+            "{name}: v{version} no longer decodes to the same value"
         );
     }
 }
 
 #[test]
+fn v2_records_decode_to_the_same_values() {
+    assert_fixtures_decode(2, records());
+}
+
+#[test]
 fn v3_records_decode_to_the_same_values() {
-    let mut v3 = records();
-    v3.extend(new_in_v3());
-    for (name, expected) in v3 {
-        let path = fixtures_of(3).join(name);
-        let fixture = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(
-            reencode(name, &fixture).unwrap(),
-            expected,
-            "{name}: v3 no longer decodes to the same value"
-        );
-    }
+    assert_fixtures_decode(3, [records(), new_in_v3()].concat());
+}
+
+#[test]
+fn v4_records_decode_to_the_same_values() {
+    assert_fixtures_decode(4, [records(), new_in_v3(), new_in_v4()].concat());
 }
 
 #[test]
@@ -508,7 +530,7 @@ fn unknown_versions_are_refused_not_guessed() {
             "pack.bin" | "pack-deleting.bin" | "pack-partly-live.bin" => {
                 PackRecord::decode(&bytes).err()
             }
-            "upload.bin" => UploadRecord::decode(&bytes).err(),
+            "upload.bin" | "upload-locked.bin" => UploadRecord::decode(&bytes).err(),
             "part.bin" => PartRecord::decode(&bytes).err(),
             "manifest-segment.bin" => ManifestSegment::decode(&bytes).err(),
             "chunker.bin" => ChunkerRecord::decode(&bytes).err(),
@@ -640,7 +662,7 @@ async fn write_v1_fixtures() {
         .await
         .unwrap();
     let up = store
-        .create_upload("fixtures", "multipart", Meta::default())
+        .create_upload("fixtures", "multipart", Meta::default(), Default::default())
         .await
         .unwrap();
     let mut listed = Vec::new();
@@ -657,7 +679,12 @@ async fn write_v1_fixtures() {
         .await
         .unwrap();
     let open = store
-        .create_upload("fixtures", "in-progress", Meta::default())
+        .create_upload(
+            "fixtures",
+            "in-progress",
+            Meta::default(),
+            Default::default(),
+        )
         .await
         .unwrap();
     let p = store

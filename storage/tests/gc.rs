@@ -50,7 +50,7 @@ async fn packs_in_store(store: &Store) -> Vec<u128> {
 
 async fn put_multipart(store: &Store, key: &str, parts: &[Vec<u8>]) {
     let up = store
-        .create_upload("b", key, ObjectMeta::default())
+        .create_upload("b", key, ObjectMeta::default(), Default::default())
         .await
         .unwrap();
     let mut listed = Vec::new();
@@ -280,7 +280,7 @@ async fn an_index_restored_from_a_snapshot_keeps_newer_unknown_packs() {
 async fn stale_multipart_uploads_expire_and_release_their_parts() {
     let (_dir, store) = common::fresh_store().await;
     let up = store
-        .create_upload("b", "k", ObjectMeta::default())
+        .create_upload("b", "k", ObjectMeta::default(), Default::default())
         .await
         .unwrap();
     let p = store
@@ -289,7 +289,7 @@ async fn stale_multipart_uploads_expire_and_release_their_parts() {
         .unwrap();
     store.put_part(&up, 1, p, vec![]).await.unwrap();
     let fresh = store
-        .create_upload("b", "k2", ObjectMeta::default())
+        .create_upload("b", "k2", ObjectMeta::default(), Default::default())
         .await
         .unwrap();
     let r = gc(&store, grace(Duration::ZERO)).await;

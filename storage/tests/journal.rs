@@ -122,7 +122,10 @@ async fn workload(store: &Store, round: u64) {
         )
         .await
         .unwrap();
-    let id = store.create_upload(&b, "multi", meta("mp")).await.unwrap();
+    let id = store
+        .create_upload(&b, "multi", meta("mp"), Default::default())
+        .await
+        .unwrap();
     let mut etags = Vec::new();
     for n in 1..=3u32 {
         let data = common::random_bytes(round * 10 + u64::from(n), 12_000);

@@ -350,11 +350,11 @@ async fn incomplete_multipart_uploads_are_aborted_after_their_days() {
     let (_dir, store) = common::fresh_store().await;
     store.create_bucket("m").await.unwrap();
     let old = store
-        .create_upload("m", "tmp/a", ObjectMeta::default())
+        .create_upload("m", "tmp/a", ObjectMeta::default(), Default::default())
         .await
         .unwrap();
     let other = store
-        .create_upload("m", "keep/b", ObjectMeta::default())
+        .create_upload("m", "keep/b", ObjectMeta::default(), Default::default())
         .await
         .unwrap();
     let mut r = rule("mp", "tmp/");

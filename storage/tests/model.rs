@@ -179,7 +179,7 @@ async fn run(ops: Vec<Op>, cfg: s3dedup_storage::StoreConfig) {
             }
             Op::Create { key: k } => {
                 let id = store
-                    .create_upload("b", &key(k), ObjectMeta::default())
+                    .create_upload("b", &key(k), ObjectMeta::default(), Default::default())
                     .await
                     .unwrap();
                 uploads.push(Upload {

@@ -56,17 +56,12 @@ impl Gateway {
         let i = req.input;
         check_new_key(&i.key)?;
         check_user_metadata(i.metadata.as_ref())?;
-        if i.object_lock_mode.is_some()
-            || i.object_lock_retain_until_date.is_some()
-            || i.object_lock_legal_hold_status.is_some()
-        {
-            // Completion applies the bucket's default retention; a lock of its own for a
-            // multipart object would have to be kept with the upload until then.
-            return Err(s3_error!(
-                NotImplemented,
-                "x-amz-object-lock-* headers on CreateMultipartUpload are not supported yet; the bucket's default retention applies at completion"
-            ));
-        }
+        // Kept with the upload and given to the object at completion.
+        let lock = super::locks::lock_request(
+            i.object_lock_mode.as_ref(),
+            i.object_lock_retain_until_date.as_ref(),
+            i.object_lock_legal_hold_status.as_ref(),
+        )?;
         let meta = object_meta(
             i.content_type.as_ref(),
             StdHeaders {
@@ -80,7 +75,7 @@ impl Gateway {
         );
         let id = self
             .store
-            .create_upload(&i.bucket, &i.key, meta)
+            .create_upload(&i.bucket, &i.key, meta, lock)
             .await
             .map_err(to_s3)?;
         Ok(S3Response::new(dto::CreateMultipartUploadOutput {

@@ -8,26 +8,11 @@ use super::versions::bucket_record;
 use super::{Index, LOCKS, OBJECTS, VERSIONS, journal, now_ms};
 use crate::error::{Error, Result};
 use crate::journal::entry::Change;
+pub use crate::lock::LockRequest;
 use crate::lock::{LockConfig, LockRecord, Retention};
 use crate::records::ObjectRecord;
 use crate::version_entry::VersionEntry;
 use crate::versions::{Version, VersionSel};
-
-/// Lock settings a write asks for (`x-amz-object-lock-*` headers).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LockRequest {
-    /// Retention for the new version (instead of the bucket's default).
-    pub retention: Option<Retention>,
-    /// Legal hold for the new version.
-    pub legal_hold: Option<bool>,
-}
-
-impl LockRequest {
-    /// Whether the request asks for nothing.
-    pub fn is_empty(&self) -> bool {
-        self.retention.is_none() && self.legal_hold.is_none()
-    }
-}
 
 /// The lock record of version `seq` of bucket/key, if any.
 pub(super) fn lock_of<T>(t: &T, (bucket, key): (&str, &str), seq: u64) -> Result<Option<LockRecord>>

@@ -135,9 +135,10 @@ pub(crate) const COMPLETED_UPLOAD_TTL_MS: u64 = 24 * 3600 * 1000;
 /// 6: object versions and delete markers (`versions`), object lock (`locks`), records
 /// with their version, bucket records with their versioning state and lock configuration; a binary that knows only format 5 would
 /// ignore the `versions` table (and drop references it holds), so it must refuse.
-/// 7: bucket configurations (`bucket_configs`: lifecycle rules); a binary that knows
-/// only format 6 would ignore them (and never expire what the rules say), so it must
-/// refuse. Nothing to convert.
+/// 7: bucket configurations (`bucket_configs`: lifecycle rules) and upload records with
+/// the lock their object gets; a binary that knows only format 6 would ignore the
+/// configurations (and never expire what the rules say) and fail on such uploads, so it
+/// must refuse. Nothing to convert.
 pub(crate) const INDEX_FORMAT: u32 = 7;
 /// Index formats this version opens.
 const READABLE_FORMATS: [u32; 7] = [1, 2, 3, 4, 5, 6, 7];

@@ -12,6 +12,7 @@ use super::{
     drop_manifest, now_ms, read_manifest, register_packs, slice_counts,
 };
 use crate::error::{Error, Result};
+use crate::lock::LockRequest;
 use crate::records::{
     CompletedUploadRecord, Etag, ManifestRef, ObjectMeta, ObjectRecord, PartRecord, UploadRecord,
 };
@@ -159,6 +160,7 @@ impl Index {
         bucket: &str,
         key: &str,
         meta: ObjectMeta,
+        lock: LockRequest,
     ) -> impl Future<Output = Result<String>> + use<> {
         // Chosen outside the write: a replayed write must reuse the same id.
         let id = format!("{:032x}", rand::random::<u128>());
@@ -166,14 +168,18 @@ impl Index {
         let initiated_ms = now_ms();
         self.committer.submit(move |txn| {
             let (bucket, key) = (bucket.as_str(), key.as_str());
-            if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
-                return Err(Error::NoSuchBucket(bucket.to_owned()));
+            let b = super::versions::bucket_record(txn, bucket)?;
+            if !lock.is_empty() && !b.lock.enabled {
+                return Err(Error::NoObjectLock(
+                    "Bucket is missing Object Lock Configuration".into(),
+                ));
             }
             let rec = UploadRecord {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
                 initiated_ms,
                 meta: meta.clone(),
+                lock,
             };
             txn.open_table(UPLOADS)?
                 .insert(id.as_str(), rec.encode().as_slice())?;
@@ -374,7 +380,13 @@ impl Index {
                 version: super::versions::new_version(txn, b.versioning)?,
             };
             let at = (up.bucket.as_str(), up.key.as_str());
-            super::locks::lock_new_version(txn, at, record.version, &b.lock, &cond.lock)?;
+            // A lock asked for at completion (none in S3 today) wins over the upload's.
+            let lock = if cond.lock.is_empty() {
+                up.lock
+            } else {
+                cond.lock
+            };
+            super::locks::lock_new_version(txn, at, record.version, &b.lock, &lock)?;
             install_object(txn, at, &record, &slices, old, b.versioning)?;
             let done = CompletedUploadRecord {
                 bucket: up.bucket.clone(),
