@@ -631,3 +631,57 @@ async fn complete_multipart_upload_honours_write_conditions() {
     // If-Match: * on an existing key: completes.
     complete("present", "if-match", "*").await.unwrap();
 }
+
+/// CopyObject's `If-Match` / `If-None-Match` judge the destination, checked in the
+/// transaction that writes it (s3s 0.14 does not parse them; the gateway reads the headers).
+#[tokio::test]
+async fn copy_object_honours_destination_write_conditions() {
+    let g = Gateway::start().unwrap();
+    let c = client(&g);
+    c.create_bucket().bucket("cpcond").send().await.unwrap();
+    for (key, body) in [("src", "source bytes"), ("dst", "destination bytes")] {
+        c.put_object()
+            .bucket("cpcond")
+            .key(key)
+            .body(ByteStream::from_static(body.as_bytes()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let dst_etag = c
+        .head_object()
+        .bucket("cpcond")
+        .key("dst")
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_owned();
+    let copy = |key: &'static str| {
+        c.copy_object()
+            .bucket("cpcond")
+            .key(key)
+            .copy_source("cpcond/src")
+    };
+    let e = copy("dst").if_none_match("*").send().await.unwrap_err();
+    assert_eq!(
+        status(&e),
+        412,
+        "If-None-Match: * on an existing destination"
+    );
+    let e = copy("dst").if_match("\"0123\"").send().await.unwrap_err();
+    assert_eq!(status(&e), 412, "If-Match with another ETag");
+    let e = copy("absent").if_match("*").send().await.unwrap_err();
+    assert_eq!(code(&e), "NoSuchKey", "If-Match on a missing destination");
+    assert_eq!(
+        get(&c, "cpcond", "dst").await,
+        b"destination bytes",
+        "nothing overwritten"
+    );
+    copy("dst").if_match(&dst_etag).send().await.unwrap();
+    copy("fresh").if_none_match("*").send().await.unwrap();
+    for key in ["dst", "fresh"] {
+        assert_eq!(get(&c, "cpcond", key).await, b"source bytes", "{key}");
+    }
+}

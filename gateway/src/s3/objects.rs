@@ -498,6 +498,20 @@ impl Gateway {
         &self,
         req: S3Request<dto::CopyObjectInput>,
     ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+        // The destination's If-Match / If-None-Match: s3s 0.14 has no fields for them.
+        let dest_condition = |name: &str| {
+            req.headers
+                .get(name)
+                .map(|v| {
+                    dto::ETagCondition::parse_http_header(v.as_bytes())
+                        .map_err(|_| s3_error!(InvalidArgument, "Invalid {name} header"))
+                })
+                .transpose()
+        };
+        let (if_match, if_none_match) = (
+            dest_condition("if-match")?,
+            dest_condition("if-none-match")?,
+        );
         let input = req.input;
         check_new_key(&input.key)?;
         check_user_metadata(input.metadata.as_ref())?;
@@ -564,7 +578,7 @@ impl Gateway {
                 input.object_lock_retain_until_date.as_ref(),
                 input.object_lock_legal_hold_status.as_ref(),
             )?,
-            ..Default::default()
+            ..super::write_condition(if_match.as_ref(), if_none_match.as_ref())?
         };
         let rec = self
             .store
