@@ -107,6 +107,10 @@ pub fn to_s3(e: StorageError) -> S3Error {
             "The requested range is not satisfiable for an object of {size} bytes"
         ),
         E::InvalidArgument(m) => s3_error!(InvalidArgument, "{m}"),
+        // Identities are managed through the admin API, never through S3 requests.
+        E::NoSuchIdentity(m) | E::IdentityExists(m) | E::IdentityInUse(m) => {
+            s3_error!(InvalidArgument, "{m}")
+        }
         E::Body(e) => {
             // The client's stream broke (disconnect, bad chunk signature, bad payload hash).
             let text = e.to_string();

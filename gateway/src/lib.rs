@@ -6,7 +6,8 @@
 //! - [`credentials`] — root credentials: from settings, or kept in the data directory.
 //! - [`admin`] — the admin API (`/admin/v1`), its token, the GC worker, `s3dedup admin`.
 //! - [`stats`] — `s3dedup stats`: stored vs logical bytes, overall and per bucket.
-//! - [`access`] — access control after authentication; the operation a request resolved to.
+//! - [`access`] — tenant keys for s3s, the access check, what a request resolved to.
+//! - [`authz`] — the one authorization function (principal, operation, bucket → decision).
 //! - [`server`] — `run(listeners, shutdown)`: the S3 and admin servers.
 //! - [`edge`] — checks on a request's line and headers before s3s sees it.
 //! - [`s3`] — the S3 operations over `s3dedup_storage::Store`.
@@ -21,6 +22,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod authz;
 pub mod body;
 pub mod bucket_name;
 pub mod checksum;

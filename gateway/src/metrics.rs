@@ -8,6 +8,11 @@ use s3dedup_storage::Store;
 
 /// Requests by `operation` and `status`.
 pub const REQUESTS: &str = "s3dedup_requests_total";
+/// S3 requests by principal (`root`, a tenant's name, `anonymous`).
+pub const TENANT_REQUESTS: &str = "s3dedup_tenant_requests_total";
+/// Refused authentications and authorizations by reason (`unknown_key`, `disabled`,
+/// `expired`, `signature`, `anonymous`, `not_owner`).
+pub const AUTH_FAILURES: &str = "s3dedup_auth_failures_total";
 /// Request latency in seconds by `operation`.
 pub const REQUEST_SECONDS: &str = "s3dedup_request_duration_seconds";
 /// Sum of sizes of committed objects.
@@ -162,6 +167,14 @@ pub fn record_build_info(store: &Store) {
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_journal();
+    describe_counter!(
+        TENANT_REQUESTS,
+        "S3 requests by principal: root, a tenant's name, or anonymous"
+    );
+    describe_counter!(
+        AUTH_FAILURES,
+        "Requests refused by authentication or authorization, by reason"
+    );
     describe_counter!(
         REQUESTS,
         "S3 requests by operation and HTTP status (Unresolved: refused before routing, e.g. a bad signature; Refused: refused at the edge)"

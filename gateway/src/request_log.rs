@@ -23,6 +23,8 @@ pub struct RequestLine {
     pub started: Instant,
     /// The edge's error code, for refusals.
     pub code: Option<&'static str>,
+    /// Who asked (`root`, a tenant, `anonymous`), once authenticated.
+    pub principal: Option<String>,
     /// The request's span.
     pub span: tracing::Span,
 }
@@ -42,6 +44,9 @@ enum Ended {
 impl RequestLine {
     fn emit(self, bytes_out: u64, ended: Ended) {
         crate::metrics::record_request(&self.operation, self.status, self.started);
+        if let Some(p) = &self.principal {
+            metrics::counter!(crate::metrics::TENANT_REQUESTS, "tenant" => p.clone()).increment(1);
+        }
         let ms = self.started.elapsed().as_millis() as u64;
         let (operation, status, bytes_in, code) = (
             self.operation.as_str(),

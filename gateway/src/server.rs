@@ -17,9 +17,7 @@ use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
 use s3dedup_storage::SnapshotSettings;
 use s3dedup_storage::Store;
-use s3s::auth::{S3Auth, SecretKey};
 use s3s::service::{S3Service, S3ServiceBuilder};
-use s3s::{S3Result, s3_error};
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -33,39 +31,7 @@ use crate::scan::ScanService;
 /// How long in-flight requests get to finish after shutdown is requested.
 const DRAIN: Duration = Duration::from_secs(30);
 
-/// Credentials accepted by the S3 API.
-#[derive(Clone)]
-pub struct Credentials {
-    /// Access key id.
-    pub access_key: String,
-    /// Secret key.
-    pub secret_key: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key", &self.access_key)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug)]
-struct Keys(Credentials);
-
-#[async_trait::async_trait]
-impl S3Auth for Keys {
-    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        if access_key == self.0.access_key {
-            Ok(SecretKey::from(self.0.secret_key.as_str()))
-        } else {
-            Err(s3_error!(
-                InvalidAccessKeyId,
-                "The AWS access key Id you provided does not exist in our records"
-            ))
-        }
-    }
-}
+pub use crate::access::Credentials;
 
 /// What [`run`] serves.
 #[derive(Debug, Clone)]
@@ -97,9 +63,15 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// # Errors
 /// An invalid domain.
 pub fn s3_service(store: Store, opts: &ServeOptions, port: u16) -> anyhow::Result<S3Service> {
-    let mut b = S3ServiceBuilder::new(Gateway::new(store, opts.settings.clone()));
-    b.set_auth(Keys(opts.credentials.clone()));
-    b.set_access(crate::access::Access);
+    let mut b = S3ServiceBuilder::new(Gateway::new(store.clone(), opts.settings.clone()));
+    b.set_auth(crate::access::Keys {
+        root: opts.credentials.clone(),
+        store: store.clone(),
+    });
+    b.set_access(crate::access::Access {
+        root_access_key: opts.credentials.access_key.clone(),
+        store: store.clone(),
+    });
     // Defence in depth behind the edge's refusal of form uploads: s3s buffers a form's
     // file part whole before authenticating it, so allow it nothing.
     let mut config = s3s::config::S3Config::default();
@@ -313,6 +285,7 @@ fn serve_s3(
         method = %req.method(),
         path = %req.uri().path(),
         peer = %peer,
+        principal = tracing::field::Empty,
     );
     Box::pin(
         async move {
@@ -343,11 +316,16 @@ fn serve_s3(
                 if let Ok(v) = http::HeaderValue::from_str(&id) {
                     h.insert("x-amz-request-id", v);
                 }
-                return Ok(logged(resp, "Refused".into(), bytes_in, started, Some(refusal.code)));
+                let line = (String::from("Refused"), None);
+                return Ok(logged(resp, line, bytes_in, started, Some(refusal.code)));
             }
             let bucket = first_path_segment(req.uri().path());
-            let (resp, operation) =
-                crate::access::with_operation(hyper::service::Service::call(&svc, req)).await;
+            let (resp, info) =
+                crate::access::with_request_info(hyper::service::Service::call(&svc, req)).await;
+            let operation = info.operation().to_owned();
+            if let Some(p) = &info.principal {
+                tracing::Span::current().record("principal", p.as_str());
+            }
             let mut resp = match resp {
                 Ok(r) => r,
                 Err(e) => {
@@ -370,7 +348,11 @@ fn serve_s3(
                 }
                 *resp.body_mut() = s3s::Body::from(full);
             }
-            Ok(logged(resp, operation, bytes_in, started, None))
+            if info.bad_signature() && resp.status() == StatusCode::FORBIDDEN {
+                metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "signature")
+                    .increment(1);
+            }
+            Ok(logged(resp, (operation, info.principal), bytes_in, started, None))
         }
         .instrument(span),
     )
@@ -394,7 +376,7 @@ fn first_path_segment(path: &str) -> Option<String> {
 /// Wraps the response so its one log line is written when the body has been sent.
 fn logged(
     resp: Response<s3s::Body>,
-    operation: String,
+    (operation, principal): (String, Option<String>),
     bytes_in: u64,
     started: Instant,
     code: Option<&'static str>,
@@ -405,6 +387,7 @@ fn logged(
         bytes_in,
         started,
         code,
+        principal,
         span: tracing::Span::current(),
     };
     resp.map(|body| LoggedBody::new(body, line))

@@ -20,6 +20,15 @@ pub enum Error {
     /// The bucket already exists.
     #[error("bucket {0:?} already exists")]
     BucketExists(String),
+    /// A tenant, user or access key named does not exist (the message says which).
+    #[error("{0}")]
+    NoSuchIdentity(String),
+    /// A tenant, user or access key of that name already exists.
+    #[error("{0}")]
+    IdentityExists(String),
+    /// A tenant still owns buckets.
+    #[error("{0}")]
+    IdentityInUse(String),
     /// The bucket still holds objects.
     #[error("bucket {0:?} is not empty")]
     BucketNotEmpty(String),

@@ -13,6 +13,7 @@
 //! # Layout
 //! - [`chunker`] — streaming FastCDC, pure.
 //! - [`id`] — [`ChunkId`], the SHA-256 naming a chunk (a leaf module).
+//! - [`identity`] — tenants, users, access keys: records, names, sealed secrets.
 //! - [`chunk`] — the versioned stored-chunk codec (compression, sealing).
 //! - [`crypto`] — keys, AEAD sealing, keyed chunk ids.
 //! - [`pack`] — self-describing pack format, pure.
@@ -42,6 +43,7 @@ pub mod crypto;
 pub mod error;
 pub mod gc;
 pub mod id;
+pub mod identity;
 mod index;
 mod inflight;
 pub mod ingest;

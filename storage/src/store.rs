@@ -23,8 +23,11 @@ pub use crate::read::{ByteRange, ObjectReader};
 use crate::records::{BucketRecord, ObjectMeta, ObjectRecord, PartRecord, UploadRecord};
 pub use lifecycle::LifecycleReport;
 
+mod identity;
 mod lifecycle;
 mod versions;
+
+pub use identity::NewKey;
 
 /// Name of the store's identity marker blob (see [`Store::open`]).
 pub const STORE_ID_BLOB: &str = "s3dedup-store-id";

@@ -105,6 +105,22 @@ pub enum AdminCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Tenants: `create|list|delete NAME`.
+    Tenant {
+        #[command(subcommand)]
+        action: super::identity_cli::TenantAction,
+    },
+    /// Users of a tenant: `create|list|delete --tenant T NAME`.
+    User {
+        #[command(subcommand)]
+        action: super::identity_cli::UserAction,
+    },
+    /// Access keys: `create --tenant T [--user U] [--expires 30d] [--json]`,
+    /// `list|disable|enable|delete`.
+    Key {
+        #[command(subcommand)]
+        action: super::identity_cli::KeyAction,
+    },
     /// GC and scrub state: runs in progress, last runs, garbage bytes.
     Status {
         /// The server's JSON.
@@ -158,7 +174,7 @@ impl Target {
             .unwrap_or_else(|| "http://127.0.0.1:9001".into())
     }
 
-    fn client(&self) -> anyhow::Result<AdminClient> {
+    pub(super) fn client(&self) -> anyhow::Result<AdminClient> {
         let token = token::client_token(&self.data_dir()).map_err(|e| {
             anyhow::anyhow!("{e} (set S3DEDUP_ADMIN_TOKEN, or --data-dir to the server's data dir)")
         })?;
@@ -339,6 +355,9 @@ fn lifecycle_line(r: &Value) -> String {
 /// When the server cannot be reached, refuses, or the run fails.
 pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
     match cmd {
+        AdminCommand::Tenant { action } => super::identity_cli::tenant(action).await,
+        AdminCommand::User { action } => super::identity_cli::user(action).await,
+        AdminCommand::Key { action } => super::identity_cli::key(action).await,
         AdminCommand::Gc {
             grace,
             wait,

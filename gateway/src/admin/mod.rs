@@ -18,10 +18,14 @@
 //! | `POST /admin/v1/journal/flush` | ships every metadata change not yet in the store's journal: 200 with what was written |
 //! | `POST /admin/v1/journal/snapshot` | ships, then writes a snapshot of the whole index to the store: 200 with it |
 //! | `GET /admin/v1/usage` | logical, unique, stored, garbage, saved bytes, ratio, per bucket |
+//!
+//! Tenants, users and access keys: see [`identity`].
 
 pub mod backup;
 pub mod cli;
 pub mod client;
+pub mod identity;
+pub mod identity_cli;
 pub mod journal;
 pub mod token;
 pub mod worker;
@@ -157,6 +161,9 @@ impl AdminApi {
             return r;
         }
         let rest = path.trim_start_matches("/admin/v1");
+        if let Some(r) = self.serve_identity(method, rest, query).await {
+            return r;
+        }
         match (method, rest) {
             (&Method::GET, "/status") => self.status().await,
             (&Method::POST, "/gc") => self.start_gc(query),

@@ -15,9 +15,12 @@ fn valid_bucket_name(name: &str) -> bool {
 impl Gateway {
     pub(super) async fn list_buckets_impl(
         &self,
-        _req: S3Request<dto::ListBucketsInput>,
+        req: S3Request<dto::ListBucketsInput>,
     ) -> S3Result<S3Response<dto::ListBucketsOutput>> {
-        let buckets = self.store.buckets().await.map_err(to_s3)?;
+        // The caller's tenant's buckets (the root key's: the root tenant's).
+        let mine = super::principal(&req).owner().unwrap_or("").to_owned();
+        let mut buckets = self.store.buckets().await.map_err(to_s3)?;
+        buckets.retain(|(_, rec)| rec.owner == mine);
         Ok(S3Response::new(dto::ListBucketsOutput {
             buckets: Some(
                 buckets
@@ -29,7 +32,7 @@ impl Gateway {
                     })
                     .collect(),
             ),
-            owner: Some(super::list::owner()),
+            owner: Some(self.owner_named(&mine).await?),
             ..Default::default()
         }))
     }
@@ -38,6 +41,7 @@ impl Gateway {
         &self,
         req: S3Request<dto::CreateBucketInput>,
     ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
+        let owner = super::principal(&req).owner().unwrap_or("").to_owned();
         let name = req.input.bucket;
         let lock = req.input.object_lock_enabled_for_bucket == Some(true);
         if let Some(rule) = crate::bucket_name::problem(&name) {
@@ -60,12 +64,22 @@ impl Gateway {
                 self.settings.region
             ));
         }
-        if lock {
-            self.store.create_bucket_with_lock(&name).await
-        } else {
-            self.store.create_bucket(&name).await
+        match self.store.create_bucket_owned(&name, &owner, lock).await {
+            Ok(()) => {}
+            // Names are global: whose it is decides the answer.
+            Err(s3dedup_storage::Error::BucketExists(_)) => {
+                let theirs = self.store.bucket(&name).await.map_err(to_s3)?;
+                return Err(match theirs {
+                    Some(r) if r.owner != owner => s3_error!(
+                        BucketAlreadyExists,
+                        "The requested bucket name is not available: {name} belongs to another \
+                         tenant; select a different name and try again"
+                    ),
+                    _ => s3_error!(BucketAlreadyOwnedByYou, "You already own bucket {name}"),
+                });
+            }
+            Err(e) => return Err(to_s3(e)),
         }
-        .map_err(to_s3)?;
         Ok(S3Response::new(dto::CreateBucketOutput {
             location: Some(format!("/{name}")),
         }))

@@ -18,14 +18,6 @@ const KEEP: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~')
     .remove(b'/');
 
-/// The single owner until tenants exist.
-pub(super) fn owner() -> dto::Owner {
-    dto::Owner {
-        display_name: Some("s3dedup".into()),
-        id: Some("s3dedup".into()),
-    }
-}
-
 pub(super) fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
 }
@@ -68,7 +60,7 @@ struct Listing {
     count: i32,
 }
 
-fn convert(page: ListPage, enc: &Encoder, with_owner: bool) -> Listing {
+fn convert(page: ListPage, enc: &Encoder, owner: Option<&dto::Owner>) -> Listing {
     let next_marker = page
         .is_truncated
         .then(|| page.entries.last().map(|e| e.marker().to_owned()))
@@ -85,7 +77,7 @@ fn convert(page: ListPage, enc: &Encoder, with_owner: bool) -> Listing {
                 storage_class: Some(dto::ObjectStorageClass::from_static(
                     dto::ObjectStorageClass::STANDARD,
                 )),
-                owner: with_owner.then(owner),
+                owner: owner.cloned(),
                 ..Default::default()
             }),
             ListEntry::Prefix(p) => prefixes.push(dto::CommonPrefix {
@@ -124,7 +116,8 @@ impl Gateway {
             )
             .await
             .map_err(to_s3)?;
-        let l = convert(page, &enc, true);
+        let owner = self.bucket_owner(&i.bucket).await?;
+        let l = convert(page, &enc, Some(&owner));
         Ok(S3Response::new(dto::ListObjectsOutput {
             name: Some(i.bucket),
             prefix: Some(enc.enc(prefix)),
@@ -176,7 +169,11 @@ impl Gateway {
             )
             .await
             .map_err(to_s3)?;
-        let l = convert(page, &enc, i.fetch_owner.unwrap_or(false));
+        let owner = match i.fetch_owner {
+            Some(true) => Some(self.bucket_owner(&i.bucket).await?),
+            _ => None,
+        };
+        let l = convert(page, &enc, owner.as_ref());
         Ok(S3Response::new(dto::ListObjectsV2Output {
             name: Some(i.bucket),
             prefix: Some(enc.enc(prefix)),

@@ -133,6 +133,7 @@ impl Gateway {
         &self,
         req: S3Request<dto::UploadPartCopyInput>,
     ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
+        let principal = super::principal(&req);
         let i = req.input;
         let n = part_number(i.part_number)?;
         self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
@@ -147,6 +148,7 @@ impl Gateway {
                 "Only bucket copy sources are supported"
             ));
         };
+        super::authorize_source(&self.store, &principal, sb, sk).await?;
         let range = match &i.copy_source_range {
             None => None,
             Some(r) => {
@@ -363,6 +365,7 @@ impl Gateway {
         let truncated = parts.len() > max;
         parts.truncate(max);
         let next = parts.last().map(|(n, _)| *n as i32);
+        let owner = self.bucket_owner(&i.bucket).await?;
         Ok(S3Response::new(dto::ListPartsOutput {
             bucket: Some(i.bucket),
             key: Some(i.key),
@@ -383,11 +386,11 @@ impl Gateway {
                     })
                     .collect(),
             ),
-            owner: Some(super::list::owner()),
             initiator: Some(dto::Initiator {
-                display_name: Some("s3dedup".into()),
-                id: Some("s3dedup".into()),
+                display_name: owner.display_name.clone(),
+                id: owner.id.clone(),
             }),
+            owner: Some(owner),
             ..Default::default()
         }))
     }

@@ -512,6 +512,7 @@ impl Gateway {
             dest_condition("if-match")?,
             dest_condition("if-none-match")?,
         );
+        let principal = super::principal(&req);
         let input = req.input;
         check_new_key(&input.key)?;
         check_user_metadata(input.metadata.as_ref())?;
@@ -526,6 +527,7 @@ impl Gateway {
                 "Only bucket copy sources are supported"
             ));
         };
+        super::authorize_source(&self.store, &principal, sb, sk).await?;
         let src_version = version_id.as_deref();
         let src = match self.store.head_version(sb, sk, src_version).await {
             Ok(src) => src,

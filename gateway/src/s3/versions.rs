@@ -5,7 +5,7 @@ use s3dedup_storage::{ObjectRecord, VersionEntry, VersionItem, Versioning};
 use s3s::dto;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::list::{Encoder, max_keys, non_empty, owner};
+use super::list::{Encoder, max_keys, non_empty};
 use super::{Gateway, etag, timestamp};
 use crate::error::to_s3;
 
@@ -124,6 +124,7 @@ impl Gateway {
             )
             .await
             .map_err(to_s3)?;
+        let owner = self.bucket_owner(&i.bucket).await?;
         let (mut versions, mut markers, mut prefixes) = (Vec::new(), Vec::new(), Vec::new());
         for item in page.items {
             match item {
@@ -141,7 +142,7 @@ impl Gateway {
                     storage_class: Some(dto::ObjectVersionStorageClass::from_static(
                         dto::ObjectVersionStorageClass::STANDARD,
                     )),
-                    owner: Some(owner()),
+                    owner: Some(owner.clone()),
                     ..Default::default()
                 }),
                 VersionItem::Version {
@@ -153,7 +154,7 @@ impl Gateway {
                     version_id: Some(m.version.id()),
                     is_latest: Some(latest),
                     last_modified: Some(timestamp(m.mtime_ms)),
-                    owner: Some(owner()),
+                    owner: Some(owner.clone()),
                 }),
                 VersionItem::Prefix(p) => prefixes.push(dto::CommonPrefix {
                     prefix: Some(enc.enc(p)),

@@ -266,6 +266,25 @@ impl Index {
                 record: BucketRecord::decode(v.value())?,
             })?;
         }
+        // Tenants before their users, users before their keys (the kinds sort so).
+        for kind in [
+            super::identity::TENANT,
+            super::identity::USER,
+            super::identity::KEY,
+        ] {
+            for r in txn.open_table(super::IDENTITIES)?.range((kind, "")..)? {
+                let (k, v) = r?;
+                let (k_kind, name) = k.value();
+                if k_kind != kind {
+                    break;
+                }
+                put(Change::Identity {
+                    kind: kind.to_owned(),
+                    name: name.to_owned(),
+                    value: v.value().to_vec(),
+                })?;
+            }
+        }
         for r in txn.open_table(super::BUCKET_CONFIGS)?.iter()? {
             let (k, v) = r?;
             let (bucket, kind) = k.value();

@@ -32,6 +32,7 @@ mod committer;
 mod configs;
 mod fsck;
 mod gc;
+mod identity;
 pub(crate) mod journal;
 mod keys;
 mod lifecycle;
@@ -98,6 +99,9 @@ pub(crate) const LOCKS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinit
 /// Bucket configurations ((bucket, kind) → encoded; `configs.rs`).
 pub(crate) const BUCKET_CONFIGS: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("bucket_configs");
+/// Tenants, users and access keys ((kind, name) → record; `identity.rs`).
+pub(crate) const IDENTITIES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("identities");
 pub(crate) const MANIFESTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("manifests");
 pub(crate) const CHUNKS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("chunks");
 pub(crate) const GC_QUEUE: TableDefinition<(u64, &[u8; 32]), ()> = TableDefinition::new("gc_queue");
@@ -139,9 +143,13 @@ pub(crate) const COMPLETED_UPLOAD_TTL_MS: u64 = 24 * 3600 * 1000;
 /// the lock their object gets; a binary that knows only format 6 would ignore the
 /// configurations (and never expire what the rules say) and fail on such uploads, so it
 /// must refuse. Nothing to convert.
-pub(crate) const INDEX_FORMAT: u32 = 7;
+/// 8: tenants, users and access keys (`identities`), buckets owned by tenants; a binary
+/// that knows only format 7 would refuse every tenant key and let the root key alone
+/// reach tenants' buckets, and its journal would miss identity changes, so it must
+/// refuse. Nothing to convert: every existing bucket belongs to the root tenant.
+pub(crate) const INDEX_FORMAT: u32 = 8;
 /// Index formats this version opens.
-const READABLE_FORMATS: [u32; 7] = [1, 2, 3, 4, 5, 6, 7];
+const READABLE_FORMATS: [u32; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
 const KEY_FORMAT: &str = "format";
 const KEY_CHUNKER: &str = "chunker";
 const KEY_NEXT_ID: &str = "next_manifest_id";
@@ -339,6 +347,7 @@ impl Index {
             txn.open_table(VERSIONS)?;
             txn.open_table(LOCKS)?;
             txn.open_table(BUCKET_CONFIGS)?;
+            txn.open_table(IDENTITIES)?;
             txn.open_table(MANIFESTS)?;
             txn.open_table(CHUNKS)?;
             txn.open_table(GC_QUEUE)?;
@@ -357,6 +366,13 @@ impl Index {
         }
         // Last before the commit: a refused key aborts the whole transaction.
         let codec = keys::open_codec(&txn, compression, keys)?;
+        let resealed = identity::reseal_secrets(&txn, codec.keys.as_deref())?;
+        if resealed > 0 {
+            tracing::info!(
+                resealed,
+                "access key secrets sealed again under the active encryption key"
+            );
+        }
         let changed: Vec<_> = journaled_meta(&txn)?
             .into_iter()
             .zip(before)

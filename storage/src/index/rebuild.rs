@@ -36,6 +36,8 @@ pub(crate) struct Rebuilt {
     pub(crate) locks: Vec<((String, String, u64), crate::lock::LockRecord)>,
     /// Bucket configurations by (bucket, kind).
     pub(crate) configs: Vec<((String, String), Vec<u8>)>,
+    /// Identity records by (kind, name).
+    pub(crate) identities: Vec<((String, String), Vec<u8>)>,
     /// Every chunk the objects reference, located.
     pub(crate) chunks: HashMap<ChunkId, ChunkRecord>,
     /// Readable packs present: size and chunk count.
@@ -151,6 +153,11 @@ impl Rebuilt {
             let mut t = txn.open_table(super::BUCKET_CONFIGS)?;
             for ((bucket, kind), value) in &self.configs {
                 t.insert((bucket.as_str(), kind.as_str()), value.as_slice())?;
+            }
+            let mut t = txn.open_table(super::IDENTITIES)?;
+            for ((kind, name), value) in &self.identities {
+                super::identity::check_record(kind, value)?;
+                t.insert((kind.as_str(), name.as_str()), value.as_slice())?;
             }
         }
         let mut chunks = txn.open_table(CHUNKS)?;

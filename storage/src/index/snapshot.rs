@@ -222,6 +222,13 @@ impl Index {
         n += copy_records(
             &src,
             &dst,
+            super::IDENTITIES,
+            super::configs::check_sealed,
+            c,
+        )?;
+        n += copy_records(
+            &src,
+            &dst,
             MANIFESTS,
             |b| ManifestSegment::decode(b).map(drop),
             c,

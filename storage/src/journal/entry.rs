@@ -171,6 +171,16 @@ pub(crate) enum Change {
         /// The encoded configuration.
         value: Vec<u8>,
     },
+    /// An identity record (`tenant`, `user` as `tenant/user`, or `key` by access key
+    /// id; see `crate::identity`), encoded by its owner (empty: removed).
+    Identity {
+        /// `tenant`, `user` or `key`.
+        kind: String,
+        /// Its name in that kind.
+        name: String,
+        /// The encoded record.
+        value: Vec<u8>,
+    },
     /// A `meta` value a rebuild needs (key records, chunker parameters).
     Meta {
         /// Meta key.
@@ -212,6 +222,7 @@ impl Entry {
             Change::VersionGone { .. } => 13,
             Change::Lock { .. } => 14,
             Change::BucketConfig { .. } => 15,
+            Change::Identity { .. } => 16,
         };
         w.u8(kind).u64(self.seq).u64(self.time_ms);
         match &self.change {
@@ -278,6 +289,9 @@ impl Entry {
                 value,
             } => {
                 w.str(bucket).str(kind).bytes(value);
+            }
+            Change::Identity { kind, name, value } => {
+                w.str(kind).str(name).bytes(value);
             }
         }
         w.seal()
@@ -370,6 +384,11 @@ impl Entry {
                 kind: r.string()?,
                 value: r.bytes()?.to_vec(),
             },
+            16 => Change::Identity {
+                kind: r.string()?,
+                name: r.string()?,
+                value: r.bytes()?.to_vec(),
+            },
             k => {
                 return Err(Error::corrupt("journal entry", format!("unknown kind {k}")));
             }
@@ -451,6 +470,11 @@ mod tests {
                 bucket: "b".into(),
                 kind: "lifecycle".into(),
                 value: vec![1, 2, 3],
+            },
+            Change::Identity {
+                kind: "key".into(),
+                name: "AK".into(),
+                value: vec![4, 5],
             },
             Change::Lock {
                 bucket: "b".into(),

@@ -112,6 +112,7 @@ struct State {
     locks: BTreeMap<(String, String, u64), LockRecord>,
     /// Bucket configurations by (bucket, kind).
     configs: BTreeMap<(String, String), Vec<u8>>,
+    identities: BTreeMap<(String, String), Vec<u8>>,
     chunks: HashMap<ChunkId, ChunkRecord>,
     applied: u64,
 }
@@ -125,6 +126,13 @@ impl State {
             Change::BucketGone { name } => {
                 self.configs.retain(|(b, _), _| *b != name);
                 self.buckets.remove(&name);
+            }
+            Change::Identity { kind, name, value } => {
+                if value.is_empty() {
+                    self.identities.remove(&(kind, name));
+                } else {
+                    self.identities.insert((kind, name), value);
+                }
             }
             Change::BucketConfig {
                 bucket,
@@ -611,6 +619,7 @@ pub async fn rebuild_index(
         versions,
         locks,
         configs,
+        identities: state.identities.into_iter().collect(),
         chunks,
         packs,
         // Past every blob in the store (see `Index::journal_catch_up`): the first

@@ -1,0 +1,444 @@
+//! Identities: tenants, their users and access keys — records, names and secrets.
+//!
+//! A tenant owns buckets; users belong to a tenant; an access key belongs to a tenant
+//! and optionally to one of its users. The root key (the operator's, from the settings
+//! or `<data_dir>/root-credentials`) is not a record here: it is the *root tenant*,
+//! which owns every bucket created before tenants existed (bucket owner `""`).
+//!
+//! SigV4 needs a key's secret in the clear when a request is verified, so secrets are
+//! kept, not hashed. With encryption configured they are sealed (AES-256-GCM-SIV under
+//! the active key, bound to the access key id as associated data), and resealed under a
+//! new active key when the store opens; without encryption they are kept as given (as
+//! the root key is). Records are versioned and sealed with a CRC32C as every index
+//! value is.
+
+use crate::codec::{Reader, Writer};
+use crate::crypto::Keyring;
+use crate::error::{Error, Result};
+
+const V1: u8 = 1;
+/// No unsealed legacy layout exists for these records.
+const NO_LEGACY: u8 = 0;
+
+/// The name of the root tenant, reserved.
+pub const ROOT_TENANT: &str = "root";
+
+/// A tenant name problem, or `None`: 3–63 of `a-z 0-9 -`, starting with a letter or
+/// digit; `root` is reserved. (Names appear in ARNs and metric labels.)
+pub fn tenant_name_problem(name: &str) -> Option<&'static str> {
+    if !(3..=63).contains(&name.len()) {
+        return Some("a tenant name is 3 to 63 characters long");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Some("a tenant name uses only a-z, 0-9 and -");
+    }
+    if name.starts_with('-') {
+        return Some("a tenant name starts with a letter or a digit");
+    }
+    if name == ROOT_TENANT {
+        return Some("\"root\" is reserved for the operator's root key");
+    }
+    None
+}
+
+/// A user name problem, or `None`: 1–64 of `A-Z a-z 0-9 + = , . @ _ -` (IAM's set).
+pub fn user_name_problem(name: &str) -> Option<&'static str> {
+    if !(1..=64).contains(&name.len()) {
+        return Some("a user name is 1 to 64 characters long");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+    {
+        return Some("a user name uses only A-Z, a-z, 0-9 and + = , . @ _ -");
+    }
+    None
+}
+
+fn random_from(set: &[u8], n: usize) -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| char::from(set[rng.random_range(0..set.len())]))
+        .collect()
+}
+
+/// A new access key id: `S3DK` and 16 of `A-Z 0-9` (20 characters, as AWS's).
+pub fn new_access_key_id() -> String {
+    format!(
+        "S3DK{}",
+        random_from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 16)
+    )
+}
+
+/// A new secret key: 40 characters of the base64 alphabet (~238 bits).
+pub fn new_secret_key() -> String {
+    random_from(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        40,
+    )
+}
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// Its name (the owner of its buckets, its "account" in ARNs).
+    pub name: String,
+    /// Canonical user id (64 hex digits, random, as S3's): returned in Owner fields
+    /// and named by ACL grants.
+    pub canonical_id: String,
+    /// Creation time, ms since the epoch.
+    pub created_ms: u64,
+}
+
+impl Tenant {
+    /// A new tenant record with a fresh canonical id.
+    pub fn new(name: &str, created_ms: u64) -> Self {
+        Tenant {
+            name: name.to_owned(),
+            canonical_id: hex::encode(rand::random::<[u8; 32]>()),
+            created_ms,
+        }
+    }
+
+    /// The root tenant's canonical id: fixed, so old data dirs need no record.
+    pub fn root_canonical_id() -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"s3dedup root tenant"))
+    }
+
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(V1)
+            .str(&self.name)
+            .str(&self.canonical_id)
+            .u64(self.created_ms);
+        w.seal()
+    }
+
+    /// Decodes a record.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let (_, mut r) = Reader::open(b, "tenant record", NO_LEGACY, V1)?;
+        let t = Tenant {
+            name: r.string()?,
+            canonical_id: r.string()?,
+            created_ms: r.u64()?,
+        };
+        r.finish()?;
+        Ok(t)
+    }
+}
+
+/// A user of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Its tenant.
+    pub tenant: String,
+    /// Its name, unique in the tenant.
+    pub name: String,
+    /// Creation time, ms since the epoch.
+    pub created_ms: u64,
+}
+
+impl User {
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(V1)
+            .str(&self.tenant)
+            .str(&self.name)
+            .u64(self.created_ms);
+        w.seal()
+    }
+
+    /// Decodes a record.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let (_, mut r) = Reader::open(b, "user record", NO_LEGACY, V1)?;
+        let u = User {
+            tenant: r.string()?,
+            name: r.string()?,
+            created_ms: r.u64()?,
+        };
+        r.finish()?;
+        Ok(u)
+    }
+}
+
+/// Whether a key may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Requests signed with it are verified.
+    Active,
+    /// Requests signed with it are refused.
+    Disabled,
+}
+
+impl KeyStatus {
+    /// `active` or `disabled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Disabled => "disabled",
+        }
+    }
+}
+
+/// A secret as kept in the index.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoredSecret {
+    /// As given (no encryption configured).
+    Plain(String),
+    /// Sealed under encryption key `key`.
+    Sealed {
+        /// Id of the key that sealed it.
+        key: u16,
+        /// Nonce, ciphertext and tag.
+        sealed: Vec<u8>,
+    },
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoredSecret::Plain(_) => f.write_str("Plain(..)"),
+            StoredSecret::Sealed { key, .. } => write!(f, "Sealed {{ key: {key}, .. }}"),
+        }
+    }
+}
+
+fn secret_aad(access_key: &str) -> Vec<u8> {
+    let mut aad = b"s3dedup access key secret\0".to_vec();
+    aad.extend_from_slice(access_key.as_bytes());
+    aad
+}
+
+impl StoredSecret {
+    /// `secret` of `access_key`, sealed under the active key of `keys` if any.
+    pub fn protect(access_key: &str, secret: &str, keys: Option<&Keyring>) -> Self {
+        match keys {
+            Some(k) => {
+                let (key, sealed) = k.seal(secret.as_bytes(), &secret_aad(access_key));
+                StoredSecret::Sealed { key, sealed }
+            }
+            None => StoredSecret::Plain(secret.to_owned()),
+        }
+    }
+
+    /// The secret in the clear.
+    ///
+    /// # Errors
+    /// [`Error::KeyMissing`]-style errors when it is sealed and `keys` cannot open it.
+    pub fn reveal(&self, access_key: &str, keys: Option<&Keyring>) -> Result<String> {
+        match self {
+            StoredSecret::Plain(s) => Ok(s.clone()),
+            StoredSecret::Sealed { key, sealed } => {
+                let keys = keys.ok_or_else(|| {
+                    Error::corrupt(
+                        "access key secret",
+                        format!("sealed under key {key}, but no encryption key is configured"),
+                    )
+                })?;
+                let plain =
+                    keys.open(*key, sealed, &secret_aad(access_key), "access key secret")?;
+                String::from_utf8(plain)
+                    .map_err(|_| Error::corrupt("access key secret", "not UTF-8"))
+            }
+        }
+    }
+
+    /// Whether it should be sealed again: sealed under another key than the active
+    /// one, or kept plain although encryption is configured.
+    pub fn stale(&self, keys: Option<&Keyring>) -> bool {
+        match (self, keys) {
+            (StoredSecret::Plain(_), Some(_)) => true,
+            (StoredSecret::Sealed { key, .. }, Some(k)) => *key != k.active(),
+            (_, None) => false,
+        }
+    }
+}
+
+/// An access key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    /// The access key id.
+    pub access_key: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its user, if it belongs to one.
+    pub user: Option<String>,
+    /// Active or disabled.
+    pub status: KeyStatus,
+    /// Creation time, ms since the epoch.
+    pub created_ms: u64,
+    /// When it stops working, ms since the epoch.
+    pub expires_ms: Option<u64>,
+    /// The secret as kept.
+    pub secret: StoredSecret,
+}
+
+/// Why a key is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefusal {
+    /// It is disabled.
+    Disabled,
+    /// It expired.
+    Expired,
+}
+
+impl KeyRefusal {
+    /// `disabled` or `expired` (a metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyRefusal::Disabled => "disabled",
+            KeyRefusal::Expired => "expired",
+        }
+    }
+}
+
+impl AccessKey {
+    /// Whether the key may sign a request at `now_ms`.
+    ///
+    /// # Errors
+    /// Why not.
+    pub fn usable_at(&self, now_ms: u64) -> std::result::Result<(), KeyRefusal> {
+        if self.status == KeyStatus::Disabled {
+            return Err(KeyRefusal::Disabled);
+        }
+        if self.expires_ms.is_some_and(|e| now_ms >= e) {
+            return Err(KeyRefusal::Expired);
+        }
+        Ok(())
+    }
+
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(V1)
+            .str(&self.access_key)
+            .str(&self.tenant)
+            .opt_str(self.user.as_deref())
+            .u8(match self.status {
+                KeyStatus::Active => 0,
+                KeyStatus::Disabled => 1,
+            })
+            .u64(self.created_ms);
+        match self.expires_ms {
+            None => w.u8(0),
+            Some(e) => w.u8(1).u64(e),
+        };
+        match &self.secret {
+            StoredSecret::Plain(s) => w.u8(0).str(s),
+            StoredSecret::Sealed { key, sealed } => w.u8(1).u32(u32::from(*key)).bytes(sealed),
+        };
+        w.seal()
+    }
+
+    /// Decodes a record.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let (_, mut r) = Reader::open(b, "access key record", NO_LEGACY, V1)?;
+        let bad = |d: &str| Error::corrupt("access key record", d);
+        let access_key = r.string()?;
+        let tenant = r.string()?;
+        let user = r.opt_string()?;
+        let status = match r.u8()? {
+            0 => KeyStatus::Active,
+            1 => KeyStatus::Disabled,
+            _ => return Err(bad("unknown status")),
+        };
+        let created_ms = r.u64()?;
+        let expires_ms = match r.u8()? {
+            0 => None,
+            1 => Some(r.u64()?),
+            _ => return Err(bad("bad expiry flag")),
+        };
+        let secret = match r.u8()? {
+            0 => StoredSecret::Plain(r.string()?),
+            1 => {
+                let key = u16::try_from(r.u32()?).map_err(|_| bad("key id out of range"))?;
+                StoredSecret::Sealed {
+                    key,
+                    sealed: r.bytes()?.to_vec(),
+                }
+            }
+            _ => return Err(bad("unknown secret kind")),
+        };
+        r.finish()?;
+        Ok(AccessKey {
+            access_key,
+            tenant,
+            user,
+            status,
+            created_ms,
+            expires_ms,
+            secret,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["acme", "a-1", "abc", &"a".repeat(63)] {
+            assert_eq!(tenant_name_problem(ok), None, "{ok}");
+        }
+        for bad in ["ab", "Acme", "-abc", "a_b", "root", &"a".repeat(64), "a/b"] {
+            assert!(tenant_name_problem(bad).is_some(), "{bad}");
+        }
+        for ok in ["alice", "ci-bot", "a.b@c", "X"] {
+            assert_eq!(user_name_problem(ok), None, "{ok}");
+        }
+        for bad in ["", "a/b", "a b", &"u".repeat(65)] {
+            assert!(user_name_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_seal_bind_and_go_stale() {
+        let k1 = Keyring::generate();
+        let s = StoredSecret::protect("AK1", "secret", Some(&k1));
+        assert!(matches!(s, StoredSecret::Sealed { .. }));
+        assert_eq!(s.reveal("AK1", Some(&k1)).unwrap(), "secret");
+        // Bound to its access key: moved to another record, it does not open.
+        assert!(s.reveal("AK2", Some(&k1)).is_err());
+        assert!(s.reveal("AK1", None).is_err());
+        assert!(!s.stale(Some(&k1)));
+        let plain = StoredSecret::protect("AK1", "secret", None);
+        assert_eq!(plain, StoredSecret::Plain("secret".into()));
+        assert!(plain.stale(Some(&k1)));
+        assert!(!plain.stale(None));
+    }
+
+    #[test]
+    fn usable() {
+        let mut k = AccessKey {
+            access_key: "AK".into(),
+            tenant: "acme".into(),
+            user: None,
+            status: KeyStatus::Active,
+            created_ms: 1,
+            expires_ms: Some(100),
+            secret: StoredSecret::Plain("s".into()),
+        };
+        assert_eq!(k.usable_at(99), Ok(()));
+        assert_eq!(k.usable_at(100), Err(KeyRefusal::Expired));
+        k.status = KeyStatus::Disabled;
+        assert_eq!(k.usable_at(5), Err(KeyRefusal::Disabled));
+        assert_eq!(AccessKey::decode(&k.encode()).unwrap(), k);
+    }
+}

@@ -1,0 +1,323 @@
+//! Identities: the `identities` table ((kind, name) → encoded record) holding tenants
+//! (`tenant`, name), users (`user`, `tenant/user`) and access keys (`key`, access key
+//! id); see `crate::identity`. Every change is journaled as [`Change::Identity`].
+//!
+//! A tenant that owns buckets cannot be deleted (its data stays reachable by its
+//! owner); deleting a tenant removes its users and keys, deleting a user its keys.
+
+use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+
+use super::{BUCKETS, IDENTITIES, Index, journal};
+use crate::crypto::Keyring;
+use crate::error::{Error, Result};
+use crate::identity::{AccessKey, KeyStatus, StoredSecret, Tenant, User};
+use crate::journal::entry::Change;
+use crate::records::BucketRecord;
+
+pub(crate) const TENANT: &str = "tenant";
+pub(crate) const USER: &str = "user";
+pub(crate) const KEY: &str = "key";
+
+fn user_name(tenant: &str, user: &str) -> String {
+    format!("{tenant}/{user}")
+}
+
+/// Checks that an encoded identity record decodes as its kind says.
+pub(super) fn check_record(kind: &str, b: &[u8]) -> Result<()> {
+    match kind {
+        TENANT => Tenant::decode(b).map(drop),
+        USER => User::decode(b).map(drop),
+        KEY => AccessKey::decode(b).map(drop),
+        other => Err(Error::corrupt(
+            "identity record",
+            format!("unknown kind {other:?}"),
+        )),
+    }
+}
+
+/// Puts (`Some`) or removes (`None`) a record, journaled.
+fn put(txn: &WriteTransaction, kind: &str, name: &str, value: Option<Vec<u8>>) -> Result<()> {
+    let mut t = txn.open_table(IDENTITIES)?;
+    match &value {
+        Some(v) => t.insert((kind, name), v.as_slice())?,
+        None => t.remove((kind, name))?,
+    };
+    drop(t);
+    journal::append(
+        txn,
+        vec![Change::Identity {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            value: value.unwrap_or_default(),
+        }],
+    )
+}
+
+fn exists(txn: &WriteTransaction, kind: &str, name: &str) -> Result<bool> {
+    Ok(txn.open_table(IDENTITIES)?.get((kind, name))?.is_some())
+}
+
+/// Every record of `kind` in a table, decoded.
+fn all<T, R>(t: &T, kind: &str, decode: fn(&[u8]) -> Result<R>) -> Result<Vec<R>>
+where
+    T: ReadableTable<(&'static str, &'static str), &'static [u8]>,
+{
+    let mut out = Vec::new();
+    for r in t.range((kind, "")..)? {
+        let (k, v) = r?;
+        if k.value().0 != kind {
+            break;
+        }
+        out.push(decode(v.value())?);
+    }
+    Ok(out)
+}
+
+/// Removes every key matching `doomed`, journaled.
+fn remove_keys(txn: &WriteTransaction, doomed: impl Fn(&AccessKey) -> bool) -> Result<()> {
+    let keys = all(&txn.open_table(IDENTITIES)?, KEY, AccessKey::decode)?;
+    for k in keys.iter().filter(|k| doomed(k)) {
+        put(txn, KEY, &k.access_key, None)?;
+    }
+    Ok(())
+}
+
+fn no_tenant(name: &str) -> Error {
+    Error::NoSuchIdentity(format!("tenant {name:?} does not exist"))
+}
+
+impl Index {
+    /// Creates a tenant.
+    ///
+    /// # Errors
+    /// [`Error::IdentityExists`].
+    pub(crate) fn create_tenant(&self, t: Tenant) -> impl Future<Output = Result<()>> + use<> {
+        self.committer.submit(move |txn| {
+            if exists(txn, TENANT, &t.name)? {
+                return Err(Error::IdentityExists(format!(
+                    "tenant {:?} already exists",
+                    t.name
+                )));
+            }
+            put(txn, TENANT, &t.name, Some(t.encode()))
+        })
+    }
+
+    /// Deletes a tenant that owns no bucket, with its users and keys.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchIdentity`], [`Error::IdentityInUse`].
+    pub(crate) fn delete_tenant(&self, name: &str) -> impl Future<Output = Result<()>> + use<> {
+        let name = name.to_owned();
+        self.committer.submit(move |txn| {
+            if !exists(txn, TENANT, &name)? {
+                return Err(no_tenant(&name));
+            }
+            let mut owned = Vec::new();
+            for r in txn.open_table(BUCKETS)?.iter()? {
+                let (k, v) = r?;
+                if BucketRecord::decode(v.value())?.owner == name {
+                    owned.push(k.value().to_owned());
+                }
+            }
+            if !owned.is_empty() {
+                return Err(Error::IdentityInUse(format!(
+                    "tenant {name:?} owns {} bucket(s) ({}): delete them first",
+                    owned.len(),
+                    owned.join(", ")
+                )));
+            }
+            remove_keys(txn, |k| k.tenant == name)?;
+            let users = all(&txn.open_table(IDENTITIES)?, USER, User::decode)?;
+            for u in users.iter().filter(|u| u.tenant == name) {
+                put(txn, USER, &user_name(&u.tenant, &u.name), None)?;
+            }
+            put(txn, TENANT, &name, None)
+        })
+    }
+
+    /// Creates a user of an existing tenant.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchIdentity`], [`Error::IdentityExists`].
+    pub(crate) fn create_user(&self, u: User) -> impl Future<Output = Result<()>> + use<> {
+        self.committer.submit(move |txn| {
+            if !exists(txn, TENANT, &u.tenant)? {
+                return Err(no_tenant(&u.tenant));
+            }
+            let name = user_name(&u.tenant, &u.name);
+            if exists(txn, USER, &name)? {
+                return Err(Error::IdentityExists(format!(
+                    "user {:?} of tenant {:?} already exists",
+                    u.name, u.tenant
+                )));
+            }
+            put(txn, USER, &name, Some(u.encode()))
+        })
+    }
+
+    /// Deletes a user and its keys.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchIdentity`].
+    pub(crate) fn delete_user(
+        &self,
+        tenant: &str,
+        user: &str,
+    ) -> impl Future<Output = Result<()>> + use<> {
+        let (tenant, user) = (tenant.to_owned(), user.to_owned());
+        self.committer.submit(move |txn| {
+            let name = user_name(&tenant, &user);
+            if !exists(txn, USER, &name)? {
+                return Err(Error::NoSuchIdentity(format!(
+                    "user {user:?} of tenant {tenant:?} does not exist"
+                )));
+            }
+            remove_keys(txn, |k| {
+                k.tenant == tenant && k.user.as_deref() == Some(user.as_str())
+            })?;
+            put(txn, USER, &name, None)
+        })
+    }
+
+    /// Creates an access key of an existing tenant (and user).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchIdentity`], [`Error::IdentityExists`] (an id already taken).
+    pub(crate) fn create_key(&self, k: AccessKey) -> impl Future<Output = Result<()>> + use<> {
+        self.committer.submit(move |txn| {
+            if !exists(txn, TENANT, &k.tenant)? {
+                return Err(no_tenant(&k.tenant));
+            }
+            if let Some(u) = &k.user
+                && !exists(txn, USER, &user_name(&k.tenant, u))?
+            {
+                return Err(Error::NoSuchIdentity(format!(
+                    "user {u:?} of tenant {:?} does not exist",
+                    k.tenant
+                )));
+            }
+            if exists(txn, KEY, &k.access_key)? {
+                return Err(Error::IdentityExists(format!(
+                    "access key {:?} already exists",
+                    k.access_key
+                )));
+            }
+            put(txn, KEY, &k.access_key, Some(k.encode()))
+        })
+    }
+
+    /// Sets a key's status; returns the key as it now is.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchIdentity`].
+    pub(crate) fn set_key_status(
+        &self,
+        access_key: &str,
+        status: KeyStatus,
+    ) -> impl Future<Output = Result<AccessKey>> + use<> {
+        let id = access_key.to_owned();
+        self.committer.submit(move |txn| {
+            let mut k = key_in(txn, &id)?;
+            if k.status != status {
+                k.status = status;
+                put(txn, KEY, &id, Some(k.encode()))?;
+            }
+            Ok(k)
+        })
+    }
+
+    /// Deletes a key.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchIdentity`].
+    pub(crate) fn delete_key(&self, access_key: &str) -> impl Future<Output = Result<()>> + use<> {
+        let id = access_key.to_owned();
+        self.committer.submit(move |txn| {
+            key_in(txn, &id)?;
+            put(txn, KEY, &id, None)
+        })
+    }
+
+    /// A tenant's record.
+    ///
+    /// # Errors
+    /// [`Error::Index`], a damaged record.
+    pub(crate) fn tenant(&self, name: &str) -> Result<Option<Tenant>> {
+        let txn = self.db.begin_read()?;
+        txn.open_table(IDENTITIES)?
+            .get((TENANT, name))?
+            .map(|v| Tenant::decode(v.value()))
+            .transpose()
+    }
+
+    /// Every tenant, by name.
+    ///
+    /// # Errors
+    /// [`Error::Index`], a damaged record.
+    pub(crate) fn tenants(&self) -> Result<Vec<Tenant>> {
+        let txn = self.db.begin_read()?;
+        all(&txn.open_table(IDENTITIES)?, TENANT, Tenant::decode)
+    }
+
+    /// The users of `tenant` (every user for `None`), by tenant and name.
+    ///
+    /// # Errors
+    /// [`Error::Index`], a damaged record.
+    pub(crate) fn users(&self, tenant: Option<&str>) -> Result<Vec<User>> {
+        let txn = self.db.begin_read()?;
+        let mut v = all(&txn.open_table(IDENTITIES)?, USER, User::decode)?;
+        v.retain(|u| tenant.is_none_or(|t| u.tenant == t));
+        Ok(v)
+    }
+
+    /// One access key.
+    ///
+    /// # Errors
+    /// [`Error::Index`], a damaged record.
+    pub(crate) fn access_key(&self, id: &str) -> Result<Option<AccessKey>> {
+        let txn = self.db.begin_read()?;
+        txn.open_table(IDENTITIES)?
+            .get((KEY, id))?
+            .map(|v| AccessKey::decode(v.value()))
+            .transpose()
+    }
+
+    /// The access keys of `tenant` (every key for `None`), by id.
+    ///
+    /// # Errors
+    /// [`Error::Index`], a damaged record.
+    pub(crate) fn access_keys(&self, tenant: Option<&str>) -> Result<Vec<AccessKey>> {
+        let txn = self.db.begin_read()?;
+        let mut v = all(&txn.open_table(IDENTITIES)?, KEY, AccessKey::decode)?;
+        v.retain(|k| tenant.is_none_or(|t| k.tenant == t));
+        Ok(v)
+    }
+}
+
+/// Seals again, in the opening transaction, every secret [`StoredSecret::stale`]
+/// under `keys` (a new active key, or encryption turned on); returns how many.
+///
+/// # Errors
+/// A secret none of `keys` opens.
+pub(super) fn reseal_secrets(txn: &WriteTransaction, keys: Option<&Keyring>) -> Result<usize> {
+    let all_keys = all(&txn.open_table(IDENTITIES)?, KEY, AccessKey::decode)?;
+    let mut n = 0;
+    for mut k in all_keys {
+        if k.secret.stale(keys) {
+            let plain = k.secret.reveal(&k.access_key, keys)?;
+            k.secret = StoredSecret::protect(&k.access_key, &plain, keys);
+            put(txn, KEY, &k.access_key, Some(k.encode()))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+fn key_in(txn: &WriteTransaction, id: &str) -> Result<AccessKey> {
+    txn.open_table(IDENTITIES)?
+        .get((KEY, id))?
+        .map(|v| AccessKey::decode(v.value()))
+        .transpose()?
+        .ok_or_else(|| Error::NoSuchIdentity(format!("access key {id:?} does not exist")))
+}

@@ -1,0 +1,190 @@
+//! [`Store`] identities: tenants, users and access keys (see `crate::identity`), and
+//! buckets created on a tenant's behalf.
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::identity::{
+    AccessKey, KeyStatus, StoredSecret, Tenant, User, new_access_key_id, new_secret_key,
+    tenant_name_problem, user_name_problem,
+};
+use crate::index::now_ms;
+
+/// A key just created: its record and its secret (shown once).
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    /// The record.
+    pub key: AccessKey,
+    /// The secret, in the clear.
+    pub secret: String,
+}
+
+impl Store {
+    /// Creates bucket `name` owned by `owner` (a tenant name; `""` = the root tenant),
+    /// with object lock (and so versioning) when `lock`.
+    ///
+    /// # Errors
+    /// [`Error::BucketExists`].
+    pub async fn create_bucket_owned(&self, name: &str, owner: &str, lock: bool) -> Result<()> {
+        self.index.create_bucket(name, owner, lock).await
+    }
+
+    /// Creates a tenant.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad name, [`Error::IdentityExists`].
+    pub async fn create_tenant(&self, name: &str) -> Result<Tenant> {
+        if let Some(p) = tenant_name_problem(name) {
+            return Err(Error::InvalidArgument(format!("tenant name {name:?}: {p}")));
+        }
+        let t = Tenant::new(name, now_ms());
+        self.index.create_tenant(t.clone()).await?;
+        Ok(t)
+    }
+
+    /// Deletes a tenant that owns no bucket, with its users and keys.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchIdentity`], [`Error::IdentityInUse`].
+    pub async fn delete_tenant(&self, name: &str) -> Result<()> {
+        self.index.delete_tenant(name).await
+    }
+
+    /// A tenant.
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub async fn tenant(&self, name: &str) -> Result<Option<Tenant>> {
+        let name = name.to_owned();
+        self.with_index(move |i| i.tenant(&name)).await
+    }
+
+    /// Every tenant, by name.
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub async fn tenants(&self) -> Result<Vec<Tenant>> {
+        self.with_index(|i| i.tenants()).await
+    }
+
+    /// Creates a user of a tenant.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad name, [`Error::NoSuchIdentity`],
+    /// [`Error::IdentityExists`].
+    pub async fn create_user(&self, tenant: &str, name: &str) -> Result<User> {
+        if let Some(p) = user_name_problem(name) {
+            return Err(Error::InvalidArgument(format!("user name {name:?}: {p}")));
+        }
+        let u = User {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+            created_ms: now_ms(),
+        };
+        self.index.create_user(u.clone()).await?;
+        Ok(u)
+    }
+
+    /// Deletes a user and its keys.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchIdentity`].
+    pub async fn delete_user(&self, tenant: &str, name: &str) -> Result<()> {
+        self.index.delete_user(tenant, name).await
+    }
+
+    /// The users of a tenant (all users for `None`).
+    ///
+    /// # Errors
+    /// [`Error::NoSuchIdentity`] for an unknown tenant.
+    pub async fn users(&self, tenant: Option<&str>) -> Result<Vec<User>> {
+        let tenant = tenant.map(str::to_owned);
+        self.with_index(move |i| {
+            if let Some(t) = &tenant
+                && i.tenant(t)?.is_none()
+            {
+                return Err(Error::NoSuchIdentity(format!(
+                    "tenant {t:?} does not exist"
+                )));
+            }
+            i.users(tenant.as_deref())
+        })
+        .await
+    }
+
+    /// Creates an access key for `tenant` (and `user`), expiring at `expires_ms`; its
+    /// secret is sealed when encryption is configured.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchIdentity`].
+    pub async fn create_key(
+        &self,
+        tenant: &str,
+        user: Option<&str>,
+        expires_ms: Option<u64>,
+    ) -> Result<NewKey> {
+        let access_key = new_access_key_id();
+        let secret = new_secret_key();
+        let key = AccessKey {
+            secret: StoredSecret::protect(&access_key, &secret, self.index.codec().keys.as_deref()),
+            access_key,
+            tenant: tenant.to_owned(),
+            user: user.map(str::to_owned),
+            status: KeyStatus::Active,
+            created_ms: now_ms(),
+            expires_ms,
+        };
+        self.index.create_key(key.clone()).await?;
+        Ok(NewKey { key, secret })
+    }
+
+    /// Access keys of a tenant (all keys for `None`).
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub async fn access_keys(&self, tenant: Option<&str>) -> Result<Vec<AccessKey>> {
+        let tenant = tenant.map(str::to_owned);
+        self.with_index(move |i| i.access_keys(tenant.as_deref()))
+            .await
+    }
+
+    /// One access key and its secret in the clear (what SigV4 verification needs).
+    ///
+    /// # Errors
+    /// [`Error::Index`], a secret the configured keys cannot open.
+    pub async fn access_key_secret(&self, id: &str) -> Result<Option<(AccessKey, String)>> {
+        let id = id.to_owned();
+        self.with_index(move |i| {
+            let Some(k) = i.access_key(&id)? else {
+                return Ok(None);
+            };
+            let secret = k.secret.reveal(&k.access_key, i.codec().keys.as_deref())?;
+            Ok(Some((k, secret)))
+        })
+        .await
+    }
+
+    /// One access key.
+    ///
+    /// # Errors
+    /// [`Error::Index`].
+    pub async fn access_key(&self, id: &str) -> Result<Option<AccessKey>> {
+        let id = id.to_owned();
+        self.with_index(move |i| i.access_key(&id)).await
+    }
+
+    /// Enables or disables a key; takes effect on the next request.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchIdentity`].
+    pub async fn set_key_status(&self, id: &str, status: KeyStatus) -> Result<AccessKey> {
+        self.index.set_key_status(id, status).await
+    }
+
+    /// Deletes a key.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchIdentity`].
+    pub async fn delete_key(&self, id: &str) -> Result<()> {
+        self.index.delete_key(id).await
+    }
+}
