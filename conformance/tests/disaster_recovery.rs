@@ -360,6 +360,31 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
     c.delete_bucket().bucket("scratch").send().await.unwrap();
     let want = dump(&c).await;
     assert_eq!(want.len(), 9, "{:?}", want.keys());
+    // A tenant, its key and its bucket are journaled too (the root key does not list
+    // the tenant's bucket, so `want` stays the root's).
+    g.admin_cli_ok(&["tenant", "create", "drco"]);
+    let key: serde_json::Value =
+        serde_json::from_str(&g.admin_cli_ok(&["key", "create", "--tenant", "drco", "--json"]))
+            .unwrap();
+    let tenant_client = |g: &Gateway| {
+        let creds = aws_sdk_s3::config::Credentials::new(
+            key["access_key"].as_str().unwrap(),
+            key["secret_key"].as_str().unwrap(),
+            None,
+            None,
+            "tenant",
+        );
+        s3dedup_conformance::sdk_client_with(&g.s3_url, |b| b.credentials_provider(creds))
+    };
+    let t = tenant_client(&g);
+    t.create_bucket().bucket("drco-files").send().await.unwrap();
+    t.put_object()
+        .bucket("drco-files")
+        .key("mine")
+        .body(ByteStream::from(body(77, 70_000)))
+        .send()
+        .await
+        .unwrap();
 
     wait_for_journal(&g);
     let (_, metrics) = g.admin_get("/metrics").unwrap();
@@ -402,8 +427,8 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
     let report = rebuild(&new_dir, &store);
     assert_eq!(report["complete"], true, "{report:#}");
     assert_eq!(report["fsck_clean"], true, "{report:#}");
-    assert_eq!(report["objects"], 9, "{report:#}");
-    assert_eq!(report["buckets"], 2, "{report:#}");
+    assert_eq!(report["objects"], 10, "{report:#}");
+    assert_eq!(report["buckets"], 3, "{report:#}");
     let faults = proxy.counts();
     assert!(
         faults.status_5xx > 0,
@@ -424,6 +449,23 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
         );
     }
     assert!(c.head_bucket().bucket("scratch").send().await.is_err());
+    // The tenant's key, its bucket and its ownership came back with the journal.
+    let t = tenant_client(&g);
+    let mine = t.list_buckets().send().await.unwrap();
+    let names: Vec<_> = mine.buckets().iter().filter_map(|b| b.name()).collect();
+    assert_eq!(names, ["drco-files"]);
+    assert!(s3dedup_conformance::get_bytes(&t, "drco-files", "mine").await == body(77, 70_000));
+    let denied = t
+        .get_object()
+        .bucket("docs")
+        .key("big-copy.bin")
+        .send()
+        .await;
+    assert_eq!(
+        s3dedup_conformance::refusal(denied).0,
+        403,
+        "root's bucket stays root's"
+    );
     // The rebuilt index is a working one.
     let put = c.put_object().bucket("docs").key("after-rebuild");
     put.body(ByteStream::from_static(b"new"))

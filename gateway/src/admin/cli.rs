@@ -10,22 +10,9 @@ use serde_json::Value;
 use s3dedup_storage::Store;
 use s3dedup_storage::gc::{GcOptions, GcReport};
 
-use super::client::{AdminClient, Answer, URL_ENV};
-use super::token;
+use super::client::{AdminClient, Answer};
+pub use super::target::Target;
 use crate::config::parse_duration;
-
-/// Where the running server is, and where its token is.
-#[derive(clap::Args, Debug, Clone)]
-pub struct Target {
-    /// Admin API URL [env: S3DEDUP_ADMIN_URL]; unset = the URL the server running on the
-    /// data dir recorded, else http://<S3DEDUP_ADMIN_LISTEN>, else http://127.0.0.1:9001.
-    #[arg(long, value_name = "URL")]
-    pub admin: Option<String>,
-    /// Data dir of the server, for its admin-token [env: S3DEDUP_DATA_DIR; default
-    /// ./s3dedup-data]. S3DEDUP_ADMIN_TOKEN, when set, is used instead.
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-}
 
 /// `s3dedup admin` subcommands.
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -146,40 +133,6 @@ pub enum JournalAction {
     Flush,
     /// Ship, then write a snapshot of the whole index.
     Snapshot,
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-impl Target {
-    fn data_dir(&self) -> PathBuf {
-        self.data_dir
-            .clone()
-            .or_else(|| env("S3DEDUP_DATA_DIR").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("./s3dedup-data"))
-    }
-
-    fn url(&self) -> String {
-        if let Some(u) = self.admin.clone().or_else(|| env(URL_ENV)) {
-            return u;
-        }
-        // `serve` writes its pid and admin URL into the data dir.
-        let recorded = std::fs::read_to_string(self.data_dir().join("s3dedup.pid"))
-            .ok()
-            .and_then(|t| t.lines().nth(1).map(str::to_owned))
-            .filter(|u| u.starts_with("http://"));
-        recorded
-            .or_else(|| env("S3DEDUP_ADMIN_LISTEN").map(|a| format!("http://{a}")))
-            .unwrap_or_else(|| "http://127.0.0.1:9001".into())
-    }
-
-    pub(super) fn client(&self) -> anyhow::Result<AdminClient> {
-        let token = token::client_token(&self.data_dir()).map_err(|e| {
-            anyhow::anyhow!("{e} (set S3DEDUP_ADMIN_TOKEN, or --data-dir to the server's data dir)")
-        })?;
-        AdminClient::new(&self.url(), token)
-    }
 }
 
 fn expect(a: Answer, want: StatusCode) -> anyhow::Result<Value> {

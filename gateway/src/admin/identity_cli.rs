@@ -4,7 +4,7 @@
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 
-use super::cli::Target;
+use super::target::Target;
 
 /// `s3dedup admin tenant …`
 #[derive(clap::Subcommand, Debug, Clone)]

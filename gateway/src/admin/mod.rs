@@ -27,6 +27,7 @@ pub mod client;
 pub mod identity;
 pub mod identity_cli;
 pub mod journal;
+pub mod target;
 pub mod token;
 pub mod worker;
 
