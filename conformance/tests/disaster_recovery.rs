@@ -378,6 +378,14 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
     };
     let t = tenant_client(&g);
     t.create_bucket().bucket("drco-files").send().await.unwrap();
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::drco-files/*"}]});
+    t.put_bucket_policy()
+        .bucket("drco-files")
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap();
     t.put_object()
         .bucket("drco-files")
         .key("mine")

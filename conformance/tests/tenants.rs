@@ -317,26 +317,27 @@ async fn two_tenants_see_only_their_own_buckets_and_objects() {
         ),
         "Complete",
     );
-    denied(
-        refusal(
-            b.delete_objects()
-                .bucket("acme-data")
-                .delete(
-                    aws_sdk_s3::types::Delete::builder()
-                        .objects(
-                            aws_sdk_s3::types::ObjectIdentifier::builder()
-                                .key("doc")
-                                .build()
-                                .unwrap(),
-                        )
+    // DeleteObjects is judged key by key, as in S3: each key is an AccessDenied entry.
+    let out = b
+        .delete_objects()
+        .bucket("acme-data")
+        .delete(
+            aws_sdk_s3::types::Delete::builder()
+                .objects(
+                    aws_sdk_s3::types::ObjectIdentifier::builder()
+                        .key("doc")
                         .build()
                         .unwrap(),
                 )
-                .send()
-                .await,
-        ),
-        "DeleteObjects",
-    );
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(out.deleted().is_empty(), "{out:?}");
+    let errs: Vec<_> = out.errors().iter().map(|e| (e.key(), e.code())).collect();
+    assert_eq!(errs, [(Some("doc"), Some("AccessDenied"))]);
     // Unsigned: refused (no policy or ACL grants anonymous access yet), never a 500.
     for (method, path) in [
         ("GET", "/acme-data/doc"),

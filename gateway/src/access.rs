@@ -10,7 +10,8 @@
 //! - A task-local slot carries the operation and the principal's label to the server's
 //!   one log line and its metrics.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use s3dedup_storage::Store;
 use s3dedup_storage::identity::AccessKey;
@@ -19,8 +20,10 @@ use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::s3_error;
 
-use crate::authz::{self, Ask, BucketFacts, Decision, Principal};
+use crate::authz::{self, Ask, BucketAccess, BucketFacts, Decision, Principal, PublicAccessBlock};
 use crate::error::to_s3;
+use crate::policy::Policy;
+use crate::policy::eval::Context;
 
 /// What one request resolved to.
 #[derive(Debug, Default, Clone)]
@@ -32,6 +35,8 @@ pub struct RequestInfo {
     /// The tenant key whose secret was handed to s3s (so a refusal after that is a
     /// bad signature).
     key: Option<AccessKey>,
+    /// Its tenant's canonical id.
+    canonical_id: Option<String>,
 }
 
 tokio::task_local! {
@@ -100,7 +105,7 @@ fn now_ms() -> u64 {
 }
 
 /// Counts an authentication or authorization failure.
-fn count_failure(reason: &'static str) {
+pub fn count_failure(reason: &'static str) {
     metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => reason).increment(1);
 }
 
@@ -139,7 +144,21 @@ impl S3Auth for Keys {
                 why.as_str()
             ));
         }
-        with_info(|i| i.key = Some(key));
+        let canonical_id = match self.store.tenant(&key.tenant).await.map_err(to_s3)? {
+            Some(t) => t.canonical_id,
+            // A key whose tenant is gone (never left behind by a delete): refused.
+            None => {
+                count_failure("unknown_key");
+                return Err(s3_error!(
+                    InvalidAccessKeyId,
+                    "The AWS access key Id you provided does not exist in our records"
+                ));
+            }
+        };
+        with_info(|i| {
+            i.key = Some(key);
+            i.canonical_id = Some(canonical_id);
+        });
         Ok(SecretKey::from(secret.as_str()))
     }
 }
@@ -153,18 +172,205 @@ pub struct Access {
     pub store: Store,
 }
 
+/// The client's IP address, put in each request's extensions by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerIp(pub std::net::IpAddr);
+
+/// The bucket configuration kind of a bucket policy (its JSON, as put).
+pub const POLICY_KIND: &str = "policy";
+/// The bucket configuration kind of a public access block.
+pub const BLOCK_KIND: &str = "public_access_block";
+
+/// An existing bucket as authorization needs it, loaded once per request.
+#[derive(Debug, Clone)]
+pub struct LoadedBucket {
+    /// Its owner (`""` = root tenant).
+    pub owner: String,
+    /// Its policy, parsed.
+    pub policy: Option<Arc<Policy>>,
+    /// Its public access block.
+    pub block: PublicAccessBlock,
+}
+
+impl LoadedBucket {
+    /// The borrowed form [`authz::authorize`] takes.
+    pub fn access(&self) -> BucketAccess<'_> {
+        BucketAccess {
+            owner: &self.owner,
+            policy: self.policy.as_deref(),
+            block: self.block,
+        }
+    }
+}
+
+/// What the access check found, for the handlers (in the request's extensions).
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The bucket named, if it exists.
+    pub bucket: Option<LoadedBucket>,
+    /// The request's condition keys.
+    pub context: Context,
+}
+
+/// Parsed policies by bucket, with the document they were parsed from (a policy is
+/// parsed once, not on every request).
+static POLICIES: OnceLock<Mutex<HashMap<String, (Vec<u8>, Arc<Policy>)>>> = OnceLock::new();
+
+/// Loads `bucket`'s owner, policy and public access block (`None`: no such bucket).
+///
+/// # Errors
+/// Index errors; a stored policy that no longer parses (500, logged).
+pub async fn load_bucket(store: &Store, bucket: &str) -> S3Result<Option<LoadedBucket>> {
+    let Some(rec) = store.bucket(bucket).await.map_err(to_s3)? else {
+        return Ok(None);
+    };
+    let doc = |kind| async move {
+        match store.bucket_document(bucket, kind).await {
+            Err(s3dedup_storage::Error::NoSuchBucket(_)) => Ok(None),
+            other => other.map_err(to_s3),
+        }
+    };
+    let policy =
+        match doc(POLICY_KIND).await? {
+            None => None,
+            Some(raw) => {
+                let cache = POLICIES.get_or_init(Mutex::default);
+                let hit = {
+                    let c = cache
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    c.get(bucket)
+                        .filter(|(r, _)| *r == raw)
+                        .map(|(_, p)| Arc::clone(p))
+                };
+                match hit {
+                    Some(p) => Some(p),
+                    None => {
+                        let text = String::from_utf8_lossy(&raw);
+                        // Principals were checked when the policy was put; a tenant deleted
+                        // since then simply matches no key.
+                        let p = Arc::new(Policy::parse(&text, bucket, &|_| true).map_err(|e| {
+                        tracing::warn!(bucket, error = %e, "stored bucket policy does not parse");
+                        s3_error!(InternalError, "The bucket policy of {bucket} cannot be read")
+                    })?);
+                        cache
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(bucket.to_owned(), (raw, Arc::clone(&p)));
+                        Some(p)
+                    }
+                }
+            }
+        };
+    let block = doc(BLOCK_KIND)
+        .await?
+        .and_then(|b| PublicAccessBlock::decode(&b))
+        .unwrap_or_default();
+    Ok(Some(LoadedBucket {
+        owner: rec.owner,
+        policy,
+        block,
+    }))
+}
+
+/// The condition keys of a request (see `crate::policy::CONDITION_KEYS`).
+fn request_context(
+    cx: &S3AccessContext<'_>,
+    principal: &Principal,
+    peer: Option<PeerIp>,
+) -> Context {
+    let mut c = Context::default();
+    if let Some(PeerIp(ip)) = peer {
+        c.set("aws:SourceIp", ip.to_string());
+    }
+    // TLS is not served yet (every request is plain HTTP).
+    c.set("aws:SecureTransport", "false");
+    let h = cx.headers();
+    let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+    for (key, name) in [
+        ("aws:Referer", "referer"),
+        ("aws:UserAgent", "user-agent"),
+        ("s3:x-amz-acl", "x-amz-acl"),
+        ("s3:x-amz-copy-source", "x-amz-copy-source"),
+        ("s3:x-amz-metadata-directive", "x-amz-metadata-directive"),
+        (
+            "s3:x-amz-server-side-encryption",
+            "x-amz-server-side-encryption",
+        ),
+        ("s3:x-amz-storage-class", "x-amz-storage-class"),
+        ("s3:object-lock-mode", "x-amz-object-lock-mode"),
+        (
+            "s3:object-lock-retain-until-date",
+            "x-amz-object-lock-retain-until-date",
+        ),
+        ("s3:object-lock-legal-hold", "x-amz-object-lock-legal-hold"),
+    ] {
+        if let Some(v) = header(name) {
+            c.set(key, v);
+        }
+    }
+    let signed_in_query = cx
+        .uri()
+        .query()
+        .is_some_and(|q| q.contains("X-Amz-Algorithm="));
+    if header("authorization").is_some_and(|a| a.starts_with("AWS4-")) || signed_in_query {
+        c.set("s3:signatureversion", "AWS4-HMAC-SHA256");
+    }
+    for kv in cx.uri().query().unwrap_or("").split('&') {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        let key = match k {
+            "prefix" => "s3:prefix",
+            "delimiter" => "s3:delimiter",
+            "max-keys" => "s3:max-keys",
+            "versionId" => "s3:VersionId",
+            _ => continue,
+        };
+        let v = percent_encoding::percent_decode_str(&v.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned();
+        c.set(key, v);
+    }
+    match principal {
+        Principal::Tenant { tenant, user, .. } => {
+            c.set("aws:PrincipalAccount", tenant.as_str());
+            match user {
+                Some(u) => {
+                    c.set("aws:username", u.as_str());
+                    c.set("aws:PrincipalType", "User");
+                }
+                None => c.set("aws:PrincipalType", "Account"),
+            }
+        }
+        Principal::Root => c.set("aws:PrincipalType", "Account"),
+        Principal::Anonymous => c.set("aws:PrincipalType", "Anonymous"),
+    }
+    c
+}
+
+/// Counts and converts a denial.
+pub fn denied(why: authz::Denial, what: &str) -> s3s::S3Error {
+    count_failure(why.as_str());
+    if what.is_empty() {
+        s3_error!(AccessDenied, "{}", why.message())
+    } else {
+        s3_error!(AccessDenied, "{} ({what})", why.message())
+    }
+}
+
 #[async_trait::async_trait]
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let peer = cx.extensions_mut().get::<PeerIp>().copied();
         let operation = cx.s3_op().name();
         let principal = match cx.credentials() {
             None => Principal::Anonymous,
             Some(c) if c.access_key == self.root_access_key => Principal::Root,
             Some(c) => {
-                let key = with_info(|i| i.key.clone()).flatten();
-                match key.filter(|k| k.access_key == c.access_key) {
-                    Some(k) => Principal::Tenant {
+                let found = with_info(|i| i.key.clone().zip(i.canonical_id.clone())).flatten();
+                match found.filter(|(k, _)| k.access_key == c.access_key) {
+                    Some((k, canonical_id)) => Principal::Tenant {
                         tenant: k.tenant,
+                        canonical_id,
                         user: k.user,
                         access_key: k.access_key,
                     },
@@ -190,28 +396,55 @@ impl S3Access for Access {
             }
         };
         // The root key is allowed everything: no lookup on its path.
-        let record = match (&principal, &bucket) {
-            (Principal::Root, _) | (_, None) => None,
-            (_, Some(b)) => self.store.bucket(b).await.map_err(to_s3)?,
+        if principal == Principal::Root {
+            cx.extensions_mut().insert(principal);
+            return Ok(());
+        }
+        let loaded = match &bucket {
+            Some(b) => load_bucket(&self.store, b).await?,
+            None => None,
         };
-        let facts = match (&bucket, &record) {
+        let context = request_context(cx, &principal, peer);
+        let facts = match (&bucket, &loaded) {
             (None, _) => BucketFacts::None,
             (Some(_), None) => BucketFacts::Missing,
-            (Some(_), Some(r)) => BucketFacts::Owned(&r.owner),
+            (Some(_), Some(l)) => BucketFacts::Exists(l.access()),
         };
-        let decision = authz::authorize(&Ask {
+        let bucket_name = bucket.as_deref().unwrap_or("");
+        let versioned = cx
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("versionId=")));
+        let ask = |operation| Ask {
             principal: &principal,
             operation,
             bucket: facts,
+            bucket_name,
             key: key.as_deref(),
-        });
+            versioned,
+            context: &context,
+        };
+        // DeleteObjects names its keys in the body: its handler asks for each one.
+        let mut decision = if operation == "DeleteObjects" && loaded.is_some() {
+            Decision::Allow
+        } else {
+            authz::authorize(&ask(operation))
+        };
+        let bypass = cx
+            .headers()
+            .get("x-amz-bypass-governance-retention")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+        if decision == Decision::Allow && bypass && operation != "DeleteObjects" {
+            decision = authz::authorize(&ask("BypassGovernanceRetention"));
+        }
         cx.extensions_mut().insert(principal);
+        cx.extensions_mut().insert(Checked {
+            bucket: loaded.clone(),
+            context: context.clone(),
+        });
         match decision {
             Decision::Allow => Ok(()),
-            Decision::Deny(why) => {
-                count_failure(why.as_str());
-                Err(s3_error!(AccessDenied, "{}", why.message()))
-            }
+            Decision::Deny(why) => Err(denied(why, "")),
         }
     }
 }

@@ -1,11 +1,22 @@
 //! Authorization: one pure function, [`authorize`], from who asks, what for and on
-//! what, to Allow or Deny. Handlers and the access check call it; nothing else decides.
+//! what, to Allow or Deny. The access check calls it once per request; handlers call it
+//! only for what that check cannot see (a copy source, each key of DeleteObjects).
 //!
-//! Today it evaluates ownership: the root key (the operator's) may do everything; a
-//! tenant's key may do everything on its tenant's buckets and their objects, create
-//! buckets and list its own; every other request on another tenant's bucket is denied;
-//! an unsigned request is denied. A bucket that does not exist is not anyone's: the
-//! operation goes on and answers NoSuchBucket (as S3 does), or creates it.
+//! Order of evaluation:
+//! 1. the root key (the operator's) may do everything;
+//! 2. a bucket that does not exist is not anyone's: a signed request goes on and gets
+//!    NoSuchBucket (or creates it); an unsigned one is refused;
+//! 3. a bucket's policy, its public access block and its configuration of both are the
+//!    owner's alone (S3 never lets a policy lock its owner out of changing it);
+//! 4. an explicit Deny in the bucket policy refuses, the owner's keys included;
+//! 5. the owner's keys may do everything else;
+//! 6. an Allow in the bucket policy grants — unless only public statements grant it
+//!    and the bucket's public access block says RestrictPublicBuckets;
+//! 7. everything else is refused.
+
+use crate::policy::Policy;
+use crate::policy::actions::{action_of, on_object};
+use crate::policy::eval::{Context, Outcome, Request, Who};
 
 /// Who a request comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +27,8 @@ pub enum Principal {
     Tenant {
         /// The tenant.
         tenant: String,
+        /// The tenant's canonical id.
+        canonical_id: String,
         /// The key's user, if any.
         user: Option<String>,
         /// The access key id.
@@ -46,15 +59,64 @@ impl Principal {
     }
 }
 
+/// A bucket's public access block (S3's four switches; all off when none is set).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublicAccessBlock {
+    /// Refuse requests that set a public ACL.
+    pub block_public_acls: bool,
+    /// Ignore public ACL grants.
+    pub ignore_public_acls: bool,
+    /// Refuse a public bucket policy.
+    pub block_public_policy: bool,
+    /// Grant nothing to anyone outside the owner through public policy statements.
+    pub restrict_public_buckets: bool,
+}
+
+impl PublicAccessBlock {
+    /// Stored form: one byte of flags.
+    pub fn encode(self) -> Vec<u8> {
+        vec![
+            u8::from(self.block_public_acls)
+                | u8::from(self.ignore_public_acls) << 1
+                | u8::from(self.block_public_policy) << 2
+                | u8::from(self.restrict_public_buckets) << 3,
+        ]
+    }
+
+    /// Reads the stored form.
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        match b {
+            [f] if *f < 16 => Some(PublicAccessBlock {
+                block_public_acls: f & 1 != 0,
+                ignore_public_acls: f & 2 != 0,
+                block_public_policy: f & 4 != 0,
+                restrict_public_buckets: f & 8 != 0,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// An existing bucket, as authorization needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct BucketAccess<'a> {
+    /// Its owner (`""` = root tenant).
+    pub owner: &'a str,
+    /// Its policy.
+    pub policy: Option<&'a Policy>,
+    /// Its public access block.
+    pub block: PublicAccessBlock,
+}
+
 /// What is known of the bucket a request names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum BucketFacts<'a> {
     /// The request names no bucket (ListBuckets).
     None,
     /// The bucket named does not exist.
     Missing,
-    /// The bucket exists and belongs to this owner (`""` = root tenant).
-    Owned(&'a str),
+    /// The bucket exists.
+    Exists(BucketAccess<'a>),
 }
 
 /// One authorization question.
@@ -66,8 +128,14 @@ pub struct Ask<'a> {
     pub operation: &'a str,
     /// The bucket.
     pub bucket: BucketFacts<'a>,
+    /// The bucket's name.
+    pub bucket_name: &'a str,
     /// The object key, for object operations.
     pub key: Option<&'a str>,
+    /// Whether the request names a version id.
+    pub versioned: bool,
+    /// The request's condition keys.
+    pub context: &'a Context,
 }
 
 /// The answer.
@@ -86,6 +154,10 @@ pub enum Denial {
     Anonymous,
     /// Another tenant's bucket, and nothing grants access to it.
     NotOwner,
+    /// The bucket policy denies it explicitly.
+    ExplicitDeny,
+    /// Only public policy statements grant it, and the bucket restricts public access.
+    Restricted,
 }
 
 impl Denial {
@@ -94,6 +166,8 @@ impl Denial {
         match self {
             Denial::Anonymous => "anonymous",
             Denial::NotOwner => "not_owner",
+            Denial::ExplicitDeny => "explicit_deny",
+            Denial::Restricted => "restricted",
         }
     }
 
@@ -101,189 +175,105 @@ impl Denial {
     pub fn message(self) -> &'static str {
         match self {
             Denial::Anonymous => "Access Denied: anonymous access is not allowed; sign the request",
-            Denial::NotOwner => "Access Denied: the bucket belongs to another tenant",
+            Denial::NotOwner => {
+                "Access Denied: the bucket belongs to another tenant and its policy grants nothing for this request"
+            }
+            Denial::ExplicitDeny => "Access Denied: the bucket policy denies this request",
+            Denial::Restricted => {
+                "Access Denied: only a public policy statement grants this, and the bucket's public access block restricts public access"
+            }
         }
+    }
+}
+
+/// Operations only a bucket's owner may run, whatever its policy says.
+fn owner_only(operation: &str) -> bool {
+    matches!(
+        operation,
+        "GetBucketPolicy"
+            | "PutBucketPolicy"
+            | "DeleteBucketPolicy"
+            | "GetBucketPolicyStatus"
+            | "GetPublicAccessBlock"
+            | "PutPublicAccessBlock"
+            | "DeletePublicAccessBlock"
+    )
+}
+
+/// The resource ARN of a request.
+pub fn resource_arn(operation: &str, bucket: &str, key: Option<&str>) -> String {
+    match key {
+        Some(k) if on_object(operation) || operation == "BypassGovernanceRetention" => {
+            format!("arn:aws:s3:::{bucket}/{k}")
+        }
+        _ => format!("arn:aws:s3:::{bucket}"),
     }
 }
 
 /// Decides one request. Pure: everything it needs is in `ask`.
 pub fn authorize(ask: &Ask<'_>) -> Decision {
-    let owner = match ask.principal {
+    let (who, mine) = match ask.principal {
         Principal::Root => return Decision::Allow,
-        Principal::Anonymous => return Decision::Deny(Denial::Anonymous),
-        Principal::Tenant { tenant, .. } => tenant.as_str(),
+        Principal::Anonymous => (Who::Anonymous, None),
+        Principal::Tenant {
+            tenant,
+            user,
+            canonical_id,
+            ..
+        } => (
+            Who::Tenant {
+                tenant,
+                user: user.as_deref(),
+                canonical_id,
+            },
+            Some(tenant.as_str()),
+        ),
     };
-    match ask.bucket {
+    let refused = if mine.is_some() {
+        Denial::NotOwner
+    } else {
+        Denial::Anonymous
+    };
+    let b = match ask.bucket {
         // ListBuckets (filtered to the caller's), or a bucket nobody owns: NoSuchBucket
-        // or its creation follows. CreateBucket of an existing bucket is answered by the
-        // handler (BucketAlreadyExists / BucketAlreadyOwnedByYou), not denied here.
-        BucketFacts::None | BucketFacts::Missing => Decision::Allow,
-        _ if ask.operation == "CreateBucket" => Decision::Allow,
-        BucketFacts::Owned(o) if o == owner => Decision::Allow,
-        BucketFacts::Owned(_) => Decision::Deny(Denial::NotOwner),
+        // or its creation follows.
+        BucketFacts::None | BucketFacts::Missing if mine.is_some() => return Decision::Allow,
+        BucketFacts::None | BucketFacts::Missing => return Decision::Deny(Denial::Anonymous),
+        BucketFacts::Exists(b) => b,
+    };
+    // CreateBucket of an existing name is the handler's to answer (BucketAlreadyExists
+    // / BucketAlreadyOwnedByYou).
+    if ask.operation == "CreateBucket" && mine.is_some() {
+        return Decision::Allow;
+    }
+    let owner = mine == Some(b.owner);
+    if owner_only(ask.operation) {
+        return if owner {
+            Decision::Allow
+        } else {
+            Decision::Deny(refused)
+        };
+    }
+    let outcome = b.policy.map_or(Outcome::NoMatch, |p| {
+        let action = action_of(ask.operation, ask.versioned);
+        let resource = resource_arn(ask.operation, ask.bucket_name, ask.key);
+        p.evaluate(&Request {
+            who,
+            action: &action,
+            resource: &resource,
+            context: ask.context,
+        })
+    });
+    match outcome {
+        Outcome::ExplicitDeny => Decision::Deny(Denial::ExplicitDeny),
+        _ if owner => Decision::Allow,
+        Outcome::Allow { public: true } if b.block.restrict_public_buckets => {
+            Decision::Deny(Denial::Restricted)
+        }
+        Outcome::Allow { .. } => Decision::Allow,
+        Outcome::NoMatch => Decision::Deny(refused),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tenant(t: &str) -> Principal {
-        Principal::Tenant {
-            tenant: t.into(),
-            user: None,
-            access_key: format!("AK-{t}"),
-        }
-    }
-
-    /// principal × operation × bucket → decision.
-    #[test]
-    fn ownership_table() {
-        use BucketFacts::{Missing, None as NoBucket, Owned};
-        use Decision::{Allow, Deny};
-        let a = tenant("acme");
-        let alice = Principal::Tenant {
-            tenant: "acme".into(),
-            user: Some("alice".into()),
-            access_key: "AK-alice".into(),
-        };
-        let cases: &[(&Principal, &str, BucketFacts<'_>, Option<&str>, Decision)] = &[
-            (
-                &Principal::Root,
-                "GetObject",
-                Owned("acme"),
-                Some("k"),
-                Allow,
-            ),
-            (&Principal::Root, "DeleteBucket", Owned("beta"), None, Allow),
-            (&Principal::Root, "ListBuckets", NoBucket, None, Allow),
-            (&Principal::Root, "PutObject", Owned(""), Some("k"), Allow),
-            (&a, "GetObject", Owned("acme"), Some("k"), Allow),
-            (&a, "PutObject", Owned("acme"), Some("k"), Allow),
-            (&a, "DeleteObject", Owned("acme"), Some("k"), Allow),
-            (&a, "ListObjectsV2", Owned("acme"), None, Allow),
-            (&alice, "GetObject", Owned("acme"), Some("k"), Allow),
-            (
-                &alice,
-                "PutObject",
-                Owned("beta"),
-                Some("k"),
-                Deny(Denial::NotOwner),
-            ),
-            (
-                &a,
-                "GetObject",
-                Owned("beta"),
-                Some("k"),
-                Deny(Denial::NotOwner),
-            ),
-            (
-                &a,
-                "PutObject",
-                Owned("beta"),
-                Some("k"),
-                Deny(Denial::NotOwner),
-            ),
-            (
-                &a,
-                "DeleteObject",
-                Owned("beta"),
-                Some("k"),
-                Deny(Denial::NotOwner),
-            ),
-            (
-                &a,
-                "ListObjectsV2",
-                Owned("beta"),
-                None,
-                Deny(Denial::NotOwner),
-            ),
-            (
-                &a,
-                "DeleteBucket",
-                Owned("beta"),
-                None,
-                Deny(Denial::NotOwner),
-            ),
-            (
-                &a,
-                "HeadBucket",
-                Owned("beta"),
-                None,
-                Deny(Denial::NotOwner),
-            ),
-            (
-                &a,
-                "CreateMultipartUpload",
-                Owned("beta"),
-                Some("k"),
-                Deny(Denial::NotOwner),
-            ),
-            (
-                &a,
-                "PutBucketVersioning",
-                Owned("beta"),
-                None,
-                Deny(Denial::NotOwner),
-            ),
-            // The root tenant's buckets are not a tenant's.
-            (
-                &a,
-                "GetObject",
-                Owned(""),
-                Some("k"),
-                Deny(Denial::NotOwner),
-            ),
-            (&a, "CreateBucket", Owned("beta"), None, Allow),
-            (&a, "CreateBucket", Missing, None, Allow),
-            (&a, "GetObject", Missing, Some("k"), Allow),
-            (&a, "ListBuckets", NoBucket, None, Allow),
-            (
-                &Principal::Anonymous,
-                "GetObject",
-                Owned("acme"),
-                Some("k"),
-                Deny(Denial::Anonymous),
-            ),
-            (
-                &Principal::Anonymous,
-                "ListBuckets",
-                NoBucket,
-                None,
-                Deny(Denial::Anonymous),
-            ),
-            (
-                &Principal::Anonymous,
-                "CreateBucket",
-                Missing,
-                None,
-                Deny(Denial::Anonymous),
-            ),
-            (
-                &Principal::Anonymous,
-                "GetObject",
-                Missing,
-                Some("k"),
-                Deny(Denial::Anonymous),
-            ),
-        ];
-        for (i, (principal, operation, bucket, key, want)) in cases.iter().enumerate() {
-            let got = authorize(&Ask {
-                principal,
-                operation,
-                bucket: *bucket,
-                key: *key,
-            });
-            assert_eq!(&got, want, "case {i}: {principal:?} {operation} {bucket:?}");
-        }
-    }
-
-    #[test]
-    fn labels_and_owners() {
-        assert_eq!(Principal::Root.owner(), Some(""));
-        assert_eq!(tenant("acme").owner(), Some("acme"));
-        assert_eq!(Principal::Anonymous.owner(), None);
-        assert_eq!(Principal::Root.label(), "root");
-        assert_eq!(Principal::Anonymous.label(), "anonymous");
-    }
-}
+mod tests;

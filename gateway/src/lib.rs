@@ -31,6 +31,7 @@ pub mod credentials;
 pub mod edge;
 pub mod error;
 pub mod metrics;
+pub mod policy;
 pub mod rebuild;
 pub mod request_log;
 pub mod rescan;

@@ -320,6 +320,8 @@ fn serve_s3(
                 return Ok(logged(resp, line, bytes_in, started, Some(refusal.code)));
             }
             let bucket = first_path_segment(req.uri().path());
+            let mut req = req;
+            req.extensions_mut().insert(crate::access::PeerIp(peer.ip()));
             let (resp, info) =
                 crate::access::with_request_info(hyper::service::Service::call(&svc, req)).await;
             let operation = info.operation().to_owned();

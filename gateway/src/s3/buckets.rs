@@ -18,7 +18,10 @@ impl Gateway {
         req: S3Request<dto::ListBucketsInput>,
     ) -> S3Result<S3Response<dto::ListBucketsOutput>> {
         // The caller's tenant's buckets (the root key's: the root tenant's).
-        let mine = super::principal(&req).owner().unwrap_or("").to_owned();
+        let mine = super::authorize::principal(&req)
+            .owner()
+            .unwrap_or("")
+            .to_owned();
         let mut buckets = self.store.buckets().await.map_err(to_s3)?;
         buckets.retain(|(_, rec)| rec.owner == mine);
         Ok(S3Response::new(dto::ListBucketsOutput {
@@ -41,7 +44,10 @@ impl Gateway {
         &self,
         req: S3Request<dto::CreateBucketInput>,
     ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
-        let owner = super::principal(&req).owner().unwrap_or("").to_owned();
+        let owner = super::authorize::principal(&req)
+            .owner()
+            .unwrap_or("")
+            .to_owned();
         let name = req.input.bucket;
         let lock = req.input.object_lock_enabled_for_bucket == Some(true);
         if let Some(rule) = crate::bucket_name::problem(&name) {

@@ -9,14 +9,18 @@
 //! - `list.rs` — ListObjects v1 and v2;
 //! - `multipart.rs` — multipart uploads;
 //! - `versions.rs` — bucket versioning, ListObjectVersions, version headers;
-//! - `locks.rs` — object lock configuration, retention, legal holds.
+//! - `locks.rs` — object lock configuration, retention, legal holds;
+//! - `authorize.rs` — who asks, Owner fields, the checks the access check cannot make;
+//! - `policies.rs` — bucket policies and public access blocks.
 
+mod authorize;
 mod buckets;
 mod lifecycle;
 mod list;
 mod locks;
 mod multipart;
 mod objects;
+mod policies;
 mod versions;
 
 use std::time::UNIX_EPOCH;
@@ -49,81 +53,6 @@ impl Gateway {
     /// A gateway serving `store`.
     pub fn new(store: Store, settings: GatewaySettings) -> Self {
         Gateway { store, settings }
-    }
-
-    /// The Owner of a bucket and of every object in it (a bucket's owner owns its
-    /// objects, as with S3's BucketOwnerEnforced).
-    pub(super) async fn bucket_owner(&self, bucket: &str) -> S3Result<dto::Owner> {
-        let owner = self
-            .store
-            .bucket(bucket)
-            .await
-            .map_err(crate::error::to_s3)?
-            .map(|r| r.owner)
-            .unwrap_or_default();
-        self.owner_named(&owner).await
-    }
-
-    /// The Owner of tenant `owner` (`""` = the root tenant): its canonical id and name.
-    pub(super) async fn owner_named(&self, owner: &str) -> S3Result<dto::Owner> {
-        use s3dedup_storage::identity::{ROOT_TENANT, Tenant};
-        if owner.is_empty() {
-            return Ok(dto::Owner {
-                display_name: Some(ROOT_TENANT.into()),
-                id: Some(Tenant::root_canonical_id()),
-            });
-        }
-        let t = self
-            .store
-            .tenant(owner)
-            .await
-            .map_err(crate::error::to_s3)?;
-        Ok(dto::Owner {
-            display_name: Some(owner.to_owned()),
-            id: Some(t.map_or_else(|| owner.to_owned(), |t| t.canonical_id)),
-        })
-    }
-}
-
-/// Who sent `req` (put there by the access check; anonymous if it is missing).
-pub(super) fn principal<T>(req: &S3Request<T>) -> crate::authz::Principal {
-    req.extensions
-        .get::<crate::authz::Principal>()
-        .cloned()
-        .unwrap_or(crate::authz::Principal::Anonymous)
-}
-
-/// AccessDenied unless `principal` may run `operation` on `bucket`'s `key` (the copy
-/// source of CopyObject and UploadPartCopy, which the access check does not see).
-pub(super) async fn authorize_source(
-    store: &Store,
-    principal: &crate::authz::Principal,
-    bucket: &str,
-    key: &str,
-) -> S3Result<()> {
-    use crate::authz::{Ask, BucketFacts, Decision, Principal, authorize};
-    if *principal == Principal::Root {
-        return Ok(());
-    }
-    let rec = store.bucket(bucket).await.map_err(crate::error::to_s3)?;
-    let facts = rec
-        .as_ref()
-        .map_or(BucketFacts::Missing, |r| BucketFacts::Owned(&r.owner));
-    match authorize(&Ask {
-        principal,
-        operation: "GetObject",
-        bucket: facts,
-        key: Some(key),
-    }) {
-        Decision::Allow => Ok(()),
-        Decision::Deny(why) => {
-            metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => why.as_str()).increment(1);
-            Err(s3_error!(
-                AccessDenied,
-                "{} (copy source {bucket}/{key})",
-                why.message()
-            ))
-        }
     }
 }
 
@@ -607,5 +536,47 @@ impl S3 for Gateway {
         req: S3Request<dto::ListObjectVersionsInput>,
     ) -> S3Result<S3Response<dto::ListObjectVersionsOutput>> {
         self.list_object_versions_impl(req).await
+    }
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<dto::PutBucketPolicyInput>,
+    ) -> S3Result<S3Response<dto::PutBucketPolicyOutput>> {
+        self.put_bucket_policy_impl(req).await
+    }
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<dto::GetBucketPolicyInput>,
+    ) -> S3Result<S3Response<dto::GetBucketPolicyOutput>> {
+        self.get_bucket_policy_impl(req).await
+    }
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<dto::DeleteBucketPolicyInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketPolicyOutput>> {
+        self.delete_bucket_policy_impl(req).await
+    }
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<dto::GetBucketPolicyStatusInput>,
+    ) -> S3Result<S3Response<dto::GetBucketPolicyStatusOutput>> {
+        self.get_bucket_policy_status_impl(req).await
+    }
+    async fn put_public_access_block(
+        &self,
+        req: S3Request<dto::PutPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<dto::PutPublicAccessBlockOutput>> {
+        self.put_public_access_block_impl(req).await
+    }
+    async fn get_public_access_block(
+        &self,
+        req: S3Request<dto::GetPublicAccessBlockInput>,
+    ) -> S3Result<S3Response<dto::GetPublicAccessBlockOutput>> {
+        self.get_public_access_block_impl(req).await
+    }
+    async fn delete_public_access_block(
+        &self,
+        req: S3Request<dto::DeletePublicAccessBlockInput>,
+    ) -> S3Result<S3Response<dto::DeletePublicAccessBlockOutput>> {
+        self.delete_public_access_block_impl(req).await
     }
 }

@@ -133,7 +133,7 @@ impl Gateway {
         &self,
         req: S3Request<dto::UploadPartCopyInput>,
     ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
-        let principal = super::principal(&req);
+        let (principal, checked) = super::authorize::auth_of(&req);
         let i = req.input;
         let n = part_number(i.part_number)?;
         self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
@@ -148,7 +148,15 @@ impl Gateway {
                 "Only bucket copy sources are supported"
             ));
         };
-        super::authorize_source(&self.store, &principal, sb, sk).await?;
+        super::authorize::authorize_source(
+            &self.store,
+            &principal,
+            checked.as_ref(),
+            sb,
+            sk,
+            version_id.is_some(),
+        )
+        .await?;
         let range = match &i.copy_source_range {
             None => None,
             Some(r) => {

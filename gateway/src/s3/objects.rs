@@ -438,6 +438,7 @@ impl Gateway {
         &self,
         req: S3Request<dto::DeleteObjectsInput>,
     ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
+        let (principal, checked) = super::authorize::auth_of(&req);
         let input = req.input;
         if input.delete.objects.len() > 1000 {
             return Err(s3_error!(
@@ -451,7 +452,17 @@ impl Gateway {
         let (mut deleted, mut errors) = (Vec::new(), Vec::new());
         for obj in input.delete.objects {
             let version = obj.version_id.as_deref();
-            let r = match check_key(&obj.key) {
+            let allowed = check_key(&obj.key).and_then(|()| {
+                super::authorize::authorize_delete(
+                    &principal,
+                    checked.as_ref(),
+                    &input.bucket,
+                    &obj.key,
+                    version.is_some(),
+                    bypass,
+                )
+            });
+            let r = match allowed {
                 Err(e) => Err(e),
                 Ok(()) => self
                     .store
@@ -512,7 +523,7 @@ impl Gateway {
             dest_condition("if-match")?,
             dest_condition("if-none-match")?,
         );
-        let principal = super::principal(&req);
+        let (principal, checked) = super::authorize::auth_of(&req);
         let input = req.input;
         check_new_key(&input.key)?;
         check_user_metadata(input.metadata.as_ref())?;
@@ -527,7 +538,15 @@ impl Gateway {
                 "Only bucket copy sources are supported"
             ));
         };
-        super::authorize_source(&self.store, &principal, sb, sk).await?;
+        super::authorize::authorize_source(
+            &self.store,
+            &principal,
+            checked.as_ref(),
+            sb,
+            sk,
+            version_id.is_some(),
+        )
+        .await?;
         let src_version = version_id.as_deref();
         let src = match self.store.head_version(sb, sk, src_version).await {
             Ok(src) => src,

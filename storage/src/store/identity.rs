@@ -188,3 +188,60 @@ impl Store {
         self.index.delete_key(id).await
     }
 }
+
+/// Layout version of a bucket document (see [`Store::set_bucket_document`]).
+const DOCUMENT_V1: u8 = 1;
+
+impl Store {
+    /// Sets (`Some`) or removes (`None`) bucket `bucket`'s document of `kind` (a bucket
+    /// policy, a public access block …): opaque bytes the gateway owns, kept versioned
+    /// and sealed with a CRC32C, journaled, and removed with the bucket.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`].
+    pub async fn set_bucket_document(
+        &self,
+        bucket: &str,
+        kind: &'static str,
+        doc: Option<&[u8]>,
+    ) -> Result<()> {
+        let sealed = doc.map(|d| {
+            let mut v = Vec::with_capacity(d.len() + 5);
+            v.push(DOCUMENT_V1);
+            v.extend_from_slice(d);
+            let crc = crc32c::crc32c(&v);
+            v.extend_from_slice(&crc.to_le_bytes());
+            v
+        });
+        self.index.set_bucket_config(bucket, kind, sealed).await
+    }
+
+    /// Bucket `bucket`'s document of `kind`, if set.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::Corrupt`] for a damaged document.
+    pub async fn bucket_document(
+        &self,
+        bucket: &str,
+        kind: &'static str,
+    ) -> Result<Option<Vec<u8>>> {
+        let bucket = bucket.to_owned();
+        let raw = self
+            .with_index(move |i| i.bucket_config(&bucket, kind))
+            .await?;
+        raw.map(|b| {
+            let bad = |d: &str| Error::corrupt("bucket document", d);
+            if b.len() < 5 || crc32c::crc32c(&b[..b.len() - 4]).to_le_bytes() != b[b.len() - 4..] {
+                return Err(bad("checksum mismatch or truncated"));
+            }
+            if b[0] != DOCUMENT_V1 {
+                return Err(Error::UnsupportedFormat {
+                    what: "bucket document",
+                    version: b[0].into(),
+                });
+            }
+            Ok(b[1..b.len() - 4].to_vec())
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,366 @@
+//! The authorization table: principal × action × resource × condition × explicit deny,
+//! against [`authorize`], with one bucket policy that uses every supported element.
+
+use super::*;
+use crate::policy::Policy;
+use crate::policy::eval::Context;
+
+const GAMMA_ID: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+
+fn shared_policy() -> Policy {
+    let json = format!(
+        r#"{{
+      "Version": "2012-10-17",
+      "Id": "table",
+      "Statement": [
+        {{"Sid": "BetaReadsPub", "Effect": "Allow", "Principal": {{"AWS": "arn:aws:iam::beta:root"}},
+          "Action": ["s3:GetObject"], "Resource": "arn:aws:s3:::shared/pub/*"}},
+        {{"Sid": "BetaListsPub", "Effect": "Allow", "Principal": {{"AWS": "beta"}},
+          "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::shared",
+          "Condition": {{"StringLike": {{"s3:prefix": "pub/*"}}}}}},
+        {{"Sid": "BobWrites", "Effect": "Allow", "Principal": {{"AWS": "arn:aws:iam::beta:user/bob"}},
+          "Action": "s3:Put*", "Resource": "arn:aws:s3:::shared/inbox/*"}},
+        {{"Sid": "AclRequired", "Effect": "Deny", "Principal": {{"AWS": ["beta"]}},
+          "Action": "s3:PutObject", "Resource": "arn:aws:s3:::shared/inbox/*",
+          "Condition": {{"StringNotEquals": {{"s3:x-amz-acl": "bucket-owner-full-control"}}}}}},
+        {{"Sid": "AnyoneReadsPublic", "Effect": "Allow", "Principal": "*",
+          "Action": "s3:GetObject", "Resource": "arn:aws:s3:::shared/public/*"}},
+        {{"Sid": "OfficeOnly", "Effect": "Allow", "Principal": {{"AWS": "*"}},
+          "Action": "s3:GetObject", "Resource": "arn:aws:s3:::shared/office/*",
+          "Condition": {{"IpAddress": {{"aws:SourceIp": ["10.1.0.0/16", "2001:db8::/32"]}}}}}},
+        {{"Sid": "NoDeletes", "Effect": "Deny", "Principal": "*",
+          "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"], "Resource": "arn:aws:s3:::shared/keep/*"}},
+        {{"Sid": "TlsForSecrets", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+          "Resource": "arn:aws:s3:::shared/secret/*",
+          "Condition": {{"Bool": {{"aws:SecureTransport": false}}}}}},
+        {{"Sid": "GammaAllButDeletes", "Effect": "Allow", "Principal": {{"CanonicalUser": "{GAMMA_ID}"}},
+          "NotAction": "s3:Delete*", "NotResource": "arn:aws:s3:::shared/private/*"}}
+      ]
+    }}"#
+    );
+    Policy::parse(&json, "shared", &|t| {
+        ["beta", "gamma", "delta"].contains(&t)
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn tenant(t: &str, user: Option<&str>, canonical_id: &str) -> Principal {
+    Principal::Tenant {
+        tenant: t.into(),
+        canonical_id: canonical_id.into(),
+        user: user.map(Into::into),
+        access_key: format!("AK-{t}"),
+    }
+}
+
+/// A request's context, from `k=v;k=v`.
+fn cx(spec: &str) -> Context {
+    let mut c = Context::default();
+    c.set("aws:SecureTransport", "false");
+    for kv in spec.split(';').filter(|s| !s.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap();
+        c.set(k, v);
+    }
+    c
+}
+
+#[derive(Clone, Copy)]
+enum B {
+    Shared,
+    SharedRestricted,
+    NoPolicy,
+    Missing,
+    NoBucket,
+}
+
+#[test]
+fn authorization_table() {
+    use Decision::{Allow, Deny};
+    use Denial::{Anonymous, ExplicitDeny, NotOwner, Restricted};
+    let policy = shared_policy();
+    let acme = tenant("acme", None, &"aa".repeat(32));
+    let beta = tenant("beta", None, &"bb".repeat(32));
+    let bob = tenant("beta", Some("bob"), &"bb".repeat(32));
+    let alice = tenant("beta", Some("alice"), &"bb".repeat(32));
+    let gamma = tenant("gamma", None, GAMMA_ID);
+    let delta = tenant("delta", None, &"dd".repeat(32));
+    let anon = Principal::Anonymous;
+    let root = Principal::Root;
+    let acl = "s3:x-amz-acl=bucket-owner-full-control";
+    #[rustfmt::skip]
+    let cases: Vec<(&Principal, &str, B, Option<&str>, bool, &str, Decision)> = vec![
+        // The owner: everything, except what the policy denies explicitly.
+        (&acme, "GetObject", B::Shared, Some("any/x"), false, "", Allow),
+        (&acme, "PutObject", B::Shared, Some("keep/x"), false, "", Allow),
+        (&acme, "DeleteObject", B::Shared, Some("keep/x"), false, "", Deny(ExplicitDeny)),
+        (&acme, "DeleteObject", B::Shared, Some("keep/x"), true, "", Deny(ExplicitDeny)),
+        (&acme, "DeleteObject", B::Shared, Some("other/x"), false, "", Allow),
+        (&acme, "GetObject", B::Shared, Some("secret/x"), false, "", Deny(ExplicitDeny)),
+        (&acme, "GetObject", B::Shared, Some("secret/x"), false, "aws:SecureTransport=true", Allow),
+        (&acme, "PutBucketPolicy", B::Shared, None, false, "", Allow),
+        (&acme, "DeleteBucketPolicy", B::Shared, None, false, "", Allow),
+        (&acme, "ListObjectsV2", B::Shared, None, false, "", Allow),
+        (&acme, "DeleteBucket", B::NoPolicy, None, false, "", Allow),
+        // Another tenant, granted a prefix.
+        (&beta, "GetObject", B::Shared, Some("pub/a"), false, "", Allow),
+        (&beta, "HeadObject", B::Shared, Some("pub/a/b"), false, "", Allow),
+        (&beta, "GetObject", B::Shared, Some("pub/a"), true, "", Deny(NotOwner)),
+        (&beta, "GetObject", B::Shared, Some("pub"), false, "", Deny(NotOwner)),
+        (&beta, "GetObject", B::Shared, Some("priv/a"), false, "", Deny(NotOwner)),
+        (&beta, "PutObject", B::Shared, Some("pub/a"), false, "", Deny(NotOwner)),
+        (&beta, "DeleteObject", B::Shared, Some("pub/a"), false, "", Deny(NotOwner)),
+        (&beta, "ListObjectsV2", B::Shared, None, false, "s3:prefix=pub/", Allow),
+        (&beta, "ListObjects", B::Shared, None, false, "s3:prefix=pub/x", Allow),
+        (&beta, "ListObjectsV2", B::Shared, None, false, "s3:prefix=priv/", Deny(NotOwner)),
+        (&beta, "ListObjectsV2", B::Shared, None, false, "", Deny(NotOwner)),
+        (&beta, "ListObjectVersions", B::Shared, None, false, "s3:prefix=pub/", Deny(NotOwner)),
+        (&beta, "GetBucketPolicy", B::Shared, None, false, "", Deny(NotOwner)),
+        (&beta, "PutBucketPolicy", B::Shared, None, false, "", Deny(NotOwner)),
+        (&beta, "PutPublicAccessBlock", B::Shared, None, false, "", Deny(NotOwner)),
+        (&beta, "DeleteBucket", B::Shared, None, false, "", Deny(NotOwner)),
+        (&beta, "GetObject", B::Shared, Some("public/x"), false, "", Allow),
+        (&beta, "GetObject", B::SharedRestricted, Some("public/x"), false, "", Deny(Restricted)),
+        (&beta, "GetObject", B::SharedRestricted, Some("pub/a"), false, "", Allow),
+        (&beta, "GetObject", B::Shared, Some("office/x"), false, "aws:SourceIp=10.1.2.3", Allow),
+        (&beta, "GetObject", B::Shared, Some("office/x"), false, "aws:SourceIp=10.2.0.1", Deny(NotOwner)),
+        (&beta, "GetObject", B::Shared, Some("office/x"), false, "aws:SourceIp=2001:db8::7", Allow),
+        (&beta, "GetObject", B::Shared, Some("office/x"), false, "aws:SourceIp=::ffff:10.1.0.9", Allow),
+        (&beta, "DeleteObject", B::Shared, Some("keep/x"), false, "", Deny(ExplicitDeny)),
+        (&beta, "GetObject", B::NoPolicy, Some("pub/a"), false, "", Deny(NotOwner)),
+        (&beta, "CreateBucket", B::Shared, None, false, "", Allow),
+        (&beta, "GetObject", B::Missing, Some("k"), false, "", Allow),
+        (&beta, "ListBuckets", B::NoBucket, None, false, "", Allow),
+        // A user of that tenant: the tenant's grants, plus the user's own.
+        (&bob, "PutObject", B::Shared, Some("inbox/x"), false, acl, Allow),
+        (&bob, "CreateMultipartUpload", B::Shared, Some("inbox/x"), false, acl, Allow),
+        (&bob, "PutObject", B::Shared, Some("inbox/x"), false, "", Deny(ExplicitDeny)),
+        (&bob, "PutObject", B::Shared, Some("inbox/x"), false, "s3:x-amz-acl=private", Deny(ExplicitDeny)),
+        (&bob, "PutObject", B::Shared, Some("outbox/x"), false, acl, Deny(NotOwner)),
+        (&bob, "GetObject", B::Shared, Some("pub/a"), false, "", Allow),
+        (&bob, "GetObject", B::Shared, Some("inbox/x"), false, "", Deny(NotOwner)),
+        (&bob, "BypassGovernanceRetention", B::Shared, Some("inbox/x"), false, "", Deny(NotOwner)),
+        (&alice, "PutObject", B::Shared, Some("inbox/x"), false, acl, Deny(NotOwner)),
+        (&alice, "GetObject", B::Shared, Some("pub/a"), false, "", Allow),
+        // A tenant named by canonical id, with NotAction and NotResource.
+        (&gamma, "GetObject", B::Shared, Some("any/x"), false, "", Allow),
+        (&gamma, "PutObject", B::Shared, Some("any/x"), false, "", Allow),
+        (&gamma, "ListObjectsV2", B::Shared, None, false, "", Allow),
+        (&gamma, "PutBucketVersioning", B::Shared, None, false, "", Allow),
+        (&gamma, "BypassGovernanceRetention", B::Shared, Some("any/x"), false, "", Allow),
+        (&gamma, "DeleteObject", B::Shared, Some("any/x"), false, "", Deny(NotOwner)),
+        (&gamma, "GetObject", B::Shared, Some("private/x"), false, "", Deny(NotOwner)),
+        (&gamma, "GetBucketPolicy", B::Shared, None, false, "", Deny(NotOwner)),
+        (&gamma, "DeleteObject", B::Shared, Some("keep/x"), false, "", Deny(ExplicitDeny)),
+        (&gamma, "GetObject", B::Shared, Some("secret/x"), false, "", Deny(ExplicitDeny)),
+        // A tenant the policy does not name: public statements only.
+        (&delta, "GetObject", B::Shared, Some("public/x"), false, "", Allow),
+        (&delta, "GetObject", B::Shared, Some("pub/a"), false, "", Deny(NotOwner)),
+        (&delta, "PutObject", B::Shared, Some("public/x"), false, "", Deny(NotOwner)),
+        // Unsigned requests.
+        (&anon, "GetObject", B::Shared, Some("public/x"), false, "", Allow),
+        (&anon, "HeadObject", B::Shared, Some("public/x"), false, "", Allow),
+        (&anon, "GetObject", B::SharedRestricted, Some("public/x"), false, "", Deny(Restricted)),
+        (&anon, "GetObject", B::Shared, Some("office/x"), false, "aws:SourceIp=10.1.0.5", Allow),
+        (&anon, "GetObject", B::SharedRestricted, Some("office/x"), false, "aws:SourceIp=10.1.0.5", Allow),
+        (&anon, "GetObject", B::Shared, Some("office/x"), false, "", Deny(Anonymous)),
+        (&anon, "GetObject", B::Shared, Some("pub/a"), false, "", Deny(Anonymous)),
+        (&anon, "PutObject", B::Shared, Some("public/x"), false, "", Deny(Anonymous)),
+        (&anon, "ListObjectsV2", B::Shared, None, false, "s3:prefix=pub/", Deny(Anonymous)),
+        (&anon, "GetObject", B::Shared, Some("secret/x"), false, "", Deny(ExplicitDeny)),
+        (&anon, "DeleteObject", B::Shared, Some("keep/x"), false, "", Deny(ExplicitDeny)),
+        (&anon, "GetBucketPolicy", B::Shared, None, false, "", Deny(Anonymous)),
+        (&anon, "GetObject", B::NoPolicy, Some("k"), false, "", Deny(Anonymous)),
+        (&anon, "GetObject", B::Missing, Some("k"), false, "", Deny(Anonymous)),
+        (&anon, "CreateBucket", B::Missing, None, false, "", Deny(Anonymous)),
+        (&anon, "ListBuckets", B::NoBucket, None, false, "", Deny(Anonymous)),
+        // The operator's root key: never refused.
+        (&root, "DeleteObject", B::Shared, Some("keep/x"), false, "", Allow),
+        (&root, "GetObject", B::Shared, Some("secret/x"), false, "", Allow),
+        (&root, "PutBucketPolicy", B::Shared, None, false, "", Allow),
+        (&root, "ListBuckets", B::NoBucket, None, false, "", Allow),
+    ];
+    assert!(cases.len() >= 60, "{} cases", cases.len());
+    for (i, (principal, operation, bucket, key, versioned, context, want)) in
+        cases.iter().enumerate()
+    {
+        let restricted = PublicAccessBlock {
+            restrict_public_buckets: true,
+            ..Default::default()
+        };
+        let access = |policy: Option<&'static Policy>, block| BucketAccess {
+            owner: "acme",
+            policy,
+            block,
+        };
+        let leaked: &'static Policy = Box::leak(Box::new(policy.clone()));
+        let facts = match bucket {
+            B::Shared => BucketFacts::Exists(access(Some(leaked), PublicAccessBlock::default())),
+            B::SharedRestricted => BucketFacts::Exists(access(Some(leaked), restricted)),
+            B::NoPolicy => BucketFacts::Exists(access(None, PublicAccessBlock::default())),
+            B::Missing => BucketFacts::Missing,
+            B::NoBucket => BucketFacts::None,
+        };
+        let context = cx(context);
+        let got = authorize(&Ask {
+            principal,
+            operation,
+            bucket: facts,
+            bucket_name: "shared",
+            key: *key,
+            versioned: *versioned,
+            context: &context,
+        });
+        assert_eq!(
+            &got, want,
+            "case {i}: {principal:?} {operation} {key:?} {context:?}"
+        );
+    }
+}
+
+#[test]
+fn malformed_policies_are_refused_with_a_reason() {
+    let ok_stmt =
+        r#""Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*""#;
+    let cases = [
+        ("not json", "invalid Json"),
+        (r#"[]"#, "JSON object"),
+        (r#"{"Statement":[]}"#, "Version"),
+        (r#"{"Version":"2012-10-17"}"#, "Statement"),
+        (r#"{"Version":"2012-10-17","Statement":[]}"#, "Statement"),
+        (r#"{"Version":"2011-01-01","Statement":{}}"#, "version"),
+        (
+            &format!(r#"{{"Version":"2012-10-17","Extra":1,"Statement":{{{ok_stmt}}}}}"#),
+            "Unknown field Extra",
+        ),
+        (
+            &format!(r#"{{"Version":"2012-10-17","Statement":{{{ok_stmt},"Bogus":1}}}}"#),
+            "Unknown field Bogus",
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Maybe","Principal":"*","Action":"s3:GetObject","Resource":"*"}}"#,
+            "effect",
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","NotPrincipal":"*","Action":"s3:GetObject","Resource":"*"}}"#,
+            "NotPrincipal",
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":{"Service":"x"},"Action":"s3:GetObject","Resource":"*"}}"#,
+            "Service",
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":{"AWS":"nosuch"},"Action":"s3:GetObject","Resource":"*"}}"#,
+            "no tenant",
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":"*","Action":"ec2:RunInstances","Resource":"*"}}"#,
+            "invalid action",
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":"*","Action":"s3:Fly*","Resource":"*"}}"#,
+            "invalid action",
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::other/*"}}"#,
+            "not in bucket",
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"b/*"}}"#,
+            "invalid resource",
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/${aws:username}/*"}}"#,
+            "policy variables",
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","NotAction":"s3:PutObject","Resource":"*"}}"#,
+            "exactly one of Action",
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Principal":"*","Action":"s3:GetObject"}}"#,
+            "exactly one of Resource",
+        ),
+        (
+            &format!(
+                r#"{{"Version":"2012-10-17","Statement":{{{ok_stmt},"Condition":{{"StringSortOf":{{"s3:prefix":"a"}}}}}}}}"#
+            ),
+            "Unknown condition operator",
+        ),
+        (
+            &format!(
+                r#"{{"Version":"2012-10-17","Statement":{{{ok_stmt},"Condition":{{"StringEquals":{{"aws:NoSuchKey":"a"}}}}}}}}"#
+            ),
+            "invalid condition key",
+        ),
+        (
+            &format!(
+                r#"{{"Version":"2012-10-17","Statement":{{{ok_stmt},"Condition":{{"IpAddress":{{"aws:SourceIp":"10.0.0.0/99"}}}}}}}}"#
+            ),
+            "invalid IP",
+        ),
+        (
+            &format!(
+                r#"{{"Version":"2012-10-17","Statement":{{{ok_stmt},"Condition":{{"ForAnyValue:StringEquals":{{"s3:prefix":"a"}}}}}}}}"#
+            ),
+            "set operators",
+        ),
+        (
+            &format!(
+                r#"{{"Version":"2012-10-17","Statement":{{{ok_stmt},"Condition":{{"Bool":{{"aws:SecureTransport":"yes"}}}}}}}}"#
+            ),
+            "true or false",
+        ),
+    ];
+    for (doc, want) in cases {
+        let err = Policy::parse(doc, "b", &|t| t == "beta").expect_err(doc);
+        assert!(err.contains(want), "{doc}: {err:?} should mention {want:?}");
+    }
+    let big = format!(
+        r#"{{"Version":"2012-10-17","Id":"{}","Statement":{{{ok_stmt}}}}}"#,
+        "x".repeat(21_000)
+    );
+    assert!(Policy::parse(&big, "b", &|_| true).is_err());
+    let good = format!(r#"{{"Version":"2012-10-17","Statement":{{{ok_stmt}}}}}"#);
+    assert!(Policy::parse(&good, "b", &|_| true).unwrap().is_public());
+}
+
+#[test]
+fn public_means_granted_to_everyone_without_a_source_restriction() {
+    let parse = |stmt: &str| {
+        Policy::parse(
+            &format!(r#"{{"Version":"2012-10-17","Statement":{stmt}}}"#),
+            "b",
+            &|_| true,
+        )
+        .unwrap()
+    };
+    let public = r#"{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}"#;
+    let by_ip = r#"{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}"#;
+    let by_everything = r#"{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*","Condition":{"IpAddress":{"aws:SourceIp":"0.0.0.0/0"}}}"#;
+    let tenant = r#"{"Effect":"Allow","Principal":{"AWS":"beta"},"Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}"#;
+    let deny = r#"{"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}"#;
+    assert!(parse(public).is_public());
+    assert!(!parse(by_ip).is_public());
+    assert!(parse(by_everything).is_public());
+    assert!(!parse(tenant).is_public());
+    assert!(!parse(deny).is_public());
+}
+
+#[test]
+fn public_access_block_round_trips() {
+    for f in 0u8..16 {
+        let b = PublicAccessBlock::decode(&[f]).unwrap();
+        assert_eq!(b.encode(), vec![f]);
+    }
+    assert!(PublicAccessBlock::decode(&[16]).is_none());
+    assert!(PublicAccessBlock::decode(&[]).is_none());
+}
+
+#[test]
+fn labels_and_owners() {
+    assert_eq!(Principal::Root.owner(), Some(""));
+    assert_eq!(tenant("acme", None, "x").owner(), Some("acme"));
+    assert_eq!(Principal::Anonymous.owner(), None);
+    assert_eq!(Principal::Root.label(), "root");
+    assert_eq!(Principal::Anonymous.label(), "anonymous");
+}

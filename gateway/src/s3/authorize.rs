@@ -1,0 +1,149 @@
+//! Who asks, and what a handler must still check: the copy source of CopyObject and
+//! UploadPartCopy, each key of DeleteObjects (the access check sees neither); Owner
+//! fields.
+
+use s3dedup_storage::Store;
+use s3s::dto;
+use s3s::{S3Request, S3Result};
+
+use super::Gateway;
+
+impl Gateway {
+    /// The Owner of a bucket and of every object in it (a bucket's owner owns its
+    /// objects, as with S3's BucketOwnerEnforced).
+    pub(super) async fn bucket_owner(&self, bucket: &str) -> S3Result<dto::Owner> {
+        let owner = self
+            .store
+            .bucket(bucket)
+            .await
+            .map_err(crate::error::to_s3)?
+            .map(|r| r.owner)
+            .unwrap_or_default();
+        self.owner_named(&owner).await
+    }
+
+    /// The Owner of tenant `owner` (`""` = the root tenant): its canonical id and name.
+    pub(super) async fn owner_named(&self, owner: &str) -> S3Result<dto::Owner> {
+        use s3dedup_storage::identity::{ROOT_TENANT, Tenant};
+        if owner.is_empty() {
+            return Ok(dto::Owner {
+                display_name: Some(ROOT_TENANT.into()),
+                id: Some(Tenant::root_canonical_id()),
+            });
+        }
+        let t = self
+            .store
+            .tenant(owner)
+            .await
+            .map_err(crate::error::to_s3)?;
+        Ok(dto::Owner {
+            display_name: Some(owner.to_owned()),
+            id: Some(t.map_or_else(|| owner.to_owned(), |t| t.canonical_id)),
+        })
+    }
+}
+
+/// Who sent `req` (put there by the access check; anonymous if it is missing).
+pub(super) fn principal<T>(req: &S3Request<T>) -> crate::authz::Principal {
+    req.extensions
+        .get::<crate::authz::Principal>()
+        .cloned()
+        .unwrap_or(crate::authz::Principal::Anonymous)
+}
+
+/// Who sent `req` and what the access check found (see `crate::access::Checked`).
+pub(super) fn auth_of<T>(
+    req: &S3Request<T>,
+) -> (crate::authz::Principal, Option<crate::access::Checked>) {
+    (
+        principal(req),
+        req.extensions.get::<crate::access::Checked>().cloned(),
+    )
+}
+
+/// AccessDenied unless `principal` may run `operation` on `bucket`'s `key`, judged with
+/// `bucket` as loaded (`None`: it does not exist); with `bypass`, also
+/// `s3:BypassGovernanceRetention`.
+#[allow(clippy::too_many_arguments)]
+fn authorize_in(
+    principal: &crate::authz::Principal,
+    loaded: Option<&crate::access::LoadedBucket>,
+    context: Option<&crate::policy::eval::Context>,
+    bucket: &str,
+    operation: &str,
+    key: &str,
+    versioned: bool,
+    bypass: bool,
+) -> S3Result<()> {
+    use crate::authz::{Ask, BucketFacts, Decision, Principal, authorize};
+    if *principal == Principal::Root {
+        return Ok(());
+    }
+    let empty = crate::policy::eval::Context::default();
+    let facts = loaded.map_or(BucketFacts::Missing, |l| BucketFacts::Exists(l.access()));
+    let ask = |operation| Ask {
+        principal,
+        operation,
+        bucket: facts,
+        bucket_name: bucket,
+        key: Some(key),
+        versioned,
+        context: context.unwrap_or(&empty),
+    };
+    let mut d = authorize(&ask(operation));
+    if d == Decision::Allow && bypass {
+        d = authorize(&ask("BypassGovernanceRetention"));
+    }
+    match d {
+        Decision::Allow => Ok(()),
+        Decision::Deny(why) => Err(crate::access::denied(why, &format!("{bucket}/{key}"))),
+    }
+}
+
+/// AccessDenied unless `principal` may read the copy source `bucket`/`key` (which the
+/// access check does not see).
+pub(super) async fn authorize_source(
+    store: &Store,
+    principal: &crate::authz::Principal,
+    checked: Option<&crate::access::Checked>,
+    bucket: &str,
+    key: &str,
+    versioned: bool,
+) -> S3Result<()> {
+    if *principal == crate::authz::Principal::Root {
+        return Ok(());
+    }
+    let loaded = crate::access::load_bucket(store, bucket).await?;
+    authorize_in(
+        principal,
+        loaded.as_ref(),
+        checked.map(|c| &c.context),
+        bucket,
+        "GetObject",
+        key,
+        versioned,
+        false,
+    )
+}
+
+/// AccessDenied unless `principal` may delete `key` of the request's bucket (each key
+/// of DeleteObjects).
+pub(super) fn authorize_delete(
+    principal: &crate::authz::Principal,
+    checked: Option<&crate::access::Checked>,
+    bucket: &str,
+    key: &str,
+    versioned: bool,
+    bypass: bool,
+) -> S3Result<()> {
+    authorize_in(
+        principal,
+        checked.and_then(|c| c.bucket.as_ref()),
+        checked.map(|c| &c.context),
+        bucket,
+        "DeleteObject",
+        key,
+        versioned,
+        bypass,
+    )
+}
