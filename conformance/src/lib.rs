@@ -386,6 +386,28 @@ impl Gateway {
         out
     }
 
+    /// `s3dedup admin key create ARGS… --json` (e.g. `--tenant T`): the key's JSON
+    /// (`access_key`, `secret_key`, `tenant` …).
+    pub fn create_key(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["key", "create"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        let out = self.admin_cli_ok(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    /// An SDK client signing with the key `create_key` returned.
+    pub fn client_for(&self, key: &serde_json::Value) -> aws_sdk_s3::Client {
+        let creds = aws_sdk_s3::config::Credentials::new(
+            key["access_key"].as_str().expect("access_key"),
+            key["secret_key"].as_str().expect("secret_key"),
+            None,
+            None,
+            "tenant",
+        );
+        sdk_client_with(&self.s3_url, |b| b.credentials_provider(creds))
+    }
+
     /// An admin API request with the server's token: (status, JSON body).
     pub fn admin_api(&self, method: &str, path: &str) -> Result<(u16, serde_json::Value)> {
         let token = std::fs::read_to_string(self.data_dir.join("admin-token"))?;

@@ -363,19 +363,8 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
     // A tenant, its key and its bucket are journaled too (the root key does not list
     // the tenant's bucket, so `want` stays the root's).
     g.admin_cli_ok(&["tenant", "create", "drco"]);
-    let key: serde_json::Value =
-        serde_json::from_str(&g.admin_cli_ok(&["key", "create", "--tenant", "drco", "--json"]))
-            .unwrap();
-    let tenant_client = |g: &Gateway| {
-        let creds = aws_sdk_s3::config::Credentials::new(
-            key["access_key"].as_str().unwrap(),
-            key["secret_key"].as_str().unwrap(),
-            None,
-            None,
-            "tenant",
-        );
-        s3dedup_conformance::sdk_client_with(&g.s3_url, |b| b.credentials_provider(creds))
-    };
+    let key = g.create_key(&["--tenant", "drco"]);
+    let tenant_client = |g: &Gateway| g.client_for(&key);
     let t = tenant_client(&g);
     t.create_bucket().bucket("drco-files").send().await.unwrap();
     let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",

@@ -11,21 +11,12 @@ use aws_sdk_s3::types::{
     Delete, ObjectIdentifier, ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode,
     PublicAccessBlockConfiguration,
 };
-use s3dedup_conformance::{Gateway, error_message, get_bytes, refusal, sdk_client_with};
+use s3dedup_conformance::{Gateway, error_message, get_bytes, refusal};
 use serde_json::{Value, json};
 
 fn tenant_client(g: &Gateway, tenant: &str) -> aws_sdk_s3::Client {
     g.admin_cli_ok(&["tenant", "create", tenant]);
-    let out = g.admin_cli_ok(&["key", "create", "--tenant", tenant, "--json"]);
-    let k: Value = serde_json::from_str(&out).unwrap();
-    let creds = aws_sdk_s3::config::Credentials::new(
-        k["access_key"].as_str().unwrap(),
-        k["secret_key"].as_str().unwrap(),
-        None,
-        None,
-        "tenant",
-    );
-    sdk_client_with(&g.s3_url, |b| b.credentials_provider(creds))
+    g.client_for(&g.create_key(&["--tenant", tenant]))
 }
 
 async fn put(c: &aws_sdk_s3::Client, b: &str, k: &str, body: &[u8]) {

@@ -20,11 +20,7 @@ struct Key {
 
 /// `s3dedup admin key create … --json`, checked against the JSON fields.
 fn create_key(g: &Gateway, args: &[&str]) -> Key {
-    let mut all = vec!["key", "create"];
-    all.extend_from_slice(args);
-    all.push("--json");
-    let out = g.admin_cli_ok(&all);
-    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let v = g.create_key(args);
     let tenant = args
         .iter()
         .skip_while(|a| **a != "--tenant")

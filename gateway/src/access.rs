@@ -214,7 +214,10 @@ pub struct Checked {
 
 /// Parsed policies by bucket, with the document they were parsed from (a policy is
 /// parsed once, not on every request).
-static POLICIES: OnceLock<Mutex<HashMap<String, (Vec<u8>, Arc<Policy>)>>> = OnceLock::new();
+static POLICIES: OnceLock<Mutex<PolicyCache>> = OnceLock::new();
+
+/// Bucket → (the stored document, its parse).
+type PolicyCache = HashMap<String, (Vec<u8>, Arc<Policy>)>;
 
 /// Loads `bucket`'s owner, policy and public access block (`None`: no such bucket).
 ///

@@ -73,6 +73,17 @@ enum B {
     NoBucket,
 }
 
+/// principal, operation, bucket, key, versioned, context, expected decision.
+type Case<'a> = (
+    &'a Principal,
+    &'a str,
+    B,
+    Option<&'a str>,
+    bool,
+    &'a str,
+    Decision,
+);
+
 #[test]
 fn authorization_table() {
     use Decision::{Allow, Deny};
@@ -88,7 +99,7 @@ fn authorization_table() {
     let root = Principal::Root;
     let acl = "s3:x-amz-acl=bucket-owner-full-control";
     #[rustfmt::skip]
-    let cases: Vec<(&Principal, &str, B, Option<&str>, bool, &str, Decision)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         // The owner: everything, except what the policy denies explicitly.
         (&acme, "GetObject", B::Shared, Some("any/x"), false, "", Allow),
         (&acme, "PutObject", B::Shared, Some("keep/x"), false, "", Allow),
