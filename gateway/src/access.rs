@@ -124,9 +124,9 @@ impl S3Auth for Keys {
         if access_key == self.root.access_key {
             return Ok(SecretKey::from(self.root.secret_key.as_str()));
         }
-        let Some((key, secret)) = self
+        let Some((key, secret, tenant)) = self
             .store
-            .access_key_secret(access_key)
+            .access_key_for_request(access_key)
             .await
             .map_err(to_s3)?
         else {
@@ -144,7 +144,7 @@ impl S3Auth for Keys {
                 why.as_str()
             ));
         }
-        let canonical_id = match self.store.tenant(&key.tenant).await.map_err(to_s3)? {
+        let canonical_id = match tenant {
             Some(t) => t.canonical_id,
             // A key whose tenant is gone (never left behind by a delete): refused.
             None => {
@@ -224,17 +224,17 @@ type PolicyCache = HashMap<String, (Vec<u8>, Arc<Policy>)>;
 /// # Errors
 /// Index errors; a stored policy that no longer parses (500, logged).
 pub async fn load_bucket(store: &Store, bucket: &str) -> S3Result<Option<LoadedBucket>> {
-    let Some(rec) = store.bucket(bucket).await.map_err(to_s3)? else {
+    const KINDS: &[&str] = &[POLICY_KIND, BLOCK_KIND];
+    let Some((rec, mut docs)) = store
+        .bucket_with_documents(bucket, KINDS)
+        .await
+        .map_err(to_s3)?
+    else {
         return Ok(None);
     };
-    let doc = |kind| async move {
-        match store.bucket_document(bucket, kind).await {
-            Err(s3dedup_storage::Error::NoSuchBucket(_)) => Ok(None),
-            other => other.map_err(to_s3),
-        }
-    };
+    let block_doc = docs.pop().flatten();
     let policy =
-        match doc(POLICY_KIND).await? {
+        match docs.pop().flatten() {
             None => None,
             Some(raw) => {
                 let cache = POLICIES.get_or_init(Mutex::default);
@@ -265,8 +265,7 @@ pub async fn load_bucket(store: &Store, bucket: &str) -> S3Result<Option<LoadedB
                 }
             }
         };
-    let block = doc(BLOCK_KIND)
-        .await?
+    let block = block_doc
         .and_then(|b| PublicAccessBlock::decode(&b))
         .unwrap_or_default();
     Ok(Some(LoadedBucket {

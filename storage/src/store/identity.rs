@@ -8,6 +8,7 @@ use crate::identity::{
     tenant_name_problem, user_name_problem,
 };
 use crate::index::now_ms;
+use crate::records::BucketRecord;
 
 /// A key just created: its record and its secret (shown once).
 #[derive(Debug, Clone)]
@@ -152,13 +153,29 @@ impl Store {
     /// # Errors
     /// [`Error::Index`], a secret the configured keys cannot open.
     pub async fn access_key_secret(&self, id: &str) -> Result<Option<(AccessKey, String)>> {
+        Ok(self
+            .access_key_for_request(id)
+            .await?
+            .map(|(k, secret, _)| (k, secret)))
+    }
+
+    /// [`Store::access_key_secret`] and the key's tenant, in one index read (the
+    /// per-request lookup of a tenant key).
+    ///
+    /// # Errors
+    /// [`Error::Index`], a secret the configured keys cannot open.
+    pub async fn access_key_for_request(
+        &self,
+        id: &str,
+    ) -> Result<Option<(AccessKey, String, Option<Tenant>)>> {
         let id = id.to_owned();
         self.with_index(move |i| {
             let Some(k) = i.access_key(&id)? else {
                 return Ok(None);
             };
             let secret = k.secret.reveal(&k.access_key, i.codec().keys.as_deref())?;
-            Ok(Some((k, secret)))
+            let tenant = i.tenant(&k.tenant)?;
+            Ok(Some((k, secret, tenant)))
         })
         .await
     }
@@ -229,19 +246,52 @@ impl Store {
         let raw = self
             .with_index(move |i| i.bucket_config(&bucket, kind))
             .await?;
-        raw.map(|b| {
-            let bad = |d: &str| Error::corrupt("bucket document", d);
-            if b.len() < 5 || crc32c::crc32c(&b[..b.len() - 4]).to_le_bytes() != b[b.len() - 4..] {
-                return Err(bad("checksum mismatch or truncated"));
+        raw.map(|b| unseal_document(&b)).transpose()
+    }
+
+    /// A bucket's record and its documents of `kinds` (in that order), in one index
+    /// read (the per-request lookup of authorization); `None` when it does not exist.
+    ///
+    /// # Errors
+    /// [`Error::Index`], [`Error::Corrupt`] for a damaged document.
+    pub async fn bucket_with_documents(
+        &self,
+        bucket: &str,
+        kinds: &'static [&'static str],
+    ) -> Result<Option<(BucketRecord, Vec<Option<Vec<u8>>>)>> {
+        let bucket = bucket.to_owned();
+        self.with_index(move |i| {
+            let Some(rec) = i.bucket(&bucket)? else {
+                return Ok(None);
+            };
+            let mut docs = Vec::with_capacity(kinds.len());
+            for kind in kinds {
+                let raw = match i.bucket_config(&bucket, kind) {
+                    // Deleted between the two reads: as if it had none.
+                    Err(Error::NoSuchBucket(_)) => None,
+                    other => other?,
+                };
+                docs.push(raw.map(|b| unseal_document(&b)).transpose()?);
             }
-            if b[0] != DOCUMENT_V1 {
-                return Err(Error::UnsupportedFormat {
-                    what: "bucket document",
-                    version: b[0].into(),
-                });
-            }
-            Ok(b[1..b.len() - 4].to_vec())
+            Ok(Some((rec, docs)))
         })
-        .transpose()
+        .await
     }
 }
+
+/// The document inside a sealed bucket document.
+fn unseal_document(b: &[u8]) -> Result<Vec<u8>> {
+    let bad = |d: &str| Error::corrupt("bucket document", d);
+    if b.len() < 5 || crc32c::crc32c(&b[..b.len() - 4]).to_le_bytes() != b[b.len() - 4..] {
+        return Err(bad("checksum mismatch or truncated"));
+    }
+    if b[0] != DOCUMENT_V1 {
+        return Err(Error::UnsupportedFormat {
+            what: "bucket document",
+            version: b[0].into(),
+        });
+    }
+    Ok(b[1..b.len() - 4].to_vec())
+}
+
+impl Store {}
