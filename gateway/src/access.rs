@@ -21,6 +21,7 @@ use s3s::auth::{S3Auth, SecretKey};
 use s3s::s3_error;
 
 use crate::authz::{self, Ask, BucketAccess, BucketFacts, Decision, Principal, PublicAccessBlock};
+use crate::clock::now_ms;
 use crate::error::to_s3;
 use crate::policy::Policy;
 use crate::policy::eval::Context;
@@ -96,12 +97,6 @@ impl std::fmt::Debug for Credentials {
             .field("access_key", &self.access_key)
             .finish_non_exhaustive()
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Counts an authentication or authorization failure.

@@ -12,6 +12,7 @@
 //! - [`edge`] — checks on a request's line and headers before s3s sees it.
 //! - [`s3`] — the S3 operations over `s3dedup_storage::Store`.
 //! - [`checksum`] — `x-amz-checksum-*` computation.
+//! - `clock` — the wall clock in ms since the epoch.
 //! - [`error`] — the one mapping of internal errors to S3 errors.
 //! - [`metrics`] — metric names and rendering.
 //! - [`bucket_name`] — S3's bucket naming rules.
@@ -26,6 +27,7 @@ pub mod authz;
 pub mod body;
 pub mod bucket_name;
 pub mod checksum;
+mod clock;
 pub mod config;
 pub mod credentials;
 pub mod edge;

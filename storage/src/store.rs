@@ -27,7 +27,7 @@ mod identity;
 mod lifecycle;
 mod versions;
 
-pub use identity::NewKey;
+pub use identity::{NewKey, seal_document, unseal_document};
 
 /// Name of the store's identity marker blob (see [`Store::open`]).
 pub const STORE_ID_BLOB: &str = "s3dedup-store-id";

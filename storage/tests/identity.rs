@@ -329,11 +329,17 @@ fn v1_identity_records_decode_to_the_same_values() {
         ..plain.clone()
     };
     let write = std::env::var("S3DEDUP_WRITE_FIXTURES").is_ok_and(|v| v == "1");
-    let cases: [(&str, Vec<u8>); 4] = [
+    let document = br#"{"Version":"2012-10-17","Statement":[]}"#;
+    let cases: [(&str, Vec<u8>); 5] = [
         ("tenant.bin", tenant.encode()),
         ("user.bin", user.encode()),
         ("key-plain.bin", plain.encode()),
         ("key-sealed.bin", sealed.encode()),
+        // A bucket document (bucket policy, public access block) as stored.
+        (
+            "bucket-document.bin",
+            s3dedup_storage::store::seal_document(document),
+        ),
     ];
     for (name, encoded) in &cases {
         let path = fixtures().join(name);
@@ -349,8 +355,17 @@ fn v1_identity_records_decode_to_the_same_values() {
     assert_eq!(User::decode(&read("user.bin")).unwrap(), user);
     assert_eq!(AccessKey::decode(&read("key-plain.bin")).unwrap(), plain);
     assert_eq!(AccessKey::decode(&read("key-sealed.bin")).unwrap(), sealed);
+    let doc = read("bucket-document.bin");
+    assert_eq!(
+        s3dedup_storage::store::unseal_document(&doc).unwrap(),
+        document
+    );
     // One flipped byte is an error, never a panic or another value.
     let mut bad = read("key-plain.bin");
     bad[10] ^= 0x40;
     assert!(AccessKey::decode(&bad).is_err());
+    let mut bad = doc.clone();
+    bad[5] ^= 0x40;
+    assert!(s3dedup_storage::store::unseal_document(&bad).is_err());
+    assert!(s3dedup_storage::store::unseal_document(&doc[..3]).is_err());
 }

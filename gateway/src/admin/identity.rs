@@ -23,6 +23,7 @@ use s3dedup_storage::Error as StorageError;
 use s3dedup_storage::identity::{AccessKey, KeyStatus};
 
 use super::{AdminApi, error, json_response, param};
+use crate::clock::now_ms;
 
 /// The JSON of a key (without its secret).
 pub fn key_json(k: &AccessKey) -> Value {
@@ -65,12 +66,6 @@ fn answer<T>(
         Ok(v) => json_response(status, &body(v)),
         Err(e) => storage_error(&e),
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl AdminApi {

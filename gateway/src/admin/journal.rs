@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use s3dedup_storage::Store;
 use s3dedup_storage::journal::{ShipReport, SnapshotReport};
 
+use crate::clock::now_ms;
 use crate::metrics as m;
 
 /// The shipper (shared by its schedule and the admin API).
@@ -23,12 +24,6 @@ pub struct Journal {
     /// Time between snapshots (0 = on demand only).
     pub snapshot_interval: Duration,
     last_error: Mutex<Option<String>>,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Journal {

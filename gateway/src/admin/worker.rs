@@ -16,6 +16,7 @@ use s3dedup_storage::lifecycle::Clock;
 use s3dedup_storage::scrub::{ScrubOptions, ScrubReport};
 use s3dedup_storage::store::LifecycleReport;
 
+use crate::clock::now_ms;
 use crate::metrics as m;
 
 /// A GC or scrub run as the admin API shows it.
@@ -143,12 +144,6 @@ pub struct Worker {
 
 fn lock(m: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Run {

@@ -100,9 +100,32 @@ fn authorize_in(
     }
 }
 
+/// The copy source of CopyObject or UploadPartCopy — bucket, key, version — once
+/// `principal` may read it (the access check does not see it); 501 for an access point.
+pub(super) async fn readable_source<'a>(
+    store: &Store,
+    principal: &crate::authz::Principal,
+    checked: Option<&crate::access::Checked>,
+    source: &'a dto::CopySource,
+) -> S3Result<(&'a str, &'a str, Option<&'a str>)> {
+    let dto::CopySource::Bucket {
+        bucket,
+        key,
+        version_id,
+    } = source
+    else {
+        return Err(s3s::s3_error!(
+            NotImplemented,
+            "Only bucket copy sources are supported"
+        ));
+    };
+    authorize_source(store, principal, checked, bucket, key, version_id.is_some()).await?;
+    Ok((bucket, key, version_id.as_deref()))
+}
+
 /// AccessDenied unless `principal` may read the copy source `bucket`/`key` (which the
 /// access check does not see).
-pub(super) async fn authorize_source(
+async fn authorize_source(
     store: &Store,
     principal: &crate::authz::Principal,
     checked: Option<&crate::access::Checked>,

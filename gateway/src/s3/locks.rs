@@ -7,17 +7,12 @@ use s3s::dto::{self, Timestamp};
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::{Gateway, timestamp};
+use crate::clock::now_ms;
 use crate::error::to_s3;
 
 pub(super) fn ms_of(t: &Timestamp) -> u64 {
     let t = time::OffsetDateTime::from(t.clone());
     u64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn mode(s: &str) -> S3Result<RetentionMode> {

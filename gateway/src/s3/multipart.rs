@@ -137,24 +137,11 @@ impl Gateway {
         let i = req.input;
         let n = part_number(i.part_number)?;
         self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
-        let dto::CopySource::Bucket {
-            bucket: sb,
-            key: sk,
-            version_id,
-        } = &i.copy_source
-        else {
-            return Err(s3_error!(
-                NotImplemented,
-                "Only bucket copy sources are supported"
-            ));
-        };
-        super::authorize::authorize_source(
+        let (sb, sk, version_id) = super::authorize::readable_source(
             &self.store,
             &principal,
             checked.as_ref(),
-            sb,
-            sk,
-            version_id.is_some(),
+            &i.copy_source,
         )
         .await?;
         let range = match &i.copy_source_range {
@@ -165,7 +152,7 @@ impl Gateway {
                 Some(resolve_range(&parsed))
             }
         };
-        let src_version = version_id.as_deref();
+        let src_version = version_id;
         let src = self
             .store
             .head_version(sb, sk, src_version)

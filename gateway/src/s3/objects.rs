@@ -527,27 +527,14 @@ impl Gateway {
         let input = req.input;
         check_new_key(&input.key)?;
         check_user_metadata(input.metadata.as_ref())?;
-        let dto::CopySource::Bucket {
-            bucket: sb,
-            key: sk,
-            version_id,
-        } = &input.copy_source
-        else {
-            return Err(s3_error!(
-                NotImplemented,
-                "Only bucket copy sources are supported"
-            ));
-        };
-        super::authorize::authorize_source(
+        let (sb, sk, version_id) = super::authorize::readable_source(
             &self.store,
             &principal,
             checked.as_ref(),
-            sb,
-            sk,
-            version_id.is_some(),
+            &input.copy_source,
         )
         .await?;
-        let src_version = version_id.as_deref();
+        let src_version = version_id;
         let src = match self.store.head_version(sb, sk, src_version).await {
             Ok(src) => src,
             // S3 refuses a copy from a delete marker named by its version id as 400.
@@ -571,7 +558,7 @@ impl Gateway {
             d.as_str()
                 .eq_ignore_ascii_case(dto::MetadataDirective::REPLACE)
         });
-        if !replace && **sb == *input.bucket && **sk == *input.key && src_version.is_none() {
+        if !replace && *sb == *input.bucket && *sk == *input.key && src_version.is_none() {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata"

@@ -222,14 +222,7 @@ impl Store {
         kind: &'static str,
         doc: Option<&[u8]>,
     ) -> Result<()> {
-        let sealed = doc.map(|d| {
-            let mut v = Vec::with_capacity(d.len() + 5);
-            v.push(DOCUMENT_V1);
-            v.extend_from_slice(d);
-            let crc = crc32c::crc32c(&v);
-            v.extend_from_slice(&crc.to_le_bytes());
-            v
-        });
+        let sealed = doc.map(seal_document);
         self.index.set_bucket_config(bucket, kind, sealed).await
     }
 
@@ -279,8 +272,21 @@ impl Store {
     }
 }
 
+/// A bucket document as stored: `version (1) | document | crc32c` of what precedes.
+pub fn seal_document(doc: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(doc.len() + 5);
+    v.push(DOCUMENT_V1);
+    v.extend_from_slice(doc);
+    let crc = crc32c::crc32c(&v);
+    v.extend_from_slice(&crc.to_le_bytes());
+    v
+}
+
 /// The document inside a sealed bucket document.
-fn unseal_document(b: &[u8]) -> Result<Vec<u8>> {
+///
+/// # Errors
+/// [`Error::Corrupt`] (checksum, truncation), [`Error::UnsupportedFormat`].
+pub fn unseal_document(b: &[u8]) -> Result<Vec<u8>> {
     let bad = |d: &str| Error::corrupt("bucket document", d);
     if b.len() < 5 || crc32c::crc32c(&b[..b.len() - 4]).to_le_bytes() != b[b.len() - 4..] {
         return Err(bad("checksum mismatch or truncated"));
