@@ -360,9 +360,9 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
     c.delete_bucket().bucket("scratch").send().await.unwrap();
     let want = dump(&c).await;
     assert_eq!(want.len(), 9, "{:?}", want.keys());
-    // A tenant, its key and its bucket are journaled too (the root key does not list
-    // the tenant's bucket, so `want` stays the root's).
-    g.admin_cli_ok(&["tenant", "create", "drco"]);
+    // A tenant (with its own dedup domain), its key and its bucket are journaled too
+    // (the root key does not list the tenant's bucket, so `want` stays the root's).
+    g.admin_cli_ok(&["tenant", "create", "drco", "--dedup-scope", "tenant"]);
     let key = g.create_key(&["--tenant", "drco"]);
     let tenant_client = |g: &Gateway| g.client_for(&key);
     let t = tenant_client(&g);
@@ -452,6 +452,27 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
     let names: Vec<_> = mine.buckets().iter().filter_map(|b| b.name()).collect();
     assert_eq!(names, ["drco-files"]);
     assert!(s3dedup_conformance::get_bytes(&t, "drco-files", "mine").await == body(77, 70_000));
+    // Its dedup domain came back too: the same content again stores nothing new.
+    let list: serde_json::Value =
+        serde_json::from_str(&g.admin_cli_ok(&["tenant", "list", "--json"])).unwrap();
+    assert_eq!(list["tenants"][0]["dedup_scope"], "tenant", "{list}");
+    let new_chunks = |g: &Gateway| {
+        g.metric_sum("s3dedup_ingested_chunks_total", &["result=\"new\""])
+            .unwrap()
+    };
+    let before = new_chunks(&g);
+    t.put_object()
+        .bucket("drco-files")
+        .key("mine-again")
+        .body(ByteStream::from(body(77, 70_000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        new_chunks(&g),
+        before,
+        "the rebuilt tenant's dedup domain differs"
+    );
     let denied = t
         .get_object()
         .bucket("docs")

@@ -239,6 +239,7 @@ async fn store_parts(s: &Settings) -> anyhow::Result<(StoreConfig, Arc<dyn BlobS
         pack_target: to_usize(s.pack_target),
         index_cache: to_usize(s.index_cache),
         compression: s.compression(),
+        dedup_scope: s.dedup_scope,
         keys: s.encryption_keys()?,
         read_ahead: s.read_ahead.unwrap_or(ahead),
         coalesce_max: s.read_coalesce.map_or(coalesce, to_usize),

@@ -319,8 +319,84 @@ pub struct ChunkCodec {
     pub compression: Compression,
     /// Keys: new chunks are sealed under the active one; `None` = no encryption.
     pub keys: Option<Arc<Keyring>>,
-    /// How chunk ids are derived.
+    /// How chunk ids are derived (the store's scheme: the root tenant's, and every
+    /// tenant's with `dedup_scope = global`).
     pub ids: IdScheme,
+    /// The id secrets of tenants' own dedup domains (`dedup_scope = tenant`), by
+    /// canonical id: what verification falls back to when a chunk's bytes do not hash to
+    /// its id under the store's scheme.
+    pub domains: DomainSecrets,
+}
+
+/// Tenants' dedup domain secrets, shared by every clone of a codec.
+pub type DomainSecrets = Arc<Domains>;
+
+/// Tenants' dedup domain secrets, by canonical id. Domains are only ever added (see
+/// `crate::identity::DedupDomain`).
+#[derive(Default)]
+pub struct Domains {
+    secrets: std::sync::RwLock<std::collections::BTreeMap<String, [u8; 32]>>,
+    /// The secret that named the chunk verified last. Verification runs pack by pack,
+    /// and a pack's chunks come from one upload (one domain), so trying it first keeps a
+    /// check at one or two hashes however many domains there are.
+    last_hit: std::sync::Mutex<Option<[u8; 32]>>,
+}
+
+impl std::fmt::Debug for Domains {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secrets.
+        write!(f, "Domains({})", self.read().len())
+    }
+}
+
+impl Domains {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeMap<String, [u8; 32]>> {
+        self.secrets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds (or replaces) the domain of the tenant with `canonical_id`.
+    pub fn insert(&self, canonical_id: String, secret: [u8; 32]) {
+        self.secrets
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(canonical_id, secret);
+    }
+
+    /// The secret of the tenant with `canonical_id`'s domain.
+    pub fn get(&self, canonical_id: &str) -> Option<[u8; 32]> {
+        self.read().get(canonical_id).copied()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    /// Whether `id` names `raw` in one of the domains.
+    fn names(&self, id: &ChunkId, raw: &[u8]) -> bool {
+        let hint = *self
+            .last_hit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if hint.is_some_and(|s| IdScheme::Keyed(s).id_of(raw) == *id) {
+            return true;
+        }
+        let found = self
+            .read()
+            .values()
+            .filter(|s| Some(**s) != hint)
+            .find(|s| IdScheme::Keyed(**s).id_of(raw) == *id)
+            .copied();
+        if found.is_some() {
+            *self
+                .last_hit
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = found;
+        }
+        found.is_some()
+    }
 }
 
 impl ChunkCodec {
@@ -330,7 +406,23 @@ impl ChunkCodec {
             compression,
             keys: None,
             ids: IdScheme::Sha256,
+            domains: DomainSecrets::default(),
         }
+    }
+
+    /// The id scheme of the dedup domain of the tenant with `canonical_id`, if it has one.
+    pub fn domain(&self, canonical_id: &str) -> Option<IdScheme> {
+        self.domains.get(canonical_id).map(IdScheme::Keyed)
+    }
+
+    /// Whether any tenant has a dedup domain of its own.
+    pub fn has_domains(&self) -> bool {
+        !self.domains.is_empty()
+    }
+
+    /// Whether `id` names `raw`: under the store's scheme or a tenant's dedup domain.
+    pub fn names(&self, id: &ChunkId, raw: &[u8]) -> bool {
+        self.ids.id_of(raw) == *id || self.domains.names(id, raw)
     }
 
     /// The id of raw chunk bytes.
@@ -390,7 +482,7 @@ impl ChunkCodec {
     /// As `decode_verified`; [`Error::Corrupt`] when the id differs.
     pub fn verify(&self, id: &ChunkId, stored: Bytes, crc: u32, raw_len: u32) -> Result<Bytes> {
         let raw = self.decode_verified(id, stored, crc, raw_len)?;
-        if self.id_of(&raw) != *id {
+        if !self.names(id, &raw) {
             return Err(Error::corrupt(
                 "chunk",
                 "the bytes do not hash to the chunk's id",

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::chunk::Compression;
 use crate::chunker::ChunkerParams;
 use crate::crypto::Keyring;
+use crate::identity::DedupScope;
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -30,6 +31,8 @@ pub struct StoreConfig {
     /// default (1 GiB) let the cache dominate the gateway's RSS; beyond this the OS page
     /// cache still serves index reads.
     pub index_cache: usize,
+    /// The dedup scope tenants created from now on get (fixed per tenant at creation).
+    pub dedup_scope: DedupScope,
 }
 
 impl Default for StoreConfig {
@@ -44,6 +47,7 @@ impl Default for StoreConfig {
             read_ahead: 4,
             coalesce_max: 1 << 20,
             index_cache: 64 << 20,
+            dedup_scope: DedupScope::Global,
         }
     }
 }

@@ -222,12 +222,22 @@ fn secret_aad(access_key: &str) -> Vec<u8> {
     aad
 }
 
+fn domain_aad(canonical_id: &str) -> Vec<u8> {
+    let mut aad = b"s3dedup dedup domain secret\0".to_vec();
+    aad.extend_from_slice(canonical_id.as_bytes());
+    aad
+}
+
 impl StoredSecret {
     /// `secret` of `access_key`, sealed under the active key of `keys` if any.
     pub fn protect(access_key: &str, secret: &str, keys: Option<&Keyring>) -> Self {
+        Self::protect_bound(&secret_aad(access_key), secret, keys)
+    }
+
+    fn protect_bound(aad: &[u8], secret: &str, keys: Option<&Keyring>) -> Self {
         match keys {
             Some(k) => {
-                let (key, sealed) = k.seal(secret.as_bytes(), &secret_aad(access_key));
+                let (key, sealed) = k.seal(secret.as_bytes(), aad);
                 StoredSecret::Sealed { key, sealed }
             }
             None => StoredSecret::Plain(secret.to_owned()),
@@ -239,21 +249,50 @@ impl StoredSecret {
     /// # Errors
     /// [`Error::KeyMissing`]-style errors when it is sealed and `keys` cannot open it.
     pub fn reveal(&self, access_key: &str, keys: Option<&Keyring>) -> Result<String> {
+        self.reveal_bound(&secret_aad(access_key), "access key secret", keys)
+    }
+
+    fn reveal_bound(
+        &self,
+        aad: &[u8],
+        what: &'static str,
+        keys: Option<&Keyring>,
+    ) -> Result<String> {
         match self {
             StoredSecret::Plain(s) => Ok(s.clone()),
             StoredSecret::Sealed { key, sealed } => {
                 let keys = keys.ok_or_else(|| {
                     Error::corrupt(
-                        "access key secret",
+                        what,
                         format!("sealed under key {key}, but no encryption key is configured"),
                     )
                 })?;
-                let plain =
-                    keys.open(*key, sealed, &secret_aad(access_key), "access key secret")?;
-                String::from_utf8(plain)
-                    .map_err(|_| Error::corrupt("access key secret", "not UTF-8"))
+                let plain = keys.open(*key, sealed, aad, what)?;
+                String::from_utf8(plain).map_err(|_| Error::corrupt(what, "not UTF-8"))
             }
         }
+    }
+
+    fn write(&self, w: &mut Writer) {
+        match self {
+            StoredSecret::Plain(s) => w.u8(0).str(s),
+            StoredSecret::Sealed { key, sealed } => w.u8(1).u32(u32::from(*key)).bytes(sealed),
+        };
+    }
+
+    fn read(r: &mut Reader<'_>, what: &'static str) -> Result<Self> {
+        Ok(match r.u8()? {
+            0 => StoredSecret::Plain(r.string()?),
+            1 => {
+                let key = u16::try_from(r.u32()?)
+                    .map_err(|_| Error::corrupt(what, "key id out of range"))?;
+                StoredSecret::Sealed {
+                    key,
+                    sealed: r.bytes()?.to_vec(),
+                }
+            }
+            _ => return Err(Error::corrupt(what, "unknown secret kind")),
+        })
     }
 
     /// Whether it should be sealed again: sealed under another key than the active
@@ -336,10 +375,7 @@ impl AccessKey {
             None => w.u8(0),
             Some(e) => w.u8(1).u64(e),
         };
-        match &self.secret {
-            StoredSecret::Plain(s) => w.u8(0).str(s),
-            StoredSecret::Sealed { key, sealed } => w.u8(1).u32(u32::from(*key)).bytes(sealed),
-        };
+        self.secret.write(&mut w);
         w.seal()
     }
 
@@ -364,17 +400,7 @@ impl AccessKey {
             1 => Some(r.u64()?),
             _ => return Err(bad("bad expiry flag")),
         };
-        let secret = match r.u8()? {
-            0 => StoredSecret::Plain(r.string()?),
-            1 => {
-                let key = u16::try_from(r.u32()?).map_err(|_| bad("key id out of range"))?;
-                StoredSecret::Sealed {
-                    key,
-                    sealed: r.bytes()?.to_vec(),
-                }
-            }
-            _ => return Err(bad("unknown secret kind")),
-        };
+        let secret = StoredSecret::read(&mut r, "access key record")?;
         r.finish()?;
         Ok(AccessKey {
             access_key,
@@ -385,6 +411,117 @@ impl AccessKey {
             expires_ms,
             secret,
         })
+    }
+}
+
+/// Which uploads a tenant's chunks may be shared with, fixed when the tenant is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DedupScope {
+    /// Chunk ids are the store's: identical content dedups across every tenant (and a
+    /// tenant can time whether content is already stored).
+    #[default]
+    Global,
+    /// Chunk ids are keyed with the tenant's own secret: its chunks dedup only with its
+    /// own, and another tenant's data never makes its uploads faster or cheaper.
+    Tenant,
+}
+
+impl DedupScope {
+    /// `global` or `tenant`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DedupScope::Global => "global",
+            DedupScope::Tenant => "tenant",
+        }
+    }
+}
+
+impl std::str::FromStr for DedupScope {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "global" => Ok(DedupScope::Global),
+            "tenant" => Ok(DedupScope::Tenant),
+            _ => Err("expected global or tenant".into()),
+        }
+    }
+}
+
+/// The dedup domain of a tenant created with [`DedupScope::Tenant`]: the secret its
+/// chunk ids are keyed with (HMAC-SHA256), named by the tenant's canonical id. Kept
+/// after its tenant is deleted: chunks it named may still be referenced (a copy into
+/// another tenant's bucket) and scrub re-derives their ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupDomain {
+    /// The canonical id of its tenant.
+    pub canonical_id: String,
+    /// Creation time, ms since the epoch.
+    pub created_ms: u64,
+    /// The id secret (64 hex digits) as kept: sealed like access key secrets, bound to
+    /// the canonical id.
+    pub secret: StoredSecret,
+}
+
+impl DedupDomain {
+    /// A new domain with a fresh secret, sealed under `keys` if any.
+    pub fn new(canonical_id: &str, created_ms: u64, keys: Option<&Keyring>) -> Self {
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        DedupDomain {
+            canonical_id: canonical_id.to_owned(),
+            created_ms,
+            secret: StoredSecret::protect_bound(&domain_aad(canonical_id), &secret, keys),
+        }
+    }
+
+    /// The id secret.
+    ///
+    /// # Errors
+    /// A sealed secret `keys` cannot open, or a damaged one.
+    pub fn reveal(&self, keys: Option<&Keyring>) -> Result<[u8; 32]> {
+        const WHAT: &str = "dedup domain secret";
+        let hex = self
+            .secret
+            .reveal_bound(&domain_aad(&self.canonical_id), WHAT, keys)?;
+        hex::decode(hex)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| Error::corrupt(WHAT, "not 32 bytes of hex"))
+    }
+
+    /// The same domain with its secret sealed under the active key of `keys` (or kept
+    /// plain without keys).
+    ///
+    /// # Errors
+    /// As [`DedupDomain::reveal`].
+    pub fn resealed(&self, keys: Option<&Keyring>) -> Result<Self> {
+        let secret = hex::encode(self.reveal(keys)?);
+        Ok(DedupDomain {
+            secret: StoredSecret::protect_bound(&domain_aad(&self.canonical_id), &secret, keys),
+            ..self.clone()
+        })
+    }
+
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u8(V1).str(&self.canonical_id).u64(self.created_ms);
+        self.secret.write(&mut w);
+        w.seal()
+    }
+
+    /// Decodes a record.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let (_, mut r) = Reader::open(b, "dedup domain record", NO_LEGACY, V1)?;
+        let d = DedupDomain {
+            canonical_id: r.string()?,
+            created_ms: r.u64()?,
+            secret: StoredSecret::read(&mut r, "dedup domain record")?,
+        };
+        r.finish()?;
+        Ok(d)
     }
 }
 
@@ -422,6 +559,28 @@ mod tests {
         assert_eq!(plain, StoredSecret::Plain("secret".into()));
         assert!(plain.stale(Some(&k1)));
         assert!(!plain.stale(None));
+    }
+
+    #[test]
+    fn domain_secrets_seal_bind_and_reseal() {
+        let k1 = Keyring::generate();
+        let d = DedupDomain::new("c1", 7, Some(&k1));
+        assert!(matches!(d.secret, StoredSecret::Sealed { .. }));
+        let secret = d.reveal(Some(&k1)).unwrap();
+        assert_eq!(DedupDomain::decode(&d.encode()).unwrap(), d);
+        // Bound to its tenant's canonical id.
+        let moved = DedupDomain {
+            canonical_id: "c2".into(),
+            ..d.clone()
+        };
+        assert!(moved.reveal(Some(&k1)).is_err());
+        let plain = d.resealed(None);
+        assert!(plain.is_err(), "a sealed secret needs its key");
+        let plain = DedupDomain::new("c1", 7, None);
+        let s = plain.reveal(None).unwrap();
+        let sealed = plain.resealed(Some(&k1)).unwrap();
+        assert_eq!(sealed.reveal(Some(&k1)).unwrap(), s);
+        assert_ne!(s, secret, "each domain has its own secret");
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::blob::{BlobStore, BlobWriter};
 use crate::chunk;
 use crate::chunker::Chunker;
 use crate::config::StoreConfig;
+use crate::crypto::IdScheme;
 use crate::error::{BoxError, Error, Result};
 use crate::id::ChunkId;
 use crate::index::{Index, NewChunk, NewPack, Staged};
@@ -224,9 +225,9 @@ struct Hashed {
 /// Names a chunk, looks it up and, when it is new, encodes it: on the blocking pool,
 /// so that both compression and hashing run in parallel across the chunks of an
 /// upload and never on the async workers. A known chunk costs a hash and a lookup.
-fn hash_and_look_up(index: &Index, data: &[u8]) -> Result<Hashed> {
+fn hash_and_look_up(index: &Index, ids: &IdScheme, data: &[u8]) -> Result<Hashed> {
     let codec = index.codec();
-    let id = codec.id_of(data);
+    let id = ids.id_of(data);
     let pin = index.inflight.pin_guard(id);
     let reusable = pin.is_some() && index.chunk_reusable(&id)?;
     Ok(Hashed {
@@ -248,6 +249,8 @@ struct Ingest {
     index: Arc<Index>,
     blobs: Arc<dyn BlobStore>,
     cfg: StoreConfig,
+    /// How this upload's chunks are named (its bucket owner's dedup domain).
+    ids: IdScheme,
     staged: Staged,
     seen: HashSet<ChunkId>,
     pack: Option<OpenPack>,
@@ -378,13 +381,14 @@ impl Ingest {
                 && cut.len() == 1
                 && cut[0].len() <= HASH_INLINE_LIMIT;
             if whole_object_is_one_small_chunk {
-                let h = hash_and_look_up(&self.index, &cut.remove(0))?;
+                let h = hash_and_look_up(&self.index, &self.ids, &cut.remove(0))?;
                 self.accept(h).await?;
             }
             for data in cut.drain(..) {
                 let index = Arc::clone(&self.index);
+                let ids = self.ids.clone();
                 in_flight.push_back(tokio::task::spawn_blocking(move || {
-                    hash_and_look_up(&index, &data)
+                    hash_and_look_up(&index, &ids, &data)
                 }));
                 while in_flight.len() >= limit {
                     let h = in_flight.pop_front().expect("non-empty").await??;
@@ -411,6 +415,7 @@ pub(crate) async fn ingest<S, E>(
     cfg: &StoreConfig,
     body: S,
     digest: Option<Box<dyn BodyDigest>>,
+    ids: IdScheme,
 ) -> Result<PendingObject>
 where
     S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
@@ -420,6 +425,7 @@ where
         index: Arc::clone(index),
         blobs: Arc::clone(blobs),
         cfg: cfg.clone(),
+        ids,
         staged: Staged::default(),
         seen: HashSet::new(),
         pack: None,

@@ -248,25 +248,35 @@ impl Store {
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
         E: Into<BoxError>,
     {
-        ingest::ingest(&self.index, &self.blobs, &self.cfg, body, None).await
+        let ids = self.index.codec().ids.clone();
+        ingest::ingest(&self.index, &self.blobs, &self.cfg, body, None, ids).await
     }
 
-    /// [`Store::ingest`], also computing `digest` over the body in the same sink as the
-    /// MD5 (off the async workers for large bodies); its results are in
+    /// [`Store::ingest`] of an upload into `bucket` (its chunks named in the dedup domain
+    /// of the bucket's owner), also computing `digest` (if any) over the body in the same
+    /// sink as the MD5 (off the async workers for large bodies); its results are in
     /// [`PendingObject::digests`].
     ///
     /// # Errors
     /// As [`Store::ingest`].
-    pub async fn ingest_with<S, E>(
+    pub async fn ingest_into<S, E>(
         &self,
+        bucket: &str,
         body: S,
-        digest: Box<dyn ingest::BodyDigest>,
+        digest: Option<Box<dyn ingest::BodyDigest>>,
     ) -> Result<PendingObject>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
         E: Into<BoxError>,
     {
-        ingest::ingest(&self.index, &self.blobs, &self.cfg, body, Some(digest)).await
+        let ids = if self.index.codec().has_domains() {
+            let bucket = bucket.to_owned();
+            self.with_index(move |i| i.id_scheme_for_bucket(&bucket))
+                .await?
+        } else {
+            self.index.codec().ids.clone()
+        };
+        ingest::ingest(&self.index, &self.blobs, &self.cfg, body, digest, ids).await
     }
 
     /// Ingests bytes already in memory.

@@ -298,6 +298,7 @@ fn sealed_format_fixtures_open_with_their_key() {
         compression: Compression::default(),
         keys: Some(Arc::clone(&keys)),
         ids: IdScheme::Sha256,
+        domains: Default::default(),
     };
     let crc = s3dedup_storage::chunk::checksum(&stored);
     let back = codec
@@ -345,6 +346,7 @@ fn write_sealed_format_fixtures() {
         compression: Compression::default(),
         keys: Some(Arc::clone(&keys)),
         ids: IdScheme::Sha256,
+        domains: Default::default(),
     };
     let stored = codec.encode(&id, &raw);
     std::fs::create_dir_all(fixture("")).unwrap();

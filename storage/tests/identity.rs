@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use s3dedup_storage::blob::{BlobStore, MemoryBlobStore};
 use s3dedup_storage::crypto::Keyring;
-use s3dedup_storage::identity::{AccessKey, KeyStatus, StoredSecret, Tenant, User};
+use s3dedup_storage::identity::{AccessKey, DedupDomain, KeyStatus, StoredSecret, Tenant, User};
 use s3dedup_storage::journal::rebuild::rebuild_index;
 use s3dedup_storage::{Error, Store, StoreConfig};
 
@@ -328,13 +328,23 @@ fn v1_identity_records_decode_to_the_same_values() {
         },
         ..plain.clone()
     };
+    let domain = DedupDomain {
+        canonical_id: "ab".repeat(32),
+        created_ms: 1_764_000_000_003,
+        secret: StoredSecret::Sealed {
+            key: 3,
+            sealed: (100u8..192).collect(),
+        },
+    };
     let write = std::env::var("S3DEDUP_WRITE_FIXTURES").is_ok_and(|v| v == "1");
     let document = br#"{"Version":"2012-10-17","Statement":[]}"#;
-    let cases: [(&str, Vec<u8>); 5] = [
+    let cases: [(&str, Vec<u8>); 6] = [
         ("tenant.bin", tenant.encode()),
         ("user.bin", user.encode()),
         ("key-plain.bin", plain.encode()),
         ("key-sealed.bin", sealed.encode()),
+        // A tenant's dedup domain (index format 9).
+        ("domain.bin", domain.encode()),
         // A bucket document (bucket policy, public access block) as stored.
         (
             "bucket-document.bin",
@@ -355,6 +365,7 @@ fn v1_identity_records_decode_to_the_same_values() {
     assert_eq!(User::decode(&read("user.bin")).unwrap(), user);
     assert_eq!(AccessKey::decode(&read("key-plain.bin")).unwrap(), plain);
     assert_eq!(AccessKey::decode(&read("key-sealed.bin")).unwrap(), sealed);
+    assert_eq!(DedupDomain::decode(&read("domain.bin")).unwrap(), domain);
     let doc = read("bucket-document.bin");
     assert_eq!(
         s3dedup_storage::store::unseal_document(&doc).unwrap(),
@@ -364,6 +375,9 @@ fn v1_identity_records_decode_to_the_same_values() {
     let mut bad = read("key-plain.bin");
     bad[10] ^= 0x40;
     assert!(AccessKey::decode(&bad).is_err());
+    let mut bad = read("domain.bin");
+    bad[12] ^= 0x01;
+    assert!(DedupDomain::decode(&bad).is_err());
     let mut bad = doc.clone();
     bad[5] ^= 0x40;
     assert!(s3dedup_storage::store::unseal_document(&bad).is_err());

@@ -20,7 +20,7 @@ use hyper::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use s3dedup_storage::Error as StorageError;
-use s3dedup_storage::identity::{AccessKey, KeyStatus};
+use s3dedup_storage::identity::{AccessKey, DedupScope, KeyStatus};
 
 use super::{AdminApi, error, json_response, param};
 use crate::clock::now_ms;
@@ -91,15 +91,28 @@ impl AdminApi {
         Some(match (method, d.as_slice()) {
             (&Method::GET, ["tenants"]) => self.list_tenants().await,
             (&Method::PUT, ["tenants", t]) => {
-                let r = s.create_tenant(t).await;
+                let scope = match param(query, "dedup_scope") {
+                    None => s.config().dedup_scope,
+                    Some(v) => match v.parse::<DedupScope>() {
+                        Ok(scope) => scope,
+                        Err(e) => {
+                            let msg = format!("dedup_scope: {e}");
+                            return Some(error(StatusCode::BAD_REQUEST, "bad_request", msg));
+                        }
+                    },
+                };
+                let r = s.create_tenant_scoped(t, scope).await;
                 if r.is_ok() {
-                    tracing::info!(tenant = t, "admin: tenant created");
+                    tracing::info!(
+                        tenant = t,
+                        dedup_scope = scope.as_str(),
+                        "admin: tenant created"
+                    );
                 }
-                answer(
-                    r,
-                    StatusCode::CREATED,
-                    |t| json!({"name": t.name, "canonical_id": t.canonical_id, "created_ms": t.created_ms}),
-                )
+                answer(r, StatusCode::CREATED, |t| {
+                    json!({"name": t.name, "canonical_id": t.canonical_id,
+                        "created_ms": t.created_ms, "dedup_scope": scope.as_str()})
+                })
             }
             (&Method::DELETE, ["tenants", t]) => {
                 let r = s.delete_tenant(t).await;
@@ -265,6 +278,7 @@ impl AdminApi {
                     "name": t.name,
                     "canonical_id": t.canonical_id,
                     "created_ms": t.created_ms,
+                    "dedup_scope": s.dedup_scope(t).as_str(),
                     "users": users.iter().filter(|u| u.tenant == t.name).count(),
                     "keys": keys.iter().filter(|k| k.tenant == t.name).count(),
                     "buckets": buckets.iter().filter(|(_, b)| b.owner == t.name)

@@ -13,6 +13,11 @@ pub enum TenantAction {
     Create {
         /// Its name.
         name: String,
+        /// Which uploads its chunks dedup with, fixed for good: global (everyone's) or
+        /// tenant (only its own; no cross-tenant timing signal). Default: the server's
+        /// `dedup_scope` setting.
+        #[arg(long, value_name = "global|tenant")]
+        dedup_scope: Option<s3dedup_storage::identity::DedupScope>,
         #[command(flatten)]
         target: Target,
     },
@@ -170,18 +175,25 @@ fn print_json(v: &Value) {
 /// The server's refusal (unknown tenant, name taken …) or an unreachable server.
 pub async fn tenant(action: TenantAction) -> anyhow::Result<()> {
     match action {
-        TenantAction::Create { name, target } => {
+        TenantAction::Create {
+            name,
+            dedup_scope,
+            target,
+        } => {
+            let query =
+                dedup_scope.map_or(String::new(), |d| format!("?dedup_scope={}", d.as_str()));
             let t = call(
                 &target,
                 Method::PUT,
-                &format!("/admin/v1/tenants/{}", enc(&name)),
+                &format!("/admin/v1/tenants/{}{query}", enc(&name)),
                 StatusCode::CREATED,
             )
             .await?;
             println!(
-                "tenant {} created (canonical id {})",
+                "tenant {} created (canonical id {}, dedup scope {})",
                 s(&t, "name"),
-                s(&t, "canonical_id")
+                s(&t, "canonical_id"),
+                s(&t, "dedup_scope")
             );
         }
         TenantAction::List { json, target } => {
@@ -190,7 +202,10 @@ pub async fn tenant(action: TenantAction) -> anyhow::Result<()> {
                 print_json(&v);
                 return Ok(());
             }
-            println!("{:<24} {:>5} {:>5}  buckets", "tenant", "users", "keys");
+            println!(
+                "{:<24} {:<7} {:>5} {:>5}  buckets",
+                "tenant", "dedup", "users", "keys"
+            );
             for t in v["tenants"].as_array().into_iter().flatten() {
                 let buckets: Vec<&str> = t["buckets"]
                     .as_array()
@@ -199,8 +214,9 @@ pub async fn tenant(action: TenantAction) -> anyhow::Result<()> {
                     .filter_map(Value::as_str)
                     .collect();
                 println!(
-                    "{:<24} {:>5} {:>5}  {}",
+                    "{:<24} {:<7} {:>5} {:>5}  {}",
                     s(t, "name"),
+                    s(t, "dedup_scope"),
                     t["users"],
                     t["keys"],
                     buckets.join(",")

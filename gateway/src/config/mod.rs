@@ -207,6 +207,12 @@ pub struct Settings {
     /// How new chunks are stored: zstd (compressed when that saves at least ~3 %) or off.
     #[arg(long, value_name = "zstd|off", default_value = "zstd")]
     pub compression: CompressionSetting,
+    /// Dedup scope of tenants created from now on (fixed per tenant): global (identical
+    /// content is stored once across all tenants) or tenant (each tenant's chunk ids are
+    /// keyed with its own secret: no dedup, and no timing or usage signal, across
+    /// tenants). The root tenant always uses the store's ids.
+    #[arg(long, value_name = "global|tenant", default_value = "global")]
+    pub dedup_scope: s3dedup_storage::identity::DedupScope,
     /// zstd level for new chunks (1 = fastest, 19 = smallest; 3 is zstd's default).
     #[arg(long, value_name = "N", default_value = "3", value_parser = RangedU64ValueParser::<u8>::new().range(1..=19))]
     pub compression_level: u8,

@@ -108,8 +108,15 @@ impl Gateway {
             ),
         };
         // Parts are not scanned one by one: the whole object is, at completion.
-        let (pending, checksums) =
-            ingest_verified(self, i.body.take(), claims, trailers, &UploadScan::off()).await?;
+        let (pending, checksums) = ingest_verified(
+            self,
+            &i.bucket,
+            i.body.take(),
+            claims,
+            trailers,
+            &UploadScan::off(),
+        )
+        .await?;
         let rec = self
             .store
             .put_part(&i.upload_id, n, pending, checksums)
@@ -192,8 +199,15 @@ impl Gateway {
             algorithm: None,
             values: Vec::new(),
         };
-        let (pending, checksums) =
-            ingest_verified(self, Some(blob), claims, None, &UploadScan::off()).await?;
+        let (pending, checksums) = ingest_verified(
+            self,
+            &i.bucket,
+            Some(blob),
+            claims,
+            None,
+            &UploadScan::off(),
+        )
+        .await?;
         let rec = self
             .store
             .put_part(&i.upload_id, n, pending, checksums)

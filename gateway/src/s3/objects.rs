@@ -52,6 +52,7 @@ pub(super) fn claimed_values(
 /// Returns the pending object and the checksums computed (name, base64 value).
 pub(super) async fn ingest_verified(
     gw: &Gateway,
+    bucket: &str,
     body: Option<StreamingBlob>,
     claims: Claims<'_>,
     trailers: Option<TrailingHeaders>,
@@ -103,7 +104,7 @@ pub(super) async fn ingest_verified(
     let stream = scan.tee(stream, gw.settings.scan.policy());
     let pending = gw
         .store
-        .ingest_with(stream, Box::new(hasher))
+        .ingest_into(bucket, stream, Some(Box::new(hasher)))
         .await
         .map_err(|e| gw.settings.scan.abort_error(&e).unwrap_or_else(|| to_s3(e)))?;
     crate::metrics::record_ingest(&pending.stats, pending.size);
@@ -219,7 +220,8 @@ impl Gateway {
             input.content_length.and_then(|n| u64::try_from(n).ok()),
             who,
         )?;
-        let (pending, checksums) = ingest_verified(self, body, claims, trailers, &scan).await?;
+        let (pending, checksums) =
+            ingest_verified(self, &input.bucket, body, claims, trailers, &scan).await?;
         // Invariant 2: nothing is committed without a clean verdict.
         self.settings.scan.conclude(scan, &pending, who).await?;
         let mut meta = object_meta(

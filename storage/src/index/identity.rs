@@ -1,6 +1,7 @@
 //! Identities: the `identities` table ((kind, name) → encoded record) holding tenants
 //! (`tenant`, name), users (`user`, `tenant/user`) and access keys (`key`, access key
-//! id); see `crate::identity`. Every change is journaled as [`Change::Identity`].
+//! id) and tenants' dedup domains (`domain`, canonical id); see `crate::identity`.
+//! Every change is journaled as [`Change::Identity`].
 //!
 //! A tenant that owns buckets cannot be deleted (its data stays reachable by its
 //! owner); deleting a tenant removes its users and keys, deleting a user its keys.
@@ -8,15 +9,17 @@
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::{BUCKETS, IDENTITIES, Index, journal};
+use crate::crypto::IdScheme;
 use crate::crypto::Keyring;
 use crate::error::{Error, Result};
-use crate::identity::{AccessKey, KeyStatus, StoredSecret, Tenant, User};
+use crate::identity::{AccessKey, DedupDomain, KeyStatus, StoredSecret, Tenant, User};
 use crate::journal::entry::Change;
 use crate::records::BucketRecord;
 
 pub(crate) const TENANT: &str = "tenant";
 pub(crate) const USER: &str = "user";
 pub(crate) const KEY: &str = "key";
+pub(crate) const DOMAIN: &str = "domain";
 
 fn user_name(tenant: &str, user: &str) -> String {
     format!("{tenant}/{user}")
@@ -28,6 +31,7 @@ pub(super) fn check_record(kind: &str, b: &[u8]) -> Result<()> {
         TENANT => Tenant::decode(b).map(drop),
         USER => User::decode(b).map(drop),
         KEY => AccessKey::decode(b).map(drop),
+        DOMAIN => DedupDomain::decode(b).map(drop),
         other => Err(Error::corrupt(
             "identity record",
             format!("unknown kind {other:?}"),
@@ -91,16 +95,84 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::IdentityExists`].
-    pub(crate) fn create_tenant(&self, t: Tenant) -> impl Future<Output = Result<()>> + use<> {
-        self.committer.submit(move |txn| {
+    /// With `domain`, the tenant gets its own dedup domain (its secret is usable at once:
+    /// registered before the commit, harmless if the commit fails).
+    pub(crate) fn create_tenant(
+        &self,
+        t: Tenant,
+        domain: Option<DedupDomain>,
+    ) -> impl Future<Output = Result<()>> + use<> {
+        let registered = domain.as_ref().map(|d| self.register_domain(d)).transpose();
+        let commit = self.committer.submit(move |txn| {
             if exists(txn, TENANT, &t.name)? {
                 return Err(Error::IdentityExists(format!(
                     "tenant {:?} already exists",
                     t.name
                 )));
             }
+            if let Some(d) = &domain {
+                put(txn, DOMAIN, &d.canonical_id, Some(d.encode()))?;
+            }
             put(txn, TENANT, &t.name, Some(t.encode()))
-        })
+        });
+        async move {
+            registered?;
+            commit.await
+        }
+    }
+
+    /// Makes a dedup domain's secret known to the codec.
+    fn register_domain(&self, d: &DedupDomain) -> Result<()> {
+        let secret = d.reveal(self.codec.keys.as_deref())?;
+        self.codec.domains.insert(d.canonical_id.clone(), secret);
+        Ok(())
+    }
+
+    /// Loads every dedup domain's secret into the codec (at open).
+    pub(super) fn load_domains(&self) -> Result<usize> {
+        let txn = self.db.begin_read()?;
+        let domains = all(&txn.open_table(IDENTITIES)?, DOMAIN, DedupDomain::decode)?;
+        for d in &domains {
+            self.register_domain(d)?;
+        }
+        Ok(domains.len())
+    }
+
+    /// How chunks written into `bucket` are named: the dedup domain of its owner when it
+    /// has one, else the store's scheme (also for a bucket that does not exist: its
+    /// commit fails anyway).
+    ///
+    /// # Errors
+    /// [`Error::Index`] or a damaged record.
+    pub(crate) fn id_scheme_for_bucket(&self, bucket: &str) -> Result<IdScheme> {
+        if !self.codec.has_domains() {
+            return Ok(self.codec.ids.clone());
+        }
+        let txn = self.db.begin_read()?;
+        let owner = match txn.open_table(BUCKETS)?.get(bucket)? {
+            Some(v) => BucketRecord::decode(v.value())?.owner,
+            None => return Ok(self.codec.ids.clone()),
+        };
+        if owner.is_empty() {
+            return Ok(self.codec.ids.clone());
+        }
+        let tenant = txn
+            .open_table(IDENTITIES)?
+            .get((TENANT, owner.as_str()))?
+            .map(|v| Tenant::decode(v.value()))
+            .transpose()?;
+        Ok(tenant
+            .and_then(|t| self.codec.domain(&t.canonical_id))
+            .unwrap_or_else(|| self.codec.ids.clone()))
+    }
+
+    /// Whether the tenant with `canonical_id` has its own dedup domain.
+    pub(crate) fn dedup_scope_of(&self, canonical_id: &str) -> crate::identity::DedupScope {
+        if self.codec.domain(canonical_id).is_some() {
+            crate::identity::DedupScope::Tenant
+        } else {
+            crate::identity::DedupScope::Global
+        }
     }
 
     /// Deletes a tenant that owns no bucket, with its users and keys.
@@ -308,6 +380,18 @@ pub(super) fn reseal_secrets(txn: &WriteTransaction, keys: Option<&Keyring>) -> 
             let plain = k.secret.reveal(&k.access_key, keys)?;
             k.secret = StoredSecret::protect(&k.access_key, &plain, keys);
             put(txn, KEY, &k.access_key, Some(k.encode()))?;
+            n += 1;
+        }
+    }
+    let domains = all(&txn.open_table(IDENTITIES)?, DOMAIN, DedupDomain::decode)?;
+    for d in domains {
+        if d.secret.stale(keys) {
+            put(
+                txn,
+                DOMAIN,
+                &d.canonical_id,
+                Some(d.resealed(keys)?.encode()),
+            )?;
             n += 1;
         }
     }

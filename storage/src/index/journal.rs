@@ -266,8 +266,9 @@ impl Index {
                 record: BucketRecord::decode(v.value())?,
             })?;
         }
-        // Tenants before their users, users before their keys (the kinds sort so).
+        // Tenants' dedup domains, tenants before their users, users before their keys.
         for kind in [
+            super::identity::DOMAIN,
             super::identity::TENANT,
             super::identity::USER,
             super::identity::KEY,

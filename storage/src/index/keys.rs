@@ -81,6 +81,7 @@ pub(super) fn open_codec(
         compression,
         keys: Some(keys),
         ids,
+        domains: Default::default(),
     })
 }
 

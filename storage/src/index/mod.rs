@@ -123,33 +123,11 @@ pub(crate) const COMPLETED_BY_TIME: TableDefinition<(u64, &str), ()> =
 /// at least this long).
 pub(crate) const COMPLETED_UPLOAD_TTL_MS: u64 = 24 * 3600 * 1000;
 
-/// Version of the index layout as a whole (tables, their key types, record versions).
-/// 2: records are sealed with a CRC32C (v2 records); an index of format 1 is upgraded
-/// in place when opened (its v1 records stay readable), and from then on a binary that
-/// only knows format 1 refuses it instead of failing on every new record.
-/// 3: pack records carry exact live accounting and a deletion state, chunk records a
-/// damage flag, and `stats` the stored bytes of referenced chunks (what GC needs); an
-/// older index is recounted once when opened (`upgrade`).
-/// 4: chunks may be zstd-compressed or sealed, pack tables sealed, and `meta` may hold
-/// key records (`keys`): nothing to convert, but a binary that knows only format 3 would
-/// fail on every such chunk instead of refusing the index at start.
-/// 5: every metadata change is journaled (`journal_outbox`, `journal_state`); a binary
-/// that knows only format 4 would write changes the journal never sees, so it must
-/// refuse the index. An upgraded index's first shipment starts with a snapshot.
-/// 6: object versions and delete markers (`versions`), object lock (`locks`), records
-/// with their version, bucket records with their versioning state and lock configuration; a binary that knows only format 5 would
-/// ignore the `versions` table (and drop references it holds), so it must refuse.
-/// 7: bucket configurations (`bucket_configs`: lifecycle rules) and upload records with
-/// the lock their object gets; a binary that knows only format 6 would ignore the
-/// configurations (and never expire what the rules say) and fail on such uploads, so it
-/// must refuse. Nothing to convert.
-/// 8: tenants, users and access keys (`identities`), buckets owned by tenants; a binary
-/// that knows only format 7 would refuse every tenant key and let the root key alone
-/// reach tenants' buckets, and its journal would miss identity changes, so it must
-/// refuse. Nothing to convert: every existing bucket belongs to the root tenant.
-pub(crate) const INDEX_FORMAT: u32 = 8;
+/// Version of the index layout as a whole (tables, their key types, record versions);
+/// what each format added, and why an older binary must refuse it, is in `upgrade`.
+pub(crate) const INDEX_FORMAT: u32 = 9;
 /// Index formats this version opens.
-const READABLE_FORMATS: [u32; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+const READABLE_FORMATS: [u32; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
 const KEY_FORMAT: &str = "format";
 const KEY_CHUNKER: &str = "chunker";
 const KEY_NEXT_ID: &str = "next_manifest_id";
@@ -370,7 +348,7 @@ impl Index {
         if resealed > 0 {
             tracing::info!(
                 resealed,
-                "access key secrets sealed again under the active encryption key"
+                "secrets (access keys, dedup domains) sealed again under the active encryption key"
             );
         }
         let changed: Vec<_> = journaled_meta(&txn)?
@@ -388,7 +366,7 @@ impl Index {
         txn.commit()?;
         let db = Arc::new(db);
         let committer = Committer::start(Arc::clone(&db));
-        Ok(Index {
+        let index = Index {
             db,
             params,
             codec,
@@ -396,7 +374,9 @@ impl Index {
             inflight: Arc::default(),
             maintenance: tokio::sync::Mutex::new(()),
             journal_lock: tokio::sync::Mutex::new(()),
-        })
+        };
+        index.load_domains()?;
+        Ok(index)
     }
 
     /// Walks every page of the index file at `path` and verifies redb's checksums

@@ -1,4 +1,37 @@
-//! One-time recount when an index older than format 3 is opened: the live accounting
+//! Index formats, and the one-time conversions opening an older index needs.
+//!
+//! What each format added (`INDEX_FORMAT` is the newest):
+//! 2: records are sealed with a CRC32C (v2 records); an index of format 1 is upgraded
+//! in place when opened (its v1 records stay readable), and from then on a binary that
+//! only knows format 1 refuses it instead of failing on every new record.
+//! 3: pack records carry exact live accounting and a deletion state, chunk records a
+//! damage flag, and `stats` the stored bytes of referenced chunks (what GC needs); an
+//! older index is recounted once when opened (`upgrade`).
+//! 4: chunks may be zstd-compressed or sealed, pack tables sealed, and `meta` may hold
+//! key records (`keys`): nothing to convert, but a binary that knows only format 3 would
+//! fail on every such chunk instead of refusing the index at start.
+//! 5: every metadata change is journaled (`journal_outbox`, `journal_state`); a binary
+//! that knows only format 4 would write changes the journal never sees, so it must
+//! refuse the index. An upgraded index's first shipment starts with a snapshot.
+//! 6: object versions and delete markers (`versions`), object lock (`locks`), records
+//! with their version, bucket records with their versioning state and lock
+//! configuration; a binary that knows only format 5 would ignore the `versions` table
+//! (and drop references it holds), so it must refuse.
+//! 7: bucket configurations (`bucket_configs`: lifecycle rules) and upload records with
+//! the lock their object gets; a binary that knows only format 6 would ignore the
+//! configurations (and never expire what the rules say) and fail on such uploads, so it
+//! must refuse. Nothing to convert.
+//! 8: tenants, users and access keys (`identities`), buckets owned by tenants; a binary
+//! that knows only format 7 would refuse every tenant key and let the root key alone
+//! reach tenants' buckets, and its journal would miss identity changes, so it must
+//! refuse. Nothing to convert: every existing bucket belongs to the root tenant.
+//! 9: tenants' dedup domains (`identities` kind `domain`: tenants whose chunk ids are
+//! keyed with their own secret, `dedup_scope = tenant`); a binary that knows only
+//! format 8 would fail on those records, name such a tenant's new chunks with the
+//! store's ids (sharing them across tenants) and call its chunks corrupt in scrub, so it
+//! must refuse. Nothing to convert.
+//!
+//! Format 3's recount: when an index older than format 3 is opened, the live accounting
 //! of every pack and the stored bytes of referenced chunks, which format 3 keeps
 //! exact from then on. One pass over the chunk table in the opening transaction.
 

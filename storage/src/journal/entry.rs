@@ -171,10 +171,10 @@ pub(crate) enum Change {
         /// The encoded configuration.
         value: Vec<u8>,
     },
-    /// An identity record (`tenant`, `user` as `tenant/user`, or `key` by access key
-    /// id; see `crate::identity`), encoded by its owner (empty: removed).
+    /// An identity record (`tenant`, `user` as `tenant/user`, `key` by access key id,
+    /// or `domain` by canonical id; see `crate::identity`), encoded by its owner (empty: removed).
     Identity {
-        /// `tenant`, `user` or `key`.
+        /// `tenant`, `user`, `key` or `domain`.
         kind: String,
         /// Its name in that kind.
         name: String,

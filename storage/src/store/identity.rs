@@ -4,8 +4,8 @@
 use super::Store;
 use crate::error::{Error, Result};
 use crate::identity::{
-    AccessKey, KeyStatus, StoredSecret, Tenant, User, new_access_key_id, new_secret_key,
-    tenant_name_problem, user_name_problem,
+    AccessKey, DedupDomain, DedupScope, KeyStatus, StoredSecret, Tenant, User, new_access_key_id,
+    new_secret_key, tenant_name_problem, user_name_problem,
 };
 use crate::index::now_ms;
 use crate::records::BucketRecord;
@@ -29,17 +29,34 @@ impl Store {
         self.index.create_bucket(name, owner, lock).await
     }
 
-    /// Creates a tenant.
+    /// Creates a tenant with the configured dedup scope.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a bad name, [`Error::IdentityExists`].
     pub async fn create_tenant(&self, name: &str) -> Result<Tenant> {
+        self.create_tenant_scoped(name, self.cfg.dedup_scope).await
+    }
+
+    /// Creates a tenant whose chunks dedup within `scope`: with
+    /// [`DedupScope::Tenant`] it gets a dedup domain of its own (a fresh id secret).
+    ///
+    /// # Errors
+    /// As [`Store::create_tenant`].
+    pub async fn create_tenant_scoped(&self, name: &str, scope: DedupScope) -> Result<Tenant> {
         if let Some(p) = tenant_name_problem(name) {
             return Err(Error::InvalidArgument(format!("tenant name {name:?}: {p}")));
         }
-        let t = Tenant::new(name, now_ms());
-        self.index.create_tenant(t.clone()).await?;
+        let now = now_ms();
+        let t = Tenant::new(name, now);
+        let domain = (scope == DedupScope::Tenant)
+            .then(|| DedupDomain::new(&t.canonical_id, now, self.index.codec().keys.as_deref()));
+        self.index.create_tenant(t.clone(), domain).await?;
         Ok(t)
+    }
+
+    /// The dedup scope of a tenant (fixed when it was created).
+    pub fn dedup_scope(&self, tenant: &Tenant) -> DedupScope {
+        self.index.dedup_scope_of(&tenant.canonical_id)
     }
 
     /// Deletes a tenant that owns no bucket, with its users and keys.

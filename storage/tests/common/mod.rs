@@ -26,6 +26,7 @@ pub fn small_config() -> StoreConfig {
         read_ahead: 3,
         coalesce_max: 8 * 1024,
         index_cache: 4 << 20,
+        dedup_scope: Default::default(),
     }
 }
 
