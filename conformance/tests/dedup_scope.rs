@@ -2,7 +2,9 @@
 //! that setting name their chunks in a dedup domain of their own, so content another
 //! tenant stored is stored again for them (and uploads of it are no faster: the timing
 //! figures are `conformance/bench/side-channel.sh`'s), while their own repeats still
-//! dedup; domains survive a restart and fsck stays clean.
+//! dedup; a writer into another tenant's bucket (a bucket policy allows it), by the SDK's
+//! multipart upload or unsigned, names its chunks in its own domain, not the owner's;
+//! domains survive a restart and `fsck --read-data` stays clean.
 
 use aws_sdk_s3::primitives::ByteStream;
 use s3dedup_conformance::{Gateway, get_bytes, sdk_client};
@@ -21,6 +23,12 @@ fn new_chunks(g: &Gateway) -> f64 {
         .unwrap()
 }
 
+/// Chunks the gateway found already stored so far.
+fn deduped_chunks(g: &Gateway) -> f64 {
+    g.metric_sum("s3dedup_ingested_chunks_total", &["result=\"deduped\""])
+        .unwrap()
+}
+
 /// `dedup_scope = tenant` on the real binary: tenants the CLI creates under that setting
 /// name their chunks in a dedup domain of their own, so content another tenant (or the
 /// root tenant) stored is stored again for them, while their own repeats still dedup; a
@@ -29,7 +37,10 @@ fn new_chunks(g: &Gateway) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_dedup_scope_keeps_each_tenants_chunks_apart() {
     let dir = tempfile::tempdir().unwrap();
-    let env = [("S3DEDUP_DEDUP_SCOPE", "tenant")];
+    let env = [
+        ("S3DEDUP_DEDUP_SCOPE", "tenant"),
+        ("S3DEDUP_MIN_PART_SIZE", "1MiB"),
+    ];
     let mut g = Gateway::start_with(dir.path(), &env).unwrap();
     for t in ["alpha", "beta"] {
         let out = g.admin_cli_ok(&["tenant", "create", t]);
@@ -113,7 +124,129 @@ async fn tenant_dedup_scope_keeps_each_tenants_chunks_apart() {
         "new chunks per upload"
     );
 
+    // Writers into another tenant's bucket name chunks in their own domain, not the
+    // owner's: beta lets anyone write `drop/*` of its bucket and stores `mine` first.
+    let (alpha, beta) = (&clients[0].1, &clients[1].1);
+    let mine: Vec<u8> = data.iter().rev().copied().collect();
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": "*", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::beta-b/drop/*"}]});
+    beta.put_bucket_policy()
+        .bucket("beta-b")
+        .policy(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    // (new, deduped) chunks since `before`.
+    let counts = |g: &Gateway| (new_chunks(g), deduped_chunks(g));
+    let since = |g: &Gateway, before: (f64, f64)| {
+        let now = counts(g);
+        (now.0 - before.0, now.1 - before.1)
+    };
+    let before = counts(&g);
+    beta.put_object()
+        .bucket("beta-b")
+        .key("mine")
+        .body(ByteStream::from(mine.clone()))
+        .send()
+        .await
+        .unwrap();
+    let (fresh, reused) = since(&g, before);
+    assert!(
+        fresh >= 20.0 && reused == 0.0,
+        "fresh for beta: {fresh} new, {reused} reused"
+    );
+    // alpha's multipart upload of it into beta's bucket reuses nothing of beta's …
+    let before = counts(&g);
+    let up = alpha
+        .create_multipart_upload()
+        .bucket("beta-b")
+        .key("drop/from-alpha")
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap();
+    let half = mine.len() / 2;
+    let mut parts = Vec::new();
+    for (n, piece) in [(1, &mine[..half]), (2, &mine[half..])] {
+        let p = alpha
+            .upload_part()
+            .bucket("beta-b")
+            .key("drop/from-alpha")
+            .upload_id(id)
+            .part_number(n)
+            .body(ByteStream::from(piece.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(n)
+                .e_tag(p.e_tag().unwrap())
+                .build(),
+        );
+    }
+    alpha
+        .complete_multipart_upload()
+        .bucket("beta-b")
+        .key("drop/from-alpha")
+        .upload_id(id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (new, reused) = since(&g, before);
+    assert!(
+        new >= fresh && reused == 0.0,
+        "alpha's parts: {new} new, {reused} reused"
+    );
+    assert!(get_bytes(beta, "beta-b", "drop/from-alpha").await == mine);
+    // … and was named in alpha's domain: alpha's own copy now stores nothing.
+    let before = counts(&g);
+    alpha
+        .put_object()
+        .bucket("alpha-b")
+        .key("mine-too")
+        .body(ByteStream::from(mine.clone()))
+        .send()
+        .await
+        .unwrap();
+    // (The chunks around the part boundary differ from the single PUT's.)
+    let (new, reused) = since(&g, before);
+    assert!(
+        new <= 2.0 && reused + 2.0 >= fresh,
+        "alpha's parts were not named in its domain: {new} new, {reused} reused"
+    );
+    // Unsigned writers get a domain of their own for beta's buckets: nothing of beta's
+    // or alpha's is reused, and a repeat dedups.
+    for n in [1, 2] {
+        let before = counts(&g);
+        let (status, body) = s3dedup_conformance::http_request(
+            g.s3_addr(),
+            "PUT",
+            &format!("/beta-b/drop/anonymous-{n}"),
+            &[],
+            &mine,
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let (new, reused) = since(&g, before);
+        if n == 1 {
+            assert!(
+                new >= fresh && reused == 0.0,
+                "anonymous: {new} new, {reused} reused"
+            );
+        } else {
+            assert_eq!(new, 0.0, "the anonymous repeat stored chunks again");
+        }
+    }
+    assert!(get_bytes(beta, "beta-b", "drop/anonymous-2").await == mine);
+
     // Restarted: the domains are the same (alpha's repeat still dedups, beta's too).
+    drop(clients);
     g.stop().unwrap();
     let mut g = Gateway::start_with(dir.path(), &env).unwrap();
     let beta = g.client_for(&g.create_key(&["--tenant", "beta"]));
@@ -132,5 +265,17 @@ async fn tenant_dedup_scope_keeps_each_tenants_chunks_apart() {
     );
     assert!(get_bytes(&beta, "beta-b", "copy-1").await == data);
     g.stop().unwrap();
-    g.assert_fsck("after the dedup-scope uploads");
+    // Every chunk verifies (its bytes hash to its id in one of the domains).
+    let o = std::process::Command::new(s3dedup_conformance::binary().unwrap())
+        .args(["fsck", "--read-data", "--data-dir"])
+        .arg(&g.data_dir)
+        .envs(g.store_env())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "fsck --read-data:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

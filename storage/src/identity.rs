@@ -447,6 +447,26 @@ impl std::str::FromStr for DedupScope {
     }
 }
 
+/// Who uploads: decides the dedup domain the upload's chunks are named in. Chunks are
+/// named in the uploader's domain, not the bucket owner's: a tenant another tenant lets
+/// write into its bucket (a bucket policy) must not learn by timing whether the owner's
+/// content exists, nor a scoped tenant's uploads into a global bucket dedup globally.
+#[derive(Debug, Clone, Copy)]
+pub enum Uploader<'a> {
+    /// The root key: the store's ids.
+    Root,
+    /// A tenant's key, by the tenant's canonical id: its own domain when it has one,
+    /// else the store's ids.
+    Tenant(&'a str),
+    /// An unsigned request into `bucket`: when the bucket's owner has its own domain, a
+    /// domain derived from it for anonymous uploads (they dedup with each other, never
+    /// with the owner's own content); else the store's ids.
+    Anonymous {
+        /// The bucket written into.
+        bucket: &'a str,
+    },
+}
+
 /// The dedup domain of a tenant created with [`DedupScope::Tenant`]: the secret its
 /// chunk ids are keyed with (HMAC-SHA256), named by the tenant's canonical id. Kept
 /// after its tenant is deleted: chunks it named may still be referenced (a copy into

@@ -252,16 +252,17 @@ impl Store {
         ingest::ingest(&self.index, &self.blobs, &self.cfg, body, None, ids).await
     }
 
-    /// [`Store::ingest`] of an upload into `bucket` (its chunks named in the dedup domain
-    /// of the bucket's owner), also computing `digest` (if any) over the body in the same
-    /// sink as the MD5 (off the async workers for large bodies); its results are in
-    /// [`PendingObject::digests`].
+    /// [`Store::ingest`] of an upload by `uploader` (its chunks named in the uploader's
+    /// dedup domain, see [`crate::identity::Uploader`]), also computing `digest` (if any)
+    /// over the body in the same sink as the MD5 (off the async workers for large
+    /// bodies); its results are in [`PendingObject::digests`].
     ///
     /// # Errors
-    /// As [`Store::ingest`].
+    /// As [`Store::ingest`]; [`Error::NoSuchBucket`] for an anonymous upload into a
+    /// bucket that does not exist.
     pub async fn ingest_into<S, E>(
         &self,
-        bucket: &str,
+        uploader: crate::identity::Uploader<'_>,
         body: S,
         digest: Option<Box<dyn ingest::BodyDigest>>,
     ) -> Result<PendingObject>
@@ -269,12 +270,15 @@ impl Store {
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin + Send,
         E: Into<BoxError>,
     {
-        let ids = if self.index.codec().has_domains() {
-            let bucket = bucket.to_owned();
-            self.with_index(move |i| i.id_scheme_for_bucket(&bucket))
+        let ids = match uploader {
+            crate::identity::Uploader::Anonymous { bucket } if self.index.codec().has_domains() => {
+                let bucket = bucket.to_owned();
+                self.with_index(move |i| {
+                    i.id_scheme_for(crate::identity::Uploader::Anonymous { bucket: &bucket })
+                })
                 .await?
-        } else {
-            self.index.codec().ids.clone()
+            }
+            other => self.index.id_scheme_for(other)?,
         };
         ingest::ingest(&self.index, &self.blobs, &self.cfg, body, digest, ids).await
     }

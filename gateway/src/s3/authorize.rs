@@ -51,6 +51,19 @@ pub(super) fn principal<T>(req: &S3Request<T>) -> crate::authz::Principal {
         .unwrap_or(crate::authz::Principal::Anonymous)
 }
 
+/// The dedup domain an upload by `principal` into `bucket` is named in.
+pub(super) fn uploader<'a>(
+    principal: &'a crate::authz::Principal,
+    bucket: &'a str,
+) -> s3dedup_storage::identity::Uploader<'a> {
+    use s3dedup_storage::identity::Uploader;
+    match principal {
+        crate::authz::Principal::Root => Uploader::Root,
+        crate::authz::Principal::Tenant { canonical_id, .. } => Uploader::Tenant(canonical_id),
+        crate::authz::Principal::Anonymous => Uploader::Anonymous { bucket },
+    }
+}
+
 /// Who sent `req` and what the access check found (see `crate::access::Checked`).
 pub(super) fn auth_of<T>(
     req: &S3Request<T>,

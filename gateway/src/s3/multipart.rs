@@ -91,6 +91,7 @@ impl Gateway {
         &self,
         req: S3Request<dto::UploadPartInput>,
     ) -> S3Result<S3Response<dto::UploadPartOutput>> {
+        let principal = super::authorize::principal(&req);
         let trailers = req.trailing_headers;
         let mut i = req.input;
         let n = part_number(i.part_number)?;
@@ -110,7 +111,7 @@ impl Gateway {
         // Parts are not scanned one by one: the whole object is, at completion.
         let (pending, checksums) = ingest_verified(
             self,
-            &i.bucket,
+            super::authorize::uploader(&principal, &i.bucket),
             i.body.take(),
             claims,
             trailers,
@@ -201,7 +202,7 @@ impl Gateway {
         };
         let (pending, checksums) = ingest_verified(
             self,
-            &i.bucket,
+            super::authorize::uploader(&principal, &i.bucket),
             Some(blob),
             claims,
             None,

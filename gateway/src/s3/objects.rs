@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 use futures::StreamExt;
+use s3dedup_storage::identity::Uploader;
 use s3dedup_storage::{ByteRange, DeleteOptions, PendingObject, WriteCondition};
 use s3s::dto::{self, StreamingBlob};
 use s3s::{S3Request, S3Response, S3Result, TrailingHeaders, s3_error};
@@ -52,7 +53,7 @@ pub(super) fn claimed_values(
 /// Returns the pending object and the checksums computed (name, base64 value).
 pub(super) async fn ingest_verified(
     gw: &Gateway,
-    bucket: &str,
+    uploader: Uploader<'_>,
     body: Option<StreamingBlob>,
     claims: Claims<'_>,
     trailers: Option<TrailingHeaders>,
@@ -104,7 +105,7 @@ pub(super) async fn ingest_verified(
     let stream = scan.tee(stream, gw.settings.scan.policy());
     let pending = gw
         .store
-        .ingest_into(bucket, stream, Some(Box::new(hasher)))
+        .ingest_into(uploader, stream, Some(Box::new(hasher)))
         .await
         .map_err(|e| gw.settings.scan.abort_error(&e).unwrap_or_else(|| to_s3(e)))?;
     crate::metrics::record_ingest(&pending.stats, pending.size);
@@ -184,6 +185,7 @@ impl Gateway {
         &self,
         req: S3Request<dto::PutObjectInput>,
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
+        let principal = super::authorize::principal(&req);
         let trailers = req.trailing_headers;
         let access_key = super::access_key(req.credentials.as_ref());
         let mut input = req.input;
@@ -220,8 +222,15 @@ impl Gateway {
             input.content_length.and_then(|n| u64::try_from(n).ok()),
             who,
         )?;
-        let (pending, checksums) =
-            ingest_verified(self, &input.bucket, body, claims, trailers, &scan).await?;
+        let (pending, checksums) = ingest_verified(
+            self,
+            super::authorize::uploader(&principal, &input.bucket),
+            body,
+            claims,
+            trailers,
+            &scan,
+        )
+        .await?;
         // Invariant 2: nothing is committed without a clean verdict.
         self.settings.scan.conclude(scan, &pending, who).await?;
         let mut meta = object_meta(

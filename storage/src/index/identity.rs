@@ -12,7 +12,7 @@ use super::{BUCKETS, IDENTITIES, Index, journal};
 use crate::crypto::IdScheme;
 use crate::crypto::Keyring;
 use crate::error::{Error, Result};
-use crate::identity::{AccessKey, DedupDomain, KeyStatus, StoredSecret, Tenant, User};
+use crate::identity::{AccessKey, DedupDomain, KeyStatus, StoredSecret, Tenant, Uploader, User};
 use crate::journal::entry::Change;
 use crate::records::BucketRecord;
 
@@ -20,6 +20,20 @@ pub(crate) const TENANT: &str = "tenant";
 pub(crate) const USER: &str = "user";
 pub(crate) const KEY: &str = "key";
 pub(crate) const DOMAIN: &str = "domain";
+
+/// The codec's name of the domain of anonymous uploads into the buckets of the tenant
+/// with `canonical_id` (not a canonical id: those are hex).
+fn anonymous_domain(canonical_id: &str) -> String {
+    format!("{canonical_id}/anonymous")
+}
+
+/// The secret of that domain: derived from the tenant's, so it needs no record of its
+/// own, and distinct from it, so an unsigned writer cannot probe the owner's content.
+fn derive_anonymous(secret: &[u8; 32]) -> [u8; 32] {
+    IdScheme::Keyed(*secret)
+        .id_of(b"s3dedup dedup domain: anonymous uploads")
+        .0
+}
 
 fn user_name(tenant: &str, user: &str) -> String {
     format!("{tenant}/{user}")
@@ -95,36 +109,40 @@ impl Index {
     ///
     /// # Errors
     /// [`Error::IdentityExists`].
-    /// With `domain`, the tenant gets its own dedup domain (its secret is usable at once:
-    /// registered before the commit, harmless if the commit fails).
+    /// With `domain`, the tenant gets its own dedup domain: its secret is registered
+    /// before the commit is submitted (an upload by the tenant can follow at once; a
+    /// secret that cannot be registered fails the creation before anything is written;
+    /// a registered secret whose commit fails is never used).
     pub(crate) fn create_tenant(
         &self,
         t: Tenant,
         domain: Option<DedupDomain>,
     ) -> impl Future<Output = Result<()>> + use<> {
-        let registered = domain.as_ref().map(|d| self.register_domain(d)).transpose();
-        let commit = self.committer.submit(move |txn| {
-            if exists(txn, TENANT, &t.name)? {
-                return Err(Error::IdentityExists(format!(
-                    "tenant {:?} already exists",
-                    t.name
-                )));
-            }
-            if let Some(d) = &domain {
-                put(txn, DOMAIN, &d.canonical_id, Some(d.encode()))?;
-            }
-            put(txn, TENANT, &t.name, Some(t.encode()))
-        });
-        async move {
-            registered?;
-            commit.await
-        }
+        let submitted = match domain.as_ref().map(|d| self.register_domain(d)) {
+            Some(Err(e)) => Err(e),
+            _ => Ok(self.committer.submit(move |txn| {
+                if exists(txn, TENANT, &t.name)? {
+                    return Err(Error::IdentityExists(format!(
+                        "tenant {:?} already exists",
+                        t.name
+                    )));
+                }
+                if let Some(d) = &domain {
+                    put(txn, DOMAIN, &d.canonical_id, Some(d.encode()))?;
+                }
+                put(txn, TENANT, &t.name, Some(t.encode()))
+            })),
+        };
+        async move { submitted?.await }
     }
 
-    /// Makes a dedup domain's secret known to the codec.
+    /// Makes a dedup domain's secrets known to the codec: the tenant's own, and the one
+    /// derived from it for anonymous uploads into its buckets.
     fn register_domain(&self, d: &DedupDomain) -> Result<()> {
         let secret = d.reveal(self.codec.keys.as_deref())?;
-        self.codec.domains.insert(d.canonical_id.clone(), secret);
+        let domains = &self.codec.domains;
+        domains.insert(anonymous_domain(&d.canonical_id), derive_anonymous(&secret));
+        domains.insert(d.canonical_id.clone(), secret);
         Ok(())
     }
 
@@ -138,23 +156,28 @@ impl Index {
         Ok(domains.len())
     }
 
-    /// How chunks written into `bucket` are named: the dedup domain of its owner when it
-    /// has one, else the store's scheme (also for a bucket that does not exist: its
-    /// commit fails anyway).
+    /// How the chunks `uploader` writes are named (see [`Uploader`]).
     ///
     /// # Errors
-    /// [`Error::Index`] or a damaged record.
-    pub(crate) fn id_scheme_for_bucket(&self, bucket: &str) -> Result<IdScheme> {
-        if !self.codec.has_domains() {
-            return Ok(self.codec.ids.clone());
-        }
+    /// [`Error::NoSuchBucket`] for an anonymous upload into a bucket that does not
+    /// exist; [`Error::Index`] or a damaged record.
+    pub(crate) fn id_scheme_for(&self, uploader: Uploader<'_>) -> Result<IdScheme> {
+        let store = || self.codec.ids.clone();
+        let bucket = match uploader {
+            Uploader::Root => return Ok(store()),
+            Uploader::Tenant(canonical_id) => {
+                return Ok(self.codec.domain(canonical_id).unwrap_or_else(store));
+            }
+            Uploader::Anonymous { bucket } if self.codec.has_domains() => bucket,
+            Uploader::Anonymous { .. } => return Ok(store()),
+        };
         let txn = self.db.begin_read()?;
         let owner = match txn.open_table(BUCKETS)?.get(bucket)? {
             Some(v) => BucketRecord::decode(v.value())?.owner,
-            None => return Ok(self.codec.ids.clone()),
+            None => return Err(Error::NoSuchBucket(bucket.to_owned())),
         };
         if owner.is_empty() {
-            return Ok(self.codec.ids.clone());
+            return Ok(store());
         }
         let tenant = txn
             .open_table(IDENTITIES)?
@@ -162,8 +185,8 @@ impl Index {
             .map(|v| Tenant::decode(v.value()))
             .transpose()?;
         Ok(tenant
-            .and_then(|t| self.codec.domain(&t.canonical_id))
-            .unwrap_or_else(|| self.codec.ids.clone()))
+            .and_then(|t| self.codec.domain(&anonymous_domain(&t.canonical_id)))
+            .unwrap_or_else(store))
     }
 
     /// Whether the tenant with `canonical_id` has its own dedup domain.
