@@ -53,16 +53,21 @@ def client(k):
 
 v, p = client(victim), client(probe)
 v.create_bucket(Bucket="victim-b"); p.create_bucket(Bucket="probe-b")
-known = [os.urandom(size) for _ in range(trials)]
+# All bodies are made up front, interleaved, and the victim stores a random half of them:
+# "known" and "fresh" bodies differ only in whether the victim stored them (not in when
+# the client made them, which shows in latency on its own).
+bodies = [os.urandom(size) for _ in range(2 * trials)]
+pick = random.Random(16)
+pick.shuffle(bodies)
+known, fresh = bodies[:trials], bodies[trials:]
 for i, d in enumerate(known):
     v.put_object(Bucket="victim-b", Key=f"o{i}", Body=d)
 for i in range(20):  # warm-up, not counted
     p.put_object(Bucket="probe-b", Key=f"warm{i}", Body=os.urandom(size))
-plan = [("known", d) for d in known] + [("fresh", None) for _ in range(trials)]
-random.Random(16).shuffle(plan)
+plan = [("known", d) for d in known] + [("fresh", d) for d in fresh]
+pick.shuffle(plan)
 lat = {"known": [], "fresh": []}
-for i, (kind, d) in enumerate(plan):
-    body = d if d is not None else os.urandom(size)
+for i, (kind, body) in enumerate(plan):
     t = time.perf_counter()
     p.put_object(Bucket="probe-b", Key=f"p{i}", Body=body)
     lat[kind].append(time.perf_counter() - t)
