@@ -20,6 +20,7 @@ use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::s3_error;
 
+use crate::acl::{Acl, Ownership};
 use crate::authz::{self, Ask, BucketAccess, BucketFacts, Decision, Principal, PublicAccessBlock};
 use crate::clock::now_ms;
 use crate::error::to_s3;
@@ -175,6 +176,10 @@ pub struct PeerIp(pub std::net::IpAddr);
 pub const POLICY_KIND: &str = "policy";
 /// The bucket configuration kind of a public access block.
 pub const BLOCK_KIND: &str = "public_access_block";
+/// The bucket configuration kind of a bucket ACL (`crate::acl::Acl`'s stored form).
+pub const ACL_KIND: &str = "acl";
+/// The bucket configuration kind of ownership controls (the S3 name of the setting).
+pub const OWNERSHIP_KIND: &str = "ownership";
 
 /// An existing bucket as authorization needs it, loaded once per request.
 #[derive(Debug, Clone)]
@@ -185,6 +190,10 @@ pub struct LoadedBucket {
     pub policy: Option<Arc<Policy>>,
     /// Its public access block.
     pub block: PublicAccessBlock,
+    /// Its ACL.
+    pub acl: Option<Acl>,
+    /// Its ownership controls.
+    pub ownership: Ownership,
 }
 
 impl LoadedBucket {
@@ -194,6 +203,8 @@ impl LoadedBucket {
             owner: &self.owner,
             policy: self.policy.as_deref(),
             block: self.block,
+            acl: self.acl.as_ref(),
+            ownership: self.ownership,
         }
     }
 }
@@ -219,7 +230,7 @@ type PolicyCache = HashMap<String, (Vec<u8>, Arc<Policy>)>;
 /// # Errors
 /// Index errors; a stored policy that no longer parses (500, logged).
 pub async fn load_bucket(store: &Store, bucket: &str) -> S3Result<Option<LoadedBucket>> {
-    const KINDS: &[&str] = &[POLICY_KIND, BLOCK_KIND];
+    const KINDS: &[&str] = &[POLICY_KIND, BLOCK_KIND, ACL_KIND, OWNERSHIP_KIND];
     let Some((rec, mut docs)) = store
         .bucket_with_documents(bucket, KINDS)
         .await
@@ -227,6 +238,8 @@ pub async fn load_bucket(store: &Store, bucket: &str) -> S3Result<Option<LoadedB
     else {
         return Ok(None);
     };
+    let ownership_doc = docs.pop().flatten();
+    let acl_doc = docs.pop().flatten();
     let block_doc = docs.pop().flatten();
     let policy =
         match docs.pop().flatten() {
@@ -263,10 +276,29 @@ pub async fn load_bucket(store: &Store, bucket: &str) -> S3Result<Option<LoadedB
     let block = block_doc
         .and_then(|b| PublicAccessBlock::decode(&b))
         .unwrap_or_default();
+    let acl = match acl_doc {
+        None => None,
+        Some(raw) => Some(Acl::decode(&raw).ok_or_else(|| {
+            tracing::warn!(bucket, "stored bucket ACL does not decode");
+            s3_error!(InternalError, "The ACL of bucket {bucket} cannot be read")
+        })?),
+    };
+    let ownership = match ownership_doc {
+        None => Ownership::default(),
+        Some(raw) => Ownership::parse(&String::from_utf8_lossy(&raw)).ok_or_else(|| {
+            tracing::warn!(bucket, "stored ownership controls do not parse");
+            s3_error!(
+                InternalError,
+                "The ownership controls of bucket {bucket} cannot be read"
+            )
+        })?,
+    };
     Ok(Some(LoadedBucket {
         owner: rec.owner,
         policy,
         block,
+        acl,
+        ownership,
     }))
 }
 

@@ -12,8 +12,12 @@
 //! 5. the owner's keys may do everything else;
 //! 6. an Allow in the bucket policy grants — unless only public statements grant it
 //!    and the bucket's public access block says RestrictPublicBuckets;
-//! 7. everything else is refused.
+//! 7. a grant in the bucket's ACL grants what its permission covers (`crate::acl`) —
+//!    unless the bucket's ownership controls turn ACLs off, and not through a public
+//!    grant when its public access block says IgnorePublicAcls;
+//! 8. everything else is refused.
 
+use crate::acl::{Acl, Ownership, Requester, bucket_permission};
 use crate::policy::Policy;
 use crate::policy::actions::{action_of, on_object};
 use crate::policy::eval::{Context, Outcome, Request, Who};
@@ -106,6 +110,10 @@ pub struct BucketAccess<'a> {
     pub policy: Option<&'a Policy>,
     /// Its public access block.
     pub block: PublicAccessBlock,
+    /// Its ACL (`None`: the owner's alone).
+    pub acl: Option<&'a Acl>,
+    /// Its ownership controls (whether ACLs count).
+    pub ownership: Ownership,
 }
 
 /// What is known of the bucket a request names.
@@ -197,6 +205,9 @@ fn owner_only(operation: &str) -> bool {
             | "GetPublicAccessBlock"
             | "PutPublicAccessBlock"
             | "DeletePublicAccessBlock"
+            | "GetBucketOwnershipControls"
+            | "PutBucketOwnershipControls"
+            | "DeleteBucketOwnershipControls"
     )
 }
 
@@ -264,13 +275,24 @@ pub fn authorize(ask: &Ask<'_>) -> Decision {
             context: ask.context,
         })
     });
+    let acl_grants = || {
+        b.ownership.acls_enabled()
+            && bucket_permission(ask.operation, ask.versioned).is_some_and(|needed| {
+                let who = match ask.principal {
+                    Principal::Tenant { canonical_id, .. } => Requester::Tenant(canonical_id),
+                    _ => Requester::Anonymous,
+                };
+                b.acl
+                    .is_some_and(|acl| acl.allows(who, needed, b.block.ignore_public_acls))
+            })
+    };
     match outcome {
         Outcome::ExplicitDeny => Decision::Deny(Denial::ExplicitDeny),
         _ if owner => Decision::Allow,
-        Outcome::Allow { public: true } if b.block.restrict_public_buckets => {
-            Decision::Deny(Denial::Restricted)
-        }
-        Outcome::Allow { .. } => Decision::Allow,
+        Outcome::Allow { public: false } => Decision::Allow,
+        Outcome::Allow { public: true } if !b.block.restrict_public_buckets => Decision::Allow,
+        _ if acl_grants() => Decision::Allow,
+        Outcome::Allow { .. } => Decision::Deny(Denial::Restricted),
         Outcome::NoMatch => Decision::Deny(refused),
     }
 }

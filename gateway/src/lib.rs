@@ -22,6 +22,7 @@
 //! - [`rescan`] — `s3dedup rescan`: re-scan stored objects, report or quarantine.
 
 pub mod access;
+pub mod acl;
 pub mod admin;
 pub mod authz;
 pub mod body;

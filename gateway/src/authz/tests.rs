@@ -1,7 +1,9 @@
-//! The authorization table: principal × action × resource × condition × explicit deny,
-//! against [`authorize`], with one bucket policy that uses every supported element.
+//! The authorization table: principal × action × resource × condition × explicit deny
+//! × bucket ACL, against [`authorize`], with one bucket policy that uses every supported
+//! element and bucket ACLs with every kind of grantee.
 
 use super::*;
+use crate::acl::Ownership;
 use crate::policy::Policy;
 use crate::policy::eval::Context;
 
@@ -71,6 +73,37 @@ enum B {
     NoPolicy,
     Missing,
     NoBucket,
+    /// No policy; an ACL granting beta READ, delta WRITE, gamma READ_ACP.
+    Acl,
+    /// No policy; an ACL granting everyone READ and every signed request READ_ACP.
+    AclPublic,
+    /// `AclPublic` with IgnorePublicAcls.
+    AclPublicIgnored,
+    /// `Acl` with ownership controls BucketOwnerEnforced (ACLs off).
+    AclEnforced,
+    /// The shared policy and `Acl`.
+    SharedWithAcl,
+}
+
+fn table_acl(public: bool) -> crate::acl::Acl {
+    use crate::acl::{Acl, Grant, Grantee, Permission};
+    let g = |grantee, permission| Grant {
+        grantee,
+        permission,
+    };
+    let mut grants = vec![g(
+        Grantee::Canonical("aa".repeat(32)),
+        Permission::FullControl,
+    )];
+    if public {
+        grants.push(g(Grantee::AllUsers, Permission::Read));
+        grants.push(g(Grantee::AuthenticatedUsers, Permission::ReadAcp));
+    } else {
+        grants.push(g(Grantee::Canonical("bb".repeat(32)), Permission::Read));
+        grants.push(g(Grantee::Canonical("dd".repeat(32)), Permission::Write));
+        grants.push(g(Grantee::Canonical(GAMMA_ID.into()), Permission::ReadAcp));
+    }
+    Acl { grants }
 }
 
 /// principal, operation, bucket, key, versioned, context, expected decision.
@@ -184,6 +217,42 @@ fn authorization_table() {
         (&anon, "GetObject", B::Missing, Some("k"), false, "", Deny(Anonymous)),
         (&anon, "CreateBucket", B::Missing, None, false, "", Deny(Anonymous)),
         (&anon, "ListBuckets", B::NoBucket, None, false, "", Deny(Anonymous)),
+        // Bucket ACLs: what each permission covers, for whom.
+        (&beta, "ListObjectsV2", B::Acl, None, false, "", Allow),
+        (&beta, "ListObjectVersions", B::Acl, None, false, "", Allow),
+        (&beta, "HeadBucket", B::Acl, None, false, "", Allow),
+        (&beta, "GetObject", B::Acl, Some("k"), false, "", Deny(NotOwner)),
+        (&beta, "PutObject", B::Acl, Some("k"), false, "", Deny(NotOwner)),
+        (&beta, "GetBucketAcl", B::Acl, None, false, "", Deny(NotOwner)),
+        (&bob, "ListObjects", B::Acl, None, false, "", Allow),
+        (&delta, "PutObject", B::Acl, Some("k"), false, "", Allow),
+        (&delta, "CreateMultipartUpload", B::Acl, Some("k"), false, "", Allow),
+        (&delta, "DeleteObject", B::Acl, Some("k"), false, "", Allow),
+        (&delta, "DeleteObject", B::Acl, Some("k"), true, "", Deny(NotOwner)),
+        (&delta, "ListObjectsV2", B::Acl, None, false, "", Deny(NotOwner)),
+        (&delta, "PutBucketAcl", B::Acl, None, false, "", Deny(NotOwner)),
+        (&gamma, "GetBucketAcl", B::Acl, None, false, "", Allow),
+        (&gamma, "PutBucketAcl", B::Acl, None, false, "", Deny(NotOwner)),
+        (&gamma, "GetBucketPolicy", B::Acl, None, false, "", Deny(NotOwner)),
+        (&gamma, "PutBucketOwnershipControls", B::Acl, None, false, "", Deny(NotOwner)),
+        (&acme, "PutBucketAcl", B::Acl, None, false, "", Allow),
+        (&acme, "PutBucketOwnershipControls", B::Acl, None, false, "", Allow),
+        (&anon, "ListObjectsV2", B::Acl, None, false, "", Deny(Anonymous)),
+        (&anon, "ListObjectsV2", B::AclPublic, None, false, "", Allow),
+        (&anon, "GetObject", B::AclPublic, Some("k"), false, "", Deny(Anonymous)),
+        (&anon, "GetBucketAcl", B::AclPublic, None, false, "", Deny(Anonymous)),
+        (&anon, "PutObject", B::AclPublic, Some("k"), false, "", Deny(Anonymous)),
+        (&delta, "GetBucketAcl", B::AclPublic, None, false, "", Allow),
+        (&delta, "ListObjectsV2", B::AclPublic, None, false, "", Allow),
+        (&anon, "ListObjectsV2", B::AclPublicIgnored, None, false, "", Deny(Anonymous)),
+        (&delta, "GetBucketAcl", B::AclPublicIgnored, None, false, "", Deny(NotOwner)),
+        (&beta, "ListObjectsV2", B::AclEnforced, None, false, "", Deny(NotOwner)),
+        (&delta, "PutObject", B::AclEnforced, Some("k"), false, "", Deny(NotOwner)),
+        (&acme, "ListObjectsV2", B::AclEnforced, None, false, "", Allow),
+        (&delta, "DeleteObject", B::SharedWithAcl, Some("keep/x"), false, "", Deny(ExplicitDeny)),
+        (&delta, "PutObject", B::SharedWithAcl, Some("any/x"), false, "", Allow),
+        (&beta, "ListObjectsV2", B::SharedWithAcl, None, false, "", Allow),
+        (&beta, "GetObject", B::SharedWithAcl, Some("secret/x"), false, "", Deny(ExplicitDeny)),
         // The operator's root key: never refused.
         (&root, "DeleteObject", B::Shared, Some("keep/x"), false, "", Allow),
         (&root, "GetObject", B::Shared, Some("secret/x"), false, "", Allow),
@@ -202,14 +271,44 @@ fn authorization_table() {
             owner: "acme",
             policy,
             block,
+            acl: None,
+            ownership: Ownership::default(),
         };
         let leaked: &'static Policy = Box::leak(Box::new(policy.clone()));
+        let private: &'static crate::acl::Acl = Box::leak(Box::new(table_acl(false)));
+        let public: &'static crate::acl::Acl = Box::leak(Box::new(table_acl(true)));
+        let ignore = PublicAccessBlock {
+            ignore_public_acls: true,
+            ..Default::default()
+        };
+        let none = PublicAccessBlock::default();
         let facts = match bucket {
-            B::Shared => BucketFacts::Exists(access(Some(leaked), PublicAccessBlock::default())),
+            B::Shared => BucketFacts::Exists(access(Some(leaked), none)),
             B::SharedRestricted => BucketFacts::Exists(access(Some(leaked), restricted)),
-            B::NoPolicy => BucketFacts::Exists(access(None, PublicAccessBlock::default())),
+            B::NoPolicy => BucketFacts::Exists(access(None, none)),
             B::Missing => BucketFacts::Missing,
             B::NoBucket => BucketFacts::None,
+            B::Acl => BucketFacts::Exists(BucketAccess {
+                acl: Some(private),
+                ..access(None, none)
+            }),
+            B::AclPublic => BucketFacts::Exists(BucketAccess {
+                acl: Some(public),
+                ..access(None, none)
+            }),
+            B::AclPublicIgnored => BucketFacts::Exists(BucketAccess {
+                acl: Some(public),
+                ..access(None, ignore)
+            }),
+            B::AclEnforced => BucketFacts::Exists(BucketAccess {
+                acl: Some(private),
+                ownership: Ownership::BucketOwnerEnforced,
+                ..access(None, none)
+            }),
+            B::SharedWithAcl => BucketFacts::Exists(BucketAccess {
+                acl: Some(private),
+                ..access(Some(leaked), none)
+            }),
         };
         let context = cx(context);
         let got = authorize(&Ask {

@@ -44,10 +44,28 @@ impl Gateway {
         &self,
         req: S3Request<dto::CreateBucketInput>,
     ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
-        let owner = super::authorize::principal(&req)
-            .owner()
-            .unwrap_or("")
-            .to_owned();
+        let principal = super::authorize::principal(&req);
+        let owner = principal.owner().unwrap_or("").to_owned();
+        let owner_id = match &principal {
+            crate::authz::Principal::Tenant { canonical_id, .. } => canonical_id.clone(),
+            _ => s3dedup_storage::identity::Tenant::root_canonical_id(),
+        };
+        let i = &req.input;
+        let asked = super::acls::AclRequest {
+            canned: i.acl.as_ref().map(dto::BucketCannedACL::as_str),
+            grants: [
+                i.grant_read.as_deref(),
+                i.grant_write.as_deref(),
+                i.grant_read_acp.as_deref(),
+                i.grant_write_acp.as_deref(),
+                i.grant_full_control.as_deref(),
+            ],
+            body: None,
+        };
+        // Checked before the bucket exists: a refused ACL creates nothing.
+        let (acl, ownership) = self
+            .check_new_bucket_acl(&asked, i.object_ownership.as_ref(), &owner_id)
+            .await?;
         let name = req.input.bucket;
         let lock = req.input.object_lock_enabled_for_bucket == Some(true);
         if let Some(rule) = crate::bucket_name::problem(&name) {
@@ -86,6 +104,8 @@ impl Gateway {
             }
             Err(e) => return Err(to_s3(e)),
         }
+        self.apply_new_bucket_acl(&name, acl.as_ref(), ownership)
+            .await?;
         Ok(S3Response::new(dto::CreateBucketOutput {
             location: Some(format!("/{name}")),
         }))

@@ -13,6 +13,7 @@
 //! - `authorize.rs` — who asks, Owner fields, the checks the access check cannot make;
 //! - `policies.rs` — bucket policies and public access blocks.
 
+mod acls;
 mod authorize;
 mod buckets;
 mod lifecycle;
@@ -578,5 +579,47 @@ impl S3 for Gateway {
         req: S3Request<dto::DeletePublicAccessBlockInput>,
     ) -> S3Result<S3Response<dto::DeletePublicAccessBlockOutput>> {
         self.delete_public_access_block_impl(req).await
+    }
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<dto::PutBucketAclInput>,
+    ) -> S3Result<S3Response<dto::PutBucketAclOutput>> {
+        self.put_bucket_acl_impl(req).await
+    }
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<dto::GetBucketAclInput>,
+    ) -> S3Result<S3Response<dto::GetBucketAclOutput>> {
+        self.get_bucket_acl_impl(req).await
+    }
+    async fn get_object_acl(
+        &self,
+        req: S3Request<dto::GetObjectAclInput>,
+    ) -> S3Result<S3Response<dto::GetObjectAclOutput>> {
+        self.get_object_acl_impl(req).await
+    }
+    async fn put_object_acl(
+        &self,
+        req: S3Request<dto::PutObjectAclInput>,
+    ) -> S3Result<S3Response<dto::PutObjectAclOutput>> {
+        self.put_object_acl_impl(req).await
+    }
+    async fn put_bucket_ownership_controls(
+        &self,
+        req: S3Request<dto::PutBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<dto::PutBucketOwnershipControlsOutput>> {
+        self.put_bucket_ownership_controls_impl(req).await
+    }
+    async fn get_bucket_ownership_controls(
+        &self,
+        req: S3Request<dto::GetBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<dto::GetBucketOwnershipControlsOutput>> {
+        self.get_bucket_ownership_controls_impl(req).await
+    }
+    async fn delete_bucket_ownership_controls(
+        &self,
+        req: S3Request<dto::DeleteBucketOwnershipControlsInput>,
+    ) -> S3Result<S3Response<dto::DeleteBucketOwnershipControlsOutput>> {
+        self.delete_bucket_ownership_controls_impl(req).await
     }
 }

@@ -1,0 +1,445 @@
+//! Bucket ACLs and ownership controls on the real binary, with the Rust SDK, the aws CLI
+//! and unsigned HTTP requests: grants by canonical id to another tenant (READ lists,
+//! WRITE writes and deletes, neither reads objects), canned ACLs on a bucket and at its
+//! creation (public-read lists to anyone), the public access block's IgnorePublicAcls and
+//! BlockPublicAcls, BucketOwnerEnforced turning ACLs off, object ACLs as far as they
+//! exist, and every refusal with its S3 error.
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    AccessControlPolicy, BucketCannedAcl, Grant, Grantee, ObjectCannedAcl, ObjectOwnership, Owner,
+    OwnershipControls, OwnershipControlsRule, Permission, PublicAccessBlockConfiguration, Type,
+};
+use s3dedup_conformance::{Gateway, get_bytes, http_request, refusal, sdk_client};
+use serde_json::Value;
+
+/// The AllUsers group's URI, as S3 writes it.
+const ALL_USERS: &str = "http://acs.amazonaws.com/groups/global/AllUsers";
+
+/// An unsigned request: its status.
+fn anonymous(g: &Gateway, method: &str, path: &str) -> u16 {
+    http_request(g.s3_addr(), method, path, &[], b"x")
+        .unwrap()
+        .0
+}
+
+fn canonical_id(g: &Gateway, tenant: &str) -> String {
+    let list: Value = serde_json::from_str(&g.admin_cli_ok(&["tenant", "list", "--json"])).unwrap();
+    list["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == tenant)
+        .and_then(|t| t["canonical_id"].as_str())
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_acls_grant_what_they_say_and_nothing_more() {
+    let g = Gateway::start().unwrap();
+    g.admin_cli_ok(&["tenant", "create", "acme"]);
+    g.admin_cli_ok(&["tenant", "create", "beta"]);
+    let (acme_id, beta_id) = (canonical_id(&g, "acme"), canonical_id(&g, "beta"));
+    let acme = g.client_for(&g.create_key(&["--tenant", "acme"]));
+    let beta = g.client_for(&g.create_key(&["--tenant", "beta"]));
+    acme.create_bucket().bucket("shelf").send().await.unwrap();
+    acme.put_object()
+        .bucket("shelf")
+        .key("k")
+        .body(ByteStream::from_static(b"acme's"))
+        .send()
+        .await
+        .unwrap();
+    // No ACL yet: the owner's alone.
+    let acl = acme.get_bucket_acl().bucket("shelf").send().await.unwrap();
+    assert_eq!(acl.owner().and_then(Owner::id), Some(acme_id.as_str()));
+    assert_eq!(acl.grants().len(), 1, "{acl:?}");
+    assert_eq!(acl.grants()[0].permission(), Some(&Permission::FullControl));
+    let r = beta.list_objects_v2().bucket("shelf").send().await;
+    assert_eq!(refusal(r), (403, "AccessDenied".into()));
+
+    // READ to beta: beta lists, and still neither reads objects nor the ACL.
+    acme.put_bucket_acl()
+        .bucket("shelf")
+        .grant_read(format!("id=\"{beta_id}\""))
+        .grant_full_control(format!("id={acme_id}"))
+        .send()
+        .await
+        .unwrap();
+    let listed = beta.list_objects_v2().bucket("shelf").send().await.unwrap();
+    assert_eq!(listed.contents().len(), 1);
+    let r = beta.get_object().bucket("shelf").key("k").send().await;
+    assert_eq!(refusal(r).0, 403);
+    let r = beta.get_bucket_acl().bucket("shelf").send().await;
+    assert_eq!(refusal(r).0, 403);
+    let r = beta
+        .put_object()
+        .bucket("shelf")
+        .key("beta's")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert_eq!(refusal(r).0, 403);
+    let acl = acme.get_bucket_acl().bucket("shelf").send().await.unwrap();
+    let read = acl
+        .grants()
+        .iter()
+        .find(|g| g.permission() == Some(&Permission::Read))
+        .expect("a READ grant");
+    assert_eq!(read.grantee().and_then(Grantee::id), Some(beta_id.as_str()));
+
+    // WRITE to beta: it writes and deletes, and lists nothing.
+    acme.put_bucket_acl()
+        .bucket("shelf")
+        .grant_write(format!("id=\"{beta_id}\""))
+        .send()
+        .await
+        .unwrap();
+    beta.put_object()
+        .bucket("shelf")
+        .key("from-beta")
+        .body(ByteStream::from_static(b"beta's"))
+        .send()
+        .await
+        .unwrap();
+    assert!(get_bytes(&acme, "shelf", "from-beta").await == b"beta's");
+    beta.delete_object()
+        .bucket("shelf")
+        .key("from-beta")
+        .send()
+        .await
+        .unwrap();
+    let r = beta.list_objects_v2().bucket("shelf").send().await;
+    assert_eq!(refusal(r).0, 403);
+
+    // Canned public-read: anyone lists; objects, the ACL and writes stay closed.
+    assert_eq!(anonymous(&g, "GET", "/shelf"), 403);
+    acme.put_bucket_acl()
+        .bucket("shelf")
+        .acl(BucketCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous(&g, "GET", "/shelf"), 200);
+    assert_eq!(anonymous(&g, "GET", "/shelf/k"), 403);
+    assert_eq!(anonymous(&g, "GET", "/shelf?acl"), 403);
+    assert_eq!(anonymous(&g, "PUT", "/shelf/anon"), 403);
+    // IgnorePublicAcls turns that off; without the block it is back.
+    let block = |ignore: bool, block: bool| {
+        PublicAccessBlockConfiguration::builder()
+            .ignore_public_acls(ignore)
+            .block_public_acls(block)
+            .build()
+    };
+    acme.put_public_access_block()
+        .bucket("shelf")
+        .public_access_block_configuration(block(true, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous(&g, "GET", "/shelf"), 403);
+    acme.delete_public_access_block()
+        .bucket("shelf")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous(&g, "GET", "/shelf"), 200);
+    // BlockPublicAcls refuses a public ACL (and keeps the one in place).
+    acme.put_public_access_block()
+        .bucket("shelf")
+        .public_access_block_configuration(block(false, true))
+        .send()
+        .await
+        .unwrap();
+    let r = acme
+        .put_bucket_acl()
+        .bucket("shelf")
+        .acl(BucketCannedAcl::PublicReadWrite)
+        .send()
+        .await;
+    assert_eq!(refusal(r), (403, "AccessDenied".into()));
+    assert_eq!(anonymous(&g, "PUT", "/shelf/anon"), 403);
+
+    // Ownership controls: BucketOwnerEnforced needs an owner-only ACL, then turns ACLs off.
+    let enforced = || {
+        OwnershipControls::builder()
+            .rules(
+                OwnershipControlsRule::builder()
+                    .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let r = acme
+        .put_bucket_ownership_controls()
+        .bucket("shelf")
+        .ownership_controls(enforced())
+        .send()
+        .await;
+    assert_eq!(
+        refusal(r),
+        (400, "InvalidBucketAclWithObjectOwnership".into())
+    );
+    let r = acme
+        .get_bucket_ownership_controls()
+        .bucket("shelf")
+        .send()
+        .await;
+    assert_eq!(refusal(r), (404, "OwnershipControlsNotFoundError".into()));
+    acme.put_bucket_acl()
+        .bucket("shelf")
+        .acl(BucketCannedAcl::Private)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous(&g, "GET", "/shelf"), 403);
+    acme.put_bucket_ownership_controls()
+        .bucket("shelf")
+        .ownership_controls(enforced())
+        .send()
+        .await
+        .unwrap();
+    let got = acme
+        .get_bucket_ownership_controls()
+        .bucket("shelf")
+        .send()
+        .await
+        .unwrap();
+    let rule = &got.ownership_controls().unwrap().rules()[0];
+    assert_eq!(
+        rule.object_ownership(),
+        &ObjectOwnership::BucketOwnerEnforced
+    );
+    let r = acme
+        .put_bucket_acl()
+        .bucket("shelf")
+        .grant_read(format!("id=\"{beta_id}\""))
+        .send()
+        .await;
+    assert_eq!(refusal(r), (400, "AccessControlListNotSupported".into()));
+    let r = beta
+        .put_bucket_ownership_controls()
+        .bucket("shelf")
+        .ownership_controls(enforced())
+        .send()
+        .await;
+    assert_eq!(refusal(r).0, 403, "only the owner sets ownership controls");
+    acme.delete_bucket_ownership_controls()
+        .bucket("shelf")
+        .send()
+        .await
+        .unwrap();
+
+    // Bad input, each with its error; the ACL in place stays.
+    acme.delete_public_access_block()
+        .bucket("shelf")
+        .send()
+        .await
+        .unwrap();
+    let bad_grants = [
+        (
+            "emailAddress=\"a@example.com\"",
+            "UnresolvableGrantByEmailAddress",
+        ),
+        ("id=\"0123\"", "InvalidArgument"),
+        (&*format!("id=\"{}\"", "e".repeat(64)), "InvalidArgument"),
+        (
+            "uri=\"http://acs.amazonaws.com/groups/s3/LogDelivery\"",
+            "MalformedACLError",
+        ),
+        ("nonsense", "MalformedACLError"),
+    ];
+    for (grant, code) in bad_grants {
+        let r = acme
+            .put_bucket_acl()
+            .bucket("shelf")
+            .grant_read(grant)
+            .send()
+            .await;
+        assert_eq!(refusal(r), (400, code.to_owned()), "{grant}");
+    }
+    let r = acme
+        .put_bucket_acl()
+        .bucket("shelf")
+        .acl(BucketCannedAcl::PublicRead)
+        .grant_read(format!("id=\"{beta_id}\""))
+        .send()
+        .await;
+    assert_eq!(refusal(r), (400, "InvalidRequest".into()));
+    let owner = Owner::builder().id(&acme_id).build();
+    let grant = |permission: Option<Permission>| {
+        let mut b = Grant::builder().grantee(
+            Grantee::builder()
+                .r#type(Type::CanonicalUser)
+                .id(&beta_id)
+                .build()
+                .unwrap(),
+        );
+        if let Some(p) = permission {
+            b = b.permission(p);
+        }
+        b.build()
+    };
+    for (policy, what) in [
+        (
+            AccessControlPolicy::builder()
+                .grants(grant(Some(Permission::Read)))
+                .build(),
+            "no Owner",
+        ),
+        (
+            AccessControlPolicy::builder()
+                .owner(owner.clone())
+                .grants(grant(None))
+                .build(),
+            "a grant without permission",
+        ),
+    ] {
+        let r = acme
+            .put_bucket_acl()
+            .bucket("shelf")
+            .access_control_policy(policy)
+            .send()
+            .await;
+        assert_eq!(refusal(r), (400, "MalformedACLError".into()), "{what}");
+    }
+    // A well-formed body works.
+    acme.put_bucket_acl()
+        .bucket("shelf")
+        .access_control_policy(
+            AccessControlPolicy::builder()
+                .owner(owner)
+                .grants(grant(Some(Permission::Read)))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(beta.list_objects_v2().bucket("shelf").send().await.is_ok());
+    assert_eq!(anonymous(&g, "GET", "/shelf"), 403);
+
+    // Objects: owned by the bucket's owner, FULL_CONTROL; other object ACLs are refused,
+    // never silently ignored.
+    let oacl = acme
+        .get_object_acl()
+        .bucket("shelf")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oacl.owner().and_then(Owner::id), Some(acme_id.as_str()));
+    assert_eq!(oacl.grants().len(), 1);
+    acme.put_object_acl()
+        .bucket("shelf")
+        .key("k")
+        .acl(ObjectCannedAcl::BucketOwnerFullControl)
+        .send()
+        .await
+        .unwrap();
+    let r = acme
+        .put_object_acl()
+        .bucket("shelf")
+        .key("k")
+        .acl(ObjectCannedAcl::PublicRead)
+        .send()
+        .await;
+    assert_eq!(refusal(r), (501, "NotImplemented".into()));
+    let r = acme
+        .get_object_acl()
+        .bucket("shelf")
+        .key("nope")
+        .send()
+        .await;
+    assert_eq!(refusal(r).0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acls_at_bucket_creation_and_with_the_aws_cli() {
+    let g = Gateway::start().unwrap();
+    let root = sdk_client(&g.s3_url);
+    root.create_bucket()
+        .bucket("born-public")
+        .acl(BucketCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous(&g, "GET", "/born-public"), 200);
+    // A public ACL with ACLs off is refused, and no bucket is made.
+    let r = root
+        .create_bucket()
+        .bucket("never-made")
+        .acl(BucketCannedAcl::PublicRead)
+        .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+        .send()
+        .await;
+    assert_eq!(
+        refusal(r),
+        (400, "InvalidBucketAclWithObjectOwnership".into())
+    );
+    assert!(
+        root.head_bucket()
+            .bucket("never-made")
+            .send()
+            .await
+            .is_err()
+    );
+    root.create_bucket()
+        .bucket("enforced")
+        .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+        .send()
+        .await
+        .unwrap();
+    let r = root
+        .put_bucket_acl()
+        .bucket("enforced")
+        .acl(BucketCannedAcl::PublicRead)
+        .send()
+        .await;
+    assert_eq!(refusal(r), (400, "AccessControlListNotSupported".into()));
+
+    // The aws CLI: put-bucket-acl, get-bucket-acl.
+    let home = tempfile::tempdir().unwrap();
+    root.create_bucket().bucket("cli-acl").send().await.unwrap();
+    let aws = |args: &[&str]| {
+        let o = s3dedup_conformance::aws_command("aws", &g, home.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "aws {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    aws(&[
+        "s3api",
+        "put-bucket-acl",
+        "--bucket",
+        "cli-acl",
+        "--acl",
+        "public-read",
+    ]);
+    let got: Value =
+        serde_json::from_str(&aws(&["s3api", "get-bucket-acl", "--bucket", "cli-acl"])).unwrap();
+    let uris: Vec<&str> = got["Grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["Grantee"]["URI"].as_str())
+        .collect();
+    assert_eq!(uris, [ALL_USERS], "{got}");
+    assert_eq!(anonymous(&g, "GET", "/cli-acl"), 200);
+    aws(&[
+        "s3api",
+        "put-bucket-acl",
+        "--bucket",
+        "cli-acl",
+        "--acl",
+        "private",
+    ]);
+    assert_eq!(anonymous(&g, "GET", "/cli-acl"), 403);
+}
