@@ -321,8 +321,7 @@ async fn bucket_acls_grant_what_they_say_and_nothing_more() {
     assert!(beta.list_objects_v2().bucket("shelf").send().await.is_ok());
     assert_eq!(anonymous(&g, "GET", "/shelf"), 403);
 
-    // Objects: owned by the bucket's owner, FULL_CONTROL; other object ACLs are refused,
-    // never silently ignored.
+    // An object without an ACL of its own: its bucket owner's FULL_CONTROL.
     let oacl = acme
         .get_object_acl()
         .bucket("shelf")
@@ -332,21 +331,6 @@ async fn bucket_acls_grant_what_they_say_and_nothing_more() {
         .unwrap();
     assert_eq!(oacl.owner().and_then(Owner::id), Some(acme_id.as_str()));
     assert_eq!(oacl.grants().len(), 1);
-    acme.put_object_acl()
-        .bucket("shelf")
-        .key("k")
-        .acl(ObjectCannedAcl::BucketOwnerFullControl)
-        .send()
-        .await
-        .unwrap();
-    let r = acme
-        .put_object_acl()
-        .bucket("shelf")
-        .key("k")
-        .acl(ObjectCannedAcl::PublicRead)
-        .send()
-        .await;
-    assert_eq!(refusal(r), (501, "NotImplemented".into()));
     let r = acme
         .get_object_acl()
         .bucket("shelf")
@@ -354,6 +338,249 @@ async fn bucket_acls_grant_what_they_say_and_nothing_more() {
         .send()
         .await;
     assert_eq!(refusal(r).0, 404);
+}
+
+/// Object ACLs: set by PutObject, CopyObject, CreateMultipartUpload and PutObjectAcl,
+/// kept per version, granting GET/HEAD (and copying) of that version and its ACL; the
+/// public access block and BucketOwnerEnforced apply to them too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_acls_grant_reads_of_their_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = Gateway::start_with(dir.path(), &[("S3DEDUP_MIN_PART_SIZE", "1MiB")]).unwrap();
+    g.admin_cli_ok(&["tenant", "create", "acme"]);
+    g.admin_cli_ok(&["tenant", "create", "beta"]);
+    let beta_id = canonical_id(&g, "beta");
+    let acme = g.client_for(&g.create_key(&["--tenant", "acme"]));
+    let beta = g.client_for(&g.create_key(&["--tenant", "beta"]));
+    acme.create_bucket().bucket("files").send().await.unwrap();
+    beta.create_bucket()
+        .bucket("beta-files")
+        .send()
+        .await
+        .unwrap();
+    let put = |key: &'static str, acl: Option<ObjectCannedAcl>| {
+        let mut p = acme
+            .put_object()
+            .bucket("files")
+            .key(key)
+            .body(ByteStream::from_static(b"contents"));
+        if let Some(a) = acl {
+            p = p.acl(a);
+        }
+        p.send()
+    };
+    put("public", Some(ObjectCannedAcl::PublicRead))
+        .await
+        .unwrap();
+    put("private", None).await.unwrap();
+    put("owner-full", Some(ObjectCannedAcl::BucketOwnerFullControl))
+        .await
+        .unwrap();
+    assert_eq!(anonymous(&g, "GET", "/files/public"), 200);
+    assert_eq!(anonymous(&g, "HEAD", "/files/public"), 200);
+    assert_eq!(anonymous(&g, "GET", "/files/private"), 403);
+    assert_eq!(anonymous(&g, "GET", "/files/owner-full"), 403);
+    assert_eq!(
+        anonymous(&g, "GET", "/files"),
+        403,
+        "an object ACL lists nothing"
+    );
+    assert_eq!(anonymous(&g, "GET", "/files/public?acl"), 403);
+    let got = acme
+        .get_object_acl()
+        .bucket("files")
+        .key("public")
+        .send()
+        .await
+        .unwrap();
+    let uris: Vec<_> = got
+        .grants()
+        .iter()
+        .filter_map(|g| g.grantee().and_then(Grantee::uri))
+        .collect();
+    assert_eq!(uris, [ALL_USERS]);
+
+    // PutObjectAcl: a grant to beta lets it read (and copy) that object only.
+    acme.put_object_acl()
+        .bucket("files")
+        .key("private")
+        .grant_read(format!("id=\"{beta_id}\""))
+        .send()
+        .await
+        .unwrap();
+    assert!(get_bytes(&beta, "files", "private").await == b"contents");
+    beta.head_object()
+        .bucket("files")
+        .key("private")
+        .send()
+        .await
+        .unwrap();
+    let r = beta
+        .get_object()
+        .bucket("files")
+        .key("owner-full")
+        .send()
+        .await;
+    assert_eq!(refusal(r).0, 403);
+    let r = beta
+        .get_object_acl()
+        .bucket("files")
+        .key("private")
+        .send()
+        .await;
+    assert_eq!(refusal(r).0, 403, "READ is not READ_ACP");
+    let r = beta
+        .put_object_acl()
+        .bucket("files")
+        .key("private")
+        .acl(ObjectCannedAcl::PublicRead)
+        .send()
+        .await;
+    assert_eq!(refusal(r).0, 403, "READ is not WRITE_ACP");
+    beta.copy_object()
+        .bucket("beta-files")
+        .key("copied")
+        .copy_source("files/private")
+        .send()
+        .await
+        .unwrap();
+    assert!(get_bytes(&beta, "beta-files", "copied").await == b"contents");
+    let r = beta
+        .copy_object()
+        .bucket("beta-files")
+        .key("copied-2")
+        .copy_source("files/owner-full")
+        .send()
+        .await;
+    assert_eq!(refusal(r).0, 403);
+    // Back to private: the grant is gone.
+    acme.put_object_acl()
+        .bucket("files")
+        .key("private")
+        .acl(ObjectCannedAcl::Private)
+        .send()
+        .await
+        .unwrap();
+    let r = beta
+        .get_object()
+        .bucket("files")
+        .key("private")
+        .send()
+        .await;
+    assert_eq!(refusal(r).0, 403);
+    // An overwrite without an ACL is private again (the ACL was the old version's).
+    put("public", None).await.unwrap();
+    assert_eq!(anonymous(&g, "GET", "/files/public"), 403);
+
+    // CopyObject and multipart uploads give their object the ACL asked for.
+    acme.copy_object()
+        .bucket("files")
+        .key("public-copy")
+        .copy_source("files/private")
+        .acl(ObjectCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous(&g, "GET", "/files/public-copy"), 200);
+    let up = acme
+        .create_multipart_upload()
+        .bucket("files")
+        .key("big")
+        .acl(ObjectCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap();
+    let p = acme
+        .upload_part()
+        .bucket("files")
+        .key("big")
+        .upload_id(id)
+        .part_number(1)
+        .body(ByteStream::from(vec![7u8; 100_000]))
+        .send()
+        .await
+        .unwrap();
+    acme.complete_multipart_upload()
+        .bucket("files")
+        .key("big")
+        .upload_id(id)
+        .multipart_upload(
+            aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                .parts(
+                    aws_sdk_s3::types::CompletedPart::builder()
+                        .part_number(1)
+                        .e_tag(p.e_tag().unwrap())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous(&g, "GET", "/files/big"), 200);
+
+    // IgnorePublicAcls: public object grants count no more; BlockPublicAcls: refused.
+    let block = |ignore: bool, block: bool| {
+        PublicAccessBlockConfiguration::builder()
+            .ignore_public_acls(ignore)
+            .block_public_acls(block)
+            .build()
+    };
+    acme.put_public_access_block()
+        .bucket("files")
+        .public_access_block_configuration(block(true, true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous(&g, "GET", "/files/big"), 403);
+    let r = put("blocked", Some(ObjectCannedAcl::PublicRead)).await;
+    assert_eq!(refusal(r), (403, "AccessDenied".into()));
+    let r = acme
+        .head_object()
+        .bucket("files")
+        .key("blocked")
+        .send()
+        .await;
+    assert_eq!(refusal(r).0, 404, "a refused PUT stores nothing");
+    let r = acme
+        .put_object_acl()
+        .bucket("files")
+        .key("private")
+        .acl(ObjectCannedAcl::PublicRead)
+        .send()
+        .await;
+    assert_eq!(refusal(r), (403, "AccessDenied".into()));
+    acme.delete_public_access_block()
+        .bucket("files")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous(&g, "GET", "/files/big"), 200);
+
+    // BucketOwnerEnforced: object ACLs count no more, and only the owner's are taken.
+    acme.put_bucket_ownership_controls()
+        .bucket("files")
+        .ownership_controls(
+            OwnershipControls::builder()
+                .rules(
+                    OwnershipControlsRule::builder()
+                        .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous(&g, "GET", "/files/big"), 403);
+    let r = put("enforced", Some(ObjectCannedAcl::PublicRead)).await;
+    assert_eq!(refusal(r), (400, "AccessControlListNotSupported".into()));
+    put("enforced", Some(ObjectCannedAcl::BucketOwnerFullControl))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

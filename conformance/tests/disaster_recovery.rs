@@ -383,6 +383,29 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
         .await
         .unwrap();
 
+    // ACLs are journaled too: an object's (public-read) and a bucket's (the tenant may
+    // list the root's bucket).
+    c.put_object_acl()
+        .bucket("docs")
+        .key("reports/q3.txt")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap();
+    let drco_id = {
+        let list: serde_json::Value =
+            serde_json::from_str(&g.admin_cli_ok(&["tenant", "list", "--json"])).unwrap();
+        list["tenants"][0]["canonical_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    c.put_bucket_acl()
+        .bucket("docs")
+        .grant_read(format!("id=\"{drco_id}\""))
+        .send()
+        .await
+        .unwrap();
     wait_for_journal(&g);
     let (_, metrics) = g.admin_get("/metrics").unwrap();
     for m in [
@@ -452,6 +475,15 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
     let names: Vec<_> = mine.buckets().iter().filter_map(|b| b.name()).collect();
     assert_eq!(names, ["drco-files"]);
     assert!(s3dedup_conformance::get_bytes(&t, "drco-files", "mine").await == body(77, 70_000));
+    // The ACLs came back: the object's public read, the tenant's listing of docs.
+    let anonymous_get = |path: &str| {
+        s3dedup_conformance::http_request(g.s3_addr(), "GET", path, &[], b"")
+            .unwrap()
+            .0
+    };
+    assert_eq!(anonymous_get("/docs/reports/q3.txt"), 200);
+    assert_eq!(anonymous_get("/docs/reports/q4.txt"), 403);
+    assert!(t.list_objects_v2().bucket("docs").send().await.is_ok());
     // Its dedup domain came back too: the same content again stores nothing new.
     let list: serde_json::Value =
         serde_json::from_str(&g.admin_cli_ok(&["tenant", "list", "--json"])).unwrap();

@@ -376,6 +376,46 @@ fn request_context(
     c
 }
 
+/// The percent-decoded value of parameter `name` in a query string.
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// The ACL of version `version` (current when `None`) of `bucket`/`key`, when ACLs
+/// count in the bucket and the version has one; `None` also for a version that does
+/// not exist (nothing is granted; the handler answers for it).
+///
+/// # Errors
+/// A stored ACL that does not decode (500, logged).
+pub async fn object_acl(
+    store: &Store,
+    loaded: &LoadedBucket,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> S3Result<Option<Acl>> {
+    if !loaded.ownership.acls_enabled() {
+        return Ok(None);
+    }
+    let Ok((_, rec)) = store.object_lock(bucket, key, version).await else {
+        return Ok(None);
+    };
+    match rec.acl {
+        None => Ok(None),
+        Some(raw) => Acl::decode(&raw).map(Some).ok_or_else(|| {
+            tracing::warn!(bucket, key, "stored object ACL does not decode");
+            s3_error!(InternalError, "The ACL of {bucket}/{key} cannot be read")
+        }),
+    }
+}
+
 /// Counts and converts a denial.
 pub fn denied(why: authz::Denial, what: &str) -> s3s::S3Error {
     count_failure(why.as_str());
@@ -444,7 +484,9 @@ impl S3Access for Access {
             .uri()
             .query()
             .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("versionId=")));
-        let ask = |operation| Ask {
+        // The object's ACL, when looked up below (declared first: `ask` borrows it).
+        let found_acl: Option<Acl>;
+        let ask = |operation, object_acl| Ask {
             principal: &principal,
             operation,
             bucket: facts,
@@ -452,19 +494,34 @@ impl S3Access for Access {
             key: key.as_deref(),
             versioned,
             context: &context,
+            object_acl,
         };
         // DeleteObjects names its keys in the body: its handler asks for each one.
         let mut decision = if operation == "DeleteObjects" && loaded.is_some() {
             Decision::Allow
         } else {
-            authz::authorize(&ask(operation))
+            authz::authorize(&ask(operation, None))
         };
+        // What nothing else grants, the object's own ACL may: looked up only then.
+        if let (
+            Decision::Deny(authz::Denial::NotOwner | authz::Denial::Anonymous),
+            Some(l),
+            Some(k),
+        ) = (&decision, &loaded, &key)
+            && crate::acl::object_permission(operation).is_some()
+        {
+            let version = query_value(cx.uri().query(), "versionId");
+            found_acl = object_acl(&self.store, l, bucket_name, k, version.as_deref()).await?;
+            if found_acl.is_some() {
+                decision = authz::authorize(&ask(operation, found_acl.as_ref()));
+            }
+        }
         let bypass = cx
             .headers()
             .get("x-amz-bypass-governance-retention")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
         if decision == Decision::Allow && bypass && operation != "DeleteObjects" {
-            decision = authz::authorize(&ask("BypassGovernanceRetention"));
+            decision = authz::authorize(&ask("BypassGovernanceRetention", None));
         }
         cx.extensions_mut().insert(principal);
         cx.extensions_mut().insert(Checked {

@@ -9,8 +9,10 @@
 //! are off: none is evaluated, and only ACLs that grant nothing beyond the owner are
 //! accepted.
 //!
-//! Object ACLs do not exist yet: every object is owned by its bucket's owner with
-//! FULL_CONTROL, which is what GetObjectAcl answers.
+//! Object ACLs are kept per object version (storage's `LockRecord::acl`, this stored
+//! form): READ lets a grantee GET/HEAD that version, READ_ACP and WRITE_ACP read and
+//! write its ACL. Every object is owned by its bucket's owner (as with S3's
+//! BucketOwnerPreferred / BucketOwnerEnforced), who may always do everything.
 //!
 //! Stored form (a bucket document, sealed with its version and CRC by the store): the
 //! line `s3dedup-acl 1`, then one line per grant, `PERMISSION KIND VALUE` (kind `id`
@@ -414,6 +416,17 @@ pub fn bucket_permission(operation: &str, versioned: bool) -> Option<Permission>
         "DeleteObject" | "DeleteObjects" if !versioned => Permission::Write,
         "GetBucketAcl" => Permission::ReadAcp,
         "PutBucketAcl" => Permission::WriteAcp,
+        _ => return None,
+    })
+}
+
+/// The ACL permission an operation on an object needs, when the object's ACL can grant
+/// it.
+pub fn object_permission(operation: &str) -> Option<Permission> {
+    Some(match operation {
+        "GetObject" | "HeadObject" => Permission::Read,
+        "GetObjectAcl" => Permission::ReadAcp,
+        "PutObjectAcl" => Permission::WriteAcp,
         _ => return None,
     })
 }

@@ -12,12 +12,13 @@
 //! 5. the owner's keys may do everything else;
 //! 6. an Allow in the bucket policy grants — unless only public statements grant it
 //!    and the bucket's public access block says RestrictPublicBuckets;
-//! 7. a grant in the bucket's ACL grants what its permission covers (`crate::acl`) —
-//!    unless the bucket's ownership controls turn ACLs off, and not through a public
-//!    grant when its public access block says IgnorePublicAcls;
+//! 7. a grant in the bucket's ACL, or in the ACL of the object version asked for,
+//!    grants what its permission covers (`crate::acl`) — unless the bucket's ownership
+//!    controls turn ACLs off, and not through a public grant when its public access
+//!    block says IgnorePublicAcls;
 //! 8. everything else is refused.
 
-use crate::acl::{Acl, Ownership, Requester, bucket_permission};
+use crate::acl::{Acl, Ownership, Permission, Requester, bucket_permission, object_permission};
 use crate::policy::Policy;
 use crate::policy::actions::{action_of, on_object};
 use crate::policy::eval::{Context, Outcome, Request, Who};
@@ -144,6 +145,9 @@ pub struct Ask<'a> {
     pub versioned: bool,
     /// The request's condition keys.
     pub context: &'a Context,
+    /// The ACL of the object version the request names, when the caller looked it up
+    /// (only needed when nothing else grants an object operation).
+    pub object_acl: Option<&'a Acl>,
 }
 
 /// The answer.
@@ -276,15 +280,18 @@ pub fn authorize(ask: &Ask<'_>) -> Decision {
         })
     });
     let acl_grants = || {
-        b.ownership.acls_enabled()
-            && bucket_permission(ask.operation, ask.versioned).is_some_and(|needed| {
-                let who = match ask.principal {
-                    Principal::Tenant { canonical_id, .. } => Requester::Tenant(canonical_id),
-                    _ => Requester::Anonymous,
-                };
-                b.acl
-                    .is_some_and(|acl| acl.allows(who, needed, b.block.ignore_public_acls))
+        let who = match ask.principal {
+            Principal::Tenant { canonical_id, .. } => Requester::Tenant(canonical_id),
+            _ => Requester::Anonymous,
+        };
+        let grants = |acl: Option<&Acl>, needed: Option<Permission>| {
+            needed.is_some_and(|needed| {
+                acl.is_some_and(|acl| acl.allows(who, needed, b.block.ignore_public_acls))
             })
+        };
+        b.ownership.acls_enabled()
+            && (grants(b.acl, bucket_permission(ask.operation, ask.versioned))
+                || grants(ask.object_acl, object_permission(ask.operation)))
     };
     match outcome {
         Outcome::ExplicitDeny => Decision::Deny(Denial::ExplicitDeny),

@@ -13,6 +13,8 @@ use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 
 const V2: u8 = 2;
+/// Lock records with the version's ACL.
+const V3: u8 = 3;
 
 /// Retention mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -118,19 +120,30 @@ impl LockRequest {
     }
 }
 
-/// The lock state of one version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What one version carries beside its object record: its lock state and its ACL.
+/// Kept per version in the `locks` table, removed with the version (a deletion checks
+/// the lock first).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LockRecord {
     /// Retention, if any was set (it may have passed).
     pub retention: Option<Retention>,
     /// Whether a legal hold is on.
     pub legal_hold: bool,
+    /// The version's ACL, as the gateway encodes it (`None`: the bucket owner's alone).
+    /// Storage keeps it and never reads it.
+    pub acl: Option<Vec<u8>>,
 }
 
 impl LockRecord {
     /// Whether nothing is set (the record can go).
     pub fn is_empty(&self) -> bool {
-        self.retention.is_none() && !self.legal_hold
+        self.retention.is_none() && !self.legal_hold && self.acl.is_none()
+    }
+
+    /// Whether object lock is set on the version (retention, even one that passed, or a
+    /// legal hold).
+    pub fn has_lock(&self) -> bool {
+        self.retention.is_some() || self.legal_hold
     }
 
     /// Whether the version is protected at `now_ms` against a deletion that does
@@ -182,15 +195,19 @@ impl LockRecord {
         }
     }
 
-    /// Encodes the record (version 2).
+    /// Encodes the record (version 3: version 2 with the ACL).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(V2);
+        w.u8(V3);
         match self.retention {
             None => w.u8(0).u64(0),
             Some(r) => w.u8(r.mode.to_u8()).u64(r.until_ms),
         };
         w.u8(u8::from(self.legal_hold));
+        match &self.acl {
+            None => w.u8(0),
+            Some(acl) => w.u8(1).bytes(acl),
+        };
         w.seal()
     }
 
@@ -199,7 +216,7 @@ impl LockRecord {
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let (_, mut r) = Reader::open(b, "lock record", V2, V2)?;
+        let (v, mut r) = Reader::open_versions(b, "lock record", V2, V2..=V3)?;
         let mode = RetentionMode::from_u8(r.u8()?, "lock record")?;
         let until_ms = r.u64()?;
         let legal_hold = match r.u8()? {
@@ -207,10 +224,17 @@ impl LockRecord {
             1 => true,
             n => return Err(Error::corrupt("lock record", format!("bad legal hold {n}"))),
         };
+        let flag = if v >= V3 { r.u8()? } else { 0 };
+        let acl = match flag {
+            0 => None,
+            1 => Some(r.bytes()?.to_vec()),
+            n => return Err(Error::corrupt("lock record", format!("bad ACL flag {n}"))),
+        };
         r.finish()?;
         Ok(LockRecord {
             retention: mode.map(|mode| Retention { mode, until_ms }),
             legal_hold,
+            acl,
         })
     }
 }
@@ -296,6 +320,7 @@ mod tests {
         let l = |r| LockRecord {
             retention: Some(r),
             legal_hold: false,
+            acl: None,
         };
         assert!(l(comp(now + 1)).protects(now, true).is_some());
         assert!(l(comp(now)).protects(now, false).is_none(), "passed");
@@ -304,8 +329,16 @@ mod tests {
         let hold = LockRecord {
             retention: None,
             legal_hold: true,
+            acl: None,
         };
         assert!(hold.protects(now, true).is_some());
+        // An ACL alone protects nothing, and is not object lock.
+        let acl_only = LockRecord {
+            acl: Some(b"acl".to_vec()),
+            ..LockRecord::default()
+        };
+        assert!(acl_only.protects(now, false).is_none());
+        assert!(!acl_only.has_lock() && !acl_only.is_empty());
         // Extending is fine; shortening or removing COMPLIANCE never is.
         let c = l(comp(now + 10));
         assert!(

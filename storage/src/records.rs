@@ -26,6 +26,8 @@ const V2: u8 = 2;
 /// bucket records with their versioning state; upload records with their lock request.
 /// Sealed as V2.
 const V3: u8 = 3;
+/// Upload records with the ACL their object gets. Sealed as V2.
+const V4: u8 = 4;
 
 /// An S3 ETag: hex MD5 of the object, or MD5 of the part MD5s with `-N` for multipart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -401,18 +403,25 @@ pub struct UploadRecord {
     pub meta: ObjectMeta,
     /// The lock the object will get (`x-amz-object-lock-*` on CreateMultipartUpload).
     pub lock: LockRequest,
+    /// The ACL the object will get, as the gateway encodes it (`None`: the bucket
+    /// owner's alone).
+    pub acl: Option<Vec<u8>>,
 }
 
 impl UploadRecord {
-    /// Encodes the record (version 3: version 2 with the lock request).
+    /// Encodes the record (version 4: version 3 with the ACL).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(V3)
+        w.u8(V4)
             .str(&self.bucket)
             .str(&self.key)
             .u64(self.initiated_ms);
         self.meta.write(&mut w);
         self.lock.write(&mut w);
+        match &self.acl {
+            None => w.u8(0),
+            Some(acl) => w.u8(1).bytes(acl),
+        };
         w.seal()
     }
     /// Decodes a record.
@@ -420,8 +429,8 @@ impl UploadRecord {
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let (v, mut r) = Reader::open_versions(b, "upload record", V1, V2..=V3)?;
-        let rec = UploadRecord {
+        let (v, mut r) = Reader::open_versions(b, "upload record", V1, V2..=V4)?;
+        let mut rec = UploadRecord {
             bucket: r.string()?,
             key: r.string()?,
             initiated_ms: r.u64()?,
@@ -431,7 +440,15 @@ impl UploadRecord {
             } else {
                 LockRequest::default()
             },
+            acl: None,
         };
+        if v >= V4 {
+            rec.acl = match r.u8()? {
+                0 => None,
+                1 => Some(r.bytes()?.to_vec()),
+                n => return Err(Error::corrupt("upload record", format!("bad ACL flag {n}"))),
+            };
+        }
         r.finish()?;
         Ok(rec)
     }

@@ -500,7 +500,25 @@ impl Store {
         meta: ObjectMeta,
         lock: crate::lock::LockRequest,
     ) -> Result<String> {
-        self.index.create_upload(bucket, key, meta, lock).await
+        self.index
+            .create_upload(bucket, key, meta, lock, None)
+            .await
+    }
+
+    /// [`Store::create_upload`] of an object that gets `acl` (as the gateway encodes
+    /// it).
+    ///
+    /// # Errors
+    /// As [`Store::create_upload`].
+    pub async fn create_upload_with_acl(
+        &self,
+        bucket: &str,
+        key: &str,
+        meta: ObjectMeta,
+        lock: crate::lock::LockRequest,
+        acl: Option<Vec<u8>>,
+    ) -> Result<String> {
+        self.index.create_upload(bucket, key, meta, lock, acl).await
     }
 
     /// Completes a multipart upload; returns bucket, key and the new record.

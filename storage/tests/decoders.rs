@@ -116,6 +116,7 @@ fn samples() -> Vec<Vec<u8>> {
                 }),
                 legal_hold: Some(true),
             },
+            acl: Some(b"acl".to_vec()),
         }
         .encode(),
         PartRecord {

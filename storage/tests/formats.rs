@@ -9,7 +9,8 @@
 //! records as in v2); `tests/fixtures/v4/` those of version 4 (object records with
 //! their version, bucket records with a versioning state and lock configuration,
 //! version entries and delete markers, object lock records); `tests/fixtures/v5/` those
-//! of version 5 (upload records with the lock their object gets), written by
+//! of version 5 (upload records with the lock their object gets); `tests/fixtures/v6/`
+//! those of version 6 (lock records and upload records with an ACL), written by
 //! `write_current_fixtures` (run it with `--ignored`
 //! only when deliberately adding a new format version's fixtures; never regenerate an
 //! old version's).
@@ -40,7 +41,7 @@ fn fixtures_of(version: u8) -> PathBuf {
 }
 
 /// The record format the encoders write today.
-const CURRENT: u8 = 5;
+const CURRENT: u8 = 6;
 
 /// Decodes a record fixture by its file name and encodes it again (with today's
 /// encoder): equal output means the old bytes decoded to the same value.
@@ -49,11 +50,11 @@ fn reencode(name: &str, b: &[u8]) -> s3dedup_storage::Result<Vec<u8>> {
         "bucket.bin" | "bucket-versioned.bin" => BucketRecord::decode(b)?.encode(),
         "object.bin" | "object-versioned.bin" => ObjectRecord::decode(b)?.encode(),
         "version-object.bin" | "version-marker.bin" => VersionEntry::decode(b)?.encode(),
-        "lock.bin" => LockRecord::decode(b)?.encode(),
+        "lock.bin" | "lock-acl.bin" => LockRecord::decode(b)?.encode(),
         "pack.bin" | "pack-deleting.bin" | "pack-partly-live.bin" => {
             PackRecord::decode(b)?.encode()
         }
-        "upload.bin" | "upload-locked.bin" => UploadRecord::decode(b)?.encode(),
+        "upload.bin" | "upload-locked.bin" | "upload-acl.bin" => UploadRecord::decode(b)?.encode(),
         "part.bin" => PartRecord::decode(b)?.encode(),
         "manifest-segment.bin" => ManifestSegment::decode(b)?.encode(),
         "chunker.bin" => ChunkerRecord::decode(b)?.encode(),
@@ -176,6 +177,7 @@ fn records() -> Vec<(&'static str, Vec<u8>)> {
                 initiated_ms: 1_700_000_002_000,
                 meta: meta(),
                 lock: s3dedup_storage::LockRequest::default(),
+                acl: None,
             }
             .encode(),
         ),
@@ -290,9 +292,39 @@ fn new_in_v5() -> Vec<(&'static str, Vec<u8>)> {
                 }),
                 legal_hold: Some(false),
             },
+            acl: None,
         }
         .encode(),
     )]
+}
+
+/// Records whose fields only version 6 can hold (index format 9: ACLs of versions and
+/// of multipart uploads' objects).
+fn new_in_v6() -> Vec<(&'static str, Vec<u8>)> {
+    let acl = b"s3dedup-acl 1\nREAD group all\n".to_vec();
+    vec![
+        (
+            "lock-acl.bin",
+            LockRecord {
+                retention: None,
+                legal_hold: false,
+                acl: Some(acl.clone()),
+            }
+            .encode(),
+        ),
+        (
+            "upload-acl.bin",
+            UploadRecord {
+                bucket: "b".into(),
+                key: "public".into(),
+                initiated_ms: 1_700_000_002_002,
+                meta: meta(),
+                lock: s3dedup_storage::LockRequest::default(),
+                acl: Some(acl),
+            }
+            .encode(),
+        ),
+    ]
 }
 
 /// Records whose fields only version 4 can hold.
@@ -333,6 +365,7 @@ fn new_in_v4() -> Vec<(&'static str, Vec<u8>)> {
                     until_ms: 1_800_000_000_000,
                 }),
                 legal_hold: true,
+                acl: None,
             }
             .encode(),
         ),
@@ -354,7 +387,14 @@ fn new_in_v4() -> Vec<(&'static str, Vec<u8>)> {
 
 /// Every record the current version writes, with its fixture name.
 fn current_records() -> Vec<(&'static str, Vec<u8>)> {
-    [records(), new_in_v3(), new_in_v4(), new_in_v5()].concat()
+    [
+        records(),
+        new_in_v3(),
+        new_in_v4(),
+        new_in_v5(),
+        new_in_v6(),
+    ]
+    .concat()
 }
 
 fn sample_pack() -> Bytes {
@@ -514,6 +554,14 @@ fn v4_records_decode_to_the_same_values() {
 }
 
 #[test]
+fn v5_records_decode_to_the_same_values() {
+    assert_fixtures_decode(
+        5,
+        [records(), new_in_v3(), new_in_v4(), new_in_v5()].concat(),
+    );
+}
+
+#[test]
 fn unknown_versions_are_refused_not_guessed() {
     for (name, mut bytes) in current_records() {
         if name == "chunk-stored.bin" {
@@ -526,11 +574,13 @@ fn unknown_versions_are_refused_not_guessed() {
             "bucket.bin" | "bucket-versioned.bin" => BucketRecord::decode(&bytes).err(),
             "object.bin" | "object-versioned.bin" => ObjectRecord::decode(&bytes).err(),
             "version-object.bin" | "version-marker.bin" => VersionEntry::decode(&bytes).err(),
-            "lock.bin" => LockRecord::decode(&bytes).err(),
+            "lock.bin" | "lock-acl.bin" => LockRecord::decode(&bytes).err(),
             "pack.bin" | "pack-deleting.bin" | "pack-partly-live.bin" => {
                 PackRecord::decode(&bytes).err()
             }
-            "upload.bin" | "upload-locked.bin" => UploadRecord::decode(&bytes).err(),
+            "upload.bin" | "upload-locked.bin" | "upload-acl.bin" => {
+                UploadRecord::decode(&bytes).err()
+            }
             "part.bin" => PartRecord::decode(&bytes).err(),
             "manifest-segment.bin" => ManifestSegment::decode(&bytes).err(),
             "chunker.bin" => ChunkerRecord::decode(&bytes).err(),

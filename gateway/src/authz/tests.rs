@@ -319,6 +319,7 @@ fn authorization_table() {
             key: *key,
             versioned: *versioned,
             context: &context,
+            object_acl: None,
         });
         assert_eq!(
             &got, want,
@@ -473,4 +474,95 @@ fn labels_and_owners() {
     assert_eq!(Principal::Anonymous.owner(), None);
     assert_eq!(Principal::Root.label(), "root");
     assert_eq!(Principal::Anonymous.label(), "anonymous");
+}
+
+/// principal, operation, key, bucket, the object's ACL, expected decision.
+type ObjectCase<'a> = (
+    &'a Principal,
+    &'a str,
+    Option<&'a str>,
+    BucketAccess<'a>,
+    &'a crate::acl::Acl,
+    Decision,
+);
+
+/// Object ACLs: what a version's own ACL grants (READ reads that object, READ_ACP and
+/// WRITE_ACP its ACL), under the same rules as bucket ACLs (explicit Deny wins,
+/// IgnorePublicAcls, BucketOwnerEnforced).
+#[test]
+fn object_acls_grant_reads_of_their_version() {
+    use crate::acl::{Acl, Grant, Grantee, Permission};
+    use Decision::{Allow, Deny};
+    use Denial::{Anonymous, ExplicitDeny, NotOwner};
+    let beta = tenant("beta", None, &"bb".repeat(32));
+    let delta = tenant("delta", None, &"dd".repeat(32));
+    let anon = Principal::Anonymous;
+    let g = |grantee, permission| Grant {
+        grantee,
+        permission,
+    };
+    let object_acl = Acl {
+        grants: vec![
+            g(Grantee::Canonical("bb".repeat(32)), Permission::Read),
+            g(Grantee::Canonical("dd".repeat(32)), Permission::ReadAcp),
+            g(Grantee::AllUsers, Permission::Read),
+        ],
+    };
+    let private_object = Acl {
+        grants: vec![g(
+            Grantee::Canonical("bb".repeat(32)),
+            Permission::FullControl,
+        )],
+    };
+    let policy = shared_policy();
+    let none = PublicAccessBlock::default();
+    let ignore = PublicAccessBlock {
+        ignore_public_acls: true,
+        ..Default::default()
+    };
+    let bucket = |policy, block, ownership| BucketAccess {
+        owner: "acme",
+        policy,
+        block,
+        acl: None,
+        ownership,
+    };
+    let open = Ownership::default();
+    let enforced = Ownership::BucketOwnerEnforced;
+    #[rustfmt::skip]
+    let cases: Vec<ObjectCase<'_>> = vec![
+        (&beta, "GetObject", Some("k"), bucket(None, none, open), &object_acl, Allow),
+        (&beta, "HeadObject", Some("k"), bucket(None, none, open), &object_acl, Allow),
+        (&beta, "PutObject", Some("k"), bucket(None, none, open), &object_acl, Deny(NotOwner)),
+        (&beta, "DeleteObject", Some("k"), bucket(None, none, open), &object_acl, Deny(NotOwner)),
+        (&beta, "GetObjectAcl", Some("k"), bucket(None, none, open), &object_acl, Deny(NotOwner)),
+        (&delta, "GetObjectAcl", Some("k"), bucket(None, none, open), &object_acl, Allow),
+        (&delta, "PutObjectAcl", Some("k"), bucket(None, none, open), &object_acl, Deny(NotOwner)),
+        (&beta, "PutObjectAcl", Some("k"), bucket(None, none, open), &private_object, Allow),
+        (&delta, "GetObject", Some("k"), bucket(None, none, open), &object_acl, Allow),
+        (&delta, "GetObject", Some("k"), bucket(None, ignore, open), &object_acl, Deny(NotOwner)),
+        (&anon, "GetObject", Some("k"), bucket(None, none, open), &object_acl, Allow),
+        (&anon, "GetObject", Some("k"), bucket(None, ignore, open), &object_acl, Deny(Anonymous)),
+        (&anon, "GetObject", Some("k"), bucket(None, none, open), &private_object, Deny(Anonymous)),
+        (&beta, "GetObject", Some("k"), bucket(None, none, enforced), &object_acl, Deny(NotOwner)),
+        (&anon, "GetObject", Some("secret/k"), bucket(Some(&policy), none, open), &object_acl, Deny(ExplicitDeny)),
+        (&beta, "GetObject", Some("priv/k"), bucket(Some(&policy), none, open), &object_acl, Allow),
+    ];
+    let context = cx("");
+    for (i, (principal, operation, key, b, acl, want)) in cases.iter().enumerate() {
+        let got = authorize(&Ask {
+            principal,
+            operation,
+            bucket: BucketFacts::Exists(*b),
+            bucket_name: "shared",
+            key: *key,
+            versioned: false,
+            context: &context,
+            object_acl: Some(acl),
+        });
+        assert_eq!(
+            &got, want,
+            "object case {i}: {principal:?} {operation} {key:?}"
+        );
+    }
 }

@@ -1,6 +1,6 @@
-//! Bucket ACLs (Put/GetBucketAcl, and the ACL of CreateBucket), object ACLs as far as
-//! they exist (Get/PutObjectAcl: the bucket owner's FULL_CONTROL), and bucket ownership
-//! controls (Put/Get/DeleteBucketOwnershipControls). See `crate::acl`.
+//! Bucket ACLs (Put/GetBucketAcl, and the ACL of CreateBucket), object ACLs (Put/
+//! GetObjectAcl, and the ACL of PutObject, CopyObject and CreateMultipartUpload), and
+//! bucket ownership controls (Put/Get/DeleteBucketOwnershipControls). See `crate::acl`.
 
 use s3s::dto;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
@@ -243,17 +243,74 @@ impl Gateway {
         }))
     }
 
+    /// The bucket's ownership controls and public access block.
+    async fn acl_settings(&self, bucket: &str) -> S3Result<(Ownership, PublicAccessBlock)> {
+        let block = self
+            .store
+            .bucket_document(bucket, BLOCK_KIND)
+            .await
+            .map_err(to_s3)?
+            .and_then(|b| PublicAccessBlock::decode(&b))
+            .unwrap_or_default();
+        let ownership = self.ownership_of(bucket).await?.unwrap_or_default();
+        Ok((ownership, block))
+    }
+
+    /// The ACL an object write asks for (`x-amz-acl`, `x-amz-grant-*`), checked against
+    /// the bucket's settings and encoded for storage; `None` when it asks for none or
+    /// grants only the owner (what every object has without one).
+    pub(super) async fn object_acl_for_write(
+        &self,
+        bucket: &str,
+        canned: Option<&str>,
+        grants: [Option<&str>; 5],
+    ) -> S3Result<Option<Vec<u8>>> {
+        if canned.is_none() && grants.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let (_, owner_id) = self.owner_and_id(bucket).await?;
+        let r = AclRequest {
+            canned,
+            grants,
+            body: None,
+        };
+        let Some(acl) = self.requested_acl(&r, &owner_id).await? else {
+            return Ok(None);
+        };
+        let (ownership, block) = self.acl_settings(bucket).await?;
+        Self::acl_allowed(&acl, &owner_id, ownership, block)?;
+        Ok((!acl.owner_only(&owner_id)).then(|| acl.encode()))
+    }
+
     pub(super) async fn get_object_acl_impl(
         &self,
         req: S3Request<dto::GetObjectAclInput>,
     ) -> S3Result<S3Response<dto::GetObjectAclOutput>> {
         let i = req.input;
         let (owner, owner_id) = self.owner_and_id(&i.bucket).await?;
-        self.store
+        let (_, rec) = self
+            .store
             .object_lock(&i.bucket, &i.key, i.version_id.as_deref())
             .await
             .map_err(to_s3)?;
-        let acl = Acl::canned("private", &owner_id).map_err(|e| e.to_s3())?;
+        let enabled = self
+            .ownership_of(&i.bucket)
+            .await?
+            .unwrap_or_default()
+            .acls_enabled();
+        let acl = match rec.acl.as_deref().map(Acl::decode) {
+            Some(Some(acl)) if enabled => acl,
+            Some(None) => {
+                tracing::warn!(bucket = %i.bucket, key = %i.key, "stored object ACL does not decode");
+                return Err(s3_error!(
+                    InternalError,
+                    "The ACL of {}/{} cannot be read",
+                    i.bucket,
+                    i.key
+                ));
+            }
+            _ => Acl::canned("private", &owner_id).map_err(|e| e.to_s3())?,
+        };
         Ok(S3Response::new(dto::GetObjectAclOutput {
             grants: Some(acl.to_dto()),
             owner: Some(owner),
@@ -261,18 +318,12 @@ impl Gateway {
         }))
     }
 
-    /// Objects have no ACLs of their own yet: an ACL that grants only the bucket owner
-    /// (what every object has) is accepted, any other is refused, never ignored.
     pub(super) async fn put_object_acl_impl(
         &self,
         req: S3Request<dto::PutObjectAclInput>,
     ) -> S3Result<S3Response<dto::PutObjectAclOutput>> {
         let i = req.input;
         let (_, owner_id) = self.owner_and_id(&i.bucket).await?;
-        self.store
-            .object_lock(&i.bucket, &i.key, i.version_id.as_deref())
-            .await
-            .map_err(to_s3)?;
         let r = AclRequest {
             canned: i.acl.as_ref().map(dto::ObjectCannedACL::as_str),
             grants: [
@@ -284,16 +335,17 @@ impl Gateway {
             ],
             body: i.access_control_policy.as_ref(),
         };
-        match self.requested_acl(&r, &owner_id).await? {
-            Some(acl) if acl.owner_only(&owner_id) => {
-                Ok(S3Response::new(dto::PutObjectAclOutput::default()))
-            }
-            Some(_) => Err(s3_error!(
-                NotImplemented,
-                "Object ACLs that grant anyone but the bucket owner are not supported; grant access with a bucket policy"
-            )),
-            None => Err(AclError::Malformed("no ACL given".into()).to_s3()),
-        }
+        let acl = self.requested_acl(&r, &owner_id).await?.ok_or_else(|| {
+            AclError::Malformed("no ACL given: send x-amz-acl, x-amz-grant-* headers or an AccessControlPolicy body".into()).to_s3()
+        })?;
+        let (ownership, block) = self.acl_settings(&i.bucket).await?;
+        Self::acl_allowed(&acl, &owner_id, ownership, block)?;
+        let stored = (!acl.owner_only(&owner_id)).then(|| acl.encode());
+        self.store
+            .set_object_acl(&i.bucket, &i.key, i.version_id.as_deref(), stored)
+            .await
+            .map_err(to_s3)?;
+        Ok(S3Response::new(dto::PutObjectAclOutput::default()))
     }
 
     pub(super) async fn put_bucket_ownership_controls_impl(

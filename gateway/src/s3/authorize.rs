@@ -74,11 +74,11 @@ pub(super) fn auth_of<T>(
     )
 }
 
-/// AccessDenied unless `principal` may run `operation` on `bucket`'s `key`, judged with
-/// `bucket` as loaded (`None`: it does not exist); with `bypass`, also
-/// `s3:BypassGovernanceRetention`.
+/// Whether `principal` may run `operation` on `bucket`'s `key`, judged with `bucket` as
+/// loaded (`None`: it does not exist) and the object's ACL if looked up; with `bypass`,
+/// also `s3:BypassGovernanceRetention`.
 #[allow(clippy::too_many_arguments)]
-fn authorize_in(
+fn decide_in(
     principal: &crate::authz::Principal,
     loaded: Option<&crate::access::LoadedBucket>,
     context: Option<&crate::policy::eval::Context>,
@@ -87,10 +87,11 @@ fn authorize_in(
     key: &str,
     versioned: bool,
     bypass: bool,
-) -> S3Result<()> {
+    object_acl: Option<&crate::acl::Acl>,
+) -> crate::authz::Decision {
     use crate::authz::{Ask, BucketFacts, Decision, Principal, authorize};
     if *principal == Principal::Root {
-        return Ok(());
+        return Decision::Allow;
     }
     let empty = crate::policy::eval::Context::default();
     let facts = loaded.map_or(BucketFacts::Missing, |l| BucketFacts::Exists(l.access()));
@@ -102,14 +103,22 @@ fn authorize_in(
         key: Some(key),
         versioned,
         context: context.unwrap_or(&empty),
+        object_acl,
     };
     let mut d = authorize(&ask(operation));
     if d == Decision::Allow && bypass {
         d = authorize(&ask("BypassGovernanceRetention"));
     }
+    d
+}
+
+/// A decision as the handler's answer (a denial counted once, here).
+fn conclude(d: crate::authz::Decision, bucket: &str, key: &str) -> S3Result<()> {
     match d {
-        Decision::Allow => Ok(()),
-        Decision::Deny(why) => Err(crate::access::denied(why, &format!("{bucket}/{key}"))),
+        crate::authz::Decision::Allow => Ok(()),
+        crate::authz::Decision::Deny(why) => {
+            Err(crate::access::denied(why, &format!("{bucket}/{key}")))
+        }
     }
 }
 
@@ -132,7 +141,15 @@ pub(super) async fn readable_source<'a>(
             "Only bucket copy sources are supported"
         ));
     };
-    authorize_source(store, principal, checked, bucket, key, version_id.is_some()).await?;
+    authorize_source(
+        store,
+        principal,
+        checked,
+        bucket,
+        key,
+        version_id.as_deref(),
+    )
+    .await?;
     Ok((bucket, key, version_id.as_deref()))
 }
 
@@ -144,22 +161,33 @@ async fn authorize_source(
     checked: Option<&crate::access::Checked>,
     bucket: &str,
     key: &str,
-    versioned: bool,
+    version: Option<&str>,
 ) -> S3Result<()> {
     if *principal == crate::authz::Principal::Root {
         return Ok(());
     }
     let loaded = crate::access::load_bucket(store, bucket).await?;
-    authorize_in(
-        principal,
-        loaded.as_ref(),
-        checked.map(|c| &c.context),
-        bucket,
-        "GetObject",
-        key,
-        versioned,
-        false,
-    )
+    let ask = |object_acl| {
+        decide_in(
+            principal,
+            loaded.as_ref(),
+            checked.map(|c| &c.context),
+            bucket,
+            "GetObject",
+            key,
+            version.is_some(),
+            false,
+            object_acl,
+        )
+    };
+    let mut d = ask(None);
+    // What nothing else grants, the source version's own ACL may.
+    if let (crate::authz::Decision::Deny(_), Some(l)) = (&d, &loaded)
+        && let Some(acl) = crate::access::object_acl(store, l, bucket, key, version).await?
+    {
+        d = ask(Some(&acl));
+    }
+    conclude(d, bucket, key)
 }
 
 /// AccessDenied unless `principal` may delete `key` of the request's bucket (each key
@@ -172,7 +200,7 @@ pub(super) fn authorize_delete(
     versioned: bool,
     bypass: bool,
 ) -> S3Result<()> {
-    authorize_in(
+    let d = decide_in(
         principal,
         checked.and_then(|c| c.bucket.as_ref()),
         checked.map(|c| &c.context),
@@ -181,5 +209,7 @@ pub(super) fn authorize_delete(
         key,
         versioned,
         bypass,
-    )
+        None,
+    );
+    conclude(d, bucket, key)
 }

@@ -309,7 +309,7 @@ impl Gateway {
         let lock = self
             .version_lock(&i.bucket, &i.key, i.version_id.as_deref())
             .await?;
-        if lock.is_empty() {
+        if !lock.has_lock() {
             return Err(no_object_lock());
         }
         let status = if lock.legal_hold {

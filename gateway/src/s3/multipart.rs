@@ -73,9 +73,22 @@ impl Gateway {
             },
             i.metadata.as_ref(),
         );
+        let acl = self
+            .object_acl_for_write(
+                &i.bucket,
+                i.acl.as_ref().map(dto::ObjectCannedACL::as_str),
+                [
+                    i.grant_read.as_deref(),
+                    None,
+                    i.grant_read_acp.as_deref(),
+                    i.grant_write_acp.as_deref(),
+                    i.grant_full_control.as_deref(),
+                ],
+            )
+            .await?;
         let id = self
             .store
-            .create_upload(&i.bucket, &i.key, meta, lock)
+            .create_upload_with_acl(&i.bucket, &i.key, meta, lock, acl)
             .await
             .map_err(to_s3)?;
         Ok(S3Response::new(dto::CreateMultipartUploadOutput {

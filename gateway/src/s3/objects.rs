@@ -200,6 +200,19 @@ impl Gateway {
         )?;
         // Refuse before reading the body, not after storing it.
         self.require_bucket(&input.bucket).await?;
+        cond.acl = self
+            .object_acl_for_write(
+                &input.bucket,
+                input.acl.as_ref().map(dto::ObjectCannedACL::as_str),
+                [
+                    input.grant_read.as_deref(),
+                    None,
+                    input.grant_read_acp.as_deref(),
+                    input.grant_write_acp.as_deref(),
+                    input.grant_full_control.as_deref(),
+                ],
+            )
+            .await?;
         let claims = Claims {
             content_md5: input.content_md5.as_ref(),
             content_length: input.content_length,
@@ -591,12 +604,26 @@ impl Gateway {
             m.checksums = src.meta.checksums.clone();
             m
         });
+        let acl = self
+            .object_acl_for_write(
+                &input.bucket,
+                input.acl.as_ref().map(dto::ObjectCannedACL::as_str),
+                [
+                    input.grant_read.as_deref(),
+                    None,
+                    input.grant_read_acp.as_deref(),
+                    input.grant_write_acp.as_deref(),
+                    input.grant_full_control.as_deref(),
+                ],
+            )
+            .await?;
         let cond = WriteCondition {
             lock: super::locks::lock_request(
                 input.object_lock_mode.as_ref(),
                 input.object_lock_retain_until_date.as_ref(),
                 input.object_lock_legal_hold_status.as_ref(),
             )?,
+            acl,
             ..super::write_condition(if_match.as_ref(), if_none_match.as_ref())?
         };
         let rec = self

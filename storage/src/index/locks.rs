@@ -75,7 +75,8 @@ pub(super) fn set_lock(
     )
 }
 
-/// Gives a new version the lock its write asked for, or the bucket's default retention.
+/// Gives a new version the lock its write asked for (or the bucket's default retention)
+/// and its ACL.
 ///
 /// # Errors
 /// [`Error::NoObjectLock`] when the write asks for a lock the bucket does not have.
@@ -85,18 +86,24 @@ pub(super) fn lock_new_version(
     version: Version,
     config: &LockConfig,
     req: &LockRequest,
+    acl: Option<Vec<u8>>,
 ) -> Result<()> {
-    if !config.enabled {
-        if req.is_empty() {
-            return Ok(());
-        }
+    if !config.enabled && !req.is_empty() {
         return Err(Error::NoObjectLock(
             "Bucket is missing Object Lock Configuration".into(),
         ));
     }
-    let record = LockRecord {
-        retention: req.retention.or_else(|| config.default_retention(now_ms())),
-        legal_hold: req.legal_hold.unwrap_or(false),
+    let record = if config.enabled {
+        LockRecord {
+            retention: req.retention.or_else(|| config.default_retention(now_ms())),
+            legal_hold: req.legal_hold.unwrap_or(false),
+            acl,
+        }
+    } else {
+        LockRecord {
+            acl,
+            ..LockRecord::default()
+        }
     };
     set_lock(txn, at, version.seq, record)
 }
@@ -148,6 +155,37 @@ impl Index {
                 LockChange::LegalHold(on) => lock.legal_hold = on,
             }
             set_lock(txn, at, seq, lock)?;
+            Ok(rec.version)
+        })
+    }
+
+    /// Sets (`None`: removes) the ACL of version `sel` (current when `None`) of
+    /// bucket/key; returns the version changed.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::NoSuchVersion`],
+    /// [`Error::DeleteMarker`].
+    pub(crate) fn set_acl(
+        &self,
+        bucket: &str,
+        key: &str,
+        sel: Option<VersionSel>,
+        acl: Option<Vec<u8>>,
+    ) -> impl Future<Output = Result<Version>> + use<> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.committer.submit(move |txn| {
+            let at = (bucket.as_str(), key.as_str());
+            bucket_record(txn, at.0)?;
+            let rec = super::versions::lookup(
+                &txn.open_table(OBJECTS)?,
+                &txn.open_table(VERSIONS)?,
+                at,
+                sel,
+            )?;
+            let seq = rec.version.seq;
+            let mut record = lock_of(&txn.open_table(LOCKS)?, at, seq)?.unwrap_or_default();
+            record.acl = acl.clone();
+            set_lock(txn, at, seq, record)?;
             Ok(rec.version)
         })
     }

@@ -161,6 +161,7 @@ impl Index {
         key: &str,
         meta: ObjectMeta,
         lock: LockRequest,
+        acl: Option<Vec<u8>>,
     ) -> impl Future<Output = Result<String>> + use<> {
         // Chosen outside the write: a replayed write must reuse the same id.
         let id = format!("{:032x}", rand::random::<u128>());
@@ -180,6 +181,7 @@ impl Index {
                 initiated_ms,
                 meta: meta.clone(),
                 lock,
+                acl: acl.clone(),
             };
             txn.open_table(UPLOADS)?
                 .insert(id.as_str(), rec.encode().as_slice())?;
@@ -386,7 +388,8 @@ impl Index {
             } else {
                 cond.lock
             };
-            super::locks::lock_new_version(txn, at, record.version, &b.lock, &lock)?;
+            let acl = cond.acl.clone().or_else(|| up.acl.clone());
+            super::locks::lock_new_version(txn, at, record.version, &b.lock, &lock, acl)?;
             install_object(txn, at, &record, &slices, old, b.versioning)?;
             let done = CompletedUploadRecord {
                 bucket: up.bucket.clone(),

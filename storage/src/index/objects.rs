@@ -32,6 +32,9 @@ pub struct WriteCondition {
     /// Object lock the new version gets (`x-amz-object-lock-*`); the bucket's default
     /// retention when it asks for none.
     pub lock: LockRequest,
+    /// The ACL the new version gets, as the gateway encodes it (`None`: the bucket
+    /// owner's alone).
+    pub acl: Option<Vec<u8>>,
 }
 
 impl WriteCondition {
@@ -273,7 +276,14 @@ impl Index {
                 manifest,
                 version: versions::new_version(txn, b.versioning)?,
             };
-            locks::lock_new_version(txn, (bucket, key), record.version, &b.lock, &cond.lock)?;
+            locks::lock_new_version(
+                txn,
+                (bucket, key),
+                record.version,
+                &b.lock,
+                &cond.lock,
+                cond.acl.clone(),
+            )?;
             install_object(
                 txn,
                 (bucket, key),
@@ -329,7 +339,14 @@ impl Index {
                 manifest,
                 version: versions::new_version(txn, b.versioning)?,
             };
-            locks::lock_new_version(txn, dst, record.version, &b.lock, &cond.lock)?;
+            locks::lock_new_version(
+                txn,
+                dst,
+                record.version,
+                &b.lock,
+                &cond.lock,
+                cond.acl.clone(),
+            )?;
             install_object(txn, dst, &record, &slices, old, b.versioning)?;
             Ok(record)
         })

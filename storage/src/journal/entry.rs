@@ -486,6 +486,7 @@ mod tests {
                         until_ms: 99,
                     }),
                     legal_hold: true,
+                    acl: Some(b"s3dedup-acl 1\n".to_vec()),
                 },
             },
             Change::Marker {

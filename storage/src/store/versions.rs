@@ -196,6 +196,22 @@ impl Store {
             .await
     }
 
+    /// Sets (`None`: removes) the ACL of version `version` (current when `None`) of
+    /// bucket/key, as the gateway encodes it; journaled like the lock state.
+    ///
+    /// # Errors
+    /// As [`Store::head_version`].
+    pub async fn set_object_acl(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        acl: Option<Vec<u8>>,
+    ) -> Result<Version> {
+        let sel = parse(version)?;
+        self.index.set_acl(bucket, key, sel, acl).await
+    }
+
     /// The object lock state of version `version` (current when `None`), with its record.
     ///
     /// # Errors
