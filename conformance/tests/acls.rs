@@ -23,6 +23,47 @@ fn anonymous(g: &Gateway, method: &str, path: &str) -> u16 {
         .0
 }
 
+/// A PUT signed with the root key (SigV4, the body's SHA-256): status and body.
+fn signed_put(g: &Gateway, path_and_query: &str, body: &[u8]) -> (u16, String) {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::sign::v4;
+    let identity = aws_credential_types::Credentials::new(
+        s3dedup_conformance::ACCESS_KEY,
+        s3dedup_conformance::SECRET_KEY,
+        None,
+        None,
+        "t",
+    )
+    .into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(std::time::SystemTime::now())
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let url = format!("{}{path_and_query}", g.s3_url);
+    let headers = [("host", g.s3_addr().to_owned())];
+    let signable = SignableRequest::new(
+        "PUT",
+        url.as_str(),
+        headers.iter().map(|(k, v)| (*k, v.as_str())),
+        SignableBody::Bytes(body),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    let mut all: Vec<(&str, String)> = headers.iter().map(|(k, v)| (*k, v.clone())).collect();
+    for (k, v) in instructions.headers() {
+        all.push((k, v.to_owned()));
+    }
+    let (status, resp) = http_request(g.s3_addr(), "PUT", path_and_query, &all, body).unwrap();
+    (status, String::from_utf8_lossy(&resp).into_owned())
+}
+
 fn canonical_id(g: &Gateway, tenant: &str) -> String {
     let list: Value = serde_json::from_str(&g.admin_cli_ok(&["tenant", "list", "--json"])).unwrap();
     list["tenants"]
@@ -626,6 +667,13 @@ async fn acls_at_bucket_creation_and_with_the_aws_cli() {
         .send()
         .await;
     assert_eq!(refusal(r), (400, "AccessControlListNotSupported".into()));
+
+    // An ACL body that is not XML: MalformedACLError, as S3 answers.
+    for path in ["/enforced?acl", "/born-public?acl"] {
+        let (status, body) = signed_put(&g, path, b"<AccessControlPolicy><Owner>");
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("<Code>MalformedACLError</Code>"), "{body}");
+    }
 
     // The aws CLI: put-bucket-acl, get-bucket-acl.
     let home = tempfile::tempdir().unwrap();

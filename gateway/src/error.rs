@@ -213,6 +213,29 @@ pub(crate) fn xml_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// The error body S3 gives an ACL body that does not parse: s3s answers `MalformedXML`
+/// before the handler runs; S3 says `MalformedACLError` for PutBucketAcl and
+/// PutObjectAcl. Any other body is returned as it is.
+pub fn acl_body_error<'a>(operation: &str, xml: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+    const FROM: &str = "<Code>MalformedXML</Code>";
+    let text = std::str::from_utf8(xml).unwrap_or("");
+    if !matches!(operation, "PutBucketAcl" | "PutObjectAcl") || !text.contains(FROM) {
+        return std::borrow::Cow::Borrowed(xml);
+    }
+    let mut out = text.replacen(FROM, "<Code>MalformedACLError</Code>", 1);
+    let message = "<Message>The XML you provided was not well-formed or did not validate against our published schema</Message>";
+    match (out.find("<Message>"), out.find("</Message>")) {
+        (Some(a), Some(b)) if a < b => out.replace_range(a..b + "</Message>".len(), message),
+        _ => {
+            let at = out
+                .find("</Code>")
+                .map_or(out.len(), |i| i + "</Code>".len());
+            out.insert_str(at, message);
+        }
+    }
+    std::borrow::Cow::Owned(out.into_bytes())
+}
+
 /// Completes an S3 error body: a `<Message>` when s3s left it out (or gave only
 /// "Unknown operation"), and the `<RequestId>`. `None` when `xml` is not an error body.
 pub fn complete_error_body(xml: &[u8], request_id: &str, bucket: Option<&str>) -> Option<Vec<u8>> {
@@ -253,6 +276,25 @@ pub fn complete_error_body(xml: &[u8], request_id: &str, bucket: Option<&str>) -
 #[cfg(test)]
 mod tests {
     use super::complete_error_body;
+
+    #[test]
+    fn unparsable_acl_bodies_are_malformed_acl_errors() {
+        let xml = b"<?xml version=\"1.0\"?><Error><Code>MalformedXML</Code></Error>";
+        let out = super::acl_body_error("PutBucketAcl", xml);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(
+            text.contains("<Code>MalformedACLError</Code><Message>The XML"),
+            "{text}"
+        );
+        let with_message = b"<Error><Code>MalformedXML</Code><Message>x</Message></Error>";
+        let out = super::acl_body_error("PutObjectAcl", with_message);
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(
+            text.contains("MalformedACLError") && !text.contains(">x<"),
+            "{text}"
+        );
+        assert_eq!(&*super::acl_body_error("PutBucketPolicy", xml), &xml[..]);
+    }
 
     fn complete(xml: &str, bucket: Option<&str>) -> String {
         String::from_utf8(complete_error_body(xml.as_bytes(), "REQ1", bucket).unwrap()).unwrap()

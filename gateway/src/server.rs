@@ -342,7 +342,11 @@ fn serve_s3(
             }
             if resp.status().as_u16() >= 400
                 && let Some(xml) = resp.body().bytes()
-                && let Some(full) = crate::error::complete_error_body(&xml, &id, bucket.as_deref())
+                && let Some(full) = crate::error::complete_error_body(
+                    &crate::error::acl_body_error(&operation, &xml),
+                    &id,
+                    bucket.as_deref(),
+                )
             {
                 if resp.headers().contains_key(http::header::CONTENT_LENGTH) {
                     resp.headers_mut()
