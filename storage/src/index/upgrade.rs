@@ -26,10 +26,11 @@
 //! reach tenants' buckets, and its journal would miss identity changes, so it must
 //! refuse. Nothing to convert: every existing bucket belongs to the root tenant.
 //! 9: tenants' dedup domains (`identities` kind `domain`: tenants whose chunk ids are
-//! keyed with their own secret, `dedup_scope = tenant`); a binary that knows only
-//! format 8 would fail on those records, name such a tenant's new chunks with the
-//! store's ids (sharing them across tenants) and call its chunks corrupt in scrub, so it
-//! must refuse. Nothing to convert.
+//! keyed with their own secret, `dedup_scope = tenant`), and object ACLs (lock records
+//! v3 and upload records v4 carry them); a binary that knows only format 8 would fail on
+//! those records, name such a tenant's new chunks with the store's ids (sharing them
+//! across tenants) and call its chunks corrupt in scrub, so it must refuse. Nothing to
+//! convert.
 //!
 //! Format 3's recount: when an index older than format 3 is opened, the live accounting
 //! of every pack and the stored bytes of referenced chunks, which format 3 keeps
