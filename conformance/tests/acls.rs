@@ -718,3 +718,137 @@ async fn acls_at_bucket_creation_and_with_the_aws_cli() {
     ]);
     assert_eq!(anonymous(&g, "GET", "/cli-acl"), 403);
 }
+
+/// The version judged is the version served: an old private version stays private
+/// behind a public current one, however its version id parameter is spelled; a bucket
+/// WRITE grant never deletes versions; object lock headers are not a WRITE grantee's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_and_lock_headers_are_judged_on_what_is_served() {
+    let g = Gateway::start().unwrap();
+    g.admin_cli_ok(&["tenant", "create", "acme"]);
+    g.admin_cli_ok(&["tenant", "create", "beta"]);
+    let beta_id = canonical_id(&g, "beta");
+    let acme = g.client_for(&g.create_key(&["--tenant", "acme"]));
+    let beta = g.client_for(&g.create_key(&["--tenant", "beta"]));
+    acme.create_bucket()
+        .bucket("vers")
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    let put = |acl: Option<ObjectCannedAcl>| {
+        let mut p = acme
+            .put_object()
+            .bucket("vers")
+            .key("k")
+            .body(ByteStream::from_static(b"v"));
+        if let Some(a) = acl {
+            p = p.acl(a);
+        }
+        p.send()
+    };
+    let v1 = put(None).await.unwrap().version_id().unwrap().to_owned();
+    let v2 = put(Some(ObjectCannedAcl::PublicRead))
+        .await
+        .unwrap()
+        .version_id()
+        .unwrap()
+        .to_owned();
+    assert_eq!(anonymous(&g, "GET", "/vers/k"), 200);
+    assert_eq!(
+        anonymous(&g, "GET", &format!("/vers/k?versionId={v2}")),
+        200
+    );
+    assert_eq!(
+        anonymous(&g, "GET", &format!("/vers/k?versionId={v1}")),
+        403
+    );
+    assert_eq!(
+        anonymous(&g, "GET", &format!("/vers/k?version%49d={v1}")),
+        403
+    );
+    assert_eq!(
+        anonymous(&g, "HEAD", &format!("/vers/k?versio%6EId={v1}")),
+        403
+    );
+    assert_eq!(
+        anonymous(&g, "GET", &format!("/vers/k?versionId={v2}&versionId={v1}")),
+        400
+    );
+    // A version's own ACL, set by its id.
+    acme.put_object_acl()
+        .bucket("vers")
+        .key("k")
+        .version_id(&v1)
+        .acl(ObjectCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        anonymous(&g, "GET", &format!("/vers/k?versionId={v1}")),
+        200
+    );
+
+    // WRITE for everyone: objects can be written, versions are not deleted.
+    acme.put_bucket_acl()
+        .bucket("vers")
+        .acl(BucketCannedAcl::PublicReadWrite)
+        .send()
+        .await
+        .unwrap();
+    for path in [
+        format!("/vers/k?versionId={v1}"),
+        format!("/vers/k?version%49d={v1}"),
+    ] {
+        assert_eq!(anonymous(&g, "DELETE", &path), 403, "{path}");
+    }
+    acme.head_object()
+        .bucket("vers")
+        .key("k")
+        .version_id(&v1)
+        .send()
+        .await
+        .unwrap();
+
+    // A WRITE grantee writes, but may not lock what it writes.
+    acme.put_bucket_acl()
+        .bucket("vers")
+        .grant_write(format!("id=\"{beta_id}\""))
+        .send()
+        .await
+        .unwrap();
+    beta.put_object()
+        .bucket("vers")
+        .key("from-beta")
+        .body(ByteStream::from_static(b"b"))
+        .send()
+        .await
+        .unwrap();
+    let until = aws_sdk_s3::primitives::DateTime::from_secs(4_000_000_000);
+    let r = beta
+        .put_object()
+        .bucket("vers")
+        .key("locked-by-beta")
+        .object_lock_mode(aws_sdk_s3::types::ObjectLockMode::Compliance)
+        .object_lock_retain_until_date(until)
+        .body(ByteStream::from_static(b"b"))
+        .send()
+        .await;
+    assert_eq!(refusal(r).0, 403);
+    let r = beta
+        .put_object()
+        .bucket("vers")
+        .key("held-by-beta")
+        .object_lock_legal_hold_status(aws_sdk_s3::types::ObjectLockLegalHoldStatus::On)
+        .body(ByteStream::from_static(b"b"))
+        .send()
+        .await;
+    assert_eq!(refusal(r).0, 403);
+    let r = acme
+        .head_object()
+        .bucket("vers")
+        .key("locked-by-beta")
+        .send()
+        .await;
+    assert_eq!(refusal(r).0, 404, "the refused write stored nothing");
+}

@@ -216,6 +216,9 @@ pub struct Checked {
     pub bucket: Option<LoadedBucket>,
     /// The request's condition keys.
     pub context: Context,
+    /// When only the object's ACL granted the request: the version it is the ACL of
+    /// (the handler must act on that version, or refuse).
+    pub acl_version: Option<s3dedup_storage::Version>,
 }
 
 /// Parsed policies by bucket, with the document they were parsed from (a policy is
@@ -345,18 +348,15 @@ fn request_context(
     if header("authorization").is_some_and(|a| a.starts_with("AWS4-")) || signed_in_query {
         c.set("s3:signatureversion", "AWS4-HMAC-SHA256");
     }
-    for kv in cx.uri().query().unwrap_or("").split('&') {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        let key = match k {
+    // Names decoded as s3s decodes them (`version%49d` is `versionId` to the handler).
+    for (k, v) in crate::edge::query_pairs(cx.uri()) {
+        let key = match k.as_str() {
             "prefix" => "s3:prefix",
             "delimiter" => "s3:delimiter",
             "max-keys" => "s3:max-keys",
             "versionId" => "s3:VersionId",
             _ => continue,
         };
-        let v = percent_encoding::percent_decode_str(&v.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned();
         c.set(key, v);
     }
     match principal {
@@ -376,21 +376,9 @@ fn request_context(
     c
 }
 
-/// The percent-decoded value of parameter `name` in a query string.
-fn query_value(query: Option<&str>, name: &str) -> Option<String> {
-    query?.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then(|| {
-            percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
-}
-
-/// The ACL of version `version` (current when `None`) of `bucket`/`key`, when ACLs
-/// count in the bucket and the version has one; `None` also for a version that does
-/// not exist (nothing is granted; the handler answers for it).
+/// The ACL of version `version` (current when `None`) of `bucket`/`key` and that
+/// version, when ACLs count in the bucket and the version has one; `None` also for a
+/// version that does not exist (nothing is granted; the handler answers for it).
 ///
 /// # Errors
 /// A stored ACL that does not decode (500, logged).
@@ -400,19 +388,46 @@ pub async fn object_acl(
     bucket: &str,
     key: &str,
     version: Option<&str>,
-) -> S3Result<Option<Acl>> {
+) -> S3Result<Option<(Acl, s3dedup_storage::Version)>> {
     if !loaded.ownership.acls_enabled() {
         return Ok(None);
     }
-    let Ok((_, rec)) = store.object_lock(bucket, key, version).await else {
+    let Ok((object, rec)) = store.object_lock(bucket, key, version).await else {
         return Ok(None);
     };
     match rec.acl {
         None => Ok(None),
-        Some(raw) => Acl::decode(&raw).map(Some).ok_or_else(|| {
-            tracing::warn!(bucket, key, "stored object ACL does not decode");
-            s3_error!(InternalError, "The ACL of {bucket}/{key} cannot be read")
-        }),
+        Some(raw) => match Acl::decode(&raw) {
+            Some(acl) => Ok(Some((acl, object.version))),
+            None => {
+                tracing::warn!(bucket, key, "stored object ACL does not decode");
+                Err(s3_error!(
+                    InternalError,
+                    "The ACL of {bucket}/{key} cannot be read"
+                ))
+            }
+        },
+    }
+}
+
+/// Refuses when only an object ACL granted the request (`checked.acl_version`) and
+/// `served` is another version than the one that ACL belongs to (it changed since).
+///
+/// # Errors
+/// AccessDenied.
+pub fn check_acl_version(
+    checked: Option<&Checked>,
+    served: s3dedup_storage::Version,
+) -> S3Result<()> {
+    match checked.and_then(|c| c.acl_version) {
+        Some(granted) if granted != served => {
+            count_failure("not_owner");
+            Err(s3_error!(
+                AccessDenied,
+                "Access Denied: the object changed since its ACL was checked; retry"
+            ))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -480,10 +495,20 @@ impl S3Access for Access {
             (Some(_), Some(l)) => BucketFacts::Exists(l.access()),
         };
         let bucket_name = bucket.as_deref().unwrap_or("");
-        let versioned = cx
-            .uri()
-            .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("versionId=")));
+        // Decoded as s3s decodes it, so that the version judged is the version served;
+        // a repeated versionId could be read differently by the two, so it is refused.
+        let versions: Vec<String> = crate::edge::query_pairs(cx.uri())
+            .filter(|(k, _)| k == "versionId")
+            .map(|(_, v)| v)
+            .collect();
+        if versions.len() > 1 {
+            return Err(s3_error!(
+                InvalidArgument,
+                "versionId is given more than once"
+            ));
+        }
+        let version = versions.into_iter().next();
+        let versioned = version.is_some();
         // The object's ACL, when looked up below (declared first: `ask` borrows it).
         let found_acl: Option<Acl>;
         let ask = |operation, object_acl| Ask {
@@ -502,18 +527,33 @@ impl S3Access for Access {
         } else {
             authz::authorize(&ask(operation, None))
         };
-        // What nothing else grants, the object's own ACL may: looked up only then.
-        if let (
-            Decision::Deny(authz::Denial::NotOwner | authz::Denial::Anonymous),
-            Some(l),
-            Some(k),
-        ) = (&decision, &loaded, &key)
+        // What nothing else grants, the object's own ACL may: looked up only then. The
+        // version it was granted on is kept: the handler serves that version or refuses.
+        let mut acl_version = None;
+        if let (Decision::Deny(why), Some(l), Some(k)) = (&decision, &loaded, &key)
+            && *why != authz::Denial::ExplicitDeny
             && crate::acl::object_permission(operation).is_some()
+            && let Some((acl, v)) =
+                object_acl(&self.store, l, bucket_name, k, version.as_deref()).await?
         {
-            let version = query_value(cx.uri().query(), "versionId");
-            found_acl = object_acl(&self.store, l, bucket_name, k, version.as_deref()).await?;
-            if found_acl.is_some() {
-                decision = authz::authorize(&ask(operation, found_acl.as_ref()));
+            found_acl = Some(acl);
+            decision = authz::authorize(&ask(operation, found_acl.as_ref()));
+            acl_version = (decision == Decision::Allow).then_some(v);
+        }
+        // Object lock headers on a write are not the writer's to set unless the owner
+        // or the policy lets it set retention or holds (no ACL grants that).
+        if decision == Decision::Allow
+            && matches!(
+                operation,
+                "PutObject" | "CopyObject" | "CreateMultipartUpload"
+            )
+        {
+            let has = |h: &str| cx.headers().contains_key(h);
+            if has("x-amz-object-lock-mode") || has("x-amz-object-lock-retain-until-date") {
+                decision = authz::authorize(&ask("PutObjectRetention", None));
+            }
+            if decision == Decision::Allow && has("x-amz-object-lock-legal-hold") {
+                decision = authz::authorize(&ask("PutObjectLegalHold", None));
             }
         }
         let bypass = cx
@@ -527,6 +567,7 @@ impl S3Access for Access {
         cx.extensions_mut().insert(Checked {
             bucket: loaded.clone(),
             context: context.clone(),
+            acl_version,
         });
         match decision {
             Decision::Allow => Ok(()),

@@ -110,6 +110,10 @@ pub enum AclError {
     UnknownId(String),
     /// `InvalidRequest`: a canned ACL and explicit grants in one request.
     Both,
+    /// `InvalidArgument`: a canned ACL S3 does not know.
+    UnknownCanned(String),
+    /// `NotImplemented`: a canned ACL S3 knows and s3dedup does not give a meaning.
+    UnsupportedCanned(String),
 }
 
 impl AclError {
@@ -133,6 +137,14 @@ impl AclError {
                 S3ErrorCode::InvalidRequest,
                 "Specifying both Canned ACLs and Header Grants (or a body) is not allowed".into(),
             ),
+            AclError::UnknownCanned(name) => (
+                S3ErrorCode::InvalidArgument,
+                format!("Invalid x-amz-acl {name:?}: private, public-read, public-read-write, authenticated-read, bucket-owner-read or bucket-owner-full-control"),
+            ),
+            AclError::UnsupportedCanned(name) => (
+                S3ErrorCode::NotImplemented,
+                format!("The canned ACL {name:?} is not supported (there is no log delivery or EC2 group here)"),
+            ),
         };
         S3Error::with_message(code, msg)
     }
@@ -153,7 +165,7 @@ impl Acl {
     /// S3 ignores them there).
     ///
     /// # Errors
-    /// [`AclError::Malformed`] for an unknown name.
+    /// [`AclError::UnknownCanned`], [`AclError::UnsupportedCanned`].
     pub fn canned(name: &str, owner_id: &str) -> Result<Self, AclError> {
         let mut grants = vec![Grant {
             grantee: Grantee::Canonical(owner_id.to_ascii_lowercase()),
@@ -167,12 +179,10 @@ impl Acl {
                 (Grantee::AllUsers, Permission::Write),
             ],
             "authenticated-read" => &[(Grantee::AuthenticatedUsers, Permission::Read)],
-            other => {
-                return Err(AclError::Malformed(format!(
-                    "unknown canned ACL {other:?} (private, public-read, public-read-write, \
-                     authenticated-read, bucket-owner-read, bucket-owner-full-control)"
-                )));
+            "log-delivery-write" | "aws-exec-read" => {
+                return Err(AclError::UnsupportedCanned(name.to_owned()));
             }
+            other => return Err(AclError::UnknownCanned(other.to_owned())),
         };
         grants.extend(extra.iter().map(|(g, p)| Grant {
             grantee: g.clone(),
@@ -504,7 +514,11 @@ mod tests {
         );
         assert!(matches!(
             Acl::canned("log-delivery-write", OWNER),
-            Err(AclError::Malformed(_))
+            Err(AclError::UnsupportedCanned(_))
+        ));
+        assert!(matches!(
+            Acl::canned("world-writable", OWNER),
+            Err(AclError::UnknownCanned(_))
         ));
     }
 

@@ -89,7 +89,7 @@ fn form_decode(s: &str) -> String {
 
 /// Query parameters as (name, value), both decoded as s3s decodes them: a name spelled
 /// with percent escapes (`Signatur%65`) is the name s3s will see.
-fn query_pairs(uri: &Uri) -> impl Iterator<Item = (String, String)> {
+pub(crate) fn query_pairs(uri: &Uri) -> impl Iterator<Item = (String, String)> {
     uri.query()
         .unwrap_or("")
         .split('&')

@@ -286,13 +286,15 @@ impl Gateway {
         &self,
         req: S3Request<dto::GetObjectAclInput>,
     ) -> S3Result<S3Response<dto::GetObjectAclOutput>> {
+        let (_, checked) = super::authorize::auth_of(&req);
         let i = req.input;
         let (owner, owner_id) = self.owner_and_id(&i.bucket).await?;
-        let (_, rec) = self
+        let (object, rec) = self
             .store
             .object_lock(&i.bucket, &i.key, i.version_id.as_deref())
             .await
             .map_err(to_s3)?;
+        crate::access::check_acl_version(checked.as_ref(), object.version)?;
         let enabled = self
             .ownership_of(&i.bucket)
             .await?
@@ -322,6 +324,7 @@ impl Gateway {
         &self,
         req: S3Request<dto::PutObjectAclInput>,
     ) -> S3Result<S3Response<dto::PutObjectAclOutput>> {
+        let (_, checked) = super::authorize::auth_of(&req);
         let i = req.input;
         let (_, owner_id) = self.owner_and_id(&i.bucket).await?;
         let r = AclRequest {
@@ -341,10 +344,18 @@ impl Gateway {
         let (ownership, block) = self.acl_settings(&i.bucket).await?;
         Self::acl_allowed(&acl, &owner_id, ownership, block)?;
         let stored = (!acl.owner_only(&owner_id)).then(|| acl.encode());
+        // Granted by the ACL of one version: that version's ACL is the one changed.
+        let expect = checked.as_ref().and_then(|c| c.acl_version);
         self.store
-            .set_object_acl(&i.bucket, &i.key, i.version_id.as_deref(), stored)
+            .set_object_acl(&i.bucket, &i.key, i.version_id.as_deref(), expect, stored)
             .await
-            .map_err(to_s3)?;
+            .map_err(|e| match e {
+                s3dedup_storage::Error::Conflict(_) => s3_error!(
+                    AccessDenied,
+                    "Access Denied: the object changed since its ACL was checked; retry"
+                ),
+                e => to_s3(e),
+            })?;
         Ok(S3Response::new(dto::PutObjectAclOutput::default()))
     }
 

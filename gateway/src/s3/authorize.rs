@@ -129,7 +129,7 @@ pub(super) async fn readable_source<'a>(
     principal: &crate::authz::Principal,
     checked: Option<&crate::access::Checked>,
     source: &'a dto::CopySource,
-) -> S3Result<(&'a str, &'a str, Option<&'a str>)> {
+) -> S3Result<(&'a str, &'a str, Option<String>)> {
     let dto::CopySource::Bucket {
         bucket,
         key,
@@ -141,7 +141,7 @@ pub(super) async fn readable_source<'a>(
             "Only bucket copy sources are supported"
         ));
     };
-    authorize_source(
+    let granted = authorize_source(
         store,
         principal,
         checked,
@@ -150,11 +150,16 @@ pub(super) async fn readable_source<'a>(
         version_id.as_deref(),
     )
     .await?;
-    Ok((bucket, key, version_id.as_deref()))
+    // Granted by one version's ACL: that version is the one copied.
+    let version = granted.map_or_else(
+        || version_id.as_deref().map(str::to_owned),
+        |v| Some(v.to_string()),
+    );
+    Ok((bucket, key, version))
 }
 
 /// AccessDenied unless `principal` may read the copy source `bucket`/`key` (which the
-/// access check does not see).
+/// access check does not see); the version whose ACL granted it, when only that did.
 async fn authorize_source(
     store: &Store,
     principal: &crate::authz::Principal,
@@ -162,9 +167,9 @@ async fn authorize_source(
     bucket: &str,
     key: &str,
     version: Option<&str>,
-) -> S3Result<()> {
+) -> S3Result<Option<s3dedup_storage::Version>> {
     if *principal == crate::authz::Principal::Root {
-        return Ok(());
+        return Ok(None);
     }
     let loaded = crate::access::load_bucket(store, bucket).await?;
     let ask = |object_acl| {
@@ -181,13 +186,16 @@ async fn authorize_source(
         )
     };
     let mut d = ask(None);
+    let mut granted = None;
     // What nothing else grants, the source version's own ACL may.
-    if let (crate::authz::Decision::Deny(_), Some(l)) = (&d, &loaded)
-        && let Some(acl) = crate::access::object_acl(store, l, bucket, key, version).await?
+    if let (crate::authz::Decision::Deny(why), Some(l)) = (&d, &loaded)
+        && *why != crate::authz::Denial::ExplicitDeny
+        && let Some((acl, v)) = crate::access::object_acl(store, l, bucket, key, version).await?
     {
         d = ask(Some(&acl));
+        granted = Some(v);
     }
-    conclude(d, bucket, key)
+    conclude(d, bucket, key).map(|()| granted)
 }
 
 /// AccessDenied unless `principal` may delete `key` of the request's bucket (each key

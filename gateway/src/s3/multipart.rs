@@ -173,7 +173,7 @@ impl Gateway {
                 Some(resolve_range(&parsed))
             }
         };
-        let src_version = version_id;
+        let src_version = version_id.as_deref();
         let src = self
             .store
             .head_version(sb, sk, src_version)

@@ -278,6 +278,7 @@ impl Gateway {
         &self,
         req: S3Request<dto::GetObjectInput>,
     ) -> S3Result<S3Response<dto::GetObjectOutput>> {
+        let (_, checked) = super::authorize::auth_of(&req);
         let input = req.input;
         if input.part_number.is_some() {
             return Err(s3_error!(
@@ -306,6 +307,7 @@ impl Gateway {
             .await
             .map_err(to_s3)?;
         let rec = reader.record;
+        crate::access::check_acl_version(checked.as_ref(), rec.version)?;
         let (start, end) = reader.range;
         let mut body = reader.body;
         // Read the first piece before answering: a damaged object fails with a 500
@@ -368,6 +370,7 @@ impl Gateway {
         &self,
         req: S3Request<dto::HeadObjectInput>,
     ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
+        let (_, checked) = super::authorize::auth_of(&req);
         let input = req.input;
         if input.part_number.is_some() {
             return Err(s3_error!(
@@ -380,6 +383,7 @@ impl Gateway {
             .head_version(&input.bucket, &input.key, input.version_id.as_deref())
             .await
             .map_err(to_s3)?;
+        crate::access::check_acl_version(checked.as_ref(), rec.version)?;
         check_read_conditions(
             &rec,
             input.if_match.as_ref(),
@@ -558,7 +562,7 @@ impl Gateway {
             &input.copy_source,
         )
         .await?;
-        let src_version = version_id;
+        let src_version = version_id.as_deref();
         let src = match self.store.head_version(sb, sk, src_version).await {
             Ok(src) => src,
             // S3 refuses a copy from a delete marker named by its version id as 400.

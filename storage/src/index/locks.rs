@@ -170,6 +170,7 @@ impl Index {
         bucket: &str,
         key: &str,
         sel: Option<VersionSel>,
+        expect: Option<Version>,
         acl: Option<Vec<u8>>,
     ) -> impl Future<Output = Result<Version>> + use<> {
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
@@ -182,6 +183,12 @@ impl Index {
                 at,
                 sel,
             )?;
+            if expect.is_some_and(|v| v != rec.version) {
+                return Err(Error::Conflict(format!(
+                    "{}/{} changed: version {} is there now",
+                    at.0, at.1, rec.version
+                )));
+            }
             let seq = rec.version.seq;
             let mut record = lock_of(&txn.open_table(LOCKS)?, at, seq)?.unwrap_or_default();
             record.acl = acl.clone();

@@ -197,19 +197,21 @@ impl Store {
     }
 
     /// Sets (`None`: removes) the ACL of version `version` (current when `None`) of
-    /// bucket/key, as the gateway encodes it; journaled like the lock state.
+    /// bucket/key, as the gateway encodes it; journaled like the lock state. With
+    /// `expect`, only if that is the version found (else [`crate::Error::Conflict`]).
     ///
     /// # Errors
-    /// As [`Store::head_version`].
+    /// As [`Store::head_version`]; [`crate::Error::Conflict`].
     pub async fn set_object_acl(
         &self,
         bucket: &str,
         key: &str,
         version: Option<&str>,
+        expect: Option<Version>,
         acl: Option<Vec<u8>>,
     ) -> Result<Version> {
         let sel = parse(version)?;
-        self.index.set_acl(bucket, key, sel, acl).await
+        self.index.set_acl(bucket, key, sel, expect, acl).await
     }
 
     /// The object lock state of version `version` (current when `None`), with its record.
