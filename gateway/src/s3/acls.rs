@@ -11,6 +11,35 @@ use crate::acl::{Acl, AclError, Ownership, Permission};
 use crate::authz::PublicAccessBlock;
 use crate::error::to_s3;
 
+/// The five `x-amz-grant-*` headers of an input that has them all (read, write,
+/// read-acp, write-acp, full-control), as [`AclRequest::grants`] takes them.
+macro_rules! grants_of {
+    ($i:expr) => {
+        [
+            $i.grant_read.as_deref(),
+            $i.grant_write.as_deref(),
+            $i.grant_read_acp.as_deref(),
+            $i.grant_write_acp.as_deref(),
+            $i.grant_full_control.as_deref(),
+        ]
+    };
+}
+
+/// Those of an object write (PutObject, CopyObject, CreateMultipartUpload: no
+/// `x-amz-grant-write`).
+macro_rules! object_write_grants_of {
+    ($i:expr) => {
+        [
+            $i.grant_read.as_deref(),
+            None,
+            $i.grant_read_acp.as_deref(),
+            $i.grant_write_acp.as_deref(),
+            $i.grant_full_control.as_deref(),
+        ]
+    };
+}
+pub(super) use {grants_of, object_write_grants_of};
+
 /// The ACL a request asks for: a canned ACL, `x-amz-grant-*` headers or a body (at most
 /// one kind); `None` when it names none.
 pub(super) struct AclRequest<'a> {
@@ -194,13 +223,7 @@ impl Gateway {
         let (_, owner_id) = self.owner_and_id(&i.bucket).await?;
         let r = AclRequest {
             canned: i.acl.as_ref().map(dto::BucketCannedACL::as_str),
-            grants: [
-                i.grant_read.as_deref(),
-                i.grant_write.as_deref(),
-                i.grant_read_acp.as_deref(),
-                i.grant_write_acp.as_deref(),
-                i.grant_full_control.as_deref(),
-            ],
+            grants: grants_of!(i),
             body: i.access_control_policy.as_ref(),
         };
         let acl = self.requested_acl(&r, &owner_id).await?.ok_or_else(|| {
@@ -329,13 +352,7 @@ impl Gateway {
         let (_, owner_id) = self.owner_and_id(&i.bucket).await?;
         let r = AclRequest {
             canned: i.acl.as_ref().map(dto::ObjectCannedACL::as_str),
-            grants: [
-                i.grant_read.as_deref(),
-                i.grant_write.as_deref(),
-                i.grant_read_acp.as_deref(),
-                i.grant_write_acp.as_deref(),
-                i.grant_full_control.as_deref(),
-            ],
+            grants: grants_of!(i),
             body: i.access_control_policy.as_ref(),
         };
         let acl = self.requested_acl(&r, &owner_id).await?.ok_or_else(|| {

@@ -53,13 +53,7 @@ impl Gateway {
         let i = &req.input;
         let asked = super::acls::AclRequest {
             canned: i.acl.as_ref().map(dto::BucketCannedACL::as_str),
-            grants: [
-                i.grant_read.as_deref(),
-                i.grant_write.as_deref(),
-                i.grant_read_acp.as_deref(),
-                i.grant_write_acp.as_deref(),
-                i.grant_full_control.as_deref(),
-            ],
+            grants: super::acls::grants_of!(i),
             body: None,
         };
         // Checked before the bucket exists: a refused ACL creates nothing.

@@ -77,13 +77,7 @@ impl Gateway {
             .object_acl_for_write(
                 &i.bucket,
                 i.acl.as_ref().map(dto::ObjectCannedACL::as_str),
-                [
-                    i.grant_read.as_deref(),
-                    None,
-                    i.grant_read_acp.as_deref(),
-                    i.grant_write_acp.as_deref(),
-                    i.grant_full_control.as_deref(),
-                ],
+                super::acls::object_write_grants_of!(i),
             )
             .await?;
         let id = self

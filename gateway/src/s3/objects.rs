@@ -204,13 +204,7 @@ impl Gateway {
             .object_acl_for_write(
                 &input.bucket,
                 input.acl.as_ref().map(dto::ObjectCannedACL::as_str),
-                [
-                    input.grant_read.as_deref(),
-                    None,
-                    input.grant_read_acp.as_deref(),
-                    input.grant_write_acp.as_deref(),
-                    input.grant_full_control.as_deref(),
-                ],
+                super::acls::object_write_grants_of!(input),
             )
             .await?;
         let claims = Claims {
@@ -612,13 +606,7 @@ impl Gateway {
             .object_acl_for_write(
                 &input.bucket,
                 input.acl.as_ref().map(dto::ObjectCannedACL::as_str),
-                [
-                    input.grant_read.as_deref(),
-                    None,
-                    input.grant_read_acp.as_deref(),
-                    input.grant_write_acp.as_deref(),
-                    input.grant_full_control.as_deref(),
-                ],
+                super::acls::object_write_grants_of!(input),
             )
             .await?;
         let cond = WriteCondition {

@@ -75,6 +75,23 @@ pub(super) fn set_lock(
     )
 }
 
+/// Version `sel` (current when `None`) of bucket/key and its per-version record (empty
+/// when it has none).
+fn version_and_record(
+    txn: &WriteTransaction,
+    at: (&str, &str),
+    sel: Option<VersionSel>,
+) -> Result<(Version, LockRecord)> {
+    let rec = super::versions::lookup(
+        &txn.open_table(OBJECTS)?,
+        &txn.open_table(VERSIONS)?,
+        at,
+        sel,
+    )?;
+    let record = lock_of(&txn.open_table(LOCKS)?, at, rec.version.seq)?.unwrap_or_default();
+    Ok((rec.version, record))
+}
+
 /// Gives a new version the lock its write asked for (or the bucket's default retention)
 /// and its ACL.
 ///
@@ -139,14 +156,8 @@ impl Index {
                     "Bucket is missing Object Lock Configuration".into(),
                 ));
             }
-            let rec = super::versions::lookup(
-                &txn.open_table(OBJECTS)?,
-                &txn.open_table(VERSIONS)?,
-                at,
-                sel,
-            )?;
-            let seq = rec.version.seq;
-            let mut lock = lock_of(&txn.open_table(LOCKS)?, at, seq)?.unwrap_or_default();
+            let (version, mut lock) = version_and_record(txn, at, sel)?;
+            let seq = version.seq;
             match change {
                 LockChange::Retention(new, bypass) => {
                     lock.check_retention_change(new, now_ms(), bypass)?;
@@ -155,7 +166,7 @@ impl Index {
                 LockChange::LegalHold(on) => lock.legal_hold = on,
             }
             set_lock(txn, at, seq, lock)?;
-            Ok(rec.version)
+            Ok(version)
         })
     }
 
@@ -177,23 +188,17 @@ impl Index {
         self.committer.submit(move |txn| {
             let at = (bucket.as_str(), key.as_str());
             bucket_record(txn, at.0)?;
-            let rec = super::versions::lookup(
-                &txn.open_table(OBJECTS)?,
-                &txn.open_table(VERSIONS)?,
-                at,
-                sel,
-            )?;
-            if expect.is_some_and(|v| v != rec.version) {
+            let (version, mut record) = version_and_record(txn, at, sel)?;
+            if expect.is_some_and(|v| v != version) {
                 return Err(Error::Conflict(format!(
-                    "{}/{} changed: version {} is there now",
-                    at.0, at.1, rec.version
+                    "{}/{} changed: version {version} is there now",
+                    at.0, at.1
                 )));
             }
-            let seq = rec.version.seq;
-            let mut record = lock_of(&txn.open_table(LOCKS)?, at, seq)?.unwrap_or_default();
+            let seq = version.seq;
             record.acl = acl.clone();
             set_lock(txn, at, seq, record)?;
-            Ok(rec.version)
+            Ok(version)
         })
     }
 
