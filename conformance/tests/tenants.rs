@@ -418,6 +418,10 @@ async fn two_tenants_see_only_their_own_buckets_and_objects() {
     );
     assert!(admin_fails(&g, &["tenant", "create", "root"]).contains("reserved"));
     assert!(admin_fails(&g, &["tenant", "create", "acme"]).contains("already exists"));
+    // A deleted tenant's name is never reused.
+    g.admin_cli_ok(&["tenant", "create", "gone"]);
+    g.admin_cli_ok(&["tenant", "delete", "gone"]);
+    assert!(admin_fails(&g, &["tenant", "create", "gone"]).contains("never reused"));
 
     // Ownership survives a restart.
     let dir = g.data_dir.clone();

@@ -166,6 +166,12 @@ async fn life_cycle_rules() {
         store.users(Some("acme")).await,
         Err(Error::NoSuchIdentity(_))
     ));
+    // A deleted tenant's name is never given to a new tenant (a bucket policy that
+    // still names it must not grant the newcomer anything).
+    match store.create_tenant("acme").await {
+        Err(Error::IdentityExists(m)) => assert!(m.contains("never reused"), "{m}"),
+        other => panic!("a deleted tenant's name was reused: {other:?}"),
+    }
 }
 
 async fn rebuild(dir: &Path, blobs: &Arc<MemoryBlobStore>, cfg: &StoreConfig) {
@@ -227,12 +233,26 @@ async fn identities_are_journaled_and_rebuilt_exactly() {
     rebuild(new_dir.path(), &blobs, &cfg).await;
     let rebuilt = common::open_mem(new_dir.path(), Arc::clone(&blobs), cfg.clone()).await;
     assert_eq!(dump(&rebuilt).await, before, "journal replay");
+    assert!(
+        matches!(
+            rebuilt.create_tenant("gamma").await,
+            Err(Error::IdentityExists(_))
+        ),
+        "the retired name came back with the journal"
+    );
     // From a snapshot alone, too.
     rebuilt.snapshot_journal().await.unwrap();
     drop(rebuilt);
     rebuild(third.path(), &blobs, &cfg).await;
     let again = common::open_mem(third.path(), blobs, cfg).await;
     assert_eq!(dump(&again).await, before, "snapshot");
+    assert!(
+        matches!(
+            again.create_tenant("gamma").await,
+            Err(Error::IdentityExists(_))
+        ),
+        "the retired name came back with the snapshot"
+    );
 }
 
 #[tokio::test]

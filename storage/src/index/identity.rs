@@ -1,6 +1,7 @@
 //! Identities: the `identities` table ((kind, name) → encoded record) holding tenants
 //! (`tenant`, name), users (`user`, `tenant/user`) and access keys (`key`, access key
-//! id) and tenants' dedup domains (`domain`, canonical id); see `crate::identity`.
+//! id), tenants' dedup domains (`domain`, canonical id) and deleted tenants' names
+//! (`retired`, name → the tenant's last record); see `crate::identity`.
 //! Every change is journaled as [`Change::Identity`].
 //!
 //! A tenant that owns buckets cannot be deleted (its data stays reachable by its
@@ -20,6 +21,9 @@ pub(crate) const TENANT: &str = "tenant";
 pub(crate) const USER: &str = "user";
 pub(crate) const KEY: &str = "key";
 pub(crate) const DOMAIN: &str = "domain";
+/// Names of deleted tenants (their last record): never given to a new tenant, so that a
+/// bucket policy naming a deleted tenant grants nothing to a newcomer.
+pub(crate) const RETIRED: &str = "retired";
 
 /// The codec's name of the domain of anonymous uploads into the buckets of the tenant
 /// with `canonical_id` (not a canonical id: those are hex).
@@ -42,7 +46,7 @@ fn user_name(tenant: &str, user: &str) -> String {
 /// Checks that an encoded identity record decodes as its kind says.
 pub(super) fn check_record(kind: &str, b: &[u8]) -> Result<()> {
     match kind {
-        TENANT => Tenant::decode(b).map(drop),
+        TENANT | RETIRED => Tenant::decode(b).map(drop),
         USER => User::decode(b).map(drop),
         KEY => AccessKey::decode(b).map(drop),
         DOMAIN => DedupDomain::decode(b).map(drop),
@@ -124,6 +128,14 @@ impl Index {
                 if exists(txn, TENANT, &t.name)? {
                     return Err(Error::IdentityExists(format!(
                         "tenant {:?} already exists",
+                        t.name
+                    )));
+                }
+                if exists(txn, RETIRED, &t.name)? {
+                    return Err(Error::IdentityExists(format!(
+                        "tenant name {:?} belonged to a deleted tenant, and names are never \
+                         reused (a bucket policy naming it must not grant a newcomer \
+                         anything): choose another name",
                         t.name
                     )));
                 }
@@ -227,6 +239,11 @@ impl Index {
             for u in users.iter().filter(|u| u.tenant == name) {
                 put(txn, USER, &user_name(&u.tenant, &u.name), None)?;
             }
+            let last = txn
+                .open_table(IDENTITIES)?
+                .get((TENANT, name.as_str()))?
+                .map(|v| v.value().to_vec());
+            put(txn, RETIRED, &name, last)?;
             put(txn, TENANT, &name, None)
         })
     }

@@ -266,9 +266,11 @@ impl Index {
                 record: BucketRecord::decode(v.value())?,
             })?;
         }
-        // Tenants' dedup domains, tenants before their users, users before their keys.
+        // Tenants' dedup domains, retired tenant names, tenants before their users,
+        // users before their keys.
         for kind in [
             super::identity::DOMAIN,
+            super::identity::RETIRED,
             super::identity::TENANT,
             super::identity::USER,
             super::identity::KEY,

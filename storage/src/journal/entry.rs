@@ -172,9 +172,9 @@ pub(crate) enum Change {
         value: Vec<u8>,
     },
     /// An identity record (`tenant`, `user` as `tenant/user`, `key` by access key id,
-    /// or `domain` by canonical id; see `crate::identity`), encoded by its owner (empty: removed).
+    /// `domain` by canonical id, or `retired` by tenant name; see `crate::identity`), encoded by its owner (empty: removed).
     Identity {
-        /// `tenant`, `user`, `key` or `domain`.
+        /// `tenant`, `user`, `key`, `domain` or `retired`.
         kind: String,
         /// Its name in that kind.
         name: String,
