@@ -18,9 +18,12 @@ pub mod faultproxy;
 mod procstat;
 pub mod s3server;
 mod sdkerr;
+mod signing;
+mod tenants;
 
 pub use procstat::{cpu_time, rss_bytes};
 pub use sdkerr::{error_code, error_message, error_status, refusal};
+pub use signing::sign_as_root;
 
 /// Root credentials every test gateway is started with.
 pub const ACCESS_KEY: &str = "S3DEDUPTESTKEY000001";

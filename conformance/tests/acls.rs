@@ -25,55 +25,32 @@ fn anonymous(g: &Gateway, method: &str, path: &str) -> u16 {
 
 /// A PUT signed with the root key (SigV4, the body's SHA-256): status and body.
 fn signed_put(g: &Gateway, path_and_query: &str, body: &[u8]) -> (u16, String) {
-    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-    use aws_sigv4::sign::v4;
-    let identity = aws_credential_types::Credentials::new(
-        s3dedup_conformance::ACCESS_KEY,
-        s3dedup_conformance::SECRET_KEY,
-        None,
-        None,
-        "t",
-    )
-    .into();
-    let mut settings = SigningSettings::default();
-    settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("s3")
-        .time(std::time::SystemTime::now())
-        .settings(settings)
-        .build()
-        .unwrap()
-        .into();
     let url = format!("{}{path_and_query}", g.s3_url);
-    let headers = [("host", g.s3_addr().to_owned())];
-    let signable = SignableRequest::new(
+    let headers = s3dedup_conformance::sign_as_root(
         "PUT",
-        url.as_str(),
-        headers.iter().map(|(k, v)| (*k, v.as_str())),
-        SignableBody::Bytes(body),
-    )
-    .unwrap();
-    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    let mut all: Vec<(&str, String)> = headers.iter().map(|(k, v)| (*k, v.clone())).collect();
-    for (k, v) in instructions.headers() {
-        all.push((k, v.to_owned()));
-    }
-    let (status, resp) = http_request(g.s3_addr(), "PUT", path_and_query, &all, body).unwrap();
+        &url,
+        &[("host", g.s3_addr().to_owned())],
+        aws_sigv4::http_request::SignableBody::Bytes(body),
+    );
+    let headers: Vec<(&str, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
+    let (status, resp) = http_request(g.s3_addr(), "PUT", path_and_query, &headers, body).unwrap();
     (status, String::from_utf8_lossy(&resp).into_owned())
 }
 
-fn canonical_id(g: &Gateway, tenant: &str) -> String {
-    let list: Value = serde_json::from_str(&g.admin_cli_ok(&["tenant", "list", "--json"])).unwrap();
-    list["tenants"]
-        .as_array()
+/// BucketOwnerEnforced ownership controls.
+fn enforced() -> OwnershipControls {
+    OwnershipControls::builder()
+        .rules(
+            OwnershipControlsRule::builder()
+                .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+                .build()
+                .unwrap(),
+        )
+        .build()
         .unwrap()
-        .iter()
-        .find(|t| t["name"] == tenant)
-        .and_then(|t| t["canonical_id"].as_str())
-        .unwrap()
-        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,7 +58,7 @@ async fn bucket_acls_grant_what_they_say_and_nothing_more() {
     let g = Gateway::start().unwrap();
     g.admin_cli_ok(&["tenant", "create", "acme"]);
     g.admin_cli_ok(&["tenant", "create", "beta"]);
-    let (acme_id, beta_id) = (canonical_id(&g, "acme"), canonical_id(&g, "beta"));
+    let (acme_id, beta_id) = (g.canonical_id("acme"), g.canonical_id("beta"));
     let acme = g.client_for(&g.create_key(&["--tenant", "acme"]));
     let beta = g.client_for(&g.create_key(&["--tenant", "beta"]));
     acme.create_bucket().bucket("shelf").send().await.unwrap();
@@ -203,17 +180,6 @@ async fn bucket_acls_grant_what_they_say_and_nothing_more() {
     assert_eq!(anonymous(&g, "PUT", "/shelf/anon"), 403);
 
     // Ownership controls: BucketOwnerEnforced needs an owner-only ACL, then turns ACLs off.
-    let enforced = || {
-        OwnershipControls::builder()
-            .rules(
-                OwnershipControlsRule::builder()
-                    .object_ownership(ObjectOwnership::BucketOwnerEnforced)
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-            .unwrap()
-    };
     let r = acme
         .put_bucket_ownership_controls()
         .bucket("shelf")
@@ -390,7 +356,7 @@ async fn object_acls_grant_reads_of_their_version() {
     let g = Gateway::start_with(dir.path(), &[("S3DEDUP_MIN_PART_SIZE", "1MiB")]).unwrap();
     g.admin_cli_ok(&["tenant", "create", "acme"]);
     g.admin_cli_ok(&["tenant", "create", "beta"]);
-    let beta_id = canonical_id(&g, "beta");
+    let beta_id = g.canonical_id("beta");
     let acme = g.client_for(&g.create_key(&["--tenant", "acme"]));
     let beta = g.client_for(&g.create_key(&["--tenant", "beta"]));
     acme.create_bucket().bucket("files").send().await.unwrap();
@@ -602,17 +568,7 @@ async fn object_acls_grant_reads_of_their_version() {
     // BucketOwnerEnforced: object ACLs count no more, and only the owner's are taken.
     acme.put_bucket_ownership_controls()
         .bucket("files")
-        .ownership_controls(
-            OwnershipControls::builder()
-                .rules(
-                    OwnershipControlsRule::builder()
-                        .object_ownership(ObjectOwnership::BucketOwnerEnforced)
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-        )
+        .ownership_controls(enforced())
         .send()
         .await
         .unwrap();
@@ -727,7 +683,7 @@ async fn versions_and_lock_headers_are_judged_on_what_is_served() {
     let g = Gateway::start().unwrap();
     g.admin_cli_ok(&["tenant", "create", "acme"]);
     g.admin_cli_ok(&["tenant", "create", "beta"]);
-    let beta_id = canonical_id(&g, "beta");
+    let beta_id = g.canonical_id("beta");
     let acme = g.client_for(&g.create_key(&["--tenant", "acme"]));
     let beta = g.client_for(&g.create_key(&["--tenant", "beta"]));
     acme.create_bucket()

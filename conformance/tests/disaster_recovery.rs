@@ -392,14 +392,7 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
         .send()
         .await
         .unwrap();
-    let drco_id = {
-        let list: serde_json::Value =
-            serde_json::from_str(&g.admin_cli_ok(&["tenant", "list", "--json"])).unwrap();
-        list["tenants"][0]["canonical_id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let drco_id = g.canonical_id("drco");
     c.put_bucket_acl()
         .bucket("docs")
         .grant_read(format!("id=\"{drco_id}\""))
@@ -485,9 +478,7 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
     assert_eq!(anonymous_get("/docs/reports/q4.txt"), 403);
     assert!(t.list_objects_v2().bucket("docs").send().await.is_ok());
     // Its dedup domain came back too: the same content again stores nothing new.
-    let list: serde_json::Value =
-        serde_json::from_str(&g.admin_cli_ok(&["tenant", "list", "--json"])).unwrap();
-    assert_eq!(list["tenants"][0]["dedup_scope"], "tenant", "{list}");
+    assert_eq!(g.tenant_entry("drco")["dedup_scope"], "tenant");
     let new_chunks = |g: &Gateway| {
         g.metric_sum("s3dedup_ingested_chunks_total", &["result=\"new\""])
             .unwrap()

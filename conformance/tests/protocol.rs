@@ -343,21 +343,6 @@ async fn virtual_hosted_style_with_a_domain() {
 /// An aws-chunked upload (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`, as the SDKs send by
 /// default) signed by hand, with the CRC32 in the trailer right or wrong.
 fn chunked_put(g: &Gateway, key: &str, payload: &[u8], crc32_b64: &str) -> (u16, String) {
-    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-    use aws_sigv4::sign::v4;
-    let identity =
-        aws_credential_types::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "t").into();
-    let mut settings = SigningSettings::default();
-    settings.payload_checksum_kind = aws_sigv4::http_request::PayloadChecksumKind::XAmzSha256;
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region("us-east-1")
-        .name("s3")
-        .time(std::time::SystemTime::now())
-        .settings(settings)
-        .build()
-        .unwrap()
-        .into();
     let url = format!("{}/trail/{key}", g.s3_url);
     let headers = [
         ("host", g.s3_addr().to_owned()),
@@ -365,18 +350,16 @@ fn chunked_put(g: &Gateway, key: &str, payload: &[u8], crc32_b64: &str) -> (u16,
         ("x-amz-decoded-content-length", payload.len().to_string()),
         ("x-amz-trailer", "x-amz-checksum-crc32".to_owned()),
     ];
-    let signable = SignableRequest::new(
+    let signed = s3dedup_conformance::sign_as_root(
         "PUT",
-        url.as_str(),
-        headers.iter().map(|(k, v)| (*k, v.as_str())),
-        SignableBody::StreamingUnsignedPayloadTrailer,
-    )
-    .unwrap();
-    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
-    let mut all: Vec<(&str, String)> = headers.iter().map(|(k, v)| (*k, v.clone())).collect();
-    for (k, v) in instructions.headers() {
-        all.push((k, v.to_owned()));
-    }
+        &url,
+        &headers,
+        aws_sigv4::http_request::SignableBody::StreamingUnsignedPayloadTrailer,
+    );
+    let all: Vec<(&str, String)> = signed
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
     // Two data chunks, the terminating chunk, then the trailer.
     let (a, b) = payload.split_at(payload.len() / 2);
     let mut body = Vec::new();

@@ -11,7 +11,6 @@ use std::time::Duration;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use s3dedup_conformance::{Gateway, get_bytes, refusal, sdk_client, sdk_client_with};
-use serde_json::Value;
 
 struct Key {
     access: String,
@@ -90,17 +89,7 @@ async fn two_tenants_see_only_their_own_buckets_and_objects() {
         .unwrap();
 
     // ListBuckets: each its own; Owner is the tenant's canonical id and name.
-    let tenants: Value =
-        serde_json::from_str(&g.admin_cli_ok(&["tenant", "list", "--json"])).unwrap();
-    let acme_id = tenants["tenants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == "acme")
-        .unwrap()["canonical_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let acme_id = g.canonical_id("acme");
     let la = a.list_buckets().send().await.unwrap();
     assert_eq!(bucket_names(&la), ["acme-data"]);
     let owner = la.owner().unwrap();

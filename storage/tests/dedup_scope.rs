@@ -11,21 +11,12 @@ mod common;
 use std::sync::Arc;
 
 use s3dedup_storage::blob::{BlobStore, MemoryBlobStore};
-use s3dedup_storage::crypto::Keyring;
 use s3dedup_storage::identity::{DedupDomain, DedupScope, StoredSecret, Uploader};
 use s3dedup_storage::ingest::IngestStats;
 use s3dedup_storage::journal::rebuild::rebuild_index;
-use s3dedup_storage::{Store, StoreConfig, WriteCondition};
+use s3dedup_storage::{Store, WriteCondition};
 
-const K1: &str = "1:0101010101010101010101010101010101010101010101010101010101010101";
-const K2: &str = "2:0202020202020202020202020202020202020202020202020202020202020202";
-
-fn keyed(lines: &[&str]) -> StoreConfig {
-    StoreConfig {
-        keys: Some(Arc::new(Keyring::parse(&lines.join("\n")).unwrap())),
-        ..common::small_config()
-    }
-}
+use common::{K1, K2, keyed};
 
 /// Uploads `data` to bucket/key as `who`, as the gateway does; what the ingest found new.
 async fn put(

@@ -8,20 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use s3dedup_storage::blob::{BlobStore, MemoryBlobStore};
-use s3dedup_storage::crypto::Keyring;
 use s3dedup_storage::identity::{AccessKey, DedupDomain, KeyStatus, StoredSecret, Tenant, User};
 use s3dedup_storage::journal::rebuild::rebuild_index;
 use s3dedup_storage::{Error, Store, StoreConfig};
 
-const K1: &str = "1:0101010101010101010101010101010101010101010101010101010101010101";
-const K2: &str = "2:0202020202020202020202020202020202020202020202020202020202020202";
-
-fn keyed(lines: &[&str]) -> StoreConfig {
-    StoreConfig {
-        keys: Some(Arc::new(Keyring::parse(&lines.join("\n")).unwrap())),
-        ..common::small_config()
-    }
-}
+use common::{K1, K2, keyed};
 
 /// Everything identity-related a store holds, secrets revealed.
 async fn dump(

@@ -159,8 +159,18 @@ impl Gateway {
 
     /// The bucket's owner and its canonical id.
     async fn owner_and_id(&self, bucket: &str) -> S3Result<(dto::Owner, String)> {
-        self.require_bucket(bucket).await?;
-        let owner = self.bucket_owner(bucket).await?;
+        let rec = self
+            .store
+            .bucket(bucket)
+            .await
+            .map_err(to_s3)?
+            .ok_or_else(|| {
+                s3_error!(
+                    NoSuchBucket,
+                    "The specified bucket does not exist: {bucket}"
+                )
+            })?;
+        let owner = self.owner_named(&rec.owner).await?;
         let id = owner.id.clone().unwrap_or_default();
         Ok((owner, id))
     }

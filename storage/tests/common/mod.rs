@@ -9,6 +9,21 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use s3dedup_storage::blob::{BlobStore, FsBlobStore, MemoryBlobStore};
 use s3dedup_storage::{ChunkerParams, ObjectMeta, Store, StoreConfig, WriteCondition};
 
+/// Two encryption key lines (`ID:HEX`), for keyrings in tests.
+pub const K1: &str = "1:0101010101010101010101010101010101010101010101010101010101010101";
+/// See [`K1`].
+pub const K2: &str = "2:0202020202020202020202020202020202020202020202020202020202020202";
+
+/// [`small_config`] with a keyring of `lines` (the last is the active key).
+pub fn keyed(lines: &[&str]) -> StoreConfig {
+    StoreConfig {
+        keys: Some(Arc::new(
+            s3dedup_storage::crypto::Keyring::parse(&lines.join("\n")).unwrap(),
+        )),
+        ..small_config()
+    }
+}
+
 /// Small chunks so tests exercise many chunks and packs with little data.
 pub fn small_config() -> StoreConfig {
     StoreConfig {
