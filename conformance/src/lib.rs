@@ -20,6 +20,7 @@ pub mod s3server;
 mod sdkerr;
 mod signing;
 mod tenants;
+pub mod testca;
 
 pub use procstat::{cpu_time, rss_bytes};
 pub use sdkerr::{error_code, error_message, error_status, refusal};
@@ -216,7 +217,10 @@ impl Gateway {
             }
         }
         let s3_url = field("s3=")?;
-        let admin_addr = field("admin=")?.trim_start_matches("http://").to_owned();
+        let admin_addr = field("admin=")?
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_owned();
         Ok(Gateway {
             child,
             s3_url,
@@ -229,7 +233,9 @@ impl Gateway {
 
     /// `127.0.0.1:PORT` of the S3 API.
     pub fn s3_addr(&self) -> &str {
-        self.s3_url.trim_start_matches("http://")
+        self.s3_url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
     }
 
     /// The gateway's process id.

@@ -57,6 +57,14 @@ impl S3Server {
     /// # Errors
     /// If it cannot be started or does not listen within 10 s.
     pub fn start(root: &Path, port: Option<u16>) -> Result<Self> {
+        Self::start_tls(root, port, None)
+    }
+
+    /// [`S3Server::start`] serving HTTPS with `tls` = (certificate chain, key) PEM files.
+    ///
+    /// # Errors
+    /// If it cannot be started or does not listen within 10 s.
+    pub fn start_tls(root: &Path, port: Option<u16>, tls: Option<(&Path, &Path)>) -> Result<Self> {
         std::fs::create_dir_all(root)?;
         let port = match port {
             Some(p) => p,
@@ -69,7 +77,11 @@ impl S3Server {
             .create(true)
             .append(true)
             .open(root.with_extension("log"))?;
-        let mut child = Command::new(binary()?)
+        let mut cmd = Command::new(binary()?);
+        if let Some((cert, key)) = tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        let mut child = cmd
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", BACKEND_ACCESS_KEY])
             .args(["--secret-key", BACKEND_SECRET_KEY])
@@ -94,7 +106,7 @@ impl S3Server {
         }
         Ok(S3Server {
             child,
-            url: format!("http://{addr}"),
+            url: format!("{}://{addr}", if tls.is_some() { "https" } else { "http" }),
             addr,
             root: root.to_owned(),
         })

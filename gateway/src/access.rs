@@ -166,6 +166,8 @@ pub struct Access {
     pub root_access_key: String,
     /// Bucket owners.
     pub store: Store,
+    /// Read-only mode and the capacity guard, checked once the request is allowed.
+    pub gate: std::sync::Arc<crate::write_gate::WriteGate>,
 }
 
 /// The client's IP address, put in each request's extensions by the server.
@@ -480,9 +482,10 @@ impl S3Access for Access {
             }
         };
         // The root key is allowed everything: no lookup on its path.
+        let gated = self.gate.check(operation);
         if principal == Principal::Root {
             cx.extensions_mut().insert(principal);
-            return Ok(());
+            return gated;
         }
         let loaded = match &bucket {
             Some(b) => load_bucket(&self.store, b).await?,
@@ -570,7 +573,7 @@ impl S3Access for Access {
             acl_version,
         });
         match decision {
-            Decision::Allow => Ok(()),
+            Decision::Allow => gated,
             Decision::Deny(why) => Err(denied(why, "")),
         }
     }

@@ -119,6 +119,11 @@ pub fn to_s3(e: StorageError) -> S3Error {
                     BadDigest,
                     "The x-amz-content-sha256 you specified did not match what we received"
                 )
+            } else if text.contains("RequestTimeout") {
+                s3_error!(
+                    RequestTimeout,
+                    "Your socket connection to the server was not read from or written to within the timeout period ({text})"
+                )
             } else if text.contains("SignatureMismatch") {
                 s3_error!(SignatureDoesNotMatch, "A chunk signature did not match")
             } else {

@@ -10,6 +10,9 @@
 //! - [`authz`] — the one authorization function (principal, operation, bucket → decision).
 //! - [`server`] — `run(listeners, shutdown)`: the S3 and admin servers.
 //! - [`edge`] — checks on a request's line and headers before s3s sees it.
+//! - [`conn`] — connection hygiene: idle, silent and slow-body limits; TLS streams.
+//! - [`tls`] — rustls on both ports, certificate reload on SIGHUP.
+//! - [`write_gate`] — read-only mode and the capacity guard (`min_free_space`).
 //! - [`s3`] — the S3 operations over `s3dedup_storage::Store`.
 //! - [`checksum`] — `x-amz-checksum-*` computation.
 //! - `clock` — the wall clock in ms since the epoch.
@@ -30,6 +33,7 @@ pub mod bucket_name;
 pub mod checksum;
 mod clock;
 pub mod config;
+pub mod conn;
 pub mod credentials;
 pub mod edge;
 pub mod error;
@@ -42,3 +46,5 @@ pub mod s3;
 pub mod scan;
 pub mod server;
 pub mod stats;
+pub mod tls;
+pub mod write_gate;

@@ -12,9 +12,11 @@ use s3dedup_gateway::credentials;
 use s3dedup_gateway::edge::EdgePolicy;
 use s3dedup_gateway::rescan;
 use s3dedup_gateway::s3::GatewaySettings;
-use s3dedup_gateway::scan::{FailurePolicy, ScanPolicy, ScanService};
+use s3dedup_gateway::scan::{ScanPolicy, ScanService};
 use s3dedup_gateway::server::{self, Credentials, ServeOptions};
 use s3dedup_gateway::stats;
+use s3dedup_gateway::tls;
+use s3dedup_gateway::write_gate::WriteGate;
 use s3dedup_scanner::{ClamdScanner, ClamdSettings, NoopScanner, Scanner};
 use s3dedup_storage::SnapshotSettings;
 use s3dedup_storage::blob::{BlobStore, S3BlobStore};
@@ -497,46 +499,8 @@ async fn fsck(cfg: &Settings, read_data: bool) -> anyhow::Result<()> {
     }
 }
 
-/// Raises the soft open-file limit to the hard limit and fits the connection limit
-/// under it (each connection holds a descriptor; the index, packs being written, clamd
-/// and backend connections need some too).
-fn connection_limit(cfg: &Settings) -> usize {
-    const RESERVED_FDS: u64 = 256;
-    const DEFAULT_MAX: usize = 4096;
-    let nofile = match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not read or raise the open-file limit");
-            1024
-        }
-    };
-    let fits = usize::try_from(nofile.saturating_sub(RESERVED_FDS).max(16)).unwrap_or(usize::MAX);
-    match cfg.max_connections {
-        Some(n) => {
-            if n > fits {
-                tracing::warn!(
-                    max_connections = n,
-                    nofile,
-                    "max_connections exceeds what the open-file limit leaves room for; accepts will fail (and back off) when descriptors run out"
-                );
-            }
-            n
-        }
-        None => {
-            if fits < DEFAULT_MAX {
-                tracing::warn!(
-                    nofile,
-                    max_connections = fits,
-                    "open-file limit is low; serving fewer connections at once (raise LimitNOFILE)"
-                );
-            }
-            DEFAULT_MAX.min(fits)
-        }
-    }
-}
-
 async fn serve(s: Settings) -> anyhow::Result<()> {
-    let max_connections = connection_limit(&s);
+    let max_connections = server::connection_limit(s.max_connections);
     // Bind first: a start that cannot listen leaves nothing behind in the data directory.
     let s3 = tokio::net::TcpListener::bind(s.listen)
         .await
@@ -544,8 +508,16 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     let admin = tokio::net::TcpListener::bind(s.admin_listen)
         .await
         .with_context(|| format!("binding {} (admin_listen)", s.admin_listen))?;
+    // Certificates are checked before anything is opened: a bad file is a start error.
+    let tls = s.tls_files().map(tls::CertStore::open).transpose()?;
     let store = open_store(&s).await?;
     let creds = credentials::root_credentials(&s)?;
+    let gate = WriteGate::open(&s.data_dir, s.read_only, s.min_free_space);
+    if gate.read_only() {
+        tracing::warn!(
+            "read-only mode: writes are refused (s3dedup admin mode read-write lifts a run-time mode)"
+        );
+    }
     let admin_token = admin::token::server_token(s.admin_token.as_ref(), &s.data_dir)?;
     let worker = admin::worker::Worker::new(
         store.clone(),
@@ -553,6 +525,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         s3dedup_storage::scrub::ScrubOptions { rate: s.scrub_rate },
         s.lifecycle_day,
     );
+    worker.set_write_gate(Arc::clone(&gate));
     tokio::spawn(Arc::clone(&worker).schedule(s.gc_interval));
     tokio::spawn(Arc::clone(&worker).schedule_lifecycle(s.lifecycle_interval));
     tokio::spawn(Arc::clone(&worker).schedule_scrub(s.scrub_interval));
@@ -566,34 +539,21 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     let pid_file = s.data_dir.join(PID_FILE);
     std::fs::write(
         &pid_file,
-        format!("{}\nhttp://{admin_addr}\n", std::process::id()),
+        format!(
+            "{}\n{}://{admin_addr}\n{}\n",
+            std::process::id(),
+            if tls.is_some() { "https" } else { "http" },
+            // Absolute: `s3dedup admin` beside the server trusts this file.
+            s.tls_cert
+                .as_ref()
+                .and_then(|c| c.canonicalize().ok())
+                .map(|c| c.display().to_string())
+                .unwrap_or_default()
+        ),
     )
     .with_context(|| format!("writing {}", pid_file.display()))?;
     let scan = scan_service(&s);
-    if scan.enabled() {
-        // Report clamd's state without holding up start-up (an unreachable clamd can take
-        // the whole connect + reply deadline to say so).
-        let scanner = Arc::clone(scan.scanner());
-        let policy = s.scan_on_failure;
-        tokio::spawn(async move {
-            match scanner.version().await {
-                Ok(v) => tracing::info!(version = %v, "virus scanning enabled"),
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    "virus scanning enabled but clamd does not answer yet; uploads fail until it does ({policy:?})"
-                ),
-            }
-        });
-        if s.scan_on_failure == FailurePolicy::FailOpen {
-            tracing::warn!(
-                "scan policy is fail-open: when clamd fails, uploads are published UNSCANNED"
-            );
-        }
-    } else {
-        tracing::warn!(
-            "virus scanning is not enabled (set S3DEDUP_CLAMD): uploads are NOT scanned"
-        );
-    }
+    scan.report_start(s.scan_on_failure);
     match (&creds.kept_in, creds.created) {
         (Some(path), true) => println!(
             "root credentials created (shown once; kept in {}):\n  access key: {}\n  secret key: {}",
@@ -612,8 +572,9 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         ),
     }
     // Tests and scripts read the real addresses from this line.
+    let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
-        "s3dedup listening: s3=http://{s3_addr} admin=http://{admin_addr} data={}",
+        "s3dedup listening: s3={scheme}://{s3_addr} admin={scheme}://{admin_addr} data={}",
         s.data_dir.display()
     );
     let opts = ServeOptions {
@@ -633,6 +594,9 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             region: Box::leak(s.region.clone().into_boxed_str()),
         },
         max_connections,
+        tls,
+        limits: s.conn_limits(),
+        gate: Arc::clone(&gate),
         admin: Some(admin::AdminApi {
             store: store.clone(),
             token: admin_token,

@@ -60,6 +60,17 @@ pub const ACCEPT_ERRORS: &str = "s3dedup_accept_errors_total";
 pub const INDEX_SNAPSHOTS: &str = "s3dedup_index_snapshots_total";
 /// Connections open now, by `listener`.
 pub const CONNECTIONS: &str = "s3dedup_connections";
+/// Connections ended by the gateway for doing nothing, by `reason` (`idle`,
+/// `write_stalled`, `slow_body`, `handshake`).
+pub const CONNECTIONS_CUT: &str = "s3dedup_connections_cut_total";
+/// TLS certificate reloads, by `result` (`ok`|`error`).
+pub const TLS_RELOADS: &str = "s3dedup_tls_reloads_total";
+/// Writes refused by the write gate, by `reason` (`read_only`|`disk_full`).
+pub const WRITES_REFUSED: &str = "s3dedup_writes_refused_total";
+/// Free bytes on the data dir's file system (as the capacity guard last saw them).
+pub const DATA_DISK_FREE: &str = "s3dedup_data_disk_free_bytes";
+/// 1 while the gateway is in read-only mode.
+pub const READ_ONLY: &str = "s3dedup_read_only";
 /// Index write transactions committed (group commit: one may apply many writes).
 pub const INDEX_COMMITS: &str = "s3dedup_index_commits_total";
 /// Index writes applied.
@@ -261,6 +272,20 @@ fn describe() {
     );
     describe_counter!(INDEX_SNAPSHOTS, "Local index snapshots taken, by result");
     describe_gauge!(CONNECTIONS, "Connections open now, by listener");
+    describe_counter!(
+        CONNECTIONS_CUT,
+        "Connections ended for doing nothing (idle, write_stalled, slow_body, handshake)"
+    );
+    describe_counter!(TLS_RELOADS, "TLS certificate reloads on SIGHUP, by result");
+    describe_counter!(
+        WRITES_REFUSED,
+        "Writes refused with 503, by reason (read_only, disk_full)"
+    );
+    describe_gauge!(
+        DATA_DISK_FREE,
+        "Free bytes on the data dir's file system, as the capacity guard last saw them"
+    );
+    describe_gauge!(READ_ONLY, "1 while the gateway is in read-only mode");
     describe_counter!(INDEX_COMMITS, "Index write transactions committed");
     describe_counter!(
         INDEX_WRITES,

@@ -27,6 +27,8 @@ pub struct RequestLine {
     pub principal: Option<String>,
     /// The request's span.
     pub span: tracing::Span,
+    /// Marks the connection busy until the line is emitted (the response is sent).
+    pub busy: Option<crate::conn::BusyGuard>,
 }
 
 /// How a response body ended.

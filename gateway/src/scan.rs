@@ -279,6 +279,32 @@ fn oversize_error(limit: u64) -> S3Error {
 }
 
 impl ScanService {
+    /// Logs the scanner's state at start-up without holding it up (an unreachable clamd
+    /// can take the whole connect + reply deadline to say so).
+    pub fn report_start(&self, policy: FailurePolicy) {
+        if !self.enabled() {
+            tracing::warn!(
+                "virus scanning is not enabled (set S3DEDUP_CLAMD): uploads are NOT scanned"
+            );
+            return;
+        }
+        let scanner = Arc::clone(self.scanner());
+        tokio::spawn(async move {
+            match scanner.version().await {
+                Ok(v) => tracing::info!(version = %v, "virus scanning enabled"),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "virus scanning enabled but clamd does not answer yet; uploads fail until it does ({policy:?})"
+                ),
+            }
+        });
+        if policy == FailurePolicy::FailOpen {
+            tracing::warn!(
+                "scan policy is fail-open: when clamd fails, uploads are published UNSCANNED"
+            );
+        }
+    }
+
     /// Scanning with `scanner` under `policy`.
     pub fn new(scanner: Arc<dyn Scanner>, policy: ScanPolicy) -> Self {
         ScanService {

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use s3dedup_storage::SnapshotSettings;
 use s3dedup_storage::Store;
@@ -23,10 +23,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
+use crate::conn::{Busy, BusyGuard, ConnLimits, PacedBody, Stream, Watched};
 use crate::edge::{self, EdgePolicy};
 use crate::request_log::{LoggedBody, RequestLine};
 use crate::s3::{Gateway, GatewaySettings};
 use crate::scan::ScanService;
+use crate::write_gate::WriteGate;
 
 /// How long in-flight requests get to finish after shutdown is requested.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -50,13 +52,16 @@ pub struct ServeOptions {
     pub snapshots: Option<(std::path::PathBuf, SnapshotSettings)>,
     /// The admin API (`/admin/v1`); `None` = not served.
     pub admin: Option<crate::admin::AdminApi>,
+    /// HTTPS on both ports with this certificate; `None` = plain HTTP.
+    pub tls: Option<Arc<crate::tls::CertStore>>,
+    /// What one connection may cost.
+    pub limits: ConnLimits,
+    /// Read-only mode and the capacity guard.
+    pub gate: Arc<WriteGate>,
 }
 
 /// Most admin connections served at once (metrics scrapers, probes, operators).
 const MAX_ADMIN_CONNECTIONS: usize = 64;
-/// How long a new connection may stay silent, and how long a request's headers may take
-/// once they have started (an idle keep-alive connection is not bounded yet).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Builds the s3s service.
 ///
@@ -71,6 +76,7 @@ pub fn s3_service(store: Store, opts: &ServeOptions, port: u16) -> anyhow::Resul
     b.set_access(crate::access::Access {
         root_access_key: opts.credentials.access_key.clone(),
         store: store.clone(),
+        gate: Arc::clone(&opts.gate),
     });
     // Defence in depth behind the edge's refusal of form uploads: s3s buffers a form's
     // file part whole before authenticating it, so allow it nothing.
@@ -92,6 +98,44 @@ pub fn s3_service(store: Store, opts: &ServeOptions, port: u16) -> anyhow::Resul
         ])?);
     }
     Ok(b.build())
+}
+
+/// Raises the soft open-file limit to the hard limit and fits the connection limit
+/// under it (each connection holds a descriptor; the index, packs being written, clamd
+/// and backend connections need some too).
+pub fn connection_limit(requested: Option<usize>) -> usize {
+    const RESERVED_FDS: u64 = 256;
+    const DEFAULT_MAX: usize = 4096;
+    let nofile = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read or raise the open-file limit");
+            1024
+        }
+    };
+    let fits = usize::try_from(nofile.saturating_sub(RESERVED_FDS).max(16)).unwrap_or(usize::MAX);
+    match requested {
+        Some(n) => {
+            if n > fits {
+                tracing::warn!(
+                    max_connections = n,
+                    nofile,
+                    "max_connections exceeds what the open-file limit leaves room for; accepts will fail (and back off) when descriptors run out"
+                );
+            }
+            n
+        }
+        None => {
+            if fits < DEFAULT_MAX {
+                tracing::warn!(
+                    nofile,
+                    max_connections = fits,
+                    "open-file limit is low; serving fewer connections at once (raise LimitNOFILE)"
+                );
+            }
+            DEFAULT_MAX.min(fits)
+        }
+    }
 }
 
 /// Accept-error backoff: starts here, doubles up to [`ACCEPT_BACKOFF_MAX`].
@@ -201,16 +245,25 @@ pub async fn run(
     crate::metrics::record_build_info(&store);
     let service = s3_service(store.clone(), &opts, s3.local_addr()?.port())?;
     let graceful = GracefulShutdown::new();
-    // HTTP/1 only: S3 clients speak HTTP/1.1 on plain TCP, and the auto builder's wait
-    // for an HTTP/2 preface has no timer (a silent connection would hold its slot
-    // forever); hyper's header timer then runs from the connection's first read.
-    let mut http = ConnBuilder::new(TokioExecutor::new()).http1_only();
-    http.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
-    let admin_store = store.clone();
-    let admin_api = opts.admin.clone().map(Arc::new);
-    let scan = std::sync::Arc::clone(&opts.settings.scan);
+    let limits = opts.limits;
+    // HTTP/1 only: S3 clients speak HTTP/1.1 (ALPN offers nothing else on TLS). hyper's
+    // header timer runs from a request's first byte; before it, `Watched` bounds the
+    // silence (conn.rs).
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_size);
+    let tls = opts.tls.as_ref().map(|certs| {
+        tokio::spawn(crate::tls::reload_on_sighup(Arc::clone(certs)));
+        tokio_rustls::TlsAcceptor::from(certs.server_config())
+    });
+    tokio::spawn(Arc::clone(&opts.gate).watch());
+    let admin_state = AdminState {
+        store: store.clone(),
+        scan: std::sync::Arc::clone(&opts.settings.scan),
+        api: opts.admin.clone().map(Arc::new),
+        gate: Arc::clone(&opts.gate),
+    };
     let edge = opts.edge;
     let mut s3 = Acceptor::new(s3, "s3", opts.max_connections);
     let mut admin = Acceptor::new(admin, "admin", MAX_ADMIN_CONNECTIONS);
@@ -223,22 +276,20 @@ pub async fn run(
             (sock, peer, permit) = s3.accept() => {
                 let open = Open::new("s3", permit);
                 let svc = service.clone();
+                let busy = Busy::default();
+                let conn_busy = busy.clone();
                 let handler = service_fn(move |req: Request<Incoming>| {
                     let svc = svc.clone();
-                    serve_s3(svc, req, peer, edge)
+                    let guard = busy.begin();
+                    serve_s3(svc, req.map(|b| PacedBody::new(b, &limits)), peer, edge, guard)
                 });
-                let (http, watcher) = (http.clone(), graceful.watcher());
+                let (http, watcher, tls) = (http.clone(), graceful.watcher(), tls.clone());
                 tokio::spawn(async move {
-                    // hyper's header timer starts with the first byte: a connection that
-                    // sends nothing would hold its slot forever.
-                    let mut first = [0u8; 1];
-                    let first = tokio::time::timeout(HEADER_READ_TIMEOUT, sock.peek(&mut first));
-                    if !matches!(first.await, Ok(Ok(1))) {
-                        tracing::debug!(%peer, "connection sent nothing; closed");
+                    let Some(io) = open_stream(sock, tls.as_ref(), &limits, conn_busy).await else {
                         return;
-                    }
-                    let conn = http.serve_connection_with_upgrades(TokioIo::new(sock), handler);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
+                    };
+                    let conn = http.serve_connection(io, handler);
+                    if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
                     drop(open);
@@ -246,20 +297,19 @@ pub async fn run(
             }
             (sock, _, permit) = admin.accept() => {
                 let open = Open::new("admin", permit);
-                let store = admin_store.clone();
-                let scan = std::sync::Arc::clone(&scan);
-                let api = admin_api.clone();
+                let state = admin_state.clone();
                 let handler = service_fn(move |req: Request<Incoming>| {
-                    let store = store.clone();
-                    let scan = std::sync::Arc::clone(&scan);
-                    let api = api.clone();
-                    async move {
-                        Ok::<_, Infallible>(serve_admin(&store, &scan, api.as_deref(), &req).await)
-                    }
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(serve_admin(&state, &req).await) }
                 });
-                let conn = http.serve_connection(TokioIo::new(sock), handler);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move { let _ = conn.await; drop(open); });
+                let (http, watcher, tls) = (http.clone(), graceful.watcher(), tls.clone());
+                tokio::spawn(async move {
+                    let Some(io) = open_stream(sock, tls.as_ref(), &limits, Busy::default()).await else {
+                        return;
+                    };
+                    let _ = watcher.watch(http.serve_connection(io, handler)).await;
+                    drop(open);
+                });
             }
             () = &mut shutdown => break,
         }
@@ -272,11 +322,37 @@ pub async fn run(
     Ok(())
 }
 
+/// The connection's stream: TLS handshake done (when on), watched for idleness. `None`
+/// when the handshake failed (a plain HTTP request on a TLS port, a scanner, a timeout).
+async fn open_stream(
+    sock: TcpStream,
+    tls: Option<&tokio_rustls::TlsAcceptor>,
+    limits: &ConnLimits,
+    busy: Busy,
+) -> Option<TokioIo<Watched<Stream>>> {
+    let peer = sock.peer_addr().ok();
+    match Stream::accept(sock, tls, limits.header_read_timeout).await {
+        Ok(s) => Some(TokioIo::new(Watched::new(
+            s,
+            busy,
+            limits.idle_timeout,
+            limits.header_read_timeout.min(limits.idle_timeout),
+        ))),
+        Err(e) => {
+            metrics::counter!(crate::metrics::CONNECTIONS_CUT, "reason" => "handshake")
+                .increment(1);
+            tracing::debug!(?peer, error = %e, "TLS handshake failed; connection closed");
+            None
+        }
+    }
+}
+
 fn serve_s3(
     svc: S3Service,
-    req: Request<Incoming>,
+    req: Request<PacedBody<Incoming>>,
     peer: std::net::SocketAddr,
     edge: EdgePolicy,
+    busy: BusyGuard,
 ) -> BoxFuture<'static, Result<Response<LoggedBody>, s3s::HttpError>> {
     let id = request_id();
     let span = tracing::info_span!(
@@ -317,13 +393,13 @@ fn serve_s3(
                     h.insert("x-amz-request-id", v);
                 }
                 let line = (String::from("Refused"), None);
-                return Ok(logged(resp, line, bytes_in, started, Some(refusal.code)));
+                return Ok(logged(resp, line, (bytes_in, started), Some(refusal.code), busy));
             }
             let bucket = first_path_segment(req.uri().path());
             let mut req = req;
             req.extensions_mut().insert(crate::access::PeerIp(peer.ip()));
-            let (resp, info) =
-                crate::access::with_request_info(hyper::service::Service::call(&svc, req)).await;
+            let req = req.map(s3s::Body::http_body);
+            let (resp, info) = crate::access::with_request_info(svc.call(req)).await;
             let operation = info.operation().to_owned();
             if let Some(p) = &info.principal {
                 tracing::Span::current().record("principal", p.as_str());
@@ -358,7 +434,7 @@ fn serve_s3(
                 metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "signature")
                     .increment(1);
             }
-            Ok(logged(resp, (operation, info.principal), bytes_in, started, None))
+            Ok(logged(resp, (operation, info.principal), (bytes_in, started), None, busy))
         }
         .instrument(span),
     )
@@ -383,9 +459,9 @@ fn first_path_segment(path: &str) -> Option<String> {
 fn logged(
     resp: Response<s3s::Body>,
     (operation, principal): (String, Option<String>),
-    bytes_in: u64,
-    started: Instant,
+    (bytes_in, started): (u64, Instant),
     code: Option<&'static str>,
+    busy: BusyGuard,
 ) -> Response<LoggedBody> {
     let line = RequestLine {
         operation,
@@ -395,16 +471,25 @@ fn logged(
         code,
         principal,
         span: tracing::Span::current(),
+        busy: Some(busy),
     };
     resp.map(|body| LoggedBody::new(body, line))
 }
 
+/// What the admin port serves.
+#[derive(Debug, Clone)]
+struct AdminState {
+    store: Store,
+    scan: Arc<ScanService>,
+    api: Option<Arc<crate::admin::AdminApi>>,
+    gate: Arc<WriteGate>,
+}
+
 async fn serve_admin(
-    store: &Store,
-    scan: &ScanService,
-    api: Option<&crate::admin::AdminApi>,
+    state: &AdminState,
     req: &Request<Incoming>,
 ) -> Response<crate::admin::backup::AdminBody> {
+    let (store, scan, api) = (&state.store, &state.scan, state.api.as_deref());
     let text = |status: StatusCode, body: String| {
         Response::builder()
             .status(status)
@@ -426,7 +511,7 @@ async fn serve_admin(
     match path {
         "/metrics" => text(StatusCode::OK, crate::metrics::render(store).await),
         "/health/live" => text(StatusCode::OK, "ok\n".into()),
-        "/health/ready" => match ready(store, scan).await {
+        "/health/ready" => match ready(store, scan, &state.gate).await {
             Ok(()) => text(StatusCode::OK, "ready\n".into()),
             Err(why) => text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -437,10 +522,13 @@ async fn serve_admin(
     }
 }
 
-/// Ready = the index answers, the backing store answers and, when scanning is
-/// enabled, the scanner answers.
-async fn ready(store: &Store, scan: &ScanService) -> Result<(), String> {
+/// Ready = the index answers, the data disk has room, the backing store answers and,
+/// when scanning is enabled, the scanner answers.
+async fn ready(store: &Store, scan: &ScanService, gate: &WriteGate) -> Result<(), String> {
     store.stats().await.map_err(|e| format!("index: {e}"))?;
+    if let Some(why) = gate.low_space() {
+        return Err(format!("uploads refused: {why}"));
+    }
     store
         .blobs()
         .check()

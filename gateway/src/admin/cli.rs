@@ -116,6 +116,19 @@ pub enum AdminCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Show or set the gateway's mode: read-only refuses every S3 write with 503 (reads
+    /// continue) and pauses GC, lifecycle and rekey; kept across restarts until
+    /// read-write. Without an argument, prints the mode.
+    Mode {
+        /// read-only or read-write.
+        #[arg(value_parser = ["read-only", "read-write"])]
+        mode: Option<String>,
+        /// The server's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Logical, unique, stored, garbage and saved bytes, ratio, per bucket.
     Usage {
         /// The server's JSON.
@@ -521,6 +534,34 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
                 u(gc, "grace_seconds"),
                 u(gc, "interval_seconds")
             );
+            Ok(())
+        }
+        AdminCommand::Mode { mode, json, target } => {
+            let m = match mode {
+                None => get_json(&target, "/admin/v1/mode").await?,
+                Some(m) => expect(
+                    target
+                        .client()?
+                        .request(Method::PUT, &format!("/admin/v1/mode?mode={m}"))
+                        .await?,
+                    StatusCode::OK,
+                )?,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&m)?);
+            } else {
+                let ro = m["read_only"].as_bool().unwrap_or(false);
+                let forced = m["forced_by_setting"].as_bool().unwrap_or(false);
+                println!(
+                    "{}{}",
+                    if ro { "read-only" } else { "read-write" },
+                    if forced {
+                        " (set by the read_only setting)"
+                    } else {
+                        ""
+                    }
+                );
+            }
             Ok(())
         }
         AdminCommand::Usage { json, target } => {

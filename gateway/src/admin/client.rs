@@ -1,5 +1,8 @@
-//! `s3dedup admin …`: the CLI side of the admin API (plain HTTP/1.1 on the admin port).
+//! `s3dedup admin …`: the CLI side of the admin API (HTTP/1.1 on the admin port, over
+//! TLS when the server has a certificate: trusted are the system's roots, the server's
+//! own certificate file when the CLI runs beside it, and `S3DEDUP_ADMIN_CA`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,11 +15,56 @@ use crate::config::Secret;
 /// Environment variable with the admin API's URL.
 pub const URL_ENV: &str = "S3DEDUP_ADMIN_URL";
 
+/// Environment variable naming a PEM file of CA certificates the CLI trusts for an
+/// `https://` admin URL (besides the system's roots).
+pub const CA_ENV: &str = "S3DEDUP_ADMIN_CA";
+
 /// A client of one server's admin API.
 #[derive(Debug)]
 pub struct AdminClient {
     authority: String,
     token: Secret,
+    /// TLS (`https://`): the configuration and the name the certificate must carry.
+    tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+}
+
+/// A TLS client configuration trusting the system's roots and the certificates in
+/// `extra` (PEM files).
+///
+/// # Errors
+/// A file that cannot be read or holds no certificate.
+pub fn tls_client_config(
+    extra: &[std::path::PathBuf],
+) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    for file in extra {
+        let certs = CertificateDer::pem_file_iter(file)
+            .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        if certs.is_empty() {
+            anyhow::bail!("{}: no CERTIFICATE block", file.display());
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
 }
 
 /// What a request answered.
@@ -39,24 +87,33 @@ impl Answer {
 }
 
 impl AdminClient {
-    /// A client for `url` (`http://host:port`, a trailing `/` or path is ignored).
+    /// A client for `url` (`http://host:port` or `https://host:port`, a trailing `/` or
+    /// path is ignored); `trust` = extra CA files for https.
     ///
     /// # Errors
-    /// When the URL is not `http://host:port`.
-    pub fn new(url: &str, token: Secret) -> anyhow::Result<Self> {
+    /// When the URL is neither, or a CA file is bad.
+    pub fn new(url: &str, token: Secret, trust: &[std::path::PathBuf]) -> anyhow::Result<Self> {
         let uri: http::Uri = url
             .parse()
             .map_err(|e| anyhow::anyhow!("admin URL {url:?}: {e}"))?;
-        match (uri.scheme_str(), uri.authority()) {
-            (Some("http"), Some(a)) => Ok(AdminClient {
-                authority: a.to_string(),
-                token,
-            }),
-            (Some(other), _) if other != "http" => anyhow::bail!(
-                "admin URL {url:?}: only http:// is supported (bind the admin port privately)"
-            ),
-            _ => anyhow::bail!("admin URL {url:?}: expected http://host:port"),
-        }
+        let (scheme, Some(a)) = (uri.scheme_str(), uri.authority()) else {
+            anyhow::bail!("admin URL {url:?}: expected http://host:port or https://host:port");
+        };
+        let tls = match scheme {
+            Some("http") => None,
+            Some("https") => {
+                let host = a.host().trim_start_matches('[').trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                    .map_err(|e| anyhow::anyhow!("admin URL {url:?}: {e}"))?;
+                Some((tls_client_config(trust)?, name))
+            }
+            _ => anyhow::bail!("admin URL {url:?}: expected http://host:port or https://host:port"),
+        };
+        Ok(AdminClient {
+            authority: a.to_string(),
+            token,
+            tls,
+        })
     }
 
     /// GETs `path` into the file `out` (through `out.tmp`, synced, then renamed);
@@ -122,9 +179,30 @@ impl AdminClient {
                     self.authority
                 )
             })?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
+        // The connection task is spawned per branch: its type differs with TLS.
+        let mut sender = match &self.tls {
+            None => {
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                tokio::spawn(conn);
+                sender
+            }
+            Some((config, name)) => {
+                let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
+                    .connect(name.clone(), stream)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "admin API at {}: TLS: {e} (trust its CA with {CA_ENV})",
+                            self.authority
+                        )
+                    })?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+                tokio::spawn(conn);
+                sender
+            }
+        };
         let req = Request::builder()
             .method(method)
             .uri(path)

@@ -17,6 +17,7 @@
 //! | `GET /admin/v1/backup-index` | a consistent copy of the live index (a redb file), streamed |
 //! | `POST /admin/v1/journal/flush` | ships every metadata change not yet in the store's journal: 200 with what was written |
 //! | `POST /admin/v1/journal/snapshot` | ships, then writes a snapshot of the whole index to the store: 200 with it |
+//! | `GET /admin/v1/mode`, `PUT /admin/v1/mode?mode=read-only\|read-write` | read-only mode (see [`crate::write_gate`]): `{"read_only", "forced_by_setting"}`; 409 when the setting forces it |
 //! | `GET /admin/v1/usage` | logical, unique, stored, garbage, saved bytes, ratio, per bucket |
 //!
 //! Tenants, users and access keys: see [`identity`].
@@ -165,8 +166,19 @@ impl AdminApi {
         if let Some(r) = self.serve_identity(method, rest, query).await {
             return r;
         }
+        let moves_data = matches!(rest, "/gc" | "/rekey" | "/lifecycle") && method == Method::POST;
+        if moves_data && self.worker.read_only() {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "read_only",
+                "the gateway is in read-only mode: GC, lifecycle and rekey runs wait until \
+                 `s3dedup admin mode read-write`",
+            );
+        }
         match (method, rest) {
             (&Method::GET, "/status") => self.status().await,
+            (&Method::GET, "/mode") => self.mode(None),
+            (&Method::PUT, "/mode") => self.mode(Some(query)),
             (&Method::POST, "/gc") => self.start_gc(query),
             (&Method::POST, "/rekey") => match self.worker.start_rekey() {
                 Ok(run) => json_response(StatusCode::ACCEPTED, &json!(run)),
@@ -218,7 +230,7 @@ impl AdminApi {
             }
             (
                 _,
-                "/status" | "/gc" | "/scrub" | "/rekey" | "/lifecycle" | "/usage"
+                "/status" | "/gc" | "/scrub" | "/rekey" | "/lifecycle" | "/usage" | "/mode"
                 | "/journal/flush" | "/journal/snapshot",
             ) => error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -329,6 +341,38 @@ impl AdminApi {
                 "inflight": {"pinned_chunks": pinned, "reads": reads},
             }),
         )
+    }
+
+    /// `GET /mode`, or `PUT /mode?mode=read-only|read-write`.
+    fn mode(&self, set: Option<Option<&str>>) -> Response<Full<Bytes>> {
+        let Some(gate) = self.worker.write_gate() else {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no write gate on this server",
+            );
+        };
+        let Some(query) = set else {
+            return json_response(StatusCode::OK, &json!(gate.mode()));
+        };
+        let on = match param(query, "mode").as_deref() {
+            Some("read-only") => true,
+            Some("read-write") => false,
+            other => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!(
+                        "mode={}: expected read-only or read-write",
+                        other.unwrap_or("")
+                    ),
+                );
+            }
+        };
+        match gate.set_read_only(on) {
+            Ok(m) => json_response(StatusCode::OK, &json!(m)),
+            Err(e) => error(StatusCode::CONFLICT, "conflict", e),
+        }
     }
 
     async fn usage(&self) -> Response<Full<Bytes>> {

@@ -140,6 +140,8 @@ pub struct Worker {
     lifecycle_slot: Mutex<Slot>,
     /// The length of a lifecycle day.
     lifecycle_day: Duration,
+    /// Read-only mode: scheduled GC and lifecycle runs are skipped while it is on.
+    gate: std::sync::OnceLock<Arc<crate::write_gate::WriteGate>>,
 }
 
 fn lock(m: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
@@ -227,7 +229,23 @@ impl Worker {
             scrub_slot: Mutex::default(),
             lifecycle_slot: Mutex::default(),
             lifecycle_day,
+            gate: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets the write gate (once) whose read-only mode pauses runs that move data.
+    pub fn set_write_gate(&self, gate: Arc<crate::write_gate::WriteGate>) {
+        let _ = self.gate.set(gate);
+    }
+
+    /// The write gate, when one is set.
+    pub fn write_gate(&self) -> Option<&Arc<crate::write_gate::WriteGate>> {
+        self.gate.get()
+    }
+
+    /// In read-only mode (nothing may move stored bytes or records).
+    pub fn read_only(&self) -> bool {
+        self.gate.get().is_some_and(|g| g.read_only())
     }
 
     /// The configured GC options.
@@ -506,6 +524,10 @@ impl Worker {
         }
         loop {
             tokio::time::sleep(every).await;
+            if self.read_only() {
+                tracing::info!("read-only mode: the scheduled lifecycle run is skipped");
+                continue;
+            }
             let _ = self.start_lifecycle("schedule");
         }
     }
@@ -529,6 +551,10 @@ impl Worker {
         }
         loop {
             tokio::time::sleep(every).await;
+            if self.read_only() {
+                tracing::info!("read-only mode: the scheduled GC run is skipped");
+                continue;
+            }
             let _ = self.start(self.defaults, "schedule");
         }
     }

@@ -340,6 +340,46 @@ pub struct Settings {
     /// Multipart uploads not completed or aborted after this long are aborted by GC.
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = parse_positive_duration)]
     pub multipart_expiry: Duration,
+    /// PEM certificate chain (leaf first): set with tls_key to serve HTTPS on both the
+    /// S3 and the admin port (TLS 1.2 and 1.3). Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of tls_cert. Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates trusted (besides the system's) for the S3 backing store's
+    /// HTTPS endpoint.
+    #[arg(long, value_name = "FILE")]
+    pub store_ca_bundle: Option<PathBuf>,
+    /// How long a new connection may stay silent (TLS handshake included), and how long
+    /// a request's headers may take once started.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration)]
+    pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may stay idle between requests, and how long a
+    /// response may wait for a client that does not read it.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_positive_duration)]
+    pub idle_timeout: Duration,
+    /// A request body is cut (400 RequestTimeout) when a window this long brings less
+    /// than body_min_rate per second on average, or nothing at all.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive_duration)]
+    pub body_idle_timeout: Duration,
+    /// Least upload rate per second, judged over each body_idle_timeout window; 0 = only
+    /// a complete stall is cut.
+    #[arg(long, value_name = "SIZE", default_value = "1KiB", value_parser = parse_size)]
+    pub body_min_rate: u64,
+    /// Largest request head (request line and headers); larger gets 431.
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_size_in(8 << 10, 1 << 20))]
+    pub max_header_size: u64,
+    /// Uploads are refused (503) while the data dir's file system has less free space
+    /// than this; the index lives there and must never be starved. 0 = no guard.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
+    pub min_free_space: u64,
+    /// Start in read-only mode: writes get 503, reads continue (`s3dedup admin mode`
+    /// switches at run time, but cannot lift this setting).
+    #[arg(long, value_name = "BOOL", action = ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", default_value = "false",
+          value_parser = BoolishValueParser::new())]
+    pub read_only: bool,
     /// Bearer token of the admin API (/admin/v1); unset = the one kept in
     /// <data_dir>/admin-token (created at first start). At least 16 characters.
     #[arg(long, value_name = "TOKEN", value_parser = parse_secret, hide_default_value = true)]
@@ -410,6 +450,12 @@ impl Settings {
                 reason: "the key must not live in the data dir (whoever has the data would \
                          have the key)"
                     .into(),
+            });
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Conflict {
+                keys: "tls_cert/tls_key".into(),
+                reason: "set both (HTTPS on both ports) or neither (plain HTTP)".into(),
             });
         }
         if self.root_access_key.is_some() != self.root_secret_key.is_some() {
@@ -484,6 +530,25 @@ impl Settings {
             })
     }
 
+    /// The certificate files, when TLS is on.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        })
+    }
+
+    /// What one connection may cost.
+    pub fn conn_limits(&self) -> crate::conn::ConnLimits {
+        crate::conn::ConnLimits {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            body_idle_timeout: self.body_idle_timeout,
+            body_min_rate: self.body_min_rate,
+            max_header_size: usize::try_from(self.max_header_size).unwrap_or(1 << 20),
+        }
+    }
+
     /// The S3 backing store's settings, `None` for the local directory.
     pub fn s3_settings(&self) -> Option<S3Settings> {
         let mut s = self.store.clone()?;
@@ -496,6 +561,7 @@ impl Settings {
                 .map(|s| s.expose().to_owned()),
         );
         s.checksum = self.store_checksum;
+        s.ca_bundle.clone_from(&self.store_ca_bundle);
         s.attempt_timeout = self.store_timeout;
         s.breaker_cooldown = self.store_breaker_cooldown;
         s.max_attempts = self.store_max_attempts;

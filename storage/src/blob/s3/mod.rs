@@ -87,6 +87,26 @@ impl fmt::Debug for Backend {
     }
 }
 
+/// The SDK's default HTTPS client (rustls, aws-lc-rs), trusting the system's roots and
+/// the CA certificates in `path`.
+fn https_client_trusting(path: &std::path::Path) -> Result<aws_sdk_s3::config::SharedHttpClient> {
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+    let bad =
+        |why: String| Error::InvalidArgument(format!("store CA bundle {}: {why}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(bad("no CERTIFICATE block".into()));
+    }
+    let context = TlsContext::builder()
+        .with_trust_store(TrustStore::default().with_pem_certificate(pem))
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .tls_context(context)
+        .build_https())
+}
+
 impl S3BlobStore {
     /// Builds the client. Does not contact the backend; see [`BlobStore::check`].
     ///
@@ -109,6 +129,9 @@ impl S3BlobStore {
         if let Some((ak, sk)) = &s.credentials {
             loader =
                 loader.credentials_provider(Credentials::new(ak, sk, None, None, "s3dedup-config"));
+        }
+        if let Some(path) = &s.ca_bundle {
+            loader = loader.http_client(https_client_trusting(path)?);
         }
         let shared = loader.load().await;
         let mut b = aws_sdk_s3::config::Builder::from(&shared)

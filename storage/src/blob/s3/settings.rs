@@ -59,6 +59,9 @@ pub struct S3Settings {
     pub breaker_threshold: u32,
     /// How long the breaker stays open before letting requests through again.
     pub breaker_cooldown: Duration,
+    /// PEM file of CA certificates trusted besides the system's (a private CA's HTTPS
+    /// endpoint).
+    pub ca_bundle: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for S3Settings {
@@ -74,6 +77,7 @@ impl fmt::Debug for S3Settings {
             .field("checksum", &self.checksum)
             .field("attempt_timeout", &self.attempt_timeout)
             .field("max_attempts", &self.max_attempts)
+            .field("ca_bundle", &self.ca_bundle)
             .finish_non_exhaustive()
     }
 }
@@ -126,6 +130,7 @@ impl S3Settings {
             part_size: 16 << 20,
             breaker_threshold: 8,
             breaker_cooldown: Duration::from_secs(5),
+            ca_bundle: None,
         })
     }
 
