@@ -81,6 +81,10 @@ impl WriteGate {
             free: AtomicU64::new(u64::MAX),
         });
         gate.publish_mode();
+        // Measured now, so the first upload is already judged.
+        if let Err(e) = gate.measure() {
+            tracing::warn!(error = %e, dir = %data_dir.display(), "cannot measure free space");
+        }
         gate
     }
 
@@ -265,8 +269,6 @@ mod tests {
     fn low_space_refuses_uploads_but_not_deletes() {
         let dir = tempfile::tempdir().unwrap();
         let gate = WriteGate::open(dir.path(), false, u64::MAX - 1);
-        assert!(gate.check("PutObject").is_ok(), "not measured yet");
-        gate.measure().unwrap();
         let e = gate.check("UploadPart").unwrap_err();
         assert!(e.message().unwrap().contains("min_free_space"));
         assert!(gate.check("DeleteObject").is_ok());

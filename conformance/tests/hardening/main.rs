@@ -18,6 +18,7 @@ use s3dedup_conformance::{
 
 mod connections;
 mod index_damage;
+mod slow_clients;
 
 fn raise_own_fd_limit() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
