@@ -28,6 +28,18 @@ fn http_date(ms: u64) -> String {
 }
 
 /// Converts a storage error into the S3 error a client should see.
+/// 403 `QuotaExceeded` (the code Ceph RGW answers; S3 itself has no quotas), the
+/// message saying which quota and by how much.
+pub fn quota_error(why: &str) -> S3Error {
+    metrics::counter!(crate::metrics::QUOTA_REJECTIONS).increment(1);
+    let mut e = S3Error::with_message(
+        s3s::S3ErrorCode::Custom("QuotaExceeded".into()),
+        format!("Quota exceeded: {why}; nothing was stored"),
+    );
+    e.set_status_code(http::StatusCode::FORBIDDEN);
+    e
+}
+
 pub fn to_s3(e: StorageError) -> S3Error {
     use StorageError as E;
     match e {
@@ -42,6 +54,7 @@ pub fn to_s3(e: StorageError) -> S3Error {
             "Access Denied because object protected by object lock: {why}"
         ),
         E::InvalidBucketState(why) => s3_error!(InvalidBucketState, "{why}"),
+        E::QuotaExceeded(why) => quota_error(&why),
         E::NoObjectLock(why) => s3_error!(InvalidRequest, "{why}"),
         E::NoSuchVersion { key, version, .. } => s3_error!(
             NoSuchVersion,
@@ -118,6 +131,11 @@ pub fn to_s3(e: StorageError) -> S3Error {
                 s3_error!(
                     BadDigest,
                     "The x-amz-content-sha256 you specified did not match what we received"
+                )
+            } else if text.contains(crate::s3::QUOTA_CUT) {
+                quota_error(
+                    text.trim_start_matches(crate::s3::QUOTA_CUT)
+                        .trim_start_matches(": "),
                 )
             } else if text.contains("RequestTimeout") {
                 s3_error!(

@@ -67,6 +67,8 @@ pub const CONNECTIONS_CUT: &str = "s3dedup_connections_cut_total";
 pub const TLS_RELOADS: &str = "s3dedup_tls_reloads_total";
 /// Writes refused by the write gate, by `reason` (`read_only`|`disk_full`).
 pub const WRITES_REFUSED: &str = "s3dedup_writes_refused_total";
+/// Writes refused by a quota.
+pub const QUOTA_REJECTIONS: &str = "s3dedup_quota_rejections_total";
 /// Free bytes on the data dir's file system (as the capacity guard last saw them).
 pub const DATA_DISK_FREE: &str = "s3dedup_data_disk_free_bytes";
 /// 1 while the gateway is in read-only mode.
@@ -286,6 +288,10 @@ fn describe() {
         "Free bytes on the data dir's file system, as the capacity guard last saw them"
     );
     describe_gauge!(READ_ONLY, "1 while the gateway is in read-only mode");
+    describe_counter!(
+        QUOTA_REJECTIONS,
+        "Writes refused by a bucket or tenant quota"
+    );
     describe_counter!(INDEX_COMMITS, "Index write transactions committed");
     describe_counter!(
         INDEX_WRITES,

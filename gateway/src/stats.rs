@@ -20,6 +20,54 @@ pub struct BucketUsage {
     pub noncurrent_bytes: u64,
     /// Delete markers.
     pub delete_markers: u64,
+    /// Its quota, if it has one.
+    #[serde(default)]
+    pub quota: Option<QuotaLimits>,
+}
+
+/// A quota's limits (`None` = unlimited); usage counts logical bytes and object
+/// versions (see `s3dedup_storage::quota`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QuotaLimits {
+    /// Most logical bytes.
+    pub max_bytes: Option<u64>,
+    /// Most object versions.
+    pub max_objects: Option<u64>,
+}
+
+impl From<s3dedup_storage::quota::Quota> for QuotaLimits {
+    fn from(q: s3dedup_storage::quota::Quota) -> Self {
+        QuotaLimits {
+            max_bytes: q.max_bytes,
+            max_objects: q.max_objects,
+        }
+    }
+}
+
+/// What a tenant holds, over all its buckets.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TenantUsage {
+    /// Tenant name.
+    pub name: String,
+    /// Object versions in its buckets.
+    pub objects: u64,
+    /// Their logical bytes.
+    pub logical_bytes: u64,
+    /// Its quota, if it has one.
+    pub quota: Option<QuotaLimits>,
+}
+
+fn limits(q: Option<QuotaLimits>) -> String {
+    q.map_or_else(
+        || "-".into(),
+        |q| {
+            format!(
+                "{} / {}",
+                q.max_bytes.map_or("-".into(), human),
+                q.max_objects.map_or("-".into(), |n| format!("{n} obj"))
+            )
+        },
+    )
 }
 
 /// The whole report.
@@ -52,6 +100,9 @@ pub struct StatsReport {
     pub compression_ratio: f64,
     /// Per bucket, by name.
     pub buckets: Vec<BucketUsage>,
+    /// Per tenant, by name (the root's buckets are in no tenant).
+    #[serde(default)]
+    pub tenants: Vec<TenantUsage>,
 }
 
 /// Reads the counters and walks every bucket's listing.
@@ -69,6 +120,7 @@ pub async fn collect(store: &Store) -> s3dedup_storage::Result<StatsReport> {
             noncurrent_versions: 0,
             noncurrent_bytes: 0,
             delete_markers: 0,
+            quota: store.quota_state(&name).await?.bucket_quota.map(Into::into),
         };
         let (mut km, mut vm): (Option<String>, Option<String>) = (None, None);
         loop {
@@ -105,6 +157,17 @@ pub async fn collect(store: &Store) -> s3dedup_storage::Result<StatsReport> {
         buckets.push(usage);
     }
     buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut tenants = Vec::new();
+    for t in store.tenants().await? {
+        let (quota, usage) = store.tenant_quota(&t.name).await?;
+        tenants.push(TenantUsage {
+            name: t.name,
+            objects: usage.objects,
+            logical_bytes: usage.bytes,
+            quota: quota.map(Into::into),
+        });
+    }
+    tenants.sort_by(|a, b| a.name.cmp(&b.name));
     #[allow(clippy::cast_precision_loss)]
     // As the metric: 1 when nothing is stored.
     let ratio = if s.stored_bytes == 0 {
@@ -132,6 +195,7 @@ pub async fn collect(store: &Store) -> s3dedup_storage::Result<StatsReport> {
         dedup_ratio: (ratio * 100.0).round() / 100.0,
         compression_ratio: (compression * 100.0).round() / 100.0,
         buckets,
+        tenants,
     })
 }
 
@@ -174,19 +238,45 @@ impl StatsReport {
             .max("bucket".len());
         let _ = writeln!(
             out,
-            "{:<width$} {:>10} {:>14} {:>11} {:>14}",
+            "{:<width$} {:>10} {:>14} {:>11} {:>14}  quota",
             "bucket", "objects", "logical", "noncurrent", "noncurrent b"
         );
         for b in &self.buckets {
             let _ = writeln!(
                 out,
-                "{:<width$} {:>10} {:>14} {:>11} {:>14}",
+                "{:<width$} {:>10} {:>14} {:>11} {:>14}  {}",
                 b.name,
                 b.objects,
                 human(b.logical_bytes),
                 b.noncurrent_versions,
-                human(b.noncurrent_bytes)
+                human(b.noncurrent_bytes),
+                limits(b.quota)
             );
+        }
+        if !self.tenants.is_empty() {
+            let width = self
+                .tenants
+                .iter()
+                .map(|t| t.name.len())
+                .max()
+                .unwrap_or(0)
+                .max(6);
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "{:<width$} {:>10} {:>14}  quota",
+                "tenant", "versions", "logical"
+            );
+            for t in &self.tenants {
+                let _ = writeln!(
+                    out,
+                    "{:<width$} {:>10} {:>14}  {}",
+                    t.name,
+                    t.objects,
+                    human(t.logical_bytes),
+                    limits(t.quota)
+                );
+            }
         }
         out
     }

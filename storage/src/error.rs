@@ -74,6 +74,10 @@ pub enum Error {
     /// InvalidBucketState), e.g. suspending versioning with object lock enabled.
     #[error("invalid bucket state: {0}")]
     InvalidBucketState(String),
+    /// A quota (bucket or tenant) would be exceeded: nothing was published (S3: 403
+    /// QuotaExceeded, the message saying which quota).
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
     /// The request needs object lock, which the bucket does not have (S3 400
     /// InvalidRequest).
     #[error("{0}")]

@@ -52,6 +52,7 @@ pub mod lifecycle;
 pub mod lock;
 pub mod metrics;
 pub mod pack;
+pub mod quota;
 pub mod read;
 pub mod records;
 pub mod rekey;

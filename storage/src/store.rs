@@ -25,6 +25,7 @@ pub use lifecycle::LifecycleReport;
 
 mod identity;
 mod lifecycle;
+mod quota;
 mod versions;
 
 pub use identity::{NewKey, seal_document, unseal_document};

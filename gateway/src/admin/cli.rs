@@ -108,6 +108,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         action: super::identity_cli::KeyAction,
     },
+    /// Quotas: `set|clear|show --tenant T|--bucket B [--bytes SIZE] [--objects N]`.
+    Quota {
+        #[command(subcommand)]
+        action: super::quota_cli::QuotaAction,
+    },
     /// GC and scrub state: runs in progress, last runs, garbage bytes.
     Status {
         /// The server's JSON.
@@ -324,6 +329,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Tenant { action } => super::identity_cli::tenant(action).await,
         AdminCommand::User { action } => super::identity_cli::user(action).await,
         AdminCommand::Key { action } => super::identity_cli::key(action).await,
+        AdminCommand::Quota { action } => super::quota_cli::quota(action).await,
         AdminCommand::Gc {
             grace,
             wait,

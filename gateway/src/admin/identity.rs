@@ -37,9 +37,14 @@ pub fn key_json(k: &AccessKey) -> Value {
     })
 }
 
-fn storage_error(e: &StorageError) -> Response<Full<Bytes>> {
+pub(super) fn storage_error(e: &StorageError) -> Response<Full<Bytes>> {
     match e {
         StorageError::NoSuchIdentity(m) => error(StatusCode::NOT_FOUND, "not_found", m.clone()),
+        StorageError::NoSuchBucket(b) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("bucket {b:?} does not exist"),
+        ),
         StorageError::IdentityExists(m) | StorageError::IdentityInUse(m) => {
             error(StatusCode::CONFLICT, "conflict", m.clone())
         }
@@ -57,7 +62,7 @@ fn storage_error(e: &StorageError) -> Response<Full<Bytes>> {
     }
 }
 
-fn answer<T>(
+pub(super) fn answer<T>(
     r: Result<T, StorageError>,
     status: StatusCode,
     body: impl FnOnce(T) -> Value,

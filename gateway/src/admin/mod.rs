@@ -20,7 +20,7 @@
 //! | `GET /admin/v1/mode`, `PUT /admin/v1/mode?mode=read-only\|read-write` | read-only mode (see [`crate::write_gate`]): `{"read_only", "forced_by_setting"}`; 409 when the setting forces it |
 //! | `GET /admin/v1/usage` | logical, unique, stored, garbage, saved bytes, ratio, per bucket |
 //!
-//! Tenants, users and access keys: see [`identity`].
+//! Tenants, users and access keys: see [`identity`]; quotas: see `quota`.
 
 pub mod backup;
 pub mod cli;
@@ -28,6 +28,8 @@ pub mod client;
 pub mod identity;
 pub mod identity_cli;
 pub mod journal;
+mod quota;
+pub mod quota_cli;
 pub mod target;
 pub mod token;
 pub mod worker;
@@ -164,6 +166,9 @@ impl AdminApi {
         }
         let rest = path.trim_start_matches("/admin/v1");
         if let Some(r) = self.serve_identity(method, rest, query).await {
+            return r;
+        }
+        if let Some(r) = self.serve_quota(method, rest, query).await {
             return r;
         }
         let moves_data = matches!(rest, "/gc" | "/rekey" | "/lifecycle") && method == Method::POST;

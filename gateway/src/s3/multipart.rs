@@ -56,6 +56,9 @@ impl Gateway {
         let i = req.input;
         check_new_key(&i.key)?;
         check_user_metadata(i.metadata.as_ref())?;
+        // An upload whose object could never be published (object count full) is not
+        // started.
+        self.quota_room(&i.bucket, &i.key).await?;
         // Kept with the upload and given to the object at completion.
         let lock = super::locks::lock_request(
             i.object_lock_mode.as_ref(),
@@ -103,6 +106,8 @@ impl Gateway {
         let mut i = req.input;
         let n = part_number(i.part_number)?;
         self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
+        // A part that alone cannot fit can never be completed.
+        let room = self.quota_room(&i.bucket, &i.key).await?;
         let claims = Claims {
             content_md5: i.content_md5.as_ref(),
             content_length: i.content_length,
@@ -114,6 +119,7 @@ impl Gateway {
                 i.checksum_sha1.as_ref(),
                 i.checksum_sha256.as_ref(),
             ),
+            room,
         };
         // Parts are not scanned one by one: the whole object is, at completion.
         let (pending, checksums) = ingest_verified(
@@ -201,11 +207,14 @@ impl Gateway {
             .map_err(to_s3)?;
         let len = reader.range.1 - reader.range.0;
         let blob = StreamingBlob::new(crate::body::ObjectBody::new(None, reader.body, len));
+        let room = self.quota_room(&i.bucket, &i.key).await?;
+        super::quota::check_declared(i64::try_from(len).ok(), room)?;
         let claims = Claims {
             content_md5: None,
             content_length: None,
             algorithm: None,
             values: Vec::new(),
+            room,
         };
         let (pending, checksums) = ingest_verified(
             self,

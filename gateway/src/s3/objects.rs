@@ -27,6 +27,8 @@ pub(super) struct Claims<'a> {
     pub(super) algorithm: Option<&'a dto::ChecksumAlgorithm>,
     /// Values sent as headers, by algorithm.
     pub(super) values: Vec<(Algorithm, String)>,
+    /// Bytes the quotas leave (`None` = unlimited): more is refused.
+    pub(super) room: Option<u64>,
 }
 
 pub(super) fn claimed_values(
@@ -101,7 +103,9 @@ pub(super) async fn ingest_verified(
             .into_iter()
             .chain(claims.values.iter().map(|(a, _)| *a)),
     );
+    super::quota::check_declared(claims.content_length, claims.room)?;
     let stream = body.unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
+    let stream = super::quota::capped(stream, claims.room);
     let stream = scan.tee(stream, gw.settings.scan.policy());
     let pending = gw
         .store
@@ -200,6 +204,7 @@ impl Gateway {
         )?;
         // Refuse before reading the body, not after storing it.
         self.require_bucket(&input.bucket).await?;
+        let room = self.quota_room(&input.bucket, &input.key).await?;
         cond.acl = self
             .object_acl_for_write(
                 &input.bucket,
@@ -218,6 +223,7 @@ impl Gateway {
                 input.checksum_sha1.as_ref(),
                 input.checksum_sha256.as_ref(),
             ),
+            room,
         };
         let body = input.body.take();
         let who = Subject {

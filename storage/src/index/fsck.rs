@@ -362,6 +362,10 @@ impl Index {
                 "stats recorded {recorded:?}, recounted {recount:?}"
             ));
         }
+        for p in super::usage::verify(&txn)? {
+            report.stats_drift += 1;
+            report.problem(p);
+        }
         Ok(report)
     }
 }

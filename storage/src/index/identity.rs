@@ -15,6 +15,7 @@ use crate::crypto::Keyring;
 use crate::error::{Error, Result};
 use crate::identity::{AccessKey, DedupDomain, KeyStatus, StoredSecret, Tenant, Uploader, User};
 use crate::journal::entry::Change;
+use crate::quota::{QUOTA_KIND, Quota};
 use crate::records::BucketRecord;
 
 pub(crate) const TENANT: &str = "tenant";
@@ -50,6 +51,7 @@ pub(super) fn check_record(kind: &str, b: &[u8]) -> Result<()> {
         USER => User::decode(b).map(drop),
         KEY => AccessKey::decode(b).map(drop),
         DOMAIN => DedupDomain::decode(b).map(drop),
+        QUOTA_KIND => crate::quota::Quota::decode(b).map(drop),
         other => Err(Error::corrupt(
             "identity record",
             format!("unknown kind {other:?}"),
@@ -244,8 +246,44 @@ impl Index {
                 .get((TENANT, name.as_str()))?
                 .map(|v| v.value().to_vec());
             put(txn, RETIRED, &name, last)?;
+            if exists(txn, QUOTA_KIND, &name)? {
+                put(txn, QUOTA_KIND, &name, None)?;
+            }
             put(txn, TENANT, &name, None)
         })
+    }
+
+    /// Sets (`Some`, unless unlimited) or removes a tenant's quota, journaled.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchIdentity`].
+    pub(crate) fn set_tenant_quota(
+        &self,
+        name: &str,
+        quota: Option<Quota>,
+    ) -> impl Future<Output = Result<()>> + use<> {
+        let name = name.to_owned();
+        self.committer.submit(move |txn| {
+            if !exists(txn, TENANT, &name)? {
+                return Err(no_tenant(&name));
+            }
+            let value = quota.filter(|q| !q.is_unlimited()).map(|q| q.encode());
+            if value.is_none() && !exists(txn, QUOTA_KIND, &name)? {
+                return Ok(());
+            }
+            put(txn, QUOTA_KIND, &name, value)
+        })
+    }
+
+    /// A tenant's quota, if it has one.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`].
+    pub(crate) fn tenant_quota(&self, name: &str) -> Result<Option<Quota>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(IDENTITIES)?;
+        let raw = t.get((QUOTA_KIND, name))?;
+        raw.map(|v| Quota::decode(v.value())).transpose()
     }
 
     /// Creates a user of an existing tenant.

@@ -44,6 +44,7 @@ mod refs;
 mod scrub;
 mod snapshot;
 mod upgrade;
+mod usage;
 mod version_list;
 mod versions;
 
@@ -125,9 +126,9 @@ pub(crate) const COMPLETED_UPLOAD_TTL_MS: u64 = 24 * 3600 * 1000;
 
 /// Version of the index layout as a whole (tables, their key types, record versions);
 /// what each format added, and why an older binary must refuse it, is in `upgrade`.
-pub(crate) const INDEX_FORMAT: u32 = 9;
+pub(crate) const INDEX_FORMAT: u32 = 10;
 /// Index formats this version opens.
-const READABLE_FORMATS: [u32; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
+const READABLE_FORMATS: [u32; 10] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
 const KEY_FORMAT: &str = "format";
 const KEY_CHUNKER: &str = "chunker";
 const KEY_NEXT_ID: &str = "next_manifest_id";
@@ -326,6 +327,8 @@ impl Index {
             txn.open_table(LOCKS)?;
             txn.open_table(BUCKET_CONFIGS)?;
             txn.open_table(IDENTITIES)?;
+            txn.open_table(usage::BUCKET_USAGE)?;
+            txn.open_table(usage::TENANT_USAGE)?;
             txn.open_table(MANIFESTS)?;
             txn.open_table(CHUNKS)?;
             txn.open_table(GC_QUEUE)?;
@@ -341,6 +344,9 @@ impl Index {
         }
         if upgrade_from.is_some_and(|f| f < 3) {
             upgrade::recount_live(&txn)?;
+        }
+        if upgrade_from.is_some_and(|f| f < 10) {
+            usage::recompute(&txn)?;
         }
         // Last before the commit: a refused key aborts the whole transaction.
         let codec = keys::open_codec(&txn, compression, keys)?;

@@ -243,7 +243,8 @@ pub(super) fn install_object(
     journal::append(txn, object_changes(bucket, key, record, slices))?;
     add_stat(txn, stat::LOGICAL_BYTES, i128::from(record.size))?;
     add_stat(txn, stat::OBJECTS, 1)?;
-    Ok(())
+    // Last: the replaced version was released above, so a quota sees the net change.
+    super::usage::add(txn, bucket, i128::from(record.size), 1)
 }
 
 impl Index {

@@ -216,6 +216,7 @@ impl Rebuilt {
         stats.insert(stat::LIVE_STORED_BYTES, live_stored)?;
         stats.insert(stat::PACK_OVERHEAD_BYTES, overhead)?;
         drop(stats);
+        super::usage::recompute(&txn)?;
         txn.commit()?;
         drop(db);
         Ok(counts.len() as u64)

@@ -31,6 +31,11 @@
 //! those records, name such a tenant's new chunks with the store's ids (sharing them
 //! across tenants) and call its chunks corrupt in scrub, so it must refuse. Nothing to
 //! convert.
+//! 10: exact usage per bucket and per tenant (`bucket_usage`, `tenant_usage`) and quotas
+//! (bucket configuration and identity kind `quota`), checked in the transaction that
+//! publishes; a binary that knows only format 9 would publish without updating usage
+//! (every later quota check off) and ignore quotas, so it must refuse. An older index is
+//! recounted once when opened (one pass over the object tables).
 //!
 //! Format 3's recount: when an index older than format 3 is opened, the live accounting
 //! of every pack and the stored bytes of referenced chunks, which format 3 keeps

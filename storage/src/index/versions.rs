@@ -13,6 +13,7 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
+use super::usage;
 use super::{
     BUCKETS, OBJECTS, STATS, VERSIONS, add_stat, drop_manifest, journal, locks, now_ms, stat,
 };
@@ -78,6 +79,7 @@ pub(super) fn retire_current(
         locks::check_deletable(txn, (bucket, key), old.version, false)?;
         locks::set_lock(txn, (bucket, key), old.version.seq, Default::default())?;
         drop_manifest(txn, old.manifest)?;
+        usage::add(txn, bucket, -i128::from(old.size), -1)?;
         return add_stat(txn, stat::LOGICAL_BYTES, -i128::from(old.size));
     }
     add_stat(txn, stat::NONCURRENT_VERSIONS, 1)?;
@@ -106,11 +108,12 @@ pub(super) fn kept_when_replaced(state: Versioning, old: Option<&ObjectRecord>) 
     }
 }
 
-/// Releases a version taken out of `versions`.
-fn release(txn: &WriteTransaction, e: &VersionEntry) -> Result<()> {
+/// Releases a version of `bucket` taken out of `versions`.
+fn release(txn: &WriteTransaction, bucket: &str, e: &VersionEntry) -> Result<()> {
     match e {
         VersionEntry::Object(r) => {
             drop_manifest(txn, r.manifest)?;
+            usage::add(txn, bucket, -i128::from(r.size), -1)?;
             add_stat(txn, stat::LOGICAL_BYTES, -i128::from(r.size))?;
             add_stat(txn, stat::NONCURRENT_VERSIONS, -1)?;
             add_stat(txn, stat::NONCURRENT_BYTES, -i128::from(r.size))
@@ -138,7 +141,7 @@ pub(super) fn remove_entry(
         txn.open_table(VERSIONS)?.remove((bucket, key, k))?;
     }
     if let Some(e) = e {
-        release(txn, &e)?;
+        release(txn, bucket, &e)?;
         journal1(
             txn,
             Change::VersionGone {
@@ -348,6 +351,7 @@ pub(super) fn delete_version(
             },
         )?;
         drop_manifest(txn, cur.manifest)?;
+        usage::add(txn, at.0, -i128::from(cur.size), -1)?;
         add_stat(txn, stat::OBJECTS, -1)?;
         add_stat(txn, stat::LOGICAL_BYTES, -i128::from(cur.size))?;
         promote_newest(txn, at)?;

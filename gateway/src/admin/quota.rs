@@ -1,0 +1,110 @@
+//! Quotas in the admin API (see `s3dedup_storage::quota`):
+//!
+//! | method, path | what |
+//! |---|---|
+//! | `GET /admin/v1/quotas/buckets/{b}` | `{"quota": {"max_bytes", "max_objects"} or null, "usage": {"bytes", "objects"}}` |
+//! | `PUT /admin/v1/quotas/buckets/{b}?bytes=10GiB&objects=1000000` | sets it (a limit not given is unlimited; neither = removed) |
+//! | `DELETE /admin/v1/quotas/buckets/{b}` | removes it |
+//! | the same under `/admin/v1/quotas/tenants/{t}` | a tenant's (all its buckets together) |
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+
+use s3dedup_storage::quota::{Quota, Usage};
+
+use super::identity::{answer, storage_error};
+use super::{AdminApi, error, param};
+
+fn quota_json(q: Option<Quota>) -> Value {
+    q.map_or(
+        Value::Null,
+        |q| json!({"max_bytes": q.max_bytes, "max_objects": q.max_objects}),
+    )
+}
+
+fn usage_json(u: Usage) -> Value {
+    json!({"bytes": u.bytes, "objects": u.objects})
+}
+
+/// The quota in `?bytes=&objects=` (sizes as in the settings: `10GiB`, plain bytes).
+fn parse_quota(query: Option<&str>) -> Result<Quota, String> {
+    let bytes = param(query, "bytes")
+        .map(|v| crate::config::parse_size(&v).map_err(|e| format!("bytes={v}: {e}")))
+        .transpose()?;
+    let objects = param(query, "objects")
+        .map(|v| v.parse::<u64>().map_err(|e| format!("objects={v}: {e}")))
+        .transpose()?;
+    Ok(Quota {
+        max_bytes: bytes,
+        max_objects: objects,
+    })
+}
+
+impl AdminApi {
+    pub(super) async fn serve_quota(
+        &self,
+        method: &Method,
+        rest: &str,
+        query: Option<&str>,
+    ) -> Option<Response<Full<Bytes>>> {
+        let rest = rest.strip_prefix("/quotas/")?;
+        let (scope, name) = rest.split_once('/')?;
+        let name = percent_encoding::percent_decode_str(name)
+            .decode_utf8_lossy()
+            .into_owned();
+        let bucket = match scope {
+            "buckets" => true,
+            "tenants" => false,
+            _ => return None,
+        };
+        let s = &self.store;
+        let set = match *method {
+            Method::GET => None,
+            Method::PUT => match parse_quota(query) {
+                Ok(q) => Some(Some(q)),
+                Err(e) => return Some(error(StatusCode::BAD_REQUEST, "bad_request", e)),
+            },
+            Method::DELETE => Some(None),
+            _ => {
+                return Some(error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{method} is not allowed on quotas"),
+                ));
+            }
+        };
+        if let Some(q) = set {
+            let r = if bucket {
+                s.set_bucket_quota(&name, q).await
+            } else {
+                s.set_tenant_quota(&name, q).await
+            };
+            if let Err(e) = r {
+                return Some(storage_error(&e));
+            }
+            tracing::info!(scope, name, quota = ?q, "admin: quota set");
+        }
+        Some(if bucket {
+            answer(s.quota_state(&name).await, StatusCode::OK, |st| {
+                json!({"bucket": name, "quota": quota_json(st.bucket_quota),
+                    "usage": usage_json(st.bucket), "tenant": st.tenant})
+            })
+        } else {
+            match s.tenant(&name).await {
+                Ok(Some(_)) => answer(
+                    s.tenant_quota(&name).await,
+                    StatusCode::OK,
+                    |(q, u)| json!({"tenant": name, "quota": quota_json(q), "usage": usage_json(u)}),
+                ),
+                Ok(None) => error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("tenant {name:?} does not exist"),
+                ),
+                Err(e) => storage_error(&e),
+            }
+        })
+    }
+}

@@ -1,0 +1,87 @@
+//! Quotas at the edge of an upload: refused before a byte is read when the declared
+//! size cannot fit, cut as soon as an undeclared one (chunked, without a length) has
+//! gone past the room left. The commit's check is the exact one (`s3dedup_storage`
+//! `index::usage`); these only keep an upload that cannot fit from being stored first.
+//! A cut upload publishes nothing; the chunks it had stored become garbage for GC.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::Stream;
+use s3s::dto::StreamingBlob;
+use s3s::stream::{ByteStream, RemainingLength};
+use s3s::{S3Result, StdError};
+
+use super::Gateway;
+use crate::error::{quota_error, to_s3};
+
+/// The marker a cut stream's error carries, mapped to `QuotaExceeded` by
+/// [`crate::error`].
+pub(crate) const CUT: &str = "QuotaExceeded";
+
+impl Gateway {
+    /// Bytes a new version of bucket/key may bring (`None` = unlimited), or the refusal
+    /// when even an empty one would exceed an object-count quota.
+    pub(super) async fn quota_room(&self, bucket: &str, key: &str) -> S3Result<Option<u64>> {
+        self.store.quota_room(bucket, key).await.map_err(to_s3)
+    }
+}
+
+/// Refuses an upload whose declared length does not fit in `room`.
+pub(super) fn check_declared(len: Option<i64>, room: Option<u64>) -> S3Result<()> {
+    if let (Some(len), Some(room)) = (len.and_then(|n| u64::try_from(n).ok()), room)
+        && len > room
+    {
+        return Err(quota_error(&format!(
+            "this upload of {len} bytes does not fit: the quota leaves {room} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// `body`, failing once more than `room` bytes have come through.
+pub(super) fn capped(body: StreamingBlob, room: Option<u64>) -> StreamingBlob {
+    match room {
+        None => body,
+        Some(room) => StreamingBlob::new(Capped {
+            inner: body,
+            room,
+            seen: 0,
+        }),
+    }
+}
+
+struct Capped {
+    inner: StreamingBlob,
+    room: u64,
+    seen: u64,
+}
+
+impl Stream for Capped {
+    type Item = Result<Bytes, StdError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(b))) => {
+                this.seen += b.len() as u64;
+                if this.seen > this.room {
+                    let msg = format!(
+                        "{CUT}: the upload passed the {} bytes the quota leaves",
+                        this.room
+                    );
+                    return Poll::Ready(Some(Err(msg.into())));
+                }
+                Poll::Ready(Some(Ok(b)))
+            }
+            other => other,
+        }
+    }
+}
+
+impl ByteStream for Capped {
+    fn remaining_length(&self) -> RemainingLength {
+        self.inner.remaining_length()
+    }
+}
