@@ -85,3 +85,37 @@ impl ByteStream for Capped {
         self.inner.remaining_length()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    fn blob(chunks: &[&'static [u8]]) -> StreamingBlob {
+        let items: Vec<Result<Bytes, std::io::Error>> =
+            chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        StreamingBlob::wrap(futures::stream::iter(items))
+    }
+
+    #[tokio::test]
+    async fn an_undeclared_body_is_cut_once_past_the_room() {
+        let mut s = capped(blob(&[b"12345", b"67890", b"abc"]), Some(10));
+        assert_eq!(&s.next().await.unwrap().unwrap()[..], b"12345");
+        assert_eq!(&s.next().await.unwrap().unwrap()[..], b"67890");
+        let e = s.next().await.unwrap().unwrap_err().to_string();
+        assert!(e.starts_with(CUT), "{e}");
+        // Without a quota nothing is counted.
+        let all: Vec<_> = capped(blob(&[b"12345", b"67890", b"abc"]), None)
+            .collect()
+            .await;
+        assert!(all.iter().all(Result::is_ok));
+    }
+
+    #[test]
+    fn a_declared_length_over_the_room_is_refused() {
+        assert!(check_declared(Some(11), Some(10)).is_err());
+        assert!(check_declared(Some(10), Some(10)).is_ok());
+        assert!(check_declared(None, Some(0)).is_ok());
+        assert!(check_declared(Some(1 << 40), None).is_ok());
+    }
+}
