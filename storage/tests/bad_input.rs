@@ -351,7 +351,7 @@ async fn bad_parameters_and_future_formats_are_refused_at_open() {
         let txn = db.begin_write().unwrap();
         txn.open_table(META)
             .unwrap()
-            .insert("format", 10u32.to_le_bytes().as_slice())
+            .insert("format", 11u32.to_le_bytes().as_slice())
             .unwrap();
         txn.commit().unwrap();
     }
@@ -359,7 +359,7 @@ async fn bad_parameters_and_future_formats_are_refused_at_open() {
         Store::open_dir(dir.path(), StoreConfig::default()).await,
         Err(Error::UnsupportedFormat {
             what: "index",
-            version: 10
+            version: 11
         })
     ));
 }

@@ -226,6 +226,8 @@ impl Index {
             super::configs::check_sealed,
             c,
         )?;
+        n += copy_table(&src, &dst, super::usage::BUCKET_USAGE, c)?;
+        n += copy_table(&src, &dst, super::usage::TENANT_USAGE, c)?;
         n += copy_records(
             &src,
             &dst,
