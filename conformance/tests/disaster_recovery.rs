@@ -383,6 +383,10 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
         .await
         .unwrap();
 
+    // Quotas are journaled too: the tenant's and a bucket's.
+    g.admin_cli_ok(&["quota", "set", "--tenant", "drco", "--bytes", "200KiB"]);
+    g.admin_cli_ok(&["quota", "set", "--bucket", "docs", "--objects", "1000"]);
+
     // ACLs are journaled too: an object's (public-read) and a bucket's (the tenant may
     // list the root's bucket).
     c.put_object_acl()
@@ -477,6 +481,17 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
     assert_eq!(anonymous_get("/docs/reports/q3.txt"), 200);
     assert_eq!(anonymous_get("/docs/reports/q4.txt"), 403);
     assert!(t.list_objects_v2().bucket("docs").send().await.is_ok());
+    // The quotas came back, with usage recounted from the rebuilt objects.
+    let quota = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["quota", "show"];
+        all.extend_from_slice(args);
+        all.push("--json");
+        serde_json::from_str(&g.admin_cli_ok(&all)).unwrap()
+    };
+    let q = quota(&["--tenant", "drco"]);
+    assert_eq!(q["quota"]["max_bytes"], 200 << 10);
+    assert_eq!(q["usage"]["bytes"], 70_000);
+    assert_eq!(quota(&["--bucket", "docs"])["quota"]["max_objects"], 1000);
     // Its dedup domain came back too: the same content again stores nothing new.
     assert_eq!(g.tenant_entry("drco")["dedup_scope"], "tenant");
     let new_chunks = |g: &Gateway| {
@@ -495,6 +510,18 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
         new_chunks(&g),
         before,
         "the rebuilt tenant's dedup domain differs"
+    );
+    // ...and the rebuilt quota is enforced: 140,000 of 204,800 bytes are used.
+    let over = t
+        .put_object()
+        .bucket("drco-files")
+        .key("too-much")
+        .body(ByteStream::from(body(78, 70_000)))
+        .send()
+        .await;
+    assert_eq!(
+        s3dedup_conformance::error_code(&over.expect_err("the rebuilt quota was not enforced")),
+        "QuotaExceeded"
     );
     let denied = t
         .get_object()
