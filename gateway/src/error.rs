@@ -28,6 +28,10 @@ fn http_date(ms: u64) -> String {
 }
 
 /// Converts a storage error into the S3 error a client should see.
+/// The marker an upload body cut by a quota fails with (`s3::quota`), answered as
+/// [`quota_error`].
+pub(crate) const QUOTA_CUT: &str = "QuotaExceeded";
+
 /// 403 `QuotaExceeded` (the code Ceph RGW answers; S3 itself has no quotas), the
 /// message saying which quota and by how much.
 pub fn quota_error(why: &str) -> S3Error {
@@ -132,11 +136,8 @@ pub fn to_s3(e: StorageError) -> S3Error {
                     BadDigest,
                     "The x-amz-content-sha256 you specified did not match what we received"
                 )
-            } else if text.contains(crate::s3::QUOTA_CUT) {
-                quota_error(
-                    text.trim_start_matches(crate::s3::QUOTA_CUT)
-                        .trim_start_matches(": "),
-                )
+            } else if text.contains(QUOTA_CUT) {
+                quota_error(text.trim_start_matches(QUOTA_CUT).trim_start_matches(": "))
             } else if text.contains("RequestTimeout") {
                 s3_error!(
                     RequestTimeout,

@@ -271,7 +271,7 @@ fn five_hundred_slow_connections_do_not_slow_a_normal_client() {
                     // The server's answer or close ends this connection.
                     s.set_nonblocking(true).unwrap();
                     let mut b = [0u8; 256];
-                    if matches!(s.read(&mut b), Ok(_)) {
+                    if s.read(&mut b).is_ok() {
                         ok = false;
                     }
                     s.set_nonblocking(false).unwrap();

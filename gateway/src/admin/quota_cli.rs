@@ -80,7 +80,7 @@ fn line(v: &Value) -> String {
     };
     let bytes = u("/usage/bytes").unwrap_or(0);
     let objects = u("/usage/objects").unwrap_or(0);
-    let of_bytes = u("/quota/max_bytes").map_or("unlimited".into(), |m| human(m));
+    let of_bytes = u("/quota/max_bytes").map_or("unlimited".into(), human);
     let of_objects = u("/quota/max_objects").map_or("unlimited".into(), |m| m.to_string());
     format!(
         "{who}: {} of {of_bytes}, {objects} of {of_objects} objects",

@@ -23,8 +23,6 @@ mod multipart;
 mod objects;
 mod policies;
 mod quota;
-/// The marker of an upload cut by a quota (see `quota`).
-pub(crate) const QUOTA_CUT: &str = quota::CUT;
 mod versions;
 
 use std::time::UNIX_EPOCH;

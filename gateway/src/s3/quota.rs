@@ -16,9 +16,7 @@ use s3s::{S3Result, StdError};
 use super::Gateway;
 use crate::error::{quota_error, to_s3};
 
-/// The marker a cut stream's error carries, mapped to `QuotaExceeded` by
-/// [`crate::error`].
-pub(crate) const CUT: &str = "QuotaExceeded";
+use crate::error::QUOTA_CUT as CUT;
 
 impl Gateway {
     /// Bytes a new version of bucket/key may bring (`None` = unlimited), or the refusal
