@@ -20,8 +20,9 @@ rustup component list --installed 2>/dev/null | grep -E '^(rustfmt|clippy)' || t
 # System packages the end-to-end suites need (awscli = the aws CLI v2 at /usr/bin/aws;
 # rclone, restic, s3cmd for the client suites; clamav-daemon for the scanning suite,
 # which starts its own private clamd with its own one-line signature database; prometheus
-# for promtool, which checks the live /metrics output in conformance/tests/first_contact.rs).
-NEEDED_DEBS=(awscli rclone restic s3cmd python3-venv clamav-daemon prometheus)
+# for promtool, which checks the live /metrics output in conformance/tests/first_contact.rs;
+# curl for the HTTPS admin port in conformance/tests/tls.rs).
+NEEDED_DEBS=(awscli rclone restic s3cmd python3-venv clamav-daemon prometheus curl)
 if [ ${#NEEDED_DEBS[@]} -gt 0 ]; then
   missing=()
   # "install ok installed" only: a removed package keeps a dpkg record (config-files).
