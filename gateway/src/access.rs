@@ -168,6 +168,8 @@ pub struct Access {
     pub store: Store,
     /// Read-only mode and the capacity guard, checked once the request is allowed.
     pub gate: std::sync::Arc<crate::write_gate::WriteGate>,
+    /// Per-key rate limits, charged once the request is authenticated.
+    pub rates: std::sync::Arc<crate::limits::Limits>,
 }
 
 /// The client's IP address, put in each request's extensions by the server.
@@ -443,6 +445,18 @@ pub fn denied(why: authz::Denial, what: &str) -> s3s::S3Error {
     }
 }
 
+/// 503 SlowDown with `Retry-After`.
+fn slow_down(r: &crate::limits::Refusal) -> s3s::S3Error {
+    let refusal = crate::edge::Refusal::of_limit(r);
+    let mut e = s3s::S3Error::with_message(s3s::S3ErrorCode::SlowDown, refusal.message);
+    if let Some(wait) = refusal.retry_after {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::RETRY_AFTER, wait.as_secs().max(1).into());
+        e.set_headers(h);
+    }
+    e
+}
+
 #[async_trait::async_trait]
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
@@ -474,6 +488,15 @@ impl S3Access for Access {
             i.operation = Some(operation.to_owned());
             i.principal = Some(principal.label().to_owned());
         });
+        // Only an authenticated key is charged: a forged request naming someone's key id
+        // never reaches here.
+        if let Some(c) = cx.credentials()
+            && let Err(r) = self
+                .rates
+                .check_key(&c.access_key, crate::server::declared_length(cx.headers()))
+        {
+            return Err(slow_down(&r));
+        }
         let (bucket, key) = match cx.s3_path() {
             s3s::path::S3Path::Root => (None, None),
             s3s::path::S3Path::Bucket { bucket } => (Some(bucket.to_string()), None),

@@ -46,6 +46,8 @@ pub struct Refusal {
     pub message: String,
     /// The region to use instead (AuthorizationHeaderMalformed, as AWS answers).
     pub region: Option<&'static str>,
+    /// `Retry-After`, for refusals that pass with time.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Refusal {
@@ -55,7 +57,36 @@ impl Refusal {
             code,
             message: message.into(),
             region: None,
+            retry_after: None,
         }
+    }
+
+    /// The answer to a limit's refusal: 503 SlowDown or, for a locked-out IP, 403.
+    pub fn of_limit(r: &crate::limits::Refusal) -> Self {
+        use crate::limits::Refusal as L;
+        let (mut refusal, wait) = match *r {
+            L::SlowDown(wait) => (
+                Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "SlowDown",
+                    "Please reduce your request rate (the gateway's rate limit was reached)",
+                ),
+                wait,
+            ),
+            L::LockedOut(left) => (
+                Refusal::new(
+                    StatusCode::FORBIDDEN,
+                    "AccessDenied",
+                    format!(
+                        "Too many failed authentications from your address; it is refused for {} more seconds",
+                        left.as_secs().max(1)
+                    ),
+                ),
+                left,
+            ),
+        };
+        refusal.retry_after = Some(wait);
+        refusal
     }
 
     /// The S3 error document.

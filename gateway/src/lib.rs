@@ -12,6 +12,7 @@
 //! - [`edge`] — checks on a request's line and headers before s3s sees it.
 //! - [`conn`] — connection hygiene: idle, silent and slow-body limits; TLS streams.
 //! - [`tls`] — rustls on both ports, certificate reload on SIGHUP.
+//! - [`limits`] — rate limits (per key, per IP) and the failed-authentication lockout.
 //! - [`write_gate`] — read-only mode and the capacity guard (`min_free_space`).
 //! - [`s3`] — the S3 operations over `s3dedup_storage::Store`.
 //! - [`checksum`] — `x-amz-checksum-*` computation.
@@ -37,6 +38,7 @@ pub mod conn;
 pub mod credentials;
 pub mod edge;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod policy;
 pub mod rebuild;

@@ -597,6 +597,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         tls,
         limits: s.conn_limits(),
         gate: Arc::clone(&gate),
+        rates: Arc::new(s3dedup_gateway::limits::Limits::new(s.limit_settings())),
         admin: Some(admin::AdminApi {
             store: store.clone(),
             token: admin_token,

@@ -67,6 +67,10 @@ pub const CONNECTIONS_CUT: &str = "s3dedup_connections_cut_total";
 pub const TLS_RELOADS: &str = "s3dedup_tls_reloads_total";
 /// Writes refused by the write gate, by `reason` (`read_only`|`disk_full`).
 pub const WRITES_REFUSED: &str = "s3dedup_writes_refused_total";
+/// Requests refused by a rate limit, by `by` (`ip`|`key`).
+pub const RATE_LIMITED: &str = "s3dedup_rate_limited_total";
+/// Client IPs locked out after too many failed authentications.
+pub const AUTH_LOCKOUTS: &str = "s3dedup_auth_lockouts_total";
 /// Writes refused by a quota.
 pub const QUOTA_REJECTIONS: &str = "s3dedup_quota_rejections_total";
 /// Free bytes on the data dir's file system (as the capacity guard last saw them).

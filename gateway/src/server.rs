@@ -25,6 +25,7 @@ use tracing::Instrument;
 
 use crate::conn::{Busy, BusyGuard, ConnLimits, PacedBody, Stream, Watched};
 use crate::edge::{self, EdgePolicy};
+use crate::limits::Limits;
 use crate::request_log::{LoggedBody, RequestLine};
 use crate::s3::{Gateway, GatewaySettings};
 use crate::scan::ScanService;
@@ -58,6 +59,8 @@ pub struct ServeOptions {
     pub limits: ConnLimits,
     /// Read-only mode and the capacity guard.
     pub gate: Arc<WriteGate>,
+    /// Rate limits and the failed-authentication lockout.
+    pub rates: Arc<Limits>,
 }
 
 /// Most admin connections served at once (metrics scrapers, probes, operators).
@@ -77,6 +80,7 @@ pub fn s3_service(store: Store, opts: &ServeOptions, port: u16) -> anyhow::Resul
         root_access_key: opts.credentials.access_key.clone(),
         store: store.clone(),
         gate: Arc::clone(&opts.gate),
+        rates: Arc::clone(&opts.rates),
     });
     // Defence in depth behind the edge's refusal of form uploads: s3s buffers a form's
     // file part whole before authenticating it, so allow it nothing.
@@ -275,11 +279,11 @@ pub async fn run(
         tokio::select! {
             (sock, peer, permit) = s3.accept() => {
                 let open = Open::new("s3", permit);
-                let svc = service.clone();
+                let svc = (service.clone(), Arc::clone(&opts.rates));
                 let busy = Busy::default();
                 let conn_busy = busy.clone();
                 let handler = service_fn(move |req: Request<Incoming>| {
-                    let svc = svc.clone();
+                    let svc = (svc.0.clone(), Arc::clone(&svc.1));
                     let guard = busy.begin();
                     serve_s3(svc, req.map(|b| PacedBody::new(b, &limits)), peer, edge, guard)
                 });
@@ -348,7 +352,7 @@ async fn open_stream(
 }
 
 fn serve_s3(
-    svc: S3Service,
+    (svc, rates): (S3Service, Arc<Limits>),
     req: Request<PacedBody<Incoming>>,
     peer: std::net::SocketAddr,
     edge: EdgePolicy,
@@ -368,7 +372,11 @@ fn serve_s3(
             let started = Instant::now();
             let bytes_in = content_length(req.headers());
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            if let Err(refusal) = edge::check(req.method(), req.uri(), req.headers(), edge, now) {
+            let checked = rates
+                .check_ip(peer.ip(), declared_length(req.headers()))
+                .map_err(|r| edge::Refusal::of_limit(&r))
+                .and_then(|()| edge::check(req.method(), req.uri(), req.headers(), edge, now));
+            if let Err(refusal) = checked {
                 // Answered without reading a byte of the body; the connection is closed
                 // so an unread body cannot be taken for the next request.
                 metrics::counter!(crate::metrics::EDGE_REFUSALS, "code" => refusal.code)
@@ -391,6 +399,9 @@ fn serve_s3(
                 );
                 if let Ok(v) = http::HeaderValue::from_str(&id) {
                     h.insert("x-amz-request-id", v);
+                }
+                if let Some(wait) = refusal.retry_after {
+                    h.insert(http::header::RETRY_AFTER, wait.as_secs().max(1).into());
                 }
                 let line = (String::from("Refused"), None);
                 return Ok(logged(resp, line, (bytes_in, started), Some(refusal.code), busy));
@@ -434,10 +445,34 @@ fn serve_s3(
                 metrics::counter!(crate::metrics::AUTH_FAILURES, "reason" => "signature")
                     .increment(1);
             }
+            if resp.status() == StatusCode::FORBIDDEN
+                && resp.body().bytes().is_some_and(|b| failed_authentication(&b))
+            {
+                rates.auth_failed(peer.ip());
+            }
             Ok(logged(resp, (operation, info.principal), (bytes_in, started), None, busy))
         }
         .instrument(span),
     )
+}
+
+/// Whether an error document says the request failed authentication (a bad signature,
+/// an unknown, disabled or expired key): what the lockout counts.
+fn failed_authentication(xml: &[u8]) -> bool {
+    const CODES: [&[u8]; 2] = [
+        b"<Code>SignatureDoesNotMatch</Code>",
+        b"<Code>InvalidAccessKeyId</Code>",
+    ];
+    CODES.iter().any(|c| xml.windows(c.len()).any(|w| w == *c))
+}
+
+/// The body length a request declares: aws-chunked's decoded length, else
+/// Content-Length (what the byte rates charge).
+pub(crate) fn declared_length(h: &http::HeaderMap) -> u64 {
+    h.get("x-amz-decoded-content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| content_length(h))
 }
 
 fn content_length(h: &http::HeaderMap) -> u64 {

@@ -374,6 +374,31 @@ pub struct Settings {
     /// than this; the index lives there and must never be starved. 0 = no guard.
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = parse_size)]
     pub min_free_space: u64,
+    /// Requests per second per access key (0 = unlimited); over it: 503 SlowDown.
+    #[arg(long, value_name = "N", default_value = "0", value_parser = RangedU64ValueParser::<u64>::new())]
+    pub rate_limit_key_requests: u64,
+    /// Request bytes per second per access key (0 = unlimited).
+    #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
+    pub rate_limit_key_bytes: u64,
+    /// Requests per second per client IP (0 = unlimited), checked before authentication.
+    #[arg(long, value_name = "N", default_value = "0", value_parser = RangedU64ValueParser::<u64>::new())]
+    pub rate_limit_ip_requests: u64,
+    /// Request bytes per second per client IP (0 = unlimited).
+    #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
+    pub rate_limit_ip_bytes: u64,
+    /// How much of a rate may come at once, in time: 1s = one second's worth.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_positive_duration)]
+    pub rate_limit_burst: Duration,
+    /// Failed authentications (bad signature, unknown/disabled/expired key) from one IP
+    /// within auth_failure_window that lock the IP out (0 = never).
+    #[arg(long, value_name = "N", default_value = "20", value_parser = RangedU64ValueParser::<u32>::new())]
+    pub auth_failure_limit: u32,
+    /// The window failed authentications are counted in.
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_positive_duration)]
+    pub auth_failure_window: Duration,
+    /// How long a locked-out IP is refused (403).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_positive_duration)]
+    pub auth_lockout: Duration,
     /// Start in read-only mode: writes get 503, reads continue (`s3dedup admin mode`
     /// switches at run time, but cannot lift this setting).
     #[arg(long, value_name = "BOOL", action = ArgAction::Set, num_args = 0..=1,
@@ -536,6 +561,20 @@ impl Settings {
             cert: self.tls_cert.clone()?,
             key: self.tls_key.clone()?,
         })
+    }
+
+    /// Rate limits and the lockout.
+    pub fn limit_settings(&self) -> crate::limits::LimitSettings {
+        crate::limits::LimitSettings {
+            key_requests: self.rate_limit_key_requests,
+            key_bytes: self.rate_limit_key_bytes,
+            ip_requests: self.rate_limit_ip_requests,
+            ip_bytes: self.rate_limit_ip_bytes,
+            burst: self.rate_limit_burst,
+            auth_failure_limit: self.auth_failure_limit,
+            auth_failure_window: self.auth_failure_window,
+            auth_lockout: self.auth_lockout,
+        }
     }
 
     /// What one connection may cost.
