@@ -274,7 +274,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        // TLS writes its close alert here: a client that stopped reading must not hold
+        // the connection open at close either.
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_shutdown(cx) {
+            Poll::Pending if this.stalled(cx) => Poll::Ready(Err(write_timeout())),
+            other => other,
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`edge`] — checks on a request's line and headers before s3s sees it.
 //! - [`conn`] — connection hygiene: idle, silent and slow-body limits; TLS streams.
 //! - [`tls`] — rustls on both ports, certificate reload on SIGHUP.
+//! - [`audit`] — the tamper-evident audit log and `s3dedup audit verify`.
 //! - [`limits`] — rate limits (per key, per IP) and the failed-authentication lockout.
 //! - [`write_gate`] — read-only mode and the capacity guard (`min_free_space`).
 //! - [`s3`] — the S3 operations over `s3dedup_storage::Store`.
@@ -28,6 +29,7 @@
 pub mod access;
 pub mod acl;
 pub mod admin;
+pub mod audit;
 pub mod authz;
 pub mod body;
 pub mod bucket_name;

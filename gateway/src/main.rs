@@ -97,6 +97,11 @@ enum Command {
         #[command(subcommand)]
         command: admin::cli::AdminCommand,
     },
+    /// The audit log: `verify FILE…` checks its hash chain and HMAC checkpoints.
+    Audit {
+        #[command(subcommand)]
+        command: s3dedup_gateway::audit::AuditCommand,
+    },
     /// Re-scan stored objects with clamd (S3DEDUP_CLAMD), e.g. after a signature
     /// update; the gateway must not be running. Exits 3 when something was detected,
     /// 1 when objects could not be scanned.
@@ -168,7 +173,7 @@ impl Command {
             | Command::Gc { settings, .. }
             | Command::Rescan { settings, .. }
             | Command::RebuildIndex { settings, .. } => Some(settings),
-            Command::Admin { .. } => None,
+            Command::Admin { .. } | Command::Audit { .. } => None,
         }
     }
 }
@@ -395,6 +400,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             admin::cli::offline_gc(&store, opts).await
         }
         Command::Admin { command } => admin::cli::run(command).await,
+        Command::Audit { command } => s3dedup_gateway::audit::run_cli(command),
         Command::RebuildIndex { json, settings } => {
             let (cfg, blobs, location) = store_parts(&settings).await?;
             check_store_location(&settings, &location)?;
@@ -513,6 +519,12 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
     let store = open_store(&s).await?;
     let creds = credentials::root_credentials(&s)?;
     let gate = WriteGate::open(&s.data_dir, s.read_only, s.min_free_space);
+    if let Some(path) = &s.audit_log {
+        let key = s3dedup_gateway::audit::load_key(s.audit_key_file.as_deref(), &s.data_dir)
+            .context("audit key")?;
+        s3dedup_gateway::audit::open(path, s.audit_log_max_size, key)
+            .with_context(|| format!("opening the audit log {}", path.display()))?;
+    }
     if gate.read_only() {
         tracing::warn!(
             "read-only mode: writes are refused (s3dedup admin mode read-write lifts a run-time mode)"
@@ -622,6 +634,8 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         tracing::warn!("SigV2 is enabled: its signatures do not cover request bodies");
     }
     let served = server::run(store, opts, s3, admin, server::shutdown_signal()).await;
+    // The audit log's tail gets a checkpoint.
+    s3dedup_gateway::audit::flush();
     // A clean stop leaves nothing unshipped (bounded: the store may be down).
     match tokio::time::timeout(std::time::Duration::from_secs(30), journal.flush()).await {
         Ok(Ok(r)) => tracing::info!(entries = r.entries, "journal shipped at shutdown"),

@@ -71,6 +71,8 @@ pub const WRITES_REFUSED: &str = "s3dedup_writes_refused_total";
 pub const RATE_LIMITED: &str = "s3dedup_rate_limited_total";
 /// Client IPs locked out after too many failed authentications.
 pub const AUTH_LOCKOUTS: &str = "s3dedup_auth_lockouts_total";
+/// Audit log writes that failed.
+pub const AUDIT_ERRORS: &str = "s3dedup_audit_errors_total";
 /// Writes refused by a quota.
 pub const QUOTA_REJECTIONS: &str = "s3dedup_quota_rejections_total";
 /// Free bytes on the data dir's file system (as the capacity guard last saw them).

@@ -552,6 +552,16 @@ impl ScanService {
                     signature = %sig,
                     "upload rejected: virus found"
                 );
+                crate::audit::emit(crate::audit::Event {
+                    kind: "scan",
+                    operation: "VirusRejected".into(),
+                    key_id: who.access_key.to_owned(),
+                    bucket: who.bucket.to_owned(),
+                    key: who.key.to_owned(),
+                    status: 403,
+                    detail: sig.to_string(),
+                    ..Default::default()
+                });
                 Err(virus_error(&sig))
             }
             Err(ScanError::TooLarge(why)) => {

@@ -299,16 +299,25 @@ pub async fn run(
                     drop(open);
                 });
             }
-            (sock, _, permit) = admin.accept() => {
+            (sock, peer, permit) = admin.accept() => {
                 let open = Open::new("admin", permit);
                 let state = admin_state.clone();
+                // Busy until the handler answers: a long request (a backup, a usage
+                // walk) is not an idle connection.
+                let busy = Busy::default();
+                let conn_busy = busy.clone();
                 let handler = service_fn(move |req: Request<Incoming>| {
                     let state = state.clone();
-                    async move { Ok::<_, Infallible>(serve_admin(&state, &req).await) }
+                    let guard = busy.begin();
+                    async move {
+                        let resp = serve_admin(&state, &req, peer).await;
+                        drop(guard);
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
                 let (http, watcher, tls) = (http.clone(), graceful.watcher(), tls.clone());
                 tokio::spawn(async move {
-                    let Some(io) = open_stream(sock, tls.as_ref(), &limits, Busy::default()).await else {
+                    let Some(io) = open_stream(sock, tls.as_ref(), &limits, conn_busy).await else {
                         return;
                     };
                     let _ = watcher.watch(http.serve_connection(io, handler)).await;
@@ -371,6 +380,7 @@ fn serve_s3(
         async move {
             let started = Instant::now();
             let bytes_in = content_length(req.headers());
+            let seen = crate::audit::S3Seen::of(req.uri(), req.headers());
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             let checked = rates
                 .check_ip(peer.ip(), declared_length(req.headers()))
@@ -402,6 +412,11 @@ fn serve_s3(
                 }
                 if let Some(wait) = refusal.retry_after {
                     h.insert(http::header::RETRY_AFTER, wait.as_secs().max(1).into());
+                }
+                if let Some(seen) = seen {
+                    let xml = refusal.xml(&id);
+                    let status = (refusal.status.as_u16(), bytes_in);
+                    seen.done((&id, peer.ip()), "Refused", None, status, Some(xml.as_bytes()));
                 }
                 let line = (String::from("Refused"), None);
                 return Ok(logged(resp, line, (bytes_in, started), Some(refusal.code), busy));
@@ -449,6 +464,11 @@ fn serve_s3(
                 && resp.body().bytes().is_some_and(|b| failed_authentication(&b))
             {
                 rates.auth_failed(peer.ip());
+            }
+            if let Some(seen) = seen {
+                let status = (resp.status().as_u16(), bytes_in);
+                let body = resp.body().bytes();
+                seen.done((&id, peer.ip()), &operation, info.principal.as_deref(), status, body.as_deref());
             }
             Ok(logged(resp, (operation, info.principal), (bytes_in, started), None, busy))
         }
@@ -523,6 +543,7 @@ struct AdminState {
 async fn serve_admin(
     state: &AdminState,
     req: &Request<Incoming>,
+    peer: std::net::SocketAddr,
 ) -> Response<crate::admin::backup::AdminBody> {
     let (store, scan, api) = (&state.store, &state.scan, state.api.as_deref());
     let text = |status: StatusCode, body: String| {
@@ -541,7 +562,22 @@ async fn serve_admin(
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        return api.serve(req.method(), path, req.uri().query(), auth).await;
+        let resp = api.serve(req.method(), path, req.uri().query(), auth).await;
+        // Every admin action (and every refused attempt at one) is audited; reads are not.
+        if !matches!(*req.method(), http::Method::GET | http::Method::HEAD)
+            || resp.status() == StatusCode::UNAUTHORIZED
+        {
+            crate::audit::emit(crate::audit::Event {
+                kind: "admin",
+                tenant: "admin".into(),
+                ip: peer.ip().to_string(),
+                operation: format!("{} {path}", req.method()),
+                status: resp.status().as_u16(),
+                detail: req.uri().query().unwrap_or("").to_owned(),
+                ..Default::default()
+            });
+        }
+        return resp;
     }
     match path {
         "/metrics" => text(StatusCode::OK, crate::metrics::render(store).await),

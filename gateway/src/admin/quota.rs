@@ -28,8 +28,20 @@ fn usage_json(u: Usage) -> Value {
     json!({"bytes": u.bytes, "objects": u.objects})
 }
 
-/// The quota in `?bytes=&objects=` (sizes as in the settings: `10GiB`, plain bytes).
+/// The quota in `?bytes=&objects=` (sizes as in the settings: `10GiB`, plain bytes); at
+/// least one, and nothing else (a misspelt limit must not remove a quota).
 fn parse_quota(query: Option<&str>) -> Result<Quota, String> {
+    for kv in query.unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
+        let name = kv.split_once('=').map_or(kv, |(k, _)| k);
+        if name != "bytes" && name != "objects" {
+            return Err(format!(
+                "unknown parameter {name:?}: expected bytes and/or objects"
+            ));
+        }
+    }
+    if param(query, "bytes").is_none() && param(query, "objects").is_none() {
+        return Err("give bytes and/or objects (DELETE removes a quota)".into());
+    }
     let bytes = param(query, "bytes")
         .map(|v| crate::config::parse_size(&v).map_err(|e| format!("bytes={v}: {e}")))
         .transpose()?;

@@ -399,6 +399,18 @@ pub struct Settings {
     /// How long a locked-out IP is refused (403).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_positive_duration)]
     pub auth_lockout: Duration,
+    /// Tamper-evident audit log (JSON lines, hash-chained, HMAC checkpoints): every
+    /// mutating, denied or unauthenticated S3 request, admin action and virus rejection.
+    /// Unset = none.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// The audit log is rotated (to FILE.<next seq>) when it reaches this size.
+    #[arg(long, value_name = "SIZE", default_value = "100MiB", value_parser = parse_size_in(4 << 10, 1 << 40))]
+    pub audit_log_max_size: u64,
+    /// The audit checkpoints' HMAC key (64+ hex digits); unset = <data_dir>/audit-key,
+    /// created at first start. Keep it where whoever can edit the log cannot read it.
+    #[arg(long, value_name = "FILE")]
+    pub audit_key_file: Option<PathBuf>,
     /// Start in read-only mode: writes get 503, reads continue (`s3dedup admin mode`
     /// switches at run time, but cannot lift this setting).
     #[arg(long, value_name = "BOOL", action = ArgAction::Set, num_args = 0..=1,

@@ -267,14 +267,26 @@ impl Index {
             })?;
         }
         // Tenants' dedup domains, retired tenant names, tenants before their users,
-        // users before their keys.
-        for kind in [
+        // users before their keys; tenants' quotas.
+        let kinds = [
             super::identity::DOMAIN,
             super::identity::RETIRED,
             super::identity::TENANT,
             super::identity::USER,
             super::identity::KEY,
-        ] {
+            crate::quota::QUOTA_KIND,
+        ];
+        // A kind added later and forgotten here would vanish from every rebuild.
+        for r in txn.open_table(super::IDENTITIES)?.iter()? {
+            let (k, _) = r?;
+            let kind = k.value().0;
+            if !kinds.contains(&kind) {
+                return Err(crate::error::Error::Internal(format!(
+                    "identity kind {kind:?} is not covered by journal snapshots"
+                )));
+            }
+        }
+        for kind in kinds {
             for r in txn.open_table(super::IDENTITIES)?.range((kind, "")..)? {
                 let (k, v) = r?;
                 let (k_kind, name) = k.value();

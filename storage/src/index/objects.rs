@@ -229,6 +229,15 @@ pub(super) fn install_object(
     old: Option<ObjectRecord>,
     state: Versioning,
 ) -> Result<()> {
+    // What the replaced version gives back in this transaction: a write that does not
+    // grow usage net of it is never refused by a quota (even one lowered below usage).
+    let released = old
+        .as_ref()
+        .filter(|o| !versions::kept_when_replaced(state, Some(o)))
+        .map_or(0, |o| o.size);
+    let grows = old.is_none()
+        || versions::kept_when_replaced(state, old.as_ref())
+        || record.size > released;
     // The old version goes first: a kept one is journaled as moved before the new
     // version's entry replaces it in a replay. Its references are dropped after the
     // new version took its own, so shared chunks never touch zero.
@@ -244,7 +253,7 @@ pub(super) fn install_object(
     add_stat(txn, stat::LOGICAL_BYTES, i128::from(record.size))?;
     add_stat(txn, stat::OBJECTS, 1)?;
     // Last: the replaced version was released above, so a quota sees the net change.
-    super::usage::add(txn, bucket, i128::from(record.size), 1)
+    super::usage::add_checked(txn, bucket, (i128::from(record.size), 1), grows)
 }
 
 impl Index {

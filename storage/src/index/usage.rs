@@ -63,13 +63,24 @@ fn owner_of(txn: &WriteTransaction, bucket: &str) -> Result<String> {
 /// When either grows, the quotas of both are checked: over one, the transaction must
 /// not commit ([`Error::QuotaExceeded`]).
 pub(super) fn add(txn: &WriteTransaction, bucket: &str, bytes: i128, objects: i128) -> Result<()> {
+    add_checked(txn, bucket, (bytes, objects), bytes > 0 || objects > 0)
+}
+
+/// [`add`], checking the quotas only when `check` (a write whose net change, with what
+/// it released in the same transaction, does not grow usage is never refused).
+pub(super) fn add_checked(
+    txn: &WriteTransaction,
+    bucket: &str,
+    (bytes, objects): (i128, i128),
+    check: bool,
+) -> Result<()> {
     if bytes == 0 && objects == 0 {
         return Ok(());
     }
     let owner = owner_of(txn, bucket)?;
     let in_bucket = bump(&mut txn.open_table(BUCKET_USAGE)?, bucket, bytes, objects)?;
     let in_tenant = bump(&mut txn.open_table(TENANT_USAGE)?, &owner, bytes, objects)?;
-    if bytes > 0 || objects > 0 {
+    if check {
         if let Some(q) = bucket_quota(txn, bucket)?
             && let Some(why) = q.exceeded_by(in_bucket)
         {
@@ -232,15 +243,16 @@ impl super::Index {
         Ok((state, rec))
     }
 
-    /// Size of the current object at bucket/key, if there is one.
+    /// Size of the current object at bucket/key, and whether it is the `null` version,
+    /// if there is one.
     ///
     /// # Errors
     /// [`Error::Corrupt`].
-    pub(crate) fn current_size(&self, bucket: &str, key: &str) -> Result<Option<u64>> {
+    pub(crate) fn current_size(&self, bucket: &str, key: &str) -> Result<Option<(u64, bool)>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(OBJECTS)?;
         let raw = t.get((bucket, key))?;
-        raw.map(|v| ObjectRecord::decode(v.value()).map(|r| r.size))
+        raw.map(|v| ObjectRecord::decode(v.value()).map(|r| (r.size, r.version.null)))
             .transpose()
     }
 

@@ -59,10 +59,11 @@ impl Store {
             if state.bucket_quota.is_none() && state.tenant_quota.is_none() {
                 return Ok(None);
             }
-            let credit = match rec.versioning {
-                Versioning::Unversioned => {
-                    i.current_size(&bucket, &key)?.map_or((0, 0), |s| (s, 1))
-                }
+            // What the commit will release: the current version in an unversioned
+            // bucket, the current `null` version under suspension.
+            let credit = match (rec.versioning, i.current_size(&bucket, &key)?) {
+                (Versioning::Unversioned, Some((size, _)))
+                | (Versioning::Suspended, Some((size, true))) => (size, 1),
                 _ => (0, 0),
             };
             state.room(credit)
