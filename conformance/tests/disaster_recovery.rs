@@ -383,9 +383,19 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
         .await
         .unwrap();
 
-    // Quotas are journaled too: the tenant's and a bucket's.
+    // Quotas and rate limits are journaled too, and kept in the store's snapshots of
+    // the index (one is taken now: the rebuild starts from it).
     g.admin_cli_ok(&["quota", "set", "--tenant", "drco", "--bytes", "200KiB"]);
     g.admin_cli_ok(&["quota", "set", "--bucket", "docs", "--objects", "1000"]);
+    g.admin_cli_ok(&[
+        "rate-limit",
+        "set",
+        "--tenant",
+        "drco",
+        "--requests",
+        "1000",
+    ]);
+    g.admin_cli_ok(&["journal", "snapshot"]);
 
     // ACLs are journaled too: an object's (public-read) and a bucket's (the tenant may
     // list the root's bucket).
@@ -492,6 +502,15 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
     assert_eq!(q["quota"]["max_bytes"], 200 << 10);
     assert_eq!(q["usage"]["bytes"], 70_000);
     assert_eq!(quota(&["--bucket", "docs"])["quota"]["max_objects"], 1000);
+    let rates: serde_json::Value = serde_json::from_str(&g.admin_cli_ok(&[
+        "rate-limit",
+        "show",
+        "--tenant",
+        "drco",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(rates["requests_per_sec"], 1000);
     // Its dedup domain came back too: the same content again stores nothing new.
     assert_eq!(g.tenant_entry("drco")["dedup_scope"], "tenant");
     let new_chunks = |g: &Gateway| {

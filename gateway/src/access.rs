@@ -490,10 +490,16 @@ impl S3Access for Access {
         });
         // Only an authenticated key is charged: a forged request naming someone's key id
         // never reaches here.
+        let tenant = match &principal {
+            Principal::Tenant { tenant, .. } => Some(tenant.as_str()),
+            _ => None,
+        };
         if let Some(c) = cx.credentials()
-            && let Err(r) = self
-                .rates
-                .check_key(&c.access_key, crate::server::declared_length(cx.headers()))
+            && let Err(r) = self.rates.check_key(
+                &c.access_key,
+                tenant,
+                crate::limits::declared_length(cx.headers()),
+            )
         {
             return Err(slow_down(&r));
         }

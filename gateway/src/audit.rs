@@ -61,7 +61,7 @@ pub struct Event {
 }
 
 enum Msg {
-    Event(Event),
+    Event(Box<Event>),
     /// Write a checkpoint, sync, and answer.
     Flush(Sender<()>),
 }
@@ -71,7 +71,7 @@ static LOG: OnceLock<Sender<Msg>> = OnceLock::new();
 /// Records `event` when an audit log is open (a no-op otherwise).
 pub fn emit(event: Event) {
     if let Some(tx) = LOG.get() {
-        let _ = tx.send(Msg::Event(event));
+        let _ = tx.send(Msg::Event(Box::new(event)));
     }
 }
 
@@ -374,19 +374,17 @@ impl S3Seen {
         })
     }
 
-    /// Records the request's line when it is audited: a write (whatever its answer), or
-    /// anything refused with 401/403 (denied, unauthenticated, locked out).
+    /// Records the request's line when it is audited: a `write` (an operation that
+    /// changes something, whatever its answer), or anything refused with 401/403
+    /// (denied, unauthenticated, locked out).
     pub fn done(
         self,
         (request_id, ip): (&str, std::net::IpAddr),
-        operation: &str,
+        (operation, write): (&str, bool),
         principal: Option<&str>,
         (status, bytes): (u16, u64),
         error_body: Option<&[u8]>,
     ) {
-        let write = !crate::write_gate::is_read(operation)
-            && operation != "Refused"
-            && operation != crate::access::UNRESOLVED;
         if !write && status != 401 && status != 403 {
             return;
         }

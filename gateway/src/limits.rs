@@ -8,7 +8,8 @@
 //! refuses any request larger than its burst (as `governor`'s `check_n` does) would
 //! refuse every large upload outright. Per-IP limits are checked at the edge, before
 //! authentication; per-key limits after it (a forged request naming someone's key id
-//! must not use up their budget). Over a limit: 503 SlowDown with `Retry-After`.
+//! must not use up their budget). Over a limit: 503 SlowDown with `Retry-After`. A tenant
+//! may have its own per-key rates (`s3dedup admin rate-limit`), kept in the index.
 //!
 //! **Lockout**: `auth_failure_limit` failed authentications (a bad signature or an
 //! unknown, disabled or expired key) from one IP within `auth_failure_window` refuse that
@@ -20,6 +21,20 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// The body length a request declares: aws-chunked's decoded length, else
+/// Content-Length (what the byte rates charge).
+pub fn declared_length(h: &http::HeaderMap) -> u64 {
+    h.get("x-amz-decoded-content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            h.get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        })
+}
 
 /// Limits, as the settings give them (0 = off).
 #[derive(Debug, Clone, Copy, Default)]
@@ -98,6 +113,8 @@ struct Failures {
 #[derive(Debug)]
 pub struct Limits {
     s: LimitSettings,
+    /// Tenants' own per-key rates (`s3dedup admin rate-limit`), over the settings'.
+    tenants: std::sync::RwLock<HashMap<String, s3dedup_storage::rates::RateLimits>>,
     keys: Buckets<(String, bool)>,
     ips: Buckets<(IpAddr, bool)>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
@@ -117,6 +134,7 @@ impl Limits {
     pub fn new(s: LimitSettings) -> Self {
         Limits {
             s,
+            tenants: std::sync::RwLock::default(),
             keys: Buckets::new(),
             ips: Buckets::new(),
             failures: Mutex::new(HashMap::new()),
@@ -145,17 +163,49 @@ impl Limits {
             })
     }
 
-    /// The per-key checks of an authenticated request of `bytes`.
+    /// Sets (`Some`) or removes a tenant's own per-key rates.
+    pub fn set_tenant(&self, tenant: &str, rates: Option<s3dedup_storage::rates::RateLimits>) {
+        let mut t = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        match rates.filter(|r| !r.is_empty()) {
+            Some(r) => t.insert(tenant.to_owned(), r),
+            None => t.remove(tenant),
+        };
+    }
+
+    /// The per-key rates of `tenant`'s keys (requests/s, bytes/s; 0 = unlimited).
+    pub fn key_rates(&self, tenant: Option<&str>) -> (u64, u64) {
+        let (mut req, mut bytes) = (self.s.key_requests, self.s.key_bytes);
+        if let Some(t) = tenant
+            && let Some(r) = self
+                .tenants
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(t)
+        {
+            req = r.requests_per_sec.unwrap_or(req);
+            bytes = r.bytes_per_sec.unwrap_or(bytes);
+        }
+        (req, bytes)
+    }
+
+    /// The per-key checks of an authenticated request of `bytes` by a key of `tenant`
+    /// (`None`: the root's).
     ///
     /// # Errors
     /// The refusal.
-    pub fn check_key(&self, access_key: &str, bytes: u64) -> Result<(), Refusal> {
+    pub fn check_key(
+        &self,
+        access_key: &str,
+        tenant: Option<&str>,
+        bytes: u64,
+    ) -> Result<(), Refusal> {
         let now = Instant::now();
         let s = &self.s;
+        let (req_rate, byte_rate) = self.key_rates(tenant);
         let k = |b| (access_key.to_owned(), b);
         self.keys
-            .charge(&k(false), 1, s.key_requests, s.burst, now)
-            .and_then(|()| self.keys.charge(&k(true), bytes, s.key_bytes, s.burst, now))
+            .charge(&k(false), 1, req_rate, s.burst, now)
+            .and_then(|()| self.keys.charge(&k(true), bytes, byte_rate, s.burst, now))
             .map_err(|wait| {
                 metrics::counter!(crate::metrics::RATE_LIMITED, "by" => "key").increment(1);
                 Refusal::SlowDown(wait)
@@ -295,8 +345,24 @@ mod tests {
     #[test]
     fn keys_are_limited_separately_by_requests_and_bytes() {
         let l = Limits::new(settings());
-        assert!(l.check_key("a", 5000).is_ok());
-        assert!(matches!(l.check_key("a", 1), Err(Refusal::SlowDown(_))));
-        assert!(l.check_key("b", 1).is_ok());
+        assert!(l.check_key("a", None, 5000).is_ok());
+        assert!(matches!(
+            l.check_key("a", None, 1),
+            Err(Refusal::SlowDown(_))
+        ));
+        assert!(l.check_key("b", None, 1).is_ok());
+        // A tenant with its own rates: unlimited bytes, the settings' request rate.
+        l.set_tenant(
+            "t",
+            Some(s3dedup_storage::rates::RateLimits {
+                requests_per_sec: None,
+                bytes_per_sec: Some(0),
+            }),
+        );
+        assert!(l.check_key("c", Some("t"), 1 << 30).is_ok());
+        assert!(l.check_key("c", Some("t"), 1 << 30).is_ok());
+        assert_eq!(l.key_rates(Some("t")), (10, 0));
+        l.set_tenant("t", None);
+        assert_eq!(l.key_rates(Some("t")), (10, 1000));
     }
 }

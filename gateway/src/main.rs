@@ -589,6 +589,10 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         "s3dedup listening: s3={scheme}://{s3_addr} admin={scheme}://{admin_addr} data={}",
         s.data_dir.display()
     );
+    let rates = Arc::new(s3dedup_gateway::limits::Limits::new(s.limit_settings()));
+    for (tenant, r) in store.tenant_rates().await? {
+        rates.set_tenant(&tenant, Some(r));
+    }
     let opts = ServeOptions {
         settings: GatewaySettings {
             region: s.region.clone(),
@@ -609,7 +613,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
         tls,
         limits: s.conn_limits(),
         gate: Arc::clone(&gate),
-        rates: Arc::new(s3dedup_gateway::limits::Limits::new(s.limit_settings())),
+        rates: Arc::clone(&rates),
         admin: Some(admin::AdminApi {
             store: store.clone(),
             token: admin_token,
@@ -619,6 +623,7 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             scrub_interval: s.scrub_interval,
             lifecycle_interval: s.lifecycle_interval,
             data_dir: s.data_dir.clone(),
+            rates: Arc::clone(&rates),
         }),
         snapshots: (!s.index_snapshot_interval.is_zero()).then(|| {
             (

@@ -383,7 +383,7 @@ fn serve_s3(
             let seen = crate::audit::S3Seen::of(req.uri(), req.headers());
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             let checked = rates
-                .check_ip(peer.ip(), declared_length(req.headers()))
+                .check_ip(peer.ip(), crate::limits::declared_length(req.headers()))
                 .map_err(|r| edge::Refusal::of_limit(&r))
                 .and_then(|()| edge::check(req.method(), req.uri(), req.headers(), edge, now));
             if let Err(refusal) = checked {
@@ -416,7 +416,8 @@ fn serve_s3(
                 if let Some(seen) = seen {
                     let xml = refusal.xml(&id);
                     let status = (refusal.status.as_u16(), bytes_in);
-                    seen.done((&id, peer.ip()), "Refused", None, status, Some(xml.as_bytes()));
+                    let op = ("Refused", false);
+                    seen.done((&id, peer.ip()), op, None, status, Some(xml.as_bytes()));
                 }
                 let line = (String::from("Refused"), None);
                 return Ok(logged(resp, line, (bytes_in, started), Some(refusal.code), busy));
@@ -468,7 +469,9 @@ fn serve_s3(
             if let Some(seen) = seen {
                 let status = (resp.status().as_u16(), bytes_in);
                 let body = resp.body().bytes();
-                seen.done((&id, peer.ip()), &operation, info.principal.as_deref(), status, body.as_deref());
+                let write = info.operation.is_some() && !crate::write_gate::is_read(&operation);
+                let op = (operation.as_str(), write);
+                seen.done((&id, peer.ip()), op, info.principal.as_deref(), status, body.as_deref());
             }
             Ok(logged(resp, (operation, info.principal), (bytes_in, started), None, busy))
         }
@@ -484,15 +487,6 @@ fn failed_authentication(xml: &[u8]) -> bool {
         b"<Code>InvalidAccessKeyId</Code>",
     ];
     CODES.iter().any(|c| xml.windows(c.len()).any(|w| w == *c))
-}
-
-/// The body length a request declares: aws-chunked's decoded length, else
-/// Content-Length (what the byte rates charge).
-pub(crate) fn declared_length(h: &http::HeaderMap) -> u64 {
-    h.get("x-amz-decoded-content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| content_length(h))
 }
 
 fn content_length(h: &http::HeaderMap) -> u64 {

@@ -53,6 +53,7 @@ pub mod lock;
 pub mod metrics;
 pub mod pack;
 pub mod quota;
+pub mod rates;
 pub mod read;
 pub mod records;
 pub mod rekey;

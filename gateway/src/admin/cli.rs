@@ -113,6 +113,12 @@ pub enum AdminCommand {
         #[command(subcommand)]
         action: super::quota_cli::QuotaAction,
     },
+    /// A tenant's own per-key rate limits: `set|clear|show --tenant T [--requests N]
+    /// [--bytes SIZE]`.
+    RateLimit {
+        #[command(subcommand)]
+        action: super::quota_cli::RateAction,
+    },
     /// GC and scrub state: runs in progress, last runs, garbage bytes.
     Status {
         /// The server's JSON.
@@ -330,6 +336,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::User { action } => super::identity_cli::user(action).await,
         AdminCommand::Key { action } => super::identity_cli::key(action).await,
         AdminCommand::Quota { action } => super::quota_cli::quota(action).await,
+        AdminCommand::RateLimit { action } => super::quota_cli::rate_limit(action).await,
         AdminCommand::Gc {
             grace,
             wait,

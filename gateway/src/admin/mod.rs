@@ -66,6 +66,8 @@ pub struct AdminApi {
     pub lifecycle_interval: std::time::Duration,
     /// The data dir (index backups are written there before they are streamed).
     pub data_dir: std::path::PathBuf,
+    /// Rate limits: tenants' own rates are set here as well as in the index.
+    pub rates: Arc<crate::limits::Limits>,
 }
 
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
@@ -169,6 +171,9 @@ impl AdminApi {
             return r;
         }
         if let Some(r) = self.serve_quota(method, rest, query).await {
+            return r;
+        }
+        if let Some(r) = self.serve_rates(method, rest, query).await {
             return r;
         }
         let moves_data = matches!(rest, "/gc" | "/rekey" | "/lifecycle") && method == Method::POST;

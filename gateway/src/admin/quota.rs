@@ -6,6 +6,7 @@
 //! | `PUT /admin/v1/quotas/buckets/{b}?bytes=10GiB&objects=1000000` | sets it (a limit not given is unlimited; neither = removed) |
 //! | `DELETE /admin/v1/quotas/buckets/{b}` | removes it |
 //! | the same under `/admin/v1/quotas/tenants/{t}` | a tenant's (all its buckets together) |
+//! | `GET/PUT/DELETE /admin/v1/rate-limits/tenants/{t}?requests=N&bytes=SIZE` | a tenant's own per-key rates (over the `rate_limit_key_*` settings): `{"tenant", "requests_per_sec", "bytes_per_sec", "effective": {…}}` |
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -54,7 +55,92 @@ fn parse_quota(query: Option<&str>) -> Result<Quota, String> {
     })
 }
 
+/// The rates in `?requests=&bytes=`: at least one, nothing else.
+fn parse_rates(query: Option<&str>) -> Result<s3dedup_storage::rates::RateLimits, String> {
+    for kv in query.unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
+        let name = kv.split_once('=').map_or(kv, |(k, _)| k);
+        if name != "requests" && name != "bytes" {
+            return Err(format!(
+                "unknown parameter {name:?}: expected requests and/or bytes"
+            ));
+        }
+    }
+    let requests = param(query, "requests")
+        .map(|v| v.parse::<u64>().map_err(|e| format!("requests={v}: {e}")))
+        .transpose()?;
+    let bytes = param(query, "bytes")
+        .map(|v| crate::config::parse_size(&v).map_err(|e| format!("bytes={v}: {e}")))
+        .transpose()?;
+    if requests.is_none() && bytes.is_none() {
+        return Err("give requests and/or bytes (DELETE removes them)".into());
+    }
+    Ok(s3dedup_storage::rates::RateLimits {
+        requests_per_sec: requests,
+        bytes_per_sec: bytes,
+    })
+}
+
 impl AdminApi {
+    /// `/rate-limits/tenants/{t}` (module docs).
+    pub(super) async fn serve_rates(
+        &self,
+        method: &Method,
+        rest: &str,
+        query: Option<&str>,
+    ) -> Option<Response<Full<Bytes>>> {
+        let name = rest.strip_prefix("/rate-limits/tenants/")?;
+        let name = percent_encoding::percent_decode_str(name)
+            .decode_utf8_lossy()
+            .into_owned();
+        let s = &self.store;
+        let set = match *method {
+            Method::GET => None,
+            Method::PUT => match parse_rates(query) {
+                Ok(r) => Some(Some(r)),
+                Err(e) => return Some(error(StatusCode::BAD_REQUEST, "bad_request", e)),
+            },
+            Method::DELETE => Some(None),
+            _ => {
+                return Some(error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{method} is not allowed on rate limits"),
+                ));
+            }
+        };
+        if let Some(r) = set {
+            if let Err(e) = s.set_tenant_rates(&name, r).await {
+                return Some(storage_error(&e));
+            }
+            self.rates.set_tenant(&name, r);
+            tracing::info!(tenant = name, rates = ?r, "admin: tenant rate limits set");
+        }
+        let own = match s.tenant_rates().await {
+            Ok(all) => all.into_iter().find(|(t, _)| *t == name).map(|(_, r)| r),
+            Err(e) => return Some(storage_error(&e)),
+        };
+        Some(match s.tenant(&name).await {
+            Ok(Some(_)) => {
+                let (req, bytes) = self.rates.key_rates(Some(&name));
+                super::json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "tenant": name,
+                        "requests_per_sec": own.and_then(|r| r.requests_per_sec),
+                        "bytes_per_sec": own.and_then(|r| r.bytes_per_sec),
+                        "effective": {"requests_per_sec": req, "bytes_per_sec": bytes},
+                    }),
+                )
+            }
+            Ok(None) => error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("tenant {name:?} does not exist"),
+            ),
+            Err(e) => storage_error(&e),
+        })
+    }
+
     pub(super) async fn serve_quota(
         &self,
         method: &Method,

@@ -136,3 +136,112 @@ pub async fn quota(action: QuotaAction) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `s3dedup admin rate-limit …`
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum RateAction {
+    /// Give a tenant's keys their own rates (each key separately), over the
+    /// rate_limit_key_* settings; a rate not given keeps the setting's. 0 = unlimited.
+    Set {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Requests per second per key.
+        #[arg(long, value_name = "N")]
+        requests: Option<u64>,
+        /// Request bytes per second per key (`10MiB`, plain bytes).
+        #[arg(long, value_name = "SIZE", value_parser = crate::config::parse_size)]
+        bytes: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Back to the settings' rates.
+    Clear {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// The tenant's own rates and the ones in effect.
+    Show {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The server's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Runs `s3dedup admin rate-limit …`.
+///
+/// # Errors
+/// The server cannot be reached or refuses.
+pub async fn rate_limit(action: RateAction) -> anyhow::Result<()> {
+    let path = |t: &str| {
+        format!(
+            "/admin/v1/rate-limits/tenants/{}",
+            percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC)
+        )
+    };
+    let (method, path, json, target) = match action {
+        RateAction::Set {
+            tenant,
+            requests,
+            bytes,
+            target,
+        } => {
+            let mut q = Vec::new();
+            if let Some(r) = requests {
+                q.push(format!("requests={r}"));
+            }
+            if let Some(b) = bytes {
+                q.push(format!("bytes={b}"));
+            }
+            if q.is_empty() {
+                anyhow::bail!("give --requests and/or --bytes (`rate-limit clear` removes them)");
+            }
+            (
+                Method::PUT,
+                format!("{}?{}", path(&tenant), q.join("&")),
+                false,
+                target,
+            )
+        }
+        RateAction::Clear { tenant, target } => (Method::DELETE, path(&tenant), false, target),
+        RateAction::Show {
+            tenant,
+            json,
+            target,
+        } => (Method::GET, path(&tenant), json, target),
+    };
+    let a = target.client()?.request(method, &path).await?;
+    if a.status != StatusCode::OK {
+        anyhow::bail!("{}", a.message());
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&a.body)?);
+    } else {
+        let rate = |v: &Value, k: &str| match v[k].as_u64() {
+            None => "the setting's".to_owned(),
+            Some(0) => "unlimited".to_owned(),
+            Some(n) if k.starts_with("bytes") => {
+                format!("{}/s", bytesize::ByteSize(n).display().iec())
+            }
+            Some(n) => format!("{n}/s"),
+        };
+        let b = &a.body;
+        println!(
+            "tenant {}: requests {} (in effect {}), bytes {} (in effect {}) per key",
+            b["tenant"].as_str().unwrap_or(""),
+            rate(b, "requests_per_sec"),
+            rate(&b["effective"], "requests_per_sec"),
+            rate(b, "bytes_per_sec"),
+            rate(&b["effective"], "bytes_per_sec"),
+        );
+    }
+    Ok(())
+}

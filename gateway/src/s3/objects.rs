@@ -103,7 +103,10 @@ pub(super) async fn ingest_verified(
             .into_iter()
             .chain(claims.values.iter().map(|(a, _)| *a)),
     );
-    super::quota::check_declared(claims.content_length, claims.room)?;
+    if let Err(e) = super::quota::check_declared(claims.content_length, claims.room) {
+        super::quota::drain(body);
+        return Err(e);
+    }
     let stream = body.unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
     let stream = super::quota::capped(stream, claims.room);
     let stream = scan.tee(stream, gw.settings.scan.policy());

@@ -38,6 +38,27 @@ pub(super) fn check_declared(len: Option<i64>, room: Option<u64>) -> S3Result<()
     Ok(())
 }
 
+/// Most of a refused upload's body read and thrown away so the client sees the refusal.
+const DRAIN_MAX: u64 = 64 << 20;
+
+/// Reads and discards what is left of a refused upload's body (up to 64 MiB, a minute)
+/// while the refusal goes out: closing a connection with unread bytes makes TCP reset it,
+/// and a client still sending would see the reset instead of the 403.
+pub(super) fn drain(body: Option<StreamingBlob>) {
+    let Some(mut body) = body else { return };
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut read = 0u64;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while read <= DRAIN_MAX {
+            match tokio::time::timeout_at(deadline, body.next()).await {
+                Ok(Some(Ok(b))) => read += b.len() as u64,
+                _ => break,
+            }
+        }
+    });
+}
+
 /// `body`, failing once more than `room` bytes have come through.
 pub(super) fn capped(body: StreamingBlob, room: Option<u64>) -> StreamingBlob {
     match room {

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::identity::{AccessKey, DedupDomain, KeyStatus, StoredSecret, Tenant, Uploader, User};
 use crate::journal::entry::Change;
 use crate::quota::{QUOTA_KIND, Quota};
+use crate::rates::{RATE_KIND, RateLimits};
 use crate::records::BucketRecord;
 
 pub(crate) const TENANT: &str = "tenant";
@@ -52,6 +53,7 @@ pub(super) fn check_record(kind: &str, b: &[u8]) -> Result<()> {
         KEY => AccessKey::decode(b).map(drop),
         DOMAIN => DedupDomain::decode(b).map(drop),
         QUOTA_KIND => crate::quota::Quota::decode(b).map(drop),
+        RATE_KIND => RateLimits::decode(b).map(drop),
         other => Err(Error::corrupt(
             "identity record",
             format!("unknown kind {other:?}"),
@@ -246,8 +248,10 @@ impl Index {
                 .get((TENANT, name.as_str()))?
                 .map(|v| v.value().to_vec());
             put(txn, RETIRED, &name, last)?;
-            if exists(txn, QUOTA_KIND, &name)? {
-                put(txn, QUOTA_KIND, &name, None)?;
+            for kind in [QUOTA_KIND, RATE_KIND] {
+                if exists(txn, kind, &name)? {
+                    put(txn, kind, &name, None)?;
+                }
             }
             put(txn, TENANT, &name, None)
         })
@@ -273,6 +277,47 @@ impl Index {
             }
             put(txn, QUOTA_KIND, &name, value)
         })
+    }
+
+    /// Sets (`Some`, unless empty) or removes a tenant's rate limits, journaled.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchIdentity`].
+    pub(crate) fn set_tenant_rates(
+        &self,
+        name: &str,
+        rates: Option<RateLimits>,
+    ) -> impl Future<Output = Result<()>> + use<> {
+        let name = name.to_owned();
+        self.committer.submit(move |txn| {
+            if !exists(txn, TENANT, &name)? {
+                return Err(no_tenant(&name));
+            }
+            let value = rates.filter(|r| !r.is_empty()).map(|r| r.encode());
+            if value.is_none() && !exists(txn, RATE_KIND, &name)? {
+                return Ok(());
+            }
+            put(txn, RATE_KIND, &name, value)
+        })
+    }
+
+    /// Every tenant's rate limits.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`].
+    pub(crate) fn tenant_rates(&self) -> Result<Vec<(String, RateLimits)>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(IDENTITIES)?;
+        let mut out = Vec::new();
+        for r in t.range((RATE_KIND, "")..)? {
+            let (k, v) = r?;
+            let (kind, name) = k.value();
+            if kind != RATE_KIND {
+                break;
+            }
+            out.push((name.to_owned(), RateLimits::decode(v.value())?));
+        }
+        Ok(out)
     }
 
     /// A tenant's quota, if it has one.

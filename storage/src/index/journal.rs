@@ -275,6 +275,7 @@ impl Index {
             super::identity::USER,
             super::identity::KEY,
             crate::quota::QUOTA_KIND,
+            crate::rates::RATE_KIND,
         ];
         // A kind added later and forgotten here would vanish from every rebuild.
         for r in txn.open_table(super::IDENTITIES)?.iter()? {

@@ -1,4 +1,4 @@
-//! Quotas and usage (see [`crate::quota`]).
+//! Quotas and usage (see [`crate::quota`]), tenants' rate limits ([`crate::rates`]).
 
 use super::Store;
 use crate::error::Result;
@@ -23,6 +23,26 @@ impl Store {
     /// [`crate::Error::NoSuchIdentity`].
     pub async fn set_tenant_quota(&self, tenant: &str, quota: Option<Quota>) -> Result<()> {
         self.index.set_tenant_quota(tenant, quota).await
+    }
+
+    /// Sets (`Some`, unless empty) or removes a tenant's rate limits, journaled.
+    ///
+    /// # Errors
+    /// [`crate::Error::NoSuchIdentity`].
+    pub async fn set_tenant_rates(
+        &self,
+        tenant: &str,
+        rates: Option<crate::rates::RateLimits>,
+    ) -> Result<()> {
+        self.index.set_tenant_rates(tenant, rates).await
+    }
+
+    /// Every tenant's rate limits.
+    ///
+    /// # Errors
+    /// [`crate::Error::Corrupt`].
+    pub async fn tenant_rates(&self) -> Result<Vec<(String, crate::rates::RateLimits)>> {
+        self.with_index(|i| i.tenant_rates()).await
     }
 
     /// A tenant's quota and usage.
