@@ -448,10 +448,11 @@ pub fn denied(why: authz::Denial, what: &str) -> s3s::S3Error {
 /// 503 SlowDown with `Retry-After`.
 fn slow_down(r: &crate::limits::Refusal) -> s3s::S3Error {
     let refusal = crate::edge::Refusal::of_limit(r);
+    let retry = refusal.retry_after_secs();
     let mut e = s3s::S3Error::with_message(s3s::S3ErrorCode::SlowDown, refusal.message);
-    if let Some(wait) = refusal.retry_after {
+    if let Some(secs) = retry {
         let mut h = http::HeaderMap::new();
-        h.insert(http::header::RETRY_AFTER, wait.as_secs().max(1).into());
+        h.insert(http::header::RETRY_AFTER, secs.into());
         e.set_headers(h);
     }
     e

@@ -1,25 +1,28 @@
 //! The tamper-evident audit log (`audit_log`): one JSON line per mutating S3 request,
-//! per denied or unauthenticated request, per admin action and per virus rejection.
+//! per denied or unauthenticated request, per admin action, per lockout and per virus
+//! rejection.
 //!
-//! Each line carries `seq` (consecutive across rotations) and `prev`, the SHA-256 (hex) of
-//! the line before it (the previous file's last line after a rotation; 64 zeros for the
-//! very first). Every `CHECKPOINT_EVERY` lines, at each rotation and at shutdown a
-//! checkpoint line is written whose `hmac` is HMAC-SHA256, under a key kept outside the
-//! log (`audit_key_file`, by default `<data_dir>/audit-key`), of its `seq` and `prev`.
-//! [`verify`] re-derives both: an edited byte breaks the next line's `prev`, a removed or
-//! reordered line breaks `seq`, and a chain recomputed by someone without the key fails the
-//! next checkpoint. Lines after the last checkpoint are only as safe as the file: a cut
-//! tail is caught only by the next checkpoint that never came (`verify` says how many
-//! lines follow the last one).
+//! Each line carries `seq` (consecutive across rotations), `prev`, the SHA-256 (hex) of the
+//! line before it (the previous file's last line after a rotation; 64 zeros for the very
+//! first), and ends with `mac`, an HMAC-SHA256 of the line before that field under a key
+//! kept outside the log (`audit_key_file`, by default `<data_dir>/audit-key`). Every
+//! `CHECKPOINT_EVERY` lines, at most `CHECKPOINT_IDLE` after a line, at each rotation and at
+//! shutdown a `checkpoint` line is written and the file synced. [`verify`] re-derives all
+//! three: an edited line fails its MAC (even with every later `prev` recomputed: that needs
+//! the key), a removed or reordered line breaks `seq` and `prev`. What no local scheme can
+//! show is lines cut from the end of the newest file (or whole files from either end):
+//! `verify` prints the range of `seq` and time it covered, to compare with what is expected.
 //!
-//! The writer is one thread fed by a channel: a request never waits for the disk. Lines
-//! are flushed after every batch, and synced at each checkpoint.
+//! The writer is one thread fed by a bounded channel: a request never waits for the disk;
+//! when the writer falls behind by `QUEUE` lines, further events are dropped, counted, and
+//! the count written as a line when it catches up. Lines are flushed after every batch.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::sync::mpsc::{Receiver, Sender, channel};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
@@ -27,8 +30,10 @@ use sha2::{Digest, Sha256};
 
 /// Lines between checkpoints.
 pub const CHECKPOINT_EVERY: u64 = 100;
-/// A checkpoint is also written after this long without one while lines were written.
+/// A line waits at most this long for a checkpoint.
 const CHECKPOINT_IDLE: Duration = Duration::from_secs(10);
+/// Events queued for the writer before more are dropped (and counted).
+const QUEUE: usize = 100_000;
 const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One audited event: the fields of its line (without `seq`, `prev`, `time`).
@@ -66,19 +71,24 @@ enum Msg {
     Flush(Sender<()>),
 }
 
-static LOG: OnceLock<Sender<Msg>> = OnceLock::new();
+static LOG: OnceLock<SyncSender<Msg>> = OnceLock::new();
+/// Events dropped because the writer fell behind, not yet reported in the log.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Records `event` when an audit log is open (a no-op otherwise).
 pub fn emit(event: Event) {
-    if let Some(tx) = LOG.get() {
-        let _ = tx.send(Msg::Event(Box::new(event)));
+    if let Some(tx) = LOG.get()
+        && tx.try_send(Msg::Event(Box::new(event))).is_err()
+    {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::metrics::AUDIT_ERRORS).increment(1);
     }
 }
 
 /// Writes a checkpoint and syncs (at shutdown); waits up to 5 s.
 pub fn flush() {
     if let Some(tx) = LOG.get() {
-        let (done, wait) = channel();
+        let (done, wait): (Sender<()>, _) = channel();
         if tx.send(Msg::Flush(done)).is_ok() {
             let _ = wait.recv_timeout(Duration::from_secs(5));
         }
@@ -120,34 +130,95 @@ fn sha_hex(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
 }
 
-fn mac(key: &[u8], seq: u64, prev: &str) -> String {
+fn mac(key: &[u8], body: &[u8]) -> String {
     let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key");
-    m.update(format!("s3dedup audit checkpoint {seq} {prev}").as_bytes());
+    m.update(body);
     hex::encode(m.finalize().into_bytes())
 }
 
-/// Where the chain stands: the next seq and the hash of the last line.
-fn resume(path: &Path) -> (u64, String) {
-    let Ok(f) = std::fs::File::open(path) else {
-        return (0, ZERO.to_owned());
+/// A line's body (what its `mac` covers) and the `mac`, when it ends as the writer
+/// ends lines: `…,"mac":"<64 hex>"}`.
+fn split_mac(line: &[u8]) -> Option<(&[u8], &str)> {
+    const TAIL: usize = r#","mac":""}"#.len() + 64;
+    let cut = line.len().checked_sub(TAIL)?;
+    let (body, tail) = line.split_at(cut);
+    let tail = std::str::from_utf8(tail).ok()?;
+    let mac = tail.strip_prefix(r#","mac":""#)?.strip_suffix(r#""}"#)?;
+    (mac.len() == 64).then_some((body, mac))
+}
+
+/// The last complete line of `path`, cutting a partial one left by a crash (it was
+/// never whole, so never flushed as a line).
+fn last_line(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
     };
-    let mut last = None;
-    for line in std::io::BufReader::new(f)
-        .split(b'\n')
-        .map_while(Result::ok)
+    let whole = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if whole < text.len() {
+        tracing::warn!(file = %path.display(), bytes = text.len() - whole,
+            "audit log ends with a partial line (a crash); it is cut");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .set_len(whole as u64)?;
+    }
+    Ok(text[..whole]
+        .split(|&b| b == b'\n')
+        .rfind(|l| !l.is_empty())
+        .map(<[u8]>::to_vec))
+}
+
+/// Rotated files of `path` (`path.<seq>`), oldest first.
+fn rotated(path: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix(&prefix))
+                .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Where the chain stands: the next seq and the hash of the last line (of the live
+/// file, else of the newest rotated one).
+fn resume(path: &Path) -> std::io::Result<(u64, String)> {
+    let mut last = last_line(path)?;
+    if last.is_none()
+        && let Some(newest) = rotated(path).pop()
     {
-        if !line.is_empty() {
-            last = Some(line);
-        }
+        last = last_line(&newest)?;
     }
     let Some(last) = last else {
-        return (0, ZERO.to_owned());
+        return Ok((0, ZERO.to_owned()));
     };
     let seq = serde_json::from_slice::<Value>(&last)
         .ok()
         .and_then(|v| v["seq"].as_u64())
-        .map_or(0, |s| s + 1);
-    (seq, sha_hex(&last))
+        .ok_or_else(|| {
+            std::io::Error::other(format!(
+                "{}: the last line has no seq; the chain cannot be continued (move the file aside)",
+                path.display()
+            ))
+        })?;
+    Ok((seq + 1, sha_hex(&last)))
 }
 
 struct Writer {
@@ -159,11 +230,13 @@ struct Writer {
     seq: u64,
     prev: String,
     since_checkpoint: u64,
+    /// When the oldest line not covered by a checkpoint was written.
+    uncovered_since: Option<Instant>,
 }
 
 impl Writer {
     fn open(path: &Path, max_size: u64, key: Vec<u8>) -> std::io::Result<Self> {
-        let (seq, prev) = resume(path);
+        let (seq, prev) = resume(path)?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -178,6 +251,7 @@ impl Writer {
             seq,
             prev,
             since_checkpoint: 0,
+            uncovered_since: None,
         })
     }
 
@@ -191,7 +265,13 @@ impl Writer {
             m.insert("time".into(), time.into());
             m.insert("prev".into(), self.prev.clone().into());
         }
-        let text = serde_json::to_vec(&v).map_err(std::io::Error::other)?;
+        let mut text = serde_json::to_vec(&v).map_err(std::io::Error::other)?;
+        // The MAC covers everything before it; it is the line's last field.
+        if text.pop() != Some(b'}') {
+            return Err(std::io::Error::other("an audit line is not a JSON object"));
+        }
+        let tag = mac(&self.key, &text);
+        text.extend_from_slice(format!(r#","mac":"{tag}"}}"#).as_bytes());
         self.file.write_all(&text)?;
         self.file.write_all(b"\n")?;
         self.size += text.len() as u64 + 1;
@@ -201,16 +281,21 @@ impl Writer {
     }
 
     fn checkpoint(&mut self) -> std::io::Result<()> {
-        let hmac = mac(&self.key, self.seq, &self.prev);
-        self.line(json!({"kind": "checkpoint", "hmac": hmac}))?;
+        self.line(json!({"kind": "checkpoint"}))?;
         self.since_checkpoint = 0;
+        self.uncovered_since = None;
         self.file.flush()?;
         self.file.get_ref().sync_data()
     }
 
     fn event(&mut self, e: &Event) -> std::io::Result<()> {
+        let dropped = DROPPED.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            self.line(json!({"kind": "dropped", "lines": dropped}))?;
+        }
         self.line(serde_json::to_value(e).map_err(std::io::Error::other)?)?;
         self.since_checkpoint += 1;
+        self.uncovered_since.get_or_insert_with(Instant::now);
         if self.since_checkpoint >= CHECKPOINT_EVERY {
             self.checkpoint()?;
         }
@@ -226,7 +311,20 @@ impl Writer {
         self.checkpoint()?;
         let mut rotated = self.path.clone().into_os_string();
         rotated.push(format!(".{:020}", self.seq));
-        std::fs::rename(&self.path, &rotated)?;
+        let rotated = PathBuf::from(rotated);
+        // Never over an older file (history is never overwritten); a failed rotation is
+        // tried again only after another max_size of lines.
+        if rotated.exists() {
+            self.max_size = self.size.saturating_add(self.max_size);
+            return Err(std::io::Error::other(format!(
+                "{} exists; not rotating over it",
+                rotated.display()
+            )));
+        }
+        if let Err(e) = std::fs::rename(&self.path, &rotated) {
+            self.max_size = self.size.saturating_add(self.max_size);
+            return Err(e);
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -242,16 +340,22 @@ impl Writer {
             tracing::error!(error = %e, "audit log write failed");
         };
         loop {
-            let msg = match rx.recv_timeout(CHECKPOINT_IDLE) {
-                Ok(m) => m,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if self.since_checkpoint > 0 {
-                        self.checkpoint().unwrap_or_else(fail);
-                    }
-                    continue;
-                }
+            // Wake up when the oldest uncovered line is due its checkpoint.
+            let wait = self.uncovered_since.map_or(CHECKPOINT_IDLE, |t| {
+                CHECKPOINT_IDLE.saturating_sub(t.elapsed())
+            });
+            let msg = match rx.recv_timeout(wait) {
+                Ok(m) => Some(m),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
             };
+            if self
+                .uncovered_since
+                .is_some_and(|t| t.elapsed() >= CHECKPOINT_IDLE)
+            {
+                self.checkpoint().unwrap_or_else(fail);
+            }
+            let Some(msg) = msg else { continue };
             // One batch: what is queued now, then one flush.
             for m in std::iter::once(msg).chain(rx.try_iter()) {
                 match m {
@@ -273,7 +377,7 @@ impl Writer {
 /// The file cannot be opened.
 pub fn open(path: &Path, max_size: u64, key: Vec<u8>) -> std::io::Result<()> {
     let writer = Writer::open(path, max_size, key)?;
-    let (tx, rx) = channel();
+    let (tx, rx) = sync_channel(QUEUE);
     if LOG.set(tx).is_err() {
         return Err(std::io::Error::other("the audit log is already open"));
     }
@@ -288,10 +392,14 @@ pub fn open(path: &Path, max_size: u64, key: Vec<u8>) -> std::io::Result<()> {
 pub struct Verified {
     /// Lines checked.
     pub lines: u64,
-    /// Checkpoints whose HMAC verified.
+    /// Checkpoints among them.
     pub checkpoints: u64,
-    /// Lines after the last checkpoint (not covered by one yet).
+    /// Lines after the last checkpoint.
     pub unanchored: u64,
+    /// First and last `seq` seen.
+    pub seqs: (u64, u64),
+    /// First and last `time` seen.
+    pub times: (String, String),
 }
 
 /// Checks `files` (in order: rotated ones first, the live one last) against `key`.
@@ -301,14 +409,25 @@ pub struct Verified {
 pub fn verify(files: &[PathBuf], key: &[u8]) -> Result<Verified, String> {
     let mut out = Verified::default();
     let mut expect: Option<(u64, String)> = None;
-    let mut last_at = String::new();
     for file in files {
         let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        if !text.is_empty() && !text.ends_with(b"\n") {
+            return Err(format!(
+                "{}: ends with a partial line: cut or edited",
+                file.display()
+            ));
+        }
         for (i, line) in text.split(|&b| b == b'\n').enumerate() {
             if line.is_empty() {
                 continue;
             }
             let at = format!("{} line {}", file.display(), i + 1);
+            let (body, tag) = split_mac(line).ok_or(format!("{at}: no MAC at its end: edited"))?;
+            if mac(key, body) != tag {
+                return Err(format!(
+                    "{at}: edited (its MAC does not verify; or the key is not the log's)"
+                ));
+            }
             let v: Value = serde_json::from_slice(line)
                 .map_err(|e| format!("{at}: not a JSON line ({e}): edited"))?;
             let seq = v["seq"].as_u64().ok_or(format!("{at}: no seq: edited"))?;
@@ -329,18 +448,19 @@ pub fn verify(files: &[PathBuf], key: &[u8]) -> Result<Verified, String> {
                 }
                 Some((_, hash)) if prev != hash => {
                     return Err(format!(
-                        "{last_at}: edited (its SHA-256 is not the prev recorded by the line after it)"
+                        "{at}: its prev is not the SHA-256 of the line before it: lines removed or reordered"
                     ));
                 }
                 _ => {}
             }
+            let time = v["time"].as_str().unwrap_or("").to_owned();
+            if expect.is_none() {
+                out.seqs.0 = seq;
+                out.times.0.clone_from(&time);
+            }
+            out.seqs.1 = seq;
+            out.times.1 = time;
             if v["kind"] == "checkpoint" {
-                let want = mac(key, seq, prev);
-                if v["hmac"].as_str() != Some(want.as_str()) {
-                    return Err(format!(
-                        "{at}: checkpoint HMAC does not verify: lines before it were rewritten (or the key is wrong)"
-                    ));
-                }
                 out.checkpoints += 1;
                 out.unanchored = 0;
             } else {
@@ -348,7 +468,6 @@ pub fn verify(files: &[PathBuf], key: &[u8]) -> Result<Verified, String> {
             }
             out.lines += 1;
             expect = Some((seq + 1, sha_hex(line)));
-            last_at = at;
         }
     }
     Ok(out)
@@ -485,8 +604,12 @@ pub fn run_cli(cmd: AuditCommand) -> anyhow::Result<()> {
     match verify(&files, &key) {
         Ok(v) => {
             println!(
-                "audit log verified: {} lines, {} checkpoints{}",
+                "audit log verified: {} lines, seq {}..={}, {} to {}, {} checkpoints{}",
                 v.lines,
+                v.seqs.0,
+                v.seqs.1,
+                v.times.0,
+                v.times.1,
                 v.checkpoints,
                 if v.unanchored > 0 {
                     format!(
@@ -526,7 +649,12 @@ mod tests {
         let files = [path.clone()];
         let ok = verify(&files, &key).unwrap();
         assert_eq!((ok.lines, ok.checkpoints, ok.unanchored), (6, 1, 0));
-        assert!(verify(&files, &[8u8; 32]).unwrap_err().contains("HMAC"));
+        assert_eq!(ok.seqs, (0, 5));
+        assert!(
+            verify(&files, &[8u8; 32])
+                .unwrap_err()
+                .contains("line 1: edited")
+        );
         let lines: Vec<String> = std::fs::read_to_string(&path)
             .unwrap()
             .lines()
@@ -538,6 +666,16 @@ mod tests {
         write(&edited);
         let e = verify(&files, &key).unwrap_err();
         assert!(e.contains("line 3: edited"), "{e}");
+        // A crash mid-line: the partial line is cut and the chain continues.
+        let mut partial = lines.clone().join("\n") + "\n";
+        partial.push_str(r#"{"kind":"s3","seq":6,"#);
+        std::fs::write(&path, partial).unwrap();
+        let mut w = Writer::open(&path, 1 << 20, key.clone()).unwrap();
+        w.event(&Event::default()).unwrap();
+        w.checkpoint().unwrap();
+        drop(w);
+        let ok = verify(&files, &key).unwrap();
+        assert_eq!((ok.lines, ok.seqs.1), (8, 7));
         let mut removed = lines.clone();
         removed.remove(2);
         write(&removed);

@@ -61,6 +61,13 @@ impl Refusal {
         }
     }
 
+    /// `Retry-After` in whole seconds, rounded up (a client retrying early is refused
+    /// again), at least 1.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+            .map(|d| (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1))
+    }
+
     /// The answer to a limit's refusal: 503 SlowDown or, for a locked-out IP, 403.
     pub fn of_limit(r: &crate::limits::Refusal) -> Self {
         use crate::limits::Refusal as L;

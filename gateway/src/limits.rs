@@ -25,15 +25,27 @@ use std::time::{Duration, Instant};
 /// The body length a request declares: aws-chunked's decoded length, else
 /// Content-Length (what the byte rates charge).
 pub fn declared_length(h: &http::HeaderMap) -> u64 {
-    h.get("x-amz-decoded-content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            h.get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        })
+    // The larger of the two: a decoded length s3s would ignore (no aws-chunked body)
+    // must not make a large body free.
+    let get = |name| {
+        h.get(name)
+            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get("x-amz-decoded-content-length").max(get(http::header::CONTENT_LENGTH.as_str()))
+}
+
+/// The key an address is limited and locked out by: IPv4 addresses alone, IPv6 by /64
+/// (one host usually holds a whole /64).
+fn client(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    }
 }
 
 /// Limits, as the settings give them (0 = off).
@@ -57,19 +69,22 @@ pub struct LimitSettings {
     pub auth_lockout: Duration,
 }
 
-/// Most entries a table keeps before idle ones are pruned.
+/// Entries a table holds before idle ones are pruned (at most once a second).
 const PRUNE_ABOVE: usize = 10_000;
+/// How far ahead one key's debt may run: a request declaring an absurd length (before
+/// authentication, from a shared address) costs an hour at most.
+const MAX_DEBT: Duration = Duration::from_secs(3600);
 
 /// GCRA buckets keyed by `K`.
 #[derive(Debug)]
 struct Buckets<K> {
-    tat: Mutex<HashMap<K, Instant>>,
+    tat: Mutex<(HashMap<K, Instant>, Option<Instant>)>,
 }
 
 impl<K: Hash + Eq + Clone> Buckets<K> {
     fn new() -> Self {
         Buckets {
-            tat: Mutex::new(HashMap::new()),
+            tat: Mutex::new((HashMap::new(), None)),
         }
     }
 
@@ -85,19 +100,27 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
         if rate == 0 || cost == 0 {
             return Ok(());
         }
-        let mut t = self.tat.lock().unwrap_or_else(|e| e.into_inner());
-        if t.len() > PRUNE_ABOVE {
+        let mut guard = self.tat.lock().unwrap_or_else(|e| e.into_inner());
+        let (t, pruned) = &mut *guard;
+        if t.len() > PRUNE_ABOVE
+            && pruned.is_none_or(|p| now.duration_since(p) >= Duration::from_secs(1))
+        {
             // Entries whose time has passed are at full burst: forgetting them changes
             // nothing.
             t.retain(|_, tat| *tat > now);
+            *pruned = Some(now);
         }
         let tat = t.get(key).copied().unwrap_or(now).max(now);
         let ahead = tat - now;
         if ahead > burst {
             return Err(ahead - burst);
         }
-        let cost = Duration::from_secs_f64(cost as f64 / rate as f64);
-        t.insert(key.clone(), tat + cost);
+        let cost = Duration::try_from_secs_f64(cost as f64 / rate as f64).unwrap_or(MAX_DEBT);
+        let limit = now + burst + MAX_DEBT;
+        t.insert(
+            key.clone(),
+            tat.checked_add(cost).map_or(limit, |t| t.min(limit)),
+        );
         Ok(())
     }
 }
@@ -146,6 +169,7 @@ impl Limits {
     /// # Errors
     /// The refusal.
     pub fn check_ip(&self, ip: IpAddr, bytes: u64) -> Result<(), Refusal> {
+        let ip = client(ip);
         let now = Instant::now();
         if let Some(left) = self.locked(ip, now) {
             return Err(Refusal::LockedOut(left));
@@ -222,13 +246,14 @@ impl Limits {
 
     /// Counts a failed authentication from `ip`; true when it locked the IP out.
     pub fn auth_failed(&self, ip: IpAddr) -> bool {
+        let ip = client(ip);
         let s = &self.s;
         if s.auth_failure_limit == 0 {
             return false;
         }
         let now = Instant::now();
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if f.len() > PRUNE_ABOVE {
+        if f.len() > PRUNE_ABOVE && f.len().is_multiple_of(1024) {
             f.retain(|_, e| {
                 e.locked_until.is_some_and(|u| u > now)
                     || now - e.window_start < s.auth_failure_window
@@ -325,6 +350,41 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn an_absurd_declared_length_costs_an_hour_at_most() {
+        let b: Buckets<u8> = Buckets::new();
+        let t0 = Instant::now();
+        assert!(
+            b.charge(&1, u64::MAX, 1, Duration::from_secs(1), t0)
+                .is_ok()
+        );
+        let wait = b.charge(&1, 1, 1, Duration::from_secs(1), t0).unwrap_err();
+        assert!(
+            wait <= MAX_DEBT && wait >= MAX_DEBT - Duration::from_secs(1),
+            "{wait:?}"
+        );
+    }
+
+    #[test]
+    fn the_larger_declared_length_is_charged() {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::CONTENT_LENGTH, 5_000_000u64.into());
+        h.insert("x-amz-decoded-content-length", 0u64.into());
+        assert_eq!(declared_length(&h), 5_000_000);
+    }
+
+    #[test]
+    fn ipv6_clients_are_one_per_64() {
+        let l = Limits::new(settings());
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        assert!(!l.auth_failed(a));
+        assert!(!l.auth_failed(b));
+        assert!(l.auth_failed(a), "three failures from one /64 lock it");
+        assert!(l.check_ip(b, 0).is_err());
+        assert!(l.check_ip("2001:db8:1:3::1".parse().unwrap(), 0).is_ok());
     }
 
     #[test]

@@ -410,10 +410,13 @@ fn serve_s3(
                 if let Ok(v) = http::HeaderValue::from_str(&id) {
                     h.insert("x-amz-request-id", v);
                 }
-                if let Some(wait) = refusal.retry_after {
-                    h.insert(http::header::RETRY_AFTER, wait.as_secs().max(1).into());
+                if let Some(secs) = refusal.retry_after_secs() {
+                    h.insert(http::header::RETRY_AFTER, secs.into());
                 }
-                if let Some(seen) = seen {
+                // A locked-out address's refusals are not audited one by one (its lockout
+                // is, once): a flood must not flood the log.
+                let locked_out = refusal.status == StatusCode::FORBIDDEN && refusal.retry_after.is_some();
+                if let Some(seen) = seen.filter(|_| !locked_out) {
                     let xml = refusal.xml(&id);
                     let status = (refusal.status.as_u16(), bytes_in);
                     let op = ("Refused", false);
@@ -463,8 +466,17 @@ fn serve_s3(
             }
             if resp.status() == StatusCode::FORBIDDEN
                 && resp.body().bytes().is_some_and(|b| failed_authentication(&b))
+                && rates.auth_failed(peer.ip())
             {
-                rates.auth_failed(peer.ip());
+                crate::audit::emit(crate::audit::Event {
+                    kind: "lockout",
+                    request_id: id.clone(),
+                    ip: peer.ip().to_string(),
+                    operation: "LockedOut".into(),
+                    status: 403,
+                    detail: "too many failed authentications".into(),
+                    ..Default::default()
+                });
             }
             if let Some(seen) = seen {
                 let status = (resp.status().as_u16(), bytes_in);

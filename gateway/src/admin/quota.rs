@@ -74,6 +74,9 @@ fn parse_rates(query: Option<&str>) -> Result<s3dedup_storage::rates::RateLimits
     if requests.is_none() && bytes.is_none() {
         return Err("give requests and/or bytes (DELETE removes them)".into());
     }
+    if bytes.is_some_and(|b| b > 0 && b < 1024) {
+        return Err("bytes: at least 1KiB per second (or 0 = unlimited)".into());
+    }
     Ok(s3dedup_storage::rates::RateLimits {
         requests_per_sec: requests,
         bytes_per_sec: bytes,
