@@ -34,6 +34,8 @@ pub struct RequestInfo {
     pub operation: Option<String>,
     /// The principal's label (`root`, a tenant, `anonymous`), once authenticated.
     pub principal: Option<String>,
+    /// The bucket and key s3s resolved (path or virtual-hosted style), once routed.
+    pub target: Option<(String, Option<String>)>,
     /// The tenant key whose secret was handed to s3s (so a refusal after that is a
     /// bad signature).
     key: Option<AccessKey>,
@@ -511,6 +513,7 @@ impl S3Access for Access {
                 (Some(bucket.to_string()), Some(key.to_string()))
             }
         };
+        with_info(|i| i.target = bucket.clone().map(|b| (b, key.clone())));
         // The root key is allowed everything: no lookup on its path.
         let gated = self.gate.check(operation);
         if principal == Principal::Root {

@@ -24,6 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::time::{Duration, Instant};
 
+mod verify;
+pub use verify::{AuditCommand, Verified, run_cli, verify};
+
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -34,7 +37,7 @@ pub const CHECKPOINT_EVERY: u64 = 100;
 const CHECKPOINT_IDLE: Duration = Duration::from_secs(10);
 /// Events queued for the writer before more are dropped (and counted).
 const QUEUE: usize = 100_000;
-const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One audited event: the fields of its line (without `seq`, `prev`, `time`).
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -126,11 +129,11 @@ pub fn load_key(key_file: Option<&Path>, data_dir: &Path) -> std::io::Result<Vec
     }
 }
 
-fn sha_hex(line: &[u8]) -> String {
+pub(crate) fn sha_hex(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
 }
 
-fn mac(key: &[u8], body: &[u8]) -> String {
+pub(crate) fn mac(key: &[u8], body: &[u8]) -> String {
     let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key");
     m.update(body);
     hex::encode(m.finalize().into_bytes())
@@ -138,7 +141,7 @@ fn mac(key: &[u8], body: &[u8]) -> String {
 
 /// A line's body (what its `mac` covers) and the `mac`, when it ends as the writer
 /// ends lines: `…,"mac":"<64 hex>"}`.
-fn split_mac(line: &[u8]) -> Option<(&[u8], &str)> {
+pub(crate) fn split_mac(line: &[u8]) -> Option<(&[u8], &str)> {
     const TAIL: usize = r#","mac":""}"#.len() + 64;
     let cut = line.len().checked_sub(TAIL)?;
     let (body, tail) = line.split_at(cut);
@@ -387,92 +390,6 @@ pub fn open(path: &Path, max_size: u64, key: Vec<u8>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// What [`verify`] found.
-#[derive(Debug, Default)]
-pub struct Verified {
-    /// Lines checked.
-    pub lines: u64,
-    /// Checkpoints among them.
-    pub checkpoints: u64,
-    /// Lines after the last checkpoint.
-    pub unanchored: u64,
-    /// First and last `seq` seen.
-    pub seqs: (u64, u64),
-    /// First and last `time` seen.
-    pub times: (String, String),
-}
-
-/// Checks `files` (in order: rotated ones first, the live one last) against `key`.
-///
-/// # Errors
-/// The first problem, naming the file and line (1-based).
-pub fn verify(files: &[PathBuf], key: &[u8]) -> Result<Verified, String> {
-    let mut out = Verified::default();
-    let mut expect: Option<(u64, String)> = None;
-    for file in files {
-        let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        if !text.is_empty() && !text.ends_with(b"\n") {
-            return Err(format!(
-                "{}: ends with a partial line: cut or edited",
-                file.display()
-            ));
-        }
-        for (i, line) in text.split(|&b| b == b'\n').enumerate() {
-            if line.is_empty() {
-                continue;
-            }
-            let at = format!("{} line {}", file.display(), i + 1);
-            let (body, tag) = split_mac(line).ok_or(format!("{at}: no MAC at its end: edited"))?;
-            if mac(key, body) != tag {
-                return Err(format!(
-                    "{at}: edited (its MAC does not verify; or the key is not the log's)"
-                ));
-            }
-            let v: Value = serde_json::from_slice(line)
-                .map_err(|e| format!("{at}: not a JSON line ({e}): edited"))?;
-            let seq = v["seq"].as_u64().ok_or(format!("{at}: no seq: edited"))?;
-            let prev = v["prev"].as_str().ok_or(format!("{at}: no prev: edited"))?;
-            match &expect {
-                None if seq == 0 && prev != ZERO => {
-                    return Err(format!("{at}: the first line's prev is not zero: edited"));
-                }
-                Some((want, _)) if seq != *want => {
-                    return Err(if seq > *want {
-                        format!(
-                            "{at}: seq {seq} where {want} was due: {} line(s) removed before it",
-                            seq - want
-                        )
-                    } else {
-                        format!("{at}: seq {seq} where {want} was due: lines reordered or repeated")
-                    });
-                }
-                Some((_, hash)) if prev != hash => {
-                    return Err(format!(
-                        "{at}: its prev is not the SHA-256 of the line before it: lines removed or reordered"
-                    ));
-                }
-                _ => {}
-            }
-            let time = v["time"].as_str().unwrap_or("").to_owned();
-            if expect.is_none() {
-                out.seqs.0 = seq;
-                out.times.0.clone_from(&time);
-            }
-            out.seqs.1 = seq;
-            out.times.1 = time;
-            if v["kind"] == "checkpoint" {
-                out.checkpoints += 1;
-                out.unanchored = 0;
-            } else {
-                out.unanchored += 1;
-            }
-            out.lines += 1;
-            expect = Some((seq + 1, sha_hex(line)));
-        }
-    }
-    Ok(out)
-}
-
 /// What an S3 request's line needs from the request itself, taken before s3s consumes
 /// it (`None` when no audit log is open: nothing is copied).
 #[derive(Debug)]
@@ -500,7 +417,7 @@ impl S3Seen {
         self,
         (request_id, ip): (&str, std::net::IpAddr),
         (operation, write): (&str, bool),
-        principal: Option<&str>,
+        (principal, target): (Option<&str>, Option<&(String, Option<String>)>),
         (status, bytes): (u16, u64),
         error_body: Option<&[u8]>,
     ) {
@@ -512,9 +429,17 @@ impl S3Seen {
                 .decode_utf8_lossy()
                 .into_owned()
         };
-        let mut segs = self.path.trim_start_matches('/').splitn(2, '/');
-        let bucket = segs.next().map(decode).unwrap_or_default();
-        let key = segs.next().map(decode).unwrap_or_default();
+        // What s3s resolved (virtual-hosted style included), else the path's segments.
+        let (bucket, key) = match target {
+            Some((b, k)) => (b.clone(), k.clone().unwrap_or_default()),
+            None => {
+                let mut segs = self.path.trim_start_matches('/').splitn(2, '/');
+                (
+                    segs.next().map(decode).unwrap_or_default(),
+                    segs.next().map(decode).unwrap_or_default(),
+                )
+            }
+        };
         let version = self
             .query
             .as_deref()
@@ -563,67 +488,6 @@ pub fn key_id_of(headers: &http::HeaderMap, query: Option<&str>) -> String {
         .map(str::to_owned)
         .or_else(from_query)
         .unwrap_or_default()
-}
-
-/// `s3dedup audit …`
-#[derive(clap::Subcommand, Debug, Clone)]
-pub enum AuditCommand {
-    /// Check audit log files (oldest first; rotated ones are FILE.<seq>): the hash chain
-    /// and the HMAC checkpoints. Exits 1 naming the first edited, removed or reordered
-    /// line.
-    Verify {
-        /// The files, in order.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// The HMAC key file (default: <data dir>/audit-key).
-        #[arg(long, value_name = "FILE")]
-        key_file: Option<PathBuf>,
-        /// The data dir holding audit-key [env: S3DEDUP_DATA_DIR; default ./s3dedup-data].
-        #[arg(long, value_name = "DIR")]
-        data_dir: Option<PathBuf>,
-    },
-}
-
-/// Runs `s3dedup audit …`.
-///
-/// # Errors
-/// The files or the key cannot be read, or the log does not verify.
-pub fn run_cli(cmd: AuditCommand) -> anyhow::Result<()> {
-    let AuditCommand::Verify {
-        files,
-        key_file,
-        data_dir,
-    } = cmd;
-    let key_path = key_file.unwrap_or_else(|| {
-        data_dir
-            .or_else(|| std::env::var_os("S3DEDUP_DATA_DIR").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("./s3dedup-data"))
-            .join("audit-key")
-    });
-    let key = load_key(Some(&key_path), Path::new("."))?;
-    match verify(&files, &key) {
-        Ok(v) => {
-            println!(
-                "audit log verified: {} lines, seq {}..={}, {} to {}, {} checkpoints{}",
-                v.lines,
-                v.seqs.0,
-                v.seqs.1,
-                v.times.0,
-                v.times.1,
-                v.checkpoints,
-                if v.unanchored > 0 {
-                    format!(
-                        "; the last {} lines follow the last checkpoint (not covered by one yet)",
-                        v.unanchored
-                    )
-                } else {
-                    String::new()
-                }
-            );
-            Ok(())
-        }
-        Err(e) => anyhow::bail!("audit log does not verify: {e}"),
-    }
 }
 
 #[cfg(test)]

@@ -420,7 +420,7 @@ fn serve_s3(
                     let xml = refusal.xml(&id);
                     let status = (refusal.status.as_u16(), bytes_in);
                     let op = ("Refused", false);
-                    seen.done((&id, peer.ip()), op, None, status, Some(xml.as_bytes()));
+                    seen.done((&id, peer.ip()), op, (None, None), status, Some(xml.as_bytes()));
                 }
                 let line = (String::from("Refused"), None);
                 return Ok(logged(resp, line, (bytes_in, started), Some(refusal.code), busy));
@@ -483,7 +483,8 @@ fn serve_s3(
                 let body = resp.body().bytes();
                 let write = info.operation.is_some() && !crate::write_gate::is_read(&operation);
                 let op = (operation.as_str(), write);
-                seen.done((&id, peer.ip()), op, info.principal.as_deref(), status, body.as_deref());
+                let who = (info.principal.as_deref(), info.target.as_ref());
+                seen.done((&id, peer.ip()), op, who, status, body.as_deref());
             }
             Ok(logged(resp, (operation, info.principal), (bytes_in, started), None, busy))
         }
