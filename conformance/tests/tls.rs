@@ -407,3 +407,23 @@ fn the_s3_store_over_https_with_a_private_ca_bundle() {
         "no pack reached the HTTPS backend"
     );
 }
+
+#[test]
+fn a_sighup_without_tls_is_logged_and_the_gateway_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = Gateway::start_in(tmp.path()).unwrap();
+    Command::new("kill")
+        .args(["-HUP", &g.pid().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = tmp.path().join("gateway.log");
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("nothing to reload")
+    {
+        assert!(Instant::now() < deadline, "SIGHUP was not handled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(g.admin_get("/health/live").unwrap().0, 200);
+}

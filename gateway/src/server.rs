@@ -257,10 +257,11 @@ pub async fn run(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_header_size(limits.max_header_size);
-    let tls = opts.tls.as_ref().map(|certs| {
-        tokio::spawn(crate::tls::reload_on_sighup(Arc::clone(certs)));
-        tokio_rustls::TlsAcceptor::from(certs.server_config())
-    });
+    crate::tls::handle_sighup(opts.tls.clone());
+    let tls = opts
+        .tls
+        .as_ref()
+        .map(|certs| tokio_rustls::TlsAcceptor::from(certs.server_config()));
     tokio::spawn(Arc::clone(&opts.gate).watch());
     let admin_state = AdminState {
         store: store.clone(),

@@ -133,17 +133,27 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
-/// Reloads the certificate on every SIGHUP, logging (and counting) the outcome.
-pub async fn reload_on_sighup(store: Arc<CertStore>) {
+/// Listens for SIGHUP now (so a reload sent right after start does not find SIGHUP's
+/// default action, which ends the process) and spawns the loop that reloads the
+/// certificate on each one; without TLS a SIGHUP is logged and changes nothing.
+pub fn handle_sighup(store: Option<Arc<CertStore>>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
+    match signal(SignalKind::hangup()) {
+        Ok(hup) => {
+            tokio::spawn(reload_loop(hup, store));
+        }
         Err(e) => {
             tracing::warn!(error = %e, "cannot listen for SIGHUP; certificates are not reloaded");
-            return;
         }
-    };
+    }
+}
+
+async fn reload_loop(mut hup: tokio::signal::unix::Signal, store: Option<Arc<CertStore>>) {
     while hup.recv().await.is_some() {
+        let Some(store) = &store else {
+            tracing::info!("SIGHUP: nothing to reload (TLS is off)");
+            continue;
+        };
         match store.reload() {
             Ok(()) => {
                 metrics::counter!(crate::metrics::TLS_RELOADS, "result" => "ok").increment(1);
