@@ -195,3 +195,27 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+/// A record of two optional limits (quotas, rates): version 1, flags, both values,
+/// sealed.
+pub(crate) fn encode_limits(a: Option<u64>, b: Option<u64>) -> Vec<u8> {
+    let mut w = Writer::default();
+    let flags = u8::from(a.is_some()) | (u8::from(b.is_some()) << 1);
+    w.u8(1).u8(flags).u64(a.unwrap_or(0)).u64(b.unwrap_or(0));
+    w.seal()
+}
+
+/// Decodes [`encode_limits`].
+///
+/// # Errors
+/// [`Error::Corrupt`] for a damaged record.
+pub(crate) fn decode_limits(buf: &[u8], what: &'static str) -> Result<(Option<u64>, Option<u64>)> {
+    let (_, mut r) = Reader::open(buf, what, 1, 1)?;
+    let flags = r.u8()?;
+    let (a, b) = (r.u64()?, r.u64()?);
+    r.finish()?;
+    if flags & !3 != 0 {
+        return Err(Error::corrupt(what, format!("unknown flags {flags:#x}")));
+    }
+    Ok(((flags & 1 != 0).then_some(a), (flags & 2 != 0).then_some(b)))
+}

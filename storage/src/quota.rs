@@ -10,13 +10,10 @@
 //! transaction as every change of object versions (`index::usage`), and the check that
 //! decides is made there too, so concurrent uploads cannot overshoot together.
 
-use crate::codec::{Reader, Writer};
 use crate::error::Result;
 
 /// Bucket configuration kind (and identity kind, for tenants) of a quota record.
 pub const QUOTA_KIND: &str = "quota";
-
-const V1: u8 = 1;
 
 /// Limits; `None` = unlimited.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -115,14 +112,7 @@ impl Quota {
 
     /// Encodes the record (sealed).
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::default();
-        let flags =
-            u8::from(self.max_bytes.is_some()) | (u8::from(self.max_objects.is_some()) << 1);
-        w.u8(V1)
-            .u8(flags)
-            .u64(self.max_bytes.unwrap_or(0))
-            .u64(self.max_objects.unwrap_or(0));
-        w.seal()
+        crate::codec::encode_limits(self.max_bytes, self.max_objects)
     }
 
     /// Decodes a record.
@@ -130,20 +120,10 @@ impl Quota {
     /// # Errors
     /// [`crate::Error::Corrupt`] for a damaged record.
     pub fn decode(b: &[u8]) -> Result<Self> {
-        const WHAT: &str = "quota";
-        let (_, mut r) = Reader::open(b, WHAT, V1, V1)?;
-        let flags = r.u8()?;
-        let (bytes, objects) = (r.u64()?, r.u64()?);
-        r.finish()?;
-        if flags & !3 != 0 {
-            return Err(crate::Error::corrupt(
-                WHAT,
-                format!("unknown flags {flags:#x}"),
-            ));
-        }
-        Ok(Quota {
-            max_bytes: (flags & 1 != 0).then_some(bytes),
-            max_objects: (flags & 2 != 0).then_some(objects),
+        let (max_bytes, max_objects) = crate::codec::decode_limits(b, "quota")?;
+        Ok(Self {
+            max_bytes,
+            max_objects,
         })
     }
 }

@@ -29,51 +29,73 @@ fn usage_json(u: Usage) -> Value {
     json!({"bytes": u.bytes, "objects": u.objects})
 }
 
-/// The quota in `?bytes=&objects=` (sizes as in the settings: `10GiB`, plain bytes); at
-/// least one, and nothing else (a misspelt limit must not remove a quota).
-fn parse_quota(query: Option<&str>) -> Result<Quota, String> {
+type Parse = fn(&str) -> Result<u64, String>;
+
+fn count(v: &str) -> Result<u64, String> {
+    v.parse::<u64>().map_err(|e| e.to_string())
+}
+
+/// Two limits from the query (`names` with their parsers): at least one, and nothing
+/// else (a misspelt limit must not remove a setting).
+fn two_limits(
+    query: Option<&str>,
+    [(a, parse_a), (b, parse_b)]: [(&str, Parse); 2],
+) -> Result<(Option<u64>, Option<u64>), String> {
     for kv in query.unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
         let name = kv.split_once('=').map_or(kv, |(k, _)| k);
-        if name != "bytes" && name != "objects" {
+        if name != a && name != b {
             return Err(format!(
-                "unknown parameter {name:?}: expected bytes and/or objects"
+                "unknown parameter {name:?}: expected {a} and/or {b}"
             ));
         }
     }
-    if param(query, "bytes").is_none() && param(query, "objects").is_none() {
-        return Err("give bytes and/or objects (DELETE removes a quota)".into());
+    let get = |name: &str, parse: Parse| {
+        param(query, name)
+            .map(|v| parse(&v).map_err(|e| format!("{name}={v}: {e}")))
+            .transpose()
+    };
+    let (va, vb) = (get(a, parse_a)?, get(b, parse_b)?);
+    if va.is_none() && vb.is_none() {
+        return Err(format!("give {a} and/or {b} (DELETE removes them)"));
     }
-    let bytes = param(query, "bytes")
-        .map(|v| crate::config::parse_size(&v).map_err(|e| format!("bytes={v}: {e}")))
-        .transpose()?;
-    let objects = param(query, "objects")
-        .map(|v| v.parse::<u64>().map_err(|e| format!("objects={v}: {e}")))
-        .transpose()?;
+    Ok((va, vb))
+}
+
+/// What a request asks of a limits resource: `None` = read it, `Some(None)` = remove
+/// it, `Some(Some(v))` = set it; or the error answer.
+fn change<T>(
+    method: &Method,
+    query: Option<&str>,
+    parse: impl FnOnce(Option<&str>) -> Result<T, String>,
+) -> Result<Option<Option<T>>, Response<Full<Bytes>>> {
+    match *method {
+        Method::GET => Ok(None),
+        Method::PUT => parse(query)
+            .map(|v| Some(Some(v)))
+            .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_request", e)),
+        Method::DELETE => Ok(Some(None)),
+        _ => Err(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{method} is not allowed here"),
+        )),
+    }
+}
+
+/// The quota in `?bytes=&objects=` (sizes as in the settings: `10GiB`, plain bytes).
+fn parse_quota(query: Option<&str>) -> Result<Quota, String> {
+    let size: Parse = crate::config::parse_size;
+    let (max_bytes, max_objects) = two_limits(query, [("bytes", size), ("objects", count)])?;
     Ok(Quota {
-        max_bytes: bytes,
-        max_objects: objects,
+        max_bytes,
+        max_objects,
     })
 }
 
-/// The rates in `?requests=&bytes=`: at least one, nothing else.
+/// The rates in `?requests=&bytes=`.
 fn parse_rates(query: Option<&str>) -> Result<s3dedup_storage::rates::RateLimits, String> {
-    for kv in query.unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
-        let name = kv.split_once('=').map_or(kv, |(k, _)| k);
-        if name != "requests" && name != "bytes" {
-            return Err(format!(
-                "unknown parameter {name:?}: expected requests and/or bytes"
-            ));
-        }
-    }
-    let requests = param(query, "requests")
-        .map(|v| v.parse::<u64>().map_err(|e| format!("requests={v}: {e}")))
-        .transpose()?;
-    let bytes = param(query, "bytes")
-        .map(|v| crate::config::parse_size(&v).map_err(|e| format!("bytes={v}: {e}")))
-        .transpose()?;
-    if requests.is_none() && bytes.is_none() {
-        return Err("give requests and/or bytes (DELETE removes them)".into());
-    }
+    let size: Parse = crate::config::parse_size;
+    let (requests, bytes) = two_limits(query, [("requests", count), ("bytes", size)])?;
     if bytes.is_some_and(|b| b > 0 && b < 1024) {
         return Err("bytes: at least 1KiB per second (or 0 = unlimited)".into());
     }
@@ -96,20 +118,9 @@ impl AdminApi {
             .decode_utf8_lossy()
             .into_owned();
         let s = &self.store;
-        let set = match *method {
-            Method::GET => None,
-            Method::PUT => match parse_rates(query) {
-                Ok(r) => Some(Some(r)),
-                Err(e) => return Some(error(StatusCode::BAD_REQUEST, "bad_request", e)),
-            },
-            Method::DELETE => Some(None),
-            _ => {
-                return Some(error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    format!("{method} is not allowed on rate limits"),
-                ));
-            }
+        let set = match change(method, query, parse_rates) {
+            Ok(set) => set,
+            Err(answer) => return Some(answer),
         };
         if let Some(r) = set {
             if let Err(e) = s.set_tenant_rates(&name, r).await {
@@ -161,20 +172,9 @@ impl AdminApi {
             _ => return None,
         };
         let s = &self.store;
-        let set = match *method {
-            Method::GET => None,
-            Method::PUT => match parse_quota(query) {
-                Ok(q) => Some(Some(q)),
-                Err(e) => return Some(error(StatusCode::BAD_REQUEST, "bad_request", e)),
-            },
-            Method::DELETE => Some(None),
-            _ => {
-                return Some(error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    format!("{method} is not allowed on quotas"),
-                ));
-            }
+        let set = match change(method, query, parse_quota) {
+            Ok(set) => set,
+            Err(answer) => return Some(answer),
         };
         if let Some(q) = set {
             let r = if bucket {
