@@ -67,18 +67,18 @@ fn change<T>(
     method: &Method,
     query: Option<&str>,
     parse: impl FnOnce(Option<&str>) -> Result<T, String>,
-) -> Result<Option<Option<T>>, Response<Full<Bytes>>> {
+) -> Result<Option<Option<T>>, Box<Response<Full<Bytes>>>> {
     match *method {
         Method::GET => Ok(None),
         Method::PUT => parse(query)
             .map(|v| Some(Some(v)))
-            .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_request", e)),
+            .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, "bad_request", e))),
         Method::DELETE => Ok(Some(None)),
-        _ => Err(error(
+        _ => Err(Box::new(error(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             format!("{method} is not allowed here"),
-        )),
+        ))),
     }
 }
 
@@ -120,7 +120,7 @@ impl AdminApi {
         let s = &self.store;
         let set = match change(method, query, parse_rates) {
             Ok(set) => set,
-            Err(answer) => return Some(answer),
+            Err(answer) => return Some(*answer),
         };
         if let Some(r) = set {
             if let Err(e) = s.set_tenant_rates(&name, r).await {
@@ -174,7 +174,7 @@ impl AdminApi {
         let s = &self.store;
         let set = match change(method, query, parse_quota) {
             Ok(set) => set,
-            Err(answer) => return Some(answer),
+            Err(answer) => return Some(*answer),
         };
         if let Some(q) = set {
             let r = if bucket {
