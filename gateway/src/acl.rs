@@ -434,7 +434,7 @@ pub fn bucket_permission(operation: &str, versioned: bool) -> Option<Permission>
 /// it.
 pub fn object_permission(operation: &str) -> Option<Permission> {
     Some(match operation {
-        "GetObject" | "HeadObject" => Permission::Read,
+        "GetObject" | "HeadObject" | "GetObjectAttributes" => Permission::Read,
         "GetObjectAcl" => Permission::ReadAcp,
         "PutObjectAcl" => Permission::WriteAcp,
         _ => return None,

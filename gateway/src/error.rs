@@ -27,7 +27,6 @@ fn http_date(ms: u64) -> String {
     )
 }
 
-/// Converts a storage error into the S3 error a client should see.
 /// The marker an upload body cut by a quota fails with (`s3::quota`), answered as
 /// [`quota_error`].
 pub(crate) const QUOTA_CUT: &str = "QuotaExceeded";
@@ -44,6 +43,17 @@ pub fn quota_error(why: &str) -> S3Error {
     e
 }
 
+/// 416 `InvalidPartNumber`: GET/HEAD `partNumber` past the object's last part.
+pub fn invalid_part_number() -> S3Error {
+    let mut e = S3Error::with_message(
+        s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
+        "The requested partnumber is not satisfiable",
+    );
+    e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+    e
+}
+
+/// Converts a storage error into the S3 error a client should see.
 pub fn to_s3(e: StorageError) -> S3Error {
     use StorageError as E;
     match e {

@@ -72,7 +72,7 @@ pub use index::{
     VersionItem, VersionPage, VersionQuery, WriteCondition, snapshot_dir,
 };
 pub use ingest::PendingObject;
-pub use records::{Etag, ObjectMeta, ObjectRecord};
+pub use records::{ChecksumSpec, Etag, ObjectMeta, ObjectRecord, PartInfo};
 pub use store::{ByteRange, ObjectReader, Store, StoreConfig};
 pub use version_entry::{DeleteMarker, VersionEntry};
 pub use versions::{Version, VersionSel, Versioning};

@@ -14,8 +14,12 @@ use std::fmt;
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::id::ChunkId;
-use crate::lock::{LockConfig, LockRequest};
+use crate::lock::LockConfig;
 use crate::versions::{Version, Versioning};
+
+mod upload;
+pub use upload::{ChecksumSpec, CompletedUploadRecord, PartInfo, PartRecord, UploadRecord};
+use upload::{read_parts, write_parts};
 
 /// Layout without a checksum (read only).
 const V1: u8 = 1;
@@ -28,6 +32,9 @@ const V2: u8 = 2;
 const V3: u8 = 3;
 /// Upload records with the ACL their object gets. Sealed as V2.
 const V4: u8 = 4;
+/// Object records with their part table (multipart objects); upload records with the
+/// checksum their object gets. Sealed as V2. (No object record is version 4.)
+const V5: u8 = 5;
 
 /// An S3 ETag: hex MD5 of the object, or MD5 of the part MD5s with `-N` for multipart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +111,9 @@ pub struct ObjectRecord {
     /// Which version of its key it is ([`Version::LEGACY`] for records written
     /// before versions existed).
     pub version: Version,
+    /// A multipart object's parts in order (empty for a single PUT, and for multipart
+    /// objects recorded before part tables existed).
+    pub parts: Vec<PartInfo>,
 }
 
 /// Handle of a manifest stored in segments.
@@ -116,10 +126,10 @@ pub struct ManifestRef {
 }
 
 impl ObjectRecord {
-    /// Encodes the record (version 3: version 2's layout plus the version).
+    /// Encodes the record (version 5: version 2's layout, the version, the part table).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(V3)
+        w.u8(V5)
             .u64(self.size)
             .raw(&self.etag.md5)
             .u32(self.etag.parts)
@@ -128,6 +138,7 @@ impl ObjectRecord {
             .u64(self.manifest.slices);
         self.meta.write(&mut w);
         self.version.write(&mut w);
+        write_parts(&mut w, &self.parts);
         w.seal()
     }
 
@@ -136,7 +147,13 @@ impl ObjectRecord {
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let (v, mut r) = Reader::open_versions(b, "object record", V1, V2..=V3)?;
+        let (v, mut r) = Reader::open_versions(b, "object record", V1, V2..=V5)?;
+        if v == V4 {
+            return Err(Error::UnsupportedFormat {
+                what: "object record",
+                version: u32::from(v),
+            });
+        }
         let mut rec = ObjectRecord {
             size: r.u64()?,
             etag: Etag {
@@ -150,9 +167,13 @@ impl ObjectRecord {
             },
             meta: ObjectMeta::read(&mut r)?,
             version: Version::LEGACY,
+            parts: Vec::new(),
         };
-        if v == V3 {
+        if v >= V3 {
             rec.version = Version::read(&mut r)?;
+        }
+        if v >= V5 {
+            rec.parts = read_parts(&mut r)?;
         }
         r.finish()?;
         Ok(rec)
@@ -390,126 +411,6 @@ impl PackRecord {
     }
 }
 
-/// An in-progress multipart upload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadRecord {
-    /// Target bucket.
-    pub bucket: String,
-    /// Target key.
-    pub key: String,
-    /// Initiation time, ms.
-    pub initiated_ms: u64,
-    /// Metadata the object will get.
-    pub meta: ObjectMeta,
-    /// The lock the object will get (`x-amz-object-lock-*` on CreateMultipartUpload).
-    pub lock: LockRequest,
-    /// The ACL the object will get, as the gateway encodes it (`None`: the bucket
-    /// owner's alone).
-    pub acl: Option<Vec<u8>>,
-}
-
-impl UploadRecord {
-    /// Encodes the record (version 4: version 3 with the ACL).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.u8(V4)
-            .str(&self.bucket)
-            .str(&self.key)
-            .u64(self.initiated_ms);
-        self.meta.write(&mut w);
-        self.lock.write(&mut w);
-        match &self.acl {
-            None => w.u8(0),
-            Some(acl) => w.u8(1).bytes(acl),
-        };
-        w.seal()
-    }
-    /// Decodes a record.
-    ///
-    /// # Errors
-    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
-    pub fn decode(b: &[u8]) -> Result<Self> {
-        let (v, mut r) = Reader::open_versions(b, "upload record", V1, V2..=V4)?;
-        let mut rec = UploadRecord {
-            bucket: r.string()?,
-            key: r.string()?,
-            initiated_ms: r.u64()?,
-            meta: ObjectMeta::read(&mut r)?,
-            lock: if v >= V3 {
-                LockRequest::read(&mut r)?
-            } else {
-                LockRequest::default()
-            },
-            acl: None,
-        };
-        if v >= V4 {
-            rec.acl = match r.u8()? {
-                0 => None,
-                1 => Some(r.bytes()?.to_vec()),
-                n => return Err(Error::corrupt("upload record", format!("bad ACL flag {n}"))),
-            };
-        }
-        r.finish()?;
-        Ok(rec)
-    }
-}
-
-/// One uploaded part of a multipart upload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartRecord {
-    /// Size in bytes.
-    pub size: u64,
-    /// MD5 of the part (its ETag).
-    pub md5: [u8; 16],
-    /// Upload time, ms.
-    pub mtime_ms: u64,
-    /// Checksums of the part, as for objects.
-    pub checksums: Vec<(String, String)>,
-    /// Its manifest; the part holds references to its chunks.
-    pub manifest: ManifestRef,
-}
-
-impl PartRecord {
-    /// The part's ETag.
-    pub fn etag(&self) -> Etag {
-        Etag {
-            md5: self.md5,
-            parts: 0,
-        }
-    }
-    /// Encodes the record (version 2).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.u8(V2)
-            .u64(self.size)
-            .raw(&self.md5)
-            .u64(self.mtime_ms)
-            .pairs(&self.checksums)
-            .u64(self.manifest.id)
-            .u64(self.manifest.slices);
-        w.seal()
-    }
-    /// Decodes a record.
-    ///
-    /// # Errors
-    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
-    pub fn decode(b: &[u8]) -> Result<Self> {
-        let (_, mut r) = Reader::open(b, "part record", V1, V2)?;
-        let rec = PartRecord {
-            size: r.u64()?,
-            md5: r.array()?,
-            mtime_ms: r.u64()?,
-            checksums: r.pairs()?,
-            manifest: ManifestRef {
-                id: r.u64()?,
-                slices: r.u64()?,
-            },
-        };
-        r.finish()?;
-        Ok(rec)
-    }
-}
-
 /// A run of bytes inside a chunk: the unit of a manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slice {
@@ -590,69 +491,6 @@ pub(crate) fn read_slices(r: &mut Reader<'_>) -> Result<Vec<Slice>> {
         });
     }
     Ok(slices)
-}
-
-/// A completed multipart upload, remembered for a while so a retried
-/// CompleteMultipartUpload (its first answer was lost) gets the same answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompletedUploadRecord {
-    /// Target bucket.
-    pub bucket: String,
-    /// Target key.
-    pub key: String,
-    /// When it completed, ms.
-    pub completed_ms: u64,
-    /// SHA-256 over the listed (part number, ETag) pairs it completed with.
-    pub parts_digest: [u8; 32],
-    /// The object's ETag.
-    pub etag: Etag,
-}
-
-impl CompletedUploadRecord {
-    /// Encodes the record (version 2: this record has existed only sealed).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.u8(V2)
-            .str(&self.bucket)
-            .str(&self.key)
-            .u64(self.completed_ms)
-            .raw(&self.parts_digest)
-            .raw(&self.etag.md5)
-            .u32(self.etag.parts);
-        w.seal()
-    }
-    /// Decodes a record.
-    ///
-    /// # Errors
-    /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
-    pub fn decode(b: &[u8]) -> Result<Self> {
-        let (_, mut r) = Reader::open(b, "completed upload record", V2, V2)?;
-        let rec = CompletedUploadRecord {
-            bucket: r.string()?,
-            key: r.string()?,
-            completed_ms: r.u64()?,
-            parts_digest: r.array()?,
-            etag: Etag {
-                md5: r.array()?,
-                parts: r.u32()?,
-            },
-        };
-        r.finish()?;
-        Ok(rec)
-    }
-
-    /// The digest of a part list, as stored in `parts_digest`.
-    pub fn digest_parts(listed: &[(u32, String)]) -> [u8; 32] {
-        use sha2::Digest as _;
-        let mut h = sha2::Sha256::new();
-        for (n, etag) in listed {
-            h.update(n.to_le_bytes());
-            let tag = etag.trim().trim_matches('"');
-            h.update((tag.len() as u32).to_le_bytes());
-            h.update(tag.as_bytes());
-        }
-        h.finalize().into()
-    }
 }
 
 /// Index-wide settings recorded at creation (table `meta`, key `chunker`).

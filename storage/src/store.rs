@@ -367,7 +367,7 @@ impl Store {
         part: u32,
     ) -> Result<Option<PartRecord>> {
         self.index
-            .copy_object_to_part(src, None, upload_id, part)
+            .copy_object_to_part(src, None, upload_id, part, None)
             .await
     }
 
@@ -502,12 +502,12 @@ impl Store {
         lock: crate::lock::LockRequest,
     ) -> Result<String> {
         self.index
-            .create_upload(bucket, key, meta, lock, None)
+            .create_upload(bucket, key, meta, lock, None, None)
             .await
     }
 
     /// [`Store::create_upload`] of an object that gets `acl` (as the gateway encodes
-    /// it).
+    /// it) and, with `checksum`, that checksum (its parts are recorded with theirs).
     ///
     /// # Errors
     /// As [`Store::create_upload`].
@@ -518,8 +518,11 @@ impl Store {
         meta: ObjectMeta,
         lock: crate::lock::LockRequest,
         acl: Option<Vec<u8>>,
+        checksum: Option<crate::records::ChecksumSpec>,
     ) -> Result<String> {
-        self.index.create_upload(bucket, key, meta, lock, acl).await
+        self.index
+            .create_upload(bucket, key, meta, lock, acl, checksum)
+            .await
     }
 
     /// Completes a multipart upload; returns bucket, key and the new record.

@@ -10,7 +10,9 @@
 //! their version, bucket records with a versioning state and lock configuration,
 //! version entries and delete markers, object lock records); `tests/fixtures/v5/` those
 //! of version 5 (upload records with the lock their object gets); `tests/fixtures/v6/`
-//! those of version 6 (lock records and upload records with an ACL), written by
+//! those of version 6 (lock records and upload records with an ACL); `tests/fixtures/v7/`
+//! those of version 7 (object records with a part table, upload records with the
+//! checksum their object gets), written by
 //! `write_current_fixtures` (run it with `--ignored`
 //! only when deliberately adding a new format version's fixtures; never regenerate an
 //! old version's).
@@ -27,6 +29,7 @@ use s3dedup_storage::records::{
     BucketRecord, ChunkRecord, ChunkState, ChunkerRecord, Etag, Location, ManifestRef,
     ManifestSegment, ObjectMeta, ObjectRecord, PackRecord, PartRecord, Slice, UploadRecord,
 };
+use s3dedup_storage::{ChecksumSpec, PartInfo};
 use s3dedup_storage::{
     ChunkerParams, DeleteMarker, ObjectMeta as Meta, Version, VersionEntry, Versioning,
     WriteCondition,
@@ -41,20 +44,24 @@ fn fixtures_of(version: u8) -> PathBuf {
 }
 
 /// The record format the encoders write today.
-const CURRENT: u8 = 6;
+const CURRENT: u8 = 7;
 
 /// Decodes a record fixture by its file name and encodes it again (with today's
 /// encoder): equal output means the old bytes decoded to the same value.
 fn reencode(name: &str, b: &[u8]) -> s3dedup_storage::Result<Vec<u8>> {
     Ok(match name {
         "bucket.bin" | "bucket-versioned.bin" => BucketRecord::decode(b)?.encode(),
-        "object.bin" | "object-versioned.bin" => ObjectRecord::decode(b)?.encode(),
+        "object.bin" | "object-versioned.bin" | "object-parts.bin" => {
+            ObjectRecord::decode(b)?.encode()
+        }
         "version-object.bin" | "version-marker.bin" => VersionEntry::decode(b)?.encode(),
         "lock.bin" | "lock-acl.bin" => LockRecord::decode(b)?.encode(),
         "pack.bin" | "pack-deleting.bin" | "pack-partly-live.bin" => {
             PackRecord::decode(b)?.encode()
         }
-        "upload.bin" | "upload-locked.bin" | "upload-acl.bin" => UploadRecord::decode(b)?.encode(),
+        "upload.bin" | "upload-locked.bin" | "upload-acl.bin" | "upload-checksum.bin" => {
+            UploadRecord::decode(b)?.encode()
+        }
         "part.bin" => PartRecord::decode(b)?.encode(),
         "manifest-segment.bin" => ManifestSegment::decode(b)?.encode(),
         "chunker.bin" => ChunkerRecord::decode(b)?.encode(),
@@ -107,6 +114,7 @@ fn records() -> Vec<(&'static str, Vec<u8>)> {
                     slices: 2_000,
                 },
                 version: Version::LEGACY,
+                parts: Vec::new(),
             }
             .encode(),
         ),
@@ -178,6 +186,7 @@ fn records() -> Vec<(&'static str, Vec<u8>)> {
                 meta: meta(),
                 lock: s3dedup_storage::LockRequest::default(),
                 acl: None,
+                checksum: None,
             }
             .encode(),
         ),
@@ -293,6 +302,7 @@ fn new_in_v5() -> Vec<(&'static str, Vec<u8>)> {
                 legal_hold: Some(false),
             },
             acl: None,
+            checksum: None,
         }
         .encode(),
     )]
@@ -321,6 +331,61 @@ fn new_in_v6() -> Vec<(&'static str, Vec<u8>)> {
                 meta: meta(),
                 lock: s3dedup_storage::LockRequest::default(),
                 acl: Some(acl),
+                checksum: None,
+            }
+            .encode(),
+        ),
+    ]
+}
+
+/// Records whose fields only version 7 can hold (index format 11: part tables of
+/// multipart objects, the checksum a multipart upload's object gets).
+fn new_in_v7() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "object-parts.bin",
+            ObjectRecord {
+                size: (5 << 20) + 7,
+                etag: Etag {
+                    md5: [0x6b; 16],
+                    parts: 2,
+                },
+                mtime_ms: 1_700_000_000_790,
+                meta: ObjectMeta {
+                    checksums: vec![("CRC64NVME".into(), "AAECAwQFBgc=".into())],
+                    ..meta()
+                },
+                manifest: ManifestRef { id: 44, slices: 4 },
+                version: Version {
+                    seq: 0x01a2_3476_83a5_0002,
+                    null: false,
+                },
+                parts: vec![
+                    PartInfo {
+                        size: 5 << 20,
+                        checksum: Some("AQIDBAUGBwg=".into()),
+                    },
+                    PartInfo {
+                        size: 7,
+                        checksum: None,
+                    },
+                ],
+            }
+            .encode(),
+        ),
+        (
+            "upload-checksum.bin",
+            UploadRecord {
+                bucket: "b".into(),
+                key: "summed".into(),
+                initiated_ms: 1_700_000_002_003,
+                meta: meta(),
+                lock: s3dedup_storage::LockRequest::default(),
+                acl: None,
+                checksum: Some(ChecksumSpec {
+                    algorithm: "CRC64NVME".into(),
+                    full_object: true,
+                }),
             }
             .encode(),
         ),
@@ -342,6 +407,7 @@ fn new_in_v4() -> Vec<(&'static str, Vec<u8>)> {
             seq: 0x01a2_3476_83a5_0001,
             null: false,
         },
+        parts: Vec::new(),
     };
     vec![
         (
@@ -393,6 +459,7 @@ fn current_records() -> Vec<(&'static str, Vec<u8>)> {
         new_in_v4(),
         new_in_v5(),
         new_in_v6(),
+        new_in_v7(),
     ]
     .concat()
 }
@@ -562,6 +629,21 @@ fn v5_records_decode_to_the_same_values() {
 }
 
 #[test]
+fn v6_records_decode_to_the_same_values() {
+    assert_fixtures_decode(
+        6,
+        [
+            records(),
+            new_in_v3(),
+            new_in_v4(),
+            new_in_v5(),
+            new_in_v6(),
+        ]
+        .concat(),
+    );
+}
+
+#[test]
 fn unknown_versions_are_refused_not_guessed() {
     for (name, mut bytes) in current_records() {
         if name == "chunk-stored.bin" {
@@ -572,13 +654,15 @@ fn unknown_versions_are_refused_not_guessed() {
         bytes[0] = 99;
         let err = match name {
             "bucket.bin" | "bucket-versioned.bin" => BucketRecord::decode(&bytes).err(),
-            "object.bin" | "object-versioned.bin" => ObjectRecord::decode(&bytes).err(),
+            "object.bin" | "object-versioned.bin" | "object-parts.bin" => {
+                ObjectRecord::decode(&bytes).err()
+            }
             "version-object.bin" | "version-marker.bin" => VersionEntry::decode(&bytes).err(),
             "lock.bin" | "lock-acl.bin" => LockRecord::decode(&bytes).err(),
             "pack.bin" | "pack-deleting.bin" | "pack-partly-live.bin" => {
                 PackRecord::decode(&bytes).err()
             }
-            "upload.bin" | "upload-locked.bin" | "upload-acl.bin" => {
+            "upload.bin" | "upload-locked.bin" | "upload-acl.bin" | "upload-checksum.bin" => {
                 UploadRecord::decode(&bytes).err()
             }
             "part.bin" => PartRecord::decode(&bytes).err(),

@@ -85,6 +85,7 @@ async fn acls_live_and_die_with_their_version() {
             ObjectMeta::default(),
             Default::default(),
             Some(b"M1".to_vec()),
+            None,
         )
         .await
         .unwrap();
@@ -112,6 +113,7 @@ async fn acls_live_and_die_with_their_version() {
             ObjectMeta::default(),
             Default::default(),
             Some(b"M2".to_vec()),
+            None,
         )
         .await
         .unwrap();

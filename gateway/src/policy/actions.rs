@@ -7,6 +7,7 @@ pub fn action_of(operation: &str, versioned: bool) -> String {
     let a = match (operation, versioned) {
         ("GetObject" | "HeadObject", false) => "GetObject",
         ("GetObject" | "HeadObject", true) => "GetObjectVersion",
+        ("GetObjectAttributes", true) => "GetObjectVersionAttributes",
         ("DeleteObject", false) => "DeleteObject",
         ("DeleteObject", true) => "DeleteObjectVersion",
         ("DeleteObjects", _) => "DeleteObject",
@@ -88,6 +89,7 @@ pub const KNOWN: &[&str] = &[
     "GetObjectLegalHold",
     "GetObjectRetention",
     "GetObjectVersion",
+    "GetObjectVersionAttributes",
     "ListAllMyBuckets",
     "ListBucket",
     "ListBucketMultipartUploads",

@@ -8,14 +8,18 @@
 //! - `objects.rs` — PUT/GET/HEAD/DELETE/COPY of objects, DeleteObjects;
 //! - `list.rs` — ListObjects v1 and v2;
 //! - `multipart.rs` — multipart uploads;
+//! - `checksums.rs` — checksum answers and the multipart checksum model;
+//! - `attributes.rs` — GET/HEAD `partNumber`, GetObjectAttributes;
 //! - `versions.rs` — bucket versioning, ListObjectVersions, version headers;
 //! - `locks.rs` — object lock configuration, retention, legal holds;
 //! - `authorize.rs` — who asks, Owner fields, the checks the access check cannot make;
 //! - `policies.rs` — bucket policies and public access blocks.
 
 mod acls;
+mod attributes;
 mod authorize;
 mod buckets;
+mod checksums;
 mod lifecycle;
 mod list;
 mod locks;
@@ -30,8 +34,6 @@ use std::time::UNIX_EPOCH;
 use s3dedup_storage::{ObjectMeta, ObjectRecord, Store, WriteCondition};
 use s3s::dto::{self, ETag, Timestamp};
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
-
-use crate::checksum::Algorithm;
 
 /// Settings the S3 layer needs.
 #[derive(Debug, Clone)]
@@ -292,335 +294,70 @@ fn expires(meta: &ObjectMeta) -> Option<Timestamp> {
     header(meta, "expires").and_then(|v| Timestamp::parse(dto::TimestampFormat::HttpDate, v).ok())
 }
 
-/// Checksum values of a record for the given algorithm set, as output fields.
-#[derive(Default)]
-struct ChecksumFields {
-    crc32: Option<String>,
-    crc32c: Option<String>,
-    crc64nvme: Option<String>,
-    sha1: Option<String>,
-    sha256: Option<String>,
-}
-
-/// S3 outputs that carry the five `checksum_*` fields.
-trait WithChecksums: Sized {
-    fn with_checksums(self, c: ChecksumFields) -> Self;
-}
-
-macro_rules! impl_with_checksums {
-    ($($t:ty),*) => {$(
-        impl WithChecksums for $t {
-            fn with_checksums(mut self, c: ChecksumFields) -> Self {
-                self.checksum_crc32 = c.crc32;
-                self.checksum_crc32c = c.crc32c;
-                self.checksum_crc64nvme = c.crc64nvme;
-                self.checksum_sha1 = c.sha1;
-                self.checksum_sha256 = c.sha256;
-                self
-            }
+/// The `s3s::S3` implementation: each operation delegates to its `*_impl` method
+/// (an operation not listed answers s3s's NotImplemented).
+macro_rules! s3_operations {
+    ($($op:ident($input:ident, $output:ident) => $imp:ident;)*) => {
+        #[async_trait::async_trait]
+        impl S3 for Gateway {
+            $(
+                async fn $op(
+                    &self,
+                    req: S3Request<dto::$input>,
+                ) -> S3Result<S3Response<dto::$output>> {
+                    self.$imp(req).await
+                }
+            )*
         }
-    )*};
-}
-impl_with_checksums!(
-    dto::PutObjectOutput,
-    dto::GetObjectOutput,
-    dto::HeadObjectOutput,
-    dto::UploadPartOutput,
-    dto::CopyObjectResult
-);
-
-fn checksum_fields(values: &[(String, String)]) -> ChecksumFields {
-    let mut f = ChecksumFields::default();
-    for (name, v) in values {
-        let slot = match Algorithm::parse(name) {
-            Some(Algorithm::Crc32) => &mut f.crc32,
-            Some(Algorithm::Crc32c) => &mut f.crc32c,
-            Some(Algorithm::Crc64Nvme) => &mut f.crc64nvme,
-            Some(Algorithm::Sha1) => &mut f.sha1,
-            Some(Algorithm::Sha256) => &mut f.sha256,
-            None => continue,
-        };
-        *slot = Some(v.clone());
-    }
-    f
+    };
 }
 
-#[async_trait::async_trait]
-impl S3 for Gateway {
-    async fn list_buckets(
-        &self,
-        req: S3Request<dto::ListBucketsInput>,
-    ) -> S3Result<S3Response<dto::ListBucketsOutput>> {
-        self.list_buckets_impl(req).await
-    }
-    async fn create_bucket(
-        &self,
-        req: S3Request<dto::CreateBucketInput>,
-    ) -> S3Result<S3Response<dto::CreateBucketOutput>> {
-        self.create_bucket_impl(req).await
-    }
-    async fn head_bucket(
-        &self,
-        req: S3Request<dto::HeadBucketInput>,
-    ) -> S3Result<S3Response<dto::HeadBucketOutput>> {
-        self.head_bucket_impl(req).await
-    }
-    async fn delete_bucket(
-        &self,
-        req: S3Request<dto::DeleteBucketInput>,
-    ) -> S3Result<S3Response<dto::DeleteBucketOutput>> {
-        self.delete_bucket_impl(req).await
-    }
-    async fn get_bucket_location(
-        &self,
-        req: S3Request<dto::GetBucketLocationInput>,
-    ) -> S3Result<S3Response<dto::GetBucketLocationOutput>> {
-        self.get_bucket_location_impl(req).await
-    }
-    async fn put_object(
-        &self,
-        req: S3Request<dto::PutObjectInput>,
-    ) -> S3Result<S3Response<dto::PutObjectOutput>> {
-        self.put_object_impl(req).await
-    }
-    async fn get_object(
-        &self,
-        req: S3Request<dto::GetObjectInput>,
-    ) -> S3Result<S3Response<dto::GetObjectOutput>> {
-        self.get_object_impl(req).await
-    }
-    async fn head_object(
-        &self,
-        req: S3Request<dto::HeadObjectInput>,
-    ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
-        self.head_object_impl(req).await
-    }
-    async fn delete_object(
-        &self,
-        req: S3Request<dto::DeleteObjectInput>,
-    ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
-        self.delete_object_impl(req).await
-    }
-    async fn delete_objects(
-        &self,
-        req: S3Request<dto::DeleteObjectsInput>,
-    ) -> S3Result<S3Response<dto::DeleteObjectsOutput>> {
-        self.delete_objects_impl(req).await
-    }
-    async fn copy_object(
-        &self,
-        req: S3Request<dto::CopyObjectInput>,
-    ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
-        self.copy_object_impl(req).await
-    }
-    async fn list_objects(
-        &self,
-        req: S3Request<dto::ListObjectsInput>,
-    ) -> S3Result<S3Response<dto::ListObjectsOutput>> {
-        self.list_objects_impl(req).await
-    }
-    async fn list_objects_v2(
-        &self,
-        req: S3Request<dto::ListObjectsV2Input>,
-    ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
-        self.list_objects_v2_impl(req).await
-    }
-    async fn create_multipart_upload(
-        &self,
-        req: S3Request<dto::CreateMultipartUploadInput>,
-    ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
-        self.create_multipart_upload_impl(req).await
-    }
-    async fn upload_part(
-        &self,
-        req: S3Request<dto::UploadPartInput>,
-    ) -> S3Result<S3Response<dto::UploadPartOutput>> {
-        self.upload_part_impl(req).await
-    }
-    async fn upload_part_copy(
-        &self,
-        req: S3Request<dto::UploadPartCopyInput>,
-    ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
-        self.upload_part_copy_impl(req).await
-    }
-    async fn complete_multipart_upload(
-        &self,
-        req: S3Request<dto::CompleteMultipartUploadInput>,
-    ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
-        self.complete_multipart_upload_impl(req).await
-    }
-    async fn abort_multipart_upload(
-        &self,
-        req: S3Request<dto::AbortMultipartUploadInput>,
-    ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
-        self.abort_multipart_upload_impl(req).await
-    }
-    async fn list_parts(
-        &self,
-        req: S3Request<dto::ListPartsInput>,
-    ) -> S3Result<S3Response<dto::ListPartsOutput>> {
-        self.list_parts_impl(req).await
-    }
-    async fn list_multipart_uploads(
-        &self,
-        req: S3Request<dto::ListMultipartUploadsInput>,
-    ) -> S3Result<S3Response<dto::ListMultipartUploadsOutput>> {
-        self.list_multipart_uploads_impl(req).await
-    }
-    async fn get_bucket_versioning(
-        &self,
-        req: S3Request<dto::GetBucketVersioningInput>,
-    ) -> S3Result<S3Response<dto::GetBucketVersioningOutput>> {
-        self.get_bucket_versioning_impl(req).await
-    }
-    async fn put_bucket_versioning(
-        &self,
-        req: S3Request<dto::PutBucketVersioningInput>,
-    ) -> S3Result<S3Response<dto::PutBucketVersioningOutput>> {
-        self.put_bucket_versioning_impl(req).await
-    }
-    async fn put_bucket_lifecycle_configuration(
-        &self,
-        req: S3Request<dto::PutBucketLifecycleConfigurationInput>,
-    ) -> S3Result<S3Response<dto::PutBucketLifecycleConfigurationOutput>> {
-        self.put_bucket_lifecycle_configuration_impl(req).await
-    }
-    async fn get_bucket_lifecycle_configuration(
-        &self,
-        req: S3Request<dto::GetBucketLifecycleConfigurationInput>,
-    ) -> S3Result<S3Response<dto::GetBucketLifecycleConfigurationOutput>> {
-        self.get_bucket_lifecycle_configuration_impl(req).await
-    }
-    async fn delete_bucket_lifecycle(
-        &self,
-        req: S3Request<dto::DeleteBucketLifecycleInput>,
-    ) -> S3Result<S3Response<dto::DeleteBucketLifecycleOutput>> {
-        self.delete_bucket_lifecycle_impl(req).await
-    }
-    async fn put_object_lock_configuration(
-        &self,
-        req: S3Request<dto::PutObjectLockConfigurationInput>,
-    ) -> S3Result<S3Response<dto::PutObjectLockConfigurationOutput>> {
-        self.put_object_lock_configuration_impl(req).await
-    }
-    async fn get_object_lock_configuration(
-        &self,
-        req: S3Request<dto::GetObjectLockConfigurationInput>,
-    ) -> S3Result<S3Response<dto::GetObjectLockConfigurationOutput>> {
-        self.get_object_lock_configuration_impl(req).await
-    }
-    async fn put_object_retention(
-        &self,
-        req: S3Request<dto::PutObjectRetentionInput>,
-    ) -> S3Result<S3Response<dto::PutObjectRetentionOutput>> {
-        self.put_object_retention_impl(req).await
-    }
-    async fn get_object_retention(
-        &self,
-        req: S3Request<dto::GetObjectRetentionInput>,
-    ) -> S3Result<S3Response<dto::GetObjectRetentionOutput>> {
-        self.get_object_retention_impl(req).await
-    }
-    async fn put_object_legal_hold(
-        &self,
-        req: S3Request<dto::PutObjectLegalHoldInput>,
-    ) -> S3Result<S3Response<dto::PutObjectLegalHoldOutput>> {
-        self.put_object_legal_hold_impl(req).await
-    }
-    async fn get_object_legal_hold(
-        &self,
-        req: S3Request<dto::GetObjectLegalHoldInput>,
-    ) -> S3Result<S3Response<dto::GetObjectLegalHoldOutput>> {
-        self.get_object_legal_hold_impl(req).await
-    }
-    async fn list_object_versions(
-        &self,
-        req: S3Request<dto::ListObjectVersionsInput>,
-    ) -> S3Result<S3Response<dto::ListObjectVersionsOutput>> {
-        self.list_object_versions_impl(req).await
-    }
-    async fn put_bucket_policy(
-        &self,
-        req: S3Request<dto::PutBucketPolicyInput>,
-    ) -> S3Result<S3Response<dto::PutBucketPolicyOutput>> {
-        self.put_bucket_policy_impl(req).await
-    }
-    async fn get_bucket_policy(
-        &self,
-        req: S3Request<dto::GetBucketPolicyInput>,
-    ) -> S3Result<S3Response<dto::GetBucketPolicyOutput>> {
-        self.get_bucket_policy_impl(req).await
-    }
-    async fn delete_bucket_policy(
-        &self,
-        req: S3Request<dto::DeleteBucketPolicyInput>,
-    ) -> S3Result<S3Response<dto::DeleteBucketPolicyOutput>> {
-        self.delete_bucket_policy_impl(req).await
-    }
-    async fn get_bucket_policy_status(
-        &self,
-        req: S3Request<dto::GetBucketPolicyStatusInput>,
-    ) -> S3Result<S3Response<dto::GetBucketPolicyStatusOutput>> {
-        self.get_bucket_policy_status_impl(req).await
-    }
-    async fn put_public_access_block(
-        &self,
-        req: S3Request<dto::PutPublicAccessBlockInput>,
-    ) -> S3Result<S3Response<dto::PutPublicAccessBlockOutput>> {
-        self.put_public_access_block_impl(req).await
-    }
-    async fn get_public_access_block(
-        &self,
-        req: S3Request<dto::GetPublicAccessBlockInput>,
-    ) -> S3Result<S3Response<dto::GetPublicAccessBlockOutput>> {
-        self.get_public_access_block_impl(req).await
-    }
-    async fn delete_public_access_block(
-        &self,
-        req: S3Request<dto::DeletePublicAccessBlockInput>,
-    ) -> S3Result<S3Response<dto::DeletePublicAccessBlockOutput>> {
-        self.delete_public_access_block_impl(req).await
-    }
-    async fn put_bucket_acl(
-        &self,
-        req: S3Request<dto::PutBucketAclInput>,
-    ) -> S3Result<S3Response<dto::PutBucketAclOutput>> {
-        self.put_bucket_acl_impl(req).await
-    }
-    async fn get_bucket_acl(
-        &self,
-        req: S3Request<dto::GetBucketAclInput>,
-    ) -> S3Result<S3Response<dto::GetBucketAclOutput>> {
-        self.get_bucket_acl_impl(req).await
-    }
-    async fn get_object_acl(
-        &self,
-        req: S3Request<dto::GetObjectAclInput>,
-    ) -> S3Result<S3Response<dto::GetObjectAclOutput>> {
-        self.get_object_acl_impl(req).await
-    }
-    async fn put_object_acl(
-        &self,
-        req: S3Request<dto::PutObjectAclInput>,
-    ) -> S3Result<S3Response<dto::PutObjectAclOutput>> {
-        self.put_object_acl_impl(req).await
-    }
-    async fn put_bucket_ownership_controls(
-        &self,
-        req: S3Request<dto::PutBucketOwnershipControlsInput>,
-    ) -> S3Result<S3Response<dto::PutBucketOwnershipControlsOutput>> {
-        self.put_bucket_ownership_controls_impl(req).await
-    }
-    async fn get_bucket_ownership_controls(
-        &self,
-        req: S3Request<dto::GetBucketOwnershipControlsInput>,
-    ) -> S3Result<S3Response<dto::GetBucketOwnershipControlsOutput>> {
-        self.get_bucket_ownership_controls_impl(req).await
-    }
-    async fn delete_bucket_ownership_controls(
-        &self,
-        req: S3Request<dto::DeleteBucketOwnershipControlsInput>,
-    ) -> S3Result<S3Response<dto::DeleteBucketOwnershipControlsOutput>> {
-        self.delete_bucket_ownership_controls_impl(req).await
-    }
+s3_operations! {
+    list_buckets(ListBucketsInput, ListBucketsOutput) => list_buckets_impl;
+    create_bucket(CreateBucketInput, CreateBucketOutput) => create_bucket_impl;
+    head_bucket(HeadBucketInput, HeadBucketOutput) => head_bucket_impl;
+    delete_bucket(DeleteBucketInput, DeleteBucketOutput) => delete_bucket_impl;
+    get_bucket_location(GetBucketLocationInput, GetBucketLocationOutput) => get_bucket_location_impl;
+    put_object(PutObjectInput, PutObjectOutput) => put_object_impl;
+    get_object(GetObjectInput, GetObjectOutput) => get_object_impl;
+    get_object_attributes(GetObjectAttributesInput, GetObjectAttributesOutput) => get_object_attributes_impl;
+    head_object(HeadObjectInput, HeadObjectOutput) => head_object_impl;
+    delete_object(DeleteObjectInput, DeleteObjectOutput) => delete_object_impl;
+    delete_objects(DeleteObjectsInput, DeleteObjectsOutput) => delete_objects_impl;
+    copy_object(CopyObjectInput, CopyObjectOutput) => copy_object_impl;
+    list_objects(ListObjectsInput, ListObjectsOutput) => list_objects_impl;
+    list_objects_v2(ListObjectsV2Input, ListObjectsV2Output) => list_objects_v2_impl;
+    create_multipart_upload(CreateMultipartUploadInput, CreateMultipartUploadOutput) => create_multipart_upload_impl;
+    upload_part(UploadPartInput, UploadPartOutput) => upload_part_impl;
+    upload_part_copy(UploadPartCopyInput, UploadPartCopyOutput) => upload_part_copy_impl;
+    complete_multipart_upload(CompleteMultipartUploadInput, CompleteMultipartUploadOutput) => complete_multipart_upload_impl;
+    abort_multipart_upload(AbortMultipartUploadInput, AbortMultipartUploadOutput) => abort_multipart_upload_impl;
+    list_parts(ListPartsInput, ListPartsOutput) => list_parts_impl;
+    list_multipart_uploads(ListMultipartUploadsInput, ListMultipartUploadsOutput) => list_multipart_uploads_impl;
+    get_bucket_versioning(GetBucketVersioningInput, GetBucketVersioningOutput) => get_bucket_versioning_impl;
+    put_bucket_versioning(PutBucketVersioningInput, PutBucketVersioningOutput) => put_bucket_versioning_impl;
+    put_bucket_lifecycle_configuration(PutBucketLifecycleConfigurationInput, PutBucketLifecycleConfigurationOutput) => put_bucket_lifecycle_configuration_impl;
+    get_bucket_lifecycle_configuration(GetBucketLifecycleConfigurationInput, GetBucketLifecycleConfigurationOutput) => get_bucket_lifecycle_configuration_impl;
+    delete_bucket_lifecycle(DeleteBucketLifecycleInput, DeleteBucketLifecycleOutput) => delete_bucket_lifecycle_impl;
+    put_object_lock_configuration(PutObjectLockConfigurationInput, PutObjectLockConfigurationOutput) => put_object_lock_configuration_impl;
+    get_object_lock_configuration(GetObjectLockConfigurationInput, GetObjectLockConfigurationOutput) => get_object_lock_configuration_impl;
+    put_object_retention(PutObjectRetentionInput, PutObjectRetentionOutput) => put_object_retention_impl;
+    get_object_retention(GetObjectRetentionInput, GetObjectRetentionOutput) => get_object_retention_impl;
+    put_object_legal_hold(PutObjectLegalHoldInput, PutObjectLegalHoldOutput) => put_object_legal_hold_impl;
+    get_object_legal_hold(GetObjectLegalHoldInput, GetObjectLegalHoldOutput) => get_object_legal_hold_impl;
+    list_object_versions(ListObjectVersionsInput, ListObjectVersionsOutput) => list_object_versions_impl;
+    put_bucket_policy(PutBucketPolicyInput, PutBucketPolicyOutput) => put_bucket_policy_impl;
+    get_bucket_policy(GetBucketPolicyInput, GetBucketPolicyOutput) => get_bucket_policy_impl;
+    delete_bucket_policy(DeleteBucketPolicyInput, DeleteBucketPolicyOutput) => delete_bucket_policy_impl;
+    get_bucket_policy_status(GetBucketPolicyStatusInput, GetBucketPolicyStatusOutput) => get_bucket_policy_status_impl;
+    put_public_access_block(PutPublicAccessBlockInput, PutPublicAccessBlockOutput) => put_public_access_block_impl;
+    get_public_access_block(GetPublicAccessBlockInput, GetPublicAccessBlockOutput) => get_public_access_block_impl;
+    delete_public_access_block(DeletePublicAccessBlockInput, DeletePublicAccessBlockOutput) => delete_public_access_block_impl;
+    put_bucket_acl(PutBucketAclInput, PutBucketAclOutput) => put_bucket_acl_impl;
+    get_bucket_acl(GetBucketAclInput, GetBucketAclOutput) => get_bucket_acl_impl;
+    get_object_acl(GetObjectAclInput, GetObjectAclOutput) => get_object_acl_impl;
+    put_object_acl(PutObjectAclInput, PutObjectAclOutput) => put_object_acl_impl;
+    put_bucket_ownership_controls(PutBucketOwnershipControlsInput, PutBucketOwnershipControlsOutput) => put_bucket_ownership_controls_impl;
+    get_bucket_ownership_controls(GetBucketOwnershipControlsInput, GetBucketOwnershipControlsOutput) => get_bucket_ownership_controls_impl;
+    delete_bucket_ownership_controls(DeleteBucketOwnershipControlsInput, DeleteBucketOwnershipControlsOutput) => delete_bucket_ownership_controls_impl;
 }

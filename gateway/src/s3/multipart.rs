@@ -1,14 +1,15 @@
 //! Multipart uploads. Parts may arrive concurrently and in any order; each is verified
 //! like a PUT and holds references to its chunks until the upload completes or aborts.
 
-use s3dedup_storage::records::CompletedUploadRecord;
+use s3dedup_storage::ByteRange;
+use s3dedup_storage::records::{CompletedUploadRecord, UploadRecord};
 use s3s::dto::{self, StreamingBlob};
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::objects::{Claims, claimed_values, ingest_verified, resolve_range};
-use super::{
-    Gateway, StdHeaders, WithChecksums, check_new_key, check_user_metadata, object_meta, timestamp,
-};
+use super::checksums::claimed_values;
+use super::checksums::{self, CompletionClaims, WithChecksums, checksum_fields};
+use super::objects::{Claims, ingest_verified};
+use super::{Gateway, StdHeaders, check_new_key, check_user_metadata, object_meta, timestamp};
 use crate::error::to_s3;
 use crate::scan::{Subject, UploadScan};
 
@@ -27,18 +28,49 @@ fn part_number(n: i32) -> S3Result<u32> {
 
 fn part_copy_output(rec: &s3dedup_storage::records::PartRecord) -> dto::UploadPartCopyOutput {
     dto::UploadPartCopyOutput {
-        copy_part_result: Some(dto::CopyPartResult {
-            e_tag: Some(dto::ETag::Strong(rec.etag().to_string())),
-            last_modified: Some(timestamp(rec.mtime_ms)),
-            ..Default::default()
-        }),
+        copy_part_result: Some(
+            dto::CopyPartResult {
+                e_tag: Some(dto::ETag::Strong(rec.etag().to_string())),
+                last_modified: Some(timestamp(rec.mtime_ms)),
+                ..Default::default()
+            }
+            .with_checksums(checksum_fields(&rec.checksums)),
+        ),
         ..Default::default()
     }
 }
 
+/// `x-amz-copy-source-range`: exactly `bytes=first-last`, first ≤ last (S3 takes no
+/// open or suffix range here).
+fn copy_range(r: &str) -> S3Result<ByteRange> {
+    let parsed = r
+        .strip_prefix("bytes=")
+        .and_then(|v| v.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+        .filter(|(a, b)| a <= b);
+    match parsed {
+        Some((a, b)) => Ok(ByteRange::FromTo(a, b)),
+        None => Err(s3_error!(
+            InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+        )),
+    }
+}
+
+/// The checksum values one `<Part>` of a CompleteMultipartUpload carries.
+fn completed_part_values(p: &dto::CompletedPart) -> Vec<(crate::checksum::Algorithm, String)> {
+    claimed_values(
+        p.checksum_crc32.as_ref(),
+        p.checksum_crc32c.as_ref(),
+        p.checksum_crc64nvme.as_ref(),
+        p.checksum_sha1.as_ref(),
+        p.checksum_sha256.as_ref(),
+    )
+}
+
 impl Gateway {
-    /// Checks that the upload exists and belongs to bucket/key.
-    async fn upload_for(&self, upload_id: &str, bucket: &str, key: &str) -> S3Result<()> {
+    /// The upload, checked to exist and to belong to bucket/key.
+    async fn upload_for(&self, upload_id: &str, bucket: &str, key: &str) -> S3Result<UploadRecord> {
         let up = self.store.upload(upload_id).await.map_err(to_s3)?;
         if up.bucket != bucket || up.key != key {
             return Err(s3_error!(
@@ -46,7 +78,7 @@ impl Gateway {
                 "The specified upload does not exist"
             ));
         }
-        Ok(())
+        Ok(up)
     }
 
     pub(super) async fn create_multipart_upload_impl(
@@ -56,6 +88,7 @@ impl Gateway {
         let i = req.input;
         check_new_key(&i.key)?;
         check_user_metadata(i.metadata.as_ref())?;
+        let spec = checksums::upload_spec(i.checksum_algorithm.as_ref(), i.checksum_type.as_ref())?;
         // An upload whose object could never be published (object count full) is not
         // started.
         self.quota_room(&i.bucket, &i.key).await?;
@@ -85,14 +118,16 @@ impl Gateway {
             .await?;
         let id = self
             .store
-            .create_upload_with_acl(&i.bucket, &i.key, meta, lock, acl)
+            .create_upload_with_acl(&i.bucket, &i.key, meta, lock, acl, spec.clone())
             .await
             .map_err(to_s3)?;
+        let (checksum_algorithm, checksum_type) = checksums::spec_fields(spec.as_ref());
         Ok(S3Response::new(dto::CreateMultipartUploadOutput {
             bucket: Some(i.bucket),
             key: Some(i.key),
             upload_id: Some(id),
-            checksum_algorithm: i.checksum_algorithm,
+            checksum_algorithm,
+            checksum_type,
             ..Default::default()
         }))
     }
@@ -105,20 +140,38 @@ impl Gateway {
         let trailers = req.trailing_headers;
         let mut i = req.input;
         let n = part_number(i.part_number)?;
-        self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
+        let up = self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
+        let values = claimed_values(
+            i.checksum_crc32.as_ref(),
+            i.checksum_crc32c.as_ref(),
+            i.checksum_crc64nvme.as_ref(),
+            i.checksum_sha1.as_ref(),
+            i.checksum_sha256.as_ref(),
+        );
+        let sdk_algorithm = match &i.checksum_algorithm {
+            None => None,
+            Some(a) => Some(checksums::algorithm_of(a)?),
+        };
+        let sent: Vec<_> = values
+            .iter()
+            .map(|(a, _)| *a)
+            .chain(sdk_algorithm)
+            .collect();
+        checksums::check_part_algorithm(up.checksum.as_ref(), &sent)?;
+        // The upload's algorithm is computed for every part, sent or not: completion
+        // combines it.
+        let algorithm = i.checksum_algorithm.clone().or_else(|| {
+            up.checksum
+                .as_ref()
+                .map(|c| dto::ChecksumAlgorithm::from(c.algorithm.clone()))
+        });
         // A part that alone cannot fit can never be completed.
         let room = self.quota_room(&i.bucket, &i.key).await?;
         let claims = Claims {
             content_md5: i.content_md5.as_ref(),
             content_length: i.content_length,
-            algorithm: i.checksum_algorithm.as_ref(),
-            values: claimed_values(
-                i.checksum_crc32.as_ref(),
-                i.checksum_crc32c.as_ref(),
-                i.checksum_crc64nvme.as_ref(),
-                i.checksum_sha1.as_ref(),
-                i.checksum_sha256.as_ref(),
-            ),
+            algorithm: algorithm.as_ref(),
+            values,
             room,
         };
         // Parts are not scanned one by one: the whole object is, at completion.
@@ -136,7 +189,7 @@ impl Gateway {
             .put_part(&i.upload_id, n, pending, checksums)
             .await
             .map_err(to_s3)?;
-        let c = super::checksum_fields(&rec.checksums);
+        let c = checksum_fields(&rec.checksums);
         Ok(S3Response::new(
             dto::UploadPartOutput {
                 e_tag: Some(dto::ETag::Strong(rec.etag().to_string())),
@@ -157,7 +210,8 @@ impl Gateway {
         let (principal, checked) = super::authorize::auth_of(&req);
         let i = req.input;
         let n = part_number(i.part_number)?;
-        self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
+        let up = self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
+        let need = up.checksum.as_ref().map(|c| c.algorithm.clone());
         let (sb, sk, version_id) = super::authorize::readable_source(
             &self.store,
             &principal,
@@ -165,14 +219,7 @@ impl Gateway {
             &i.copy_source,
         )
         .await?;
-        let range = match &i.copy_source_range {
-            None => None,
-            Some(r) => {
-                let parsed = dto::Range::parse(r)
-                    .map_err(|_| s3_error!(InvalidArgument, "Invalid copy source range {r}"))?;
-                Some(resolve_range(&parsed))
-            }
-        };
+        let range = i.copy_source_range.as_deref().map(copy_range).transpose()?;
         let src_version = version_id.as_deref();
         let src = self
             .store
@@ -186,6 +233,15 @@ impl Gateway {
             i.copy_source_if_modified_since.as_ref(),
             i.copy_source_if_unmodified_since.as_ref(),
         )?;
+        if let Some(ByteRange::FromTo(_, last)) = range
+            && last >= src.size
+        {
+            return Err(s3_error!(
+                InvalidArgument,
+                "Range specified is not valid for source object of size: {}",
+                src.size
+            ));
+        }
         // A whole single-part source is copied by reference: no byte is read.
         let whole = match range {
             None => true,
@@ -194,7 +250,7 @@ impl Gateway {
         if whole
             && let Some(rec) = self
                 .store
-                .copy_version_to_part((sb, sk), src_version, &i.upload_id, n)
+                .copy_version_to_part((sb, sk), src_version, &i.upload_id, n, need.as_deref())
                 .await
                 .map_err(to_s3)?
         {
@@ -209,10 +265,11 @@ impl Gateway {
         let blob = StreamingBlob::new(crate::body::ObjectBody::new(None, reader.body, len));
         let room = self.quota_room(&i.bucket, &i.key).await?;
         super::quota::check_declared(i64::try_from(len).ok(), room)?;
+        let algorithm = need.map(dto::ChecksumAlgorithm::from);
         let claims = Claims {
             content_md5: None,
             content_length: None,
-            algorithm: None,
+            algorithm: algorithm.as_ref(),
             values: Vec::new(),
             room,
         };
@@ -250,7 +307,19 @@ impl Gateway {
                 )
             })?;
         let mut listed = Vec::with_capacity(parts.len());
+        let mut claims = CompletionClaims {
+            parts: Vec::with_capacity(parts.len()),
+            object: claimed_values(
+                i.checksum_crc32.as_ref(),
+                i.checksum_crc32c.as_ref(),
+                i.checksum_crc64nvme.as_ref(),
+                i.checksum_sha1.as_ref(),
+                i.checksum_sha256.as_ref(),
+            ),
+            kind: i.checksum_type.as_ref().map(|t| t.as_str().to_owned()),
+        };
         for p in parts {
+            claims.parts.push(completed_part_values(&p));
             let (Some(n), Some(tag)) = (p.part_number, p.e_tag) else {
                 return Err(s3_error!(
                     MalformedXML,
@@ -270,8 +339,11 @@ impl Gateway {
             return Ok(out);
         }
         let fresh = async {
-            self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
+            let up = self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
             let cond = super::write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?;
+            let checksums = self
+                .completion_checksum(&i.upload_id, &up, &listed, &claims, i.mpu_object_size)
+                .await?;
             // Invariant 2: the assembled object is scanned as a whole (a signature split
             // across parts is caught), and exactly the scanned bytes are published.
             let expect_digest = if self.settings.scan.enabled() {
@@ -299,20 +371,24 @@ impl Gateway {
                     &i.upload_id,
                     listed.clone(),
                     self.settings.min_part_size,
-                    Vec::new(),
+                    checksums,
                     cond,
                     expect_digest,
                 )
                 .await
                 .map_err(to_s3)?;
-            Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
-                version_id: super::versions::new_version_header(&rec),
-                bucket: Some(bucket.clone()),
-                key: Some(key.clone()),
-                e_tag: Some(super::etag(&rec)),
-                location: Some(format!("/{bucket}/{key}")),
-                ..Default::default()
-            }))
+            Ok(S3Response::new(
+                dto::CompleteMultipartUploadOutput {
+                    version_id: super::versions::new_version_header(&rec),
+                    bucket: Some(bucket.clone()),
+                    key: Some(key.clone()),
+                    e_tag: Some(super::etag(&rec)),
+                    location: Some(format!("/{bucket}/{key}")),
+                    checksum_type: checksums::checksum_type(&rec.meta.checksums),
+                    ..Default::default()
+                }
+                .with_checksums(checksum_fields(&rec.meta.checksums)),
+            ))
         };
         let r: S3Result<S3Response<dto::CompleteMultipartUploadOutput>> = fresh.await;
         match r {
@@ -327,6 +403,42 @@ impl Gateway {
             }
             r => r,
         }
+    }
+
+    /// The checksum the completed object gets, verified against the completion's claims
+    /// (see [`checksums::completed_checksum`]) and `x-amz-mp-object-size`. A listed part
+    /// that does not exist is left for the completion itself to refuse.
+    async fn completion_checksum(
+        &self,
+        upload_id: &str,
+        up: &UploadRecord,
+        listed: &[(u32, String)],
+        claims: &CompletionClaims,
+        object_size: Option<i64>,
+    ) -> S3Result<Vec<(String, String)>> {
+        let all = self
+            .store
+            .list_parts(upload_id, 0, MAX_PART_NUMBER as usize)
+            .await
+            .map_err(to_s3)?;
+        let chosen: Option<Vec<_>> = listed
+            .iter()
+            .map(|(n, _)| all.iter().find(|(pn, _)| pn == n).map(|(_, p)| p))
+            .collect();
+        let Some(chosen) = chosen else {
+            return Ok(Vec::new());
+        };
+        if let Some(want) = object_size {
+            let size: u64 = chosen.iter().map(|p| p.size).sum();
+            if u64::try_from(want).ok() != Some(size) {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "The provided 'x-amz-mp-object-size' header value {want} does not match what was computed: {size}"
+                ));
+            }
+        }
+        let numbers: Vec<u32> = listed.iter().map(|(n, _)| *n).collect();
+        checksums::completed_checksum(up.checksum.as_ref(), &numbers, &chosen, claims)
     }
 
     /// The remembered answer to a completion of this upload with this part list.
@@ -376,7 +488,7 @@ impl Gateway {
         req: S3Request<dto::ListPartsInput>,
     ) -> S3Result<S3Response<dto::ListPartsOutput>> {
         let i = req.input;
-        self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
+        let up = self.upload_for(&i.upload_id, &i.bucket, &i.key).await?;
         let max = i.max_parts.map_or(1000, |m| m.clamp(0, 1000) as usize);
         let after = match i.part_number_marker {
             None => 0,
@@ -392,7 +504,10 @@ impl Gateway {
         parts.truncate(max);
         let next = parts.last().map(|(n, _)| *n as i32);
         let owner = self.bucket_owner(&i.bucket).await?;
+        let (checksum_algorithm, checksum_type) = checksums::spec_fields(up.checksum.as_ref());
         Ok(S3Response::new(dto::ListPartsOutput {
+            checksum_algorithm,
+            checksum_type,
             bucket: Some(i.bucket),
             key: Some(i.key),
             upload_id: Some(i.upload_id),
@@ -403,12 +518,15 @@ impl Gateway {
             parts: Some(
                 parts
                     .into_iter()
-                    .map(|(n, p)| dto::Part {
-                        part_number: Some(n as i32),
-                        e_tag: Some(dto::ETag::Strong(p.etag().to_string())),
-                        size: Some(p.size as i64),
-                        last_modified: Some(timestamp(p.mtime_ms)),
-                        ..Default::default()
+                    .map(|(n, p)| {
+                        dto::Part {
+                            part_number: Some(n as i32),
+                            e_tag: Some(dto::ETag::Strong(p.etag().to_string())),
+                            size: Some(p.size as i64),
+                            last_modified: Some(timestamp(p.mtime_ms)),
+                            ..Default::default()
+                        }
+                        .with_checksums(checksum_fields(&p.checksums))
                     })
                     .collect(),
             ),

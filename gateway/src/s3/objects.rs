@@ -8,10 +8,13 @@ use s3dedup_storage::{ByteRange, DeleteOptions, PendingObject, WriteCondition};
 use s3s::dto::{self, StreamingBlob};
 use s3s::{S3Request, S3Response, S3Result, TrailingHeaders, s3_error};
 
+use super::checksums::{
+    WithChecksums, checksum_fields, checksum_type, claimed_values, served_checksums,
+    wants_checksums,
+};
 use super::{
-    Gateway, StdHeaders, WithChecksums, check_key, check_new_key, check_read_conditions,
-    check_user_metadata, checksum_fields, etag, expires, header, object_meta, timestamp,
-    user_metadata,
+    Gateway, StdHeaders, check_key, check_new_key, check_read_conditions, check_user_metadata,
+    etag, expires, header, object_meta, timestamp, user_metadata,
 };
 use crate::checksum::{Algorithm, Hasher};
 use crate::error::to_s3;
@@ -29,25 +32,6 @@ pub(super) struct Claims<'a> {
     pub(super) values: Vec<(Algorithm, String)>,
     /// Bytes the quotas leave (`None` = unlimited): more is refused.
     pub(super) room: Option<u64>,
-}
-
-pub(super) fn claimed_values(
-    crc32: Option<&String>,
-    crc32c: Option<&String>,
-    crc64nvme: Option<&String>,
-    sha1: Option<&String>,
-    sha256: Option<&String>,
-) -> Vec<(Algorithm, String)> {
-    [
-        (Algorithm::Crc32, crc32),
-        (Algorithm::Crc32c, crc32c),
-        (Algorithm::Crc64Nvme, crc64nvme),
-        (Algorithm::Sha1, sha1),
-        (Algorithm::Sha256, sha256),
-    ]
-    .into_iter()
-    .filter_map(|(a, v)| v.map(|v| (a, v.trim().to_owned())))
-    .collect()
 }
 
 /// Ingests an upload body and verifies it: length, Content-MD5, and every
@@ -75,33 +59,45 @@ pub(super) async fn ingest_verified(
                 .ok()
                 .and_then(|b| <[u8; 16]>::try_from(b).ok())
                 .ok_or_else(|| {
-                    s3_error!(InvalidDigest, "The Content-MD5 you specified is not valid")
+                    s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid.")
                 })?,
         ),
     };
     let requested = match claims.algorithm {
         None => None,
-        Some(a) => Some(Algorithm::parse(a.as_str()).ok_or_else(|| {
-            s3_error!(
-                InvalidArgument,
-                "Unsupported checksum algorithm {}",
-                a.as_str()
-            )
-        })?),
+        Some(a) => Some(super::checksums::algorithm_of(a)?),
     };
     for (a, v) in &claims.values {
         if !a.valid_value(v) {
             return Err(s3_error!(
-                InvalidDigest,
-                "The {} you specified is not valid",
+                InvalidRequest,
+                "Value for {} header is invalid.",
                 a.header()
             ));
         }
     }
+    if claims.values.len() > 1 {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+        ));
+    }
+    if let (Some(a), Some((sent, _))) = (requested, claims.values.first())
+        && a != *sent
+    {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Value for x-amz-sdk-checksum-algorithm header is invalid."
+        ));
+    }
+    // As S3 does, an upload that names no checksum gets a CRC64NVME (a part's combines
+    // into its object's at completion).
+    let default = (requested.is_none() && claims.values.is_empty()).then_some(Algorithm::Crc64Nvme);
     let hasher = Hasher::new(
         requested
             .into_iter()
-            .chain(claims.values.iter().map(|(a, _)| *a)),
+            .chain(claims.values.iter().map(|(a, _)| *a))
+            .chain(default),
     );
     if let Err(e) = super::quota::check_declared(claims.content_length, claims.room) {
         super::quota::drain(body);
@@ -148,8 +144,8 @@ pub(super) async fn ingest_verified(
     {
         if !a.valid_value(v) {
             return Err(s3_error!(
-                InvalidDigest,
-                "The {} trailer is not valid",
+                InvalidRequest,
+                "Value for {} trailing header is invalid.",
                 a.header()
             ));
         }
@@ -160,7 +156,7 @@ pub(super) async fn ingest_verified(
         if ours != Some(v) {
             return Err(s3_error!(
                 BadDigest,
-                "The {} you specified did not match the calculated checksum",
+                "The {} you specified did not match the calculated checksum.",
                 a.name()
             ));
         }
@@ -181,10 +177,6 @@ pub(super) fn resolve_range(r: &dto::Range) -> ByteRange {
         dto::Range::Int { first, last: None } => ByteRange::From(first),
         dto::Range::Suffix { length } => ByteRange::Suffix(length),
     }
-}
-
-fn wants_checksums(mode: Option<&dto::ChecksumMode>) -> bool {
-    mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(dto::ChecksumMode::ENABLED))
 }
 
 impl Gateway {
@@ -271,6 +263,7 @@ impl Gateway {
             dto::PutObjectOutput {
                 e_tag: Some(etag(&rec)),
                 version_id: super::versions::new_version_header(&rec),
+                checksum_type: checksum_type(&rec.meta.checksums),
                 ..Default::default()
             }
             .with_checksums(c),
@@ -283,13 +276,6 @@ impl Gateway {
     ) -> S3Result<S3Response<dto::GetObjectOutput>> {
         let (_, checked) = super::authorize::auth_of(&req);
         let input = req.input;
-        if input.part_number.is_some() {
-            return Err(s3_error!(
-                NotImplemented,
-                "GetObject with partNumber is not supported"
-            ));
-        }
-        let range = input.range.as_ref().map(resolve_range);
         let version = input.version_id.as_deref();
         // Conditions first, against the version read (S3 answers 304/412 before 416).
         let head = self
@@ -304,12 +290,31 @@ impl Gateway {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
+        let part = match input.part_number {
+            None => None,
+            Some(n) => Some(super::attributes::part_read(
+                &head,
+                n,
+                input.range.is_some(),
+            )?),
+        };
+        let range = match &part {
+            Some(p) => p.range,
+            None => input.range.as_ref().map(resolve_range),
+        };
         let reader = self
             .store
             .get_version(&input.bucket, &input.key, version, range)
             .await
             .map_err(to_s3)?;
         let rec = reader.record;
+        if part.is_some() && (rec.version != head.version || rec.etag != head.etag) {
+            // The part boundaries were those of the version looked at first.
+            return Err(s3_error!(
+                InternalError,
+                "The object changed while its part was being read; retry"
+            ));
+        }
         crate::access::check_acl_version(checked.as_ref(), rec.version)?;
         let (start, end) = reader.range;
         let mut body = reader.body;
@@ -325,11 +330,12 @@ impl Gateway {
         };
         let len = end - start;
         let full = range.is_none();
-        let c = if full && wants_checksums(input.checksum_mode.as_ref()) {
-            checksum_fields(&rec.meta.checksums)
-        } else {
-            Default::default()
-        };
+        let (c, kind) = served_checksums(
+            &rec,
+            part.as_ref().map(|p| p.checksum.as_slice()),
+            (start, end),
+            wants_checksums(input.checksum_mode.as_ref()),
+        );
         let meta = &rec.meta;
         let (version_id, lock) = self.read_headers(&input.bucket, &input.key, &rec).await?;
         let out = dto::GetObjectOutput {
@@ -358,11 +364,12 @@ impl Gateway {
                 .or_else(|| header(meta, "content-language").cloned()),
             expires: input.response_expires.or_else(|| expires(meta)),
             metadata: user_metadata(meta),
-            parts_count: (rec.etag.parts > 0).then_some(rec.etag.parts as i32),
+            parts_count: part.and_then(|p| p.parts_count),
             version_id,
             object_lock_mode: lock.mode,
             object_lock_retain_until_date: lock.until,
             object_lock_legal_hold_status: lock.hold,
+            checksum_type: kind,
             ..Default::default()
         }
         .with_checksums(c);
@@ -375,12 +382,6 @@ impl Gateway {
     ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
         let (_, checked) = super::authorize::auth_of(&req);
         let input = req.input;
-        if input.part_number.is_some() {
-            return Err(s3_error!(
-                NotImplemented,
-                "HeadObject with partNumber is not supported"
-            ));
-        }
         let rec = self
             .store
             .head_version(&input.bucket, &input.key, input.version_id.as_deref())
@@ -394,21 +395,38 @@ impl Gateway {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
-        let (content_length, content_range) = match input.range.as_ref() {
-            None => (rec.size, None),
-            Some(r) => {
-                let (s, e) = resolve_range(r).resolve(rec.size).map_err(to_s3)?;
-                (e - s, Some(format!("bytes {s}-{}/{}", e - 1, rec.size)))
-            }
+        let part = match input.part_number {
+            None => None,
+            Some(n) => Some(super::attributes::part_read(
+                &rec,
+                n,
+                input.range.is_some(),
+            )?),
         };
-        let c = if content_range.is_none() && wants_checksums(input.checksum_mode.as_ref()) {
-            checksum_fields(&rec.meta.checksums)
+        let range = match &part {
+            Some(p) => p.range,
+            None => input.range.as_ref().map(resolve_range),
+        };
+        let (start, end) = match range {
+            None => (0, rec.size),
+            Some(r) => r.resolve(rec.size).map_err(to_s3)?,
+        };
+        let content_range = range.map(|_| format!("bytes {start}-{}/{}", end - 1, rec.size));
+        let content_length = end - start;
+        let (c, kind) = served_checksums(
+            &rec,
+            part.as_ref().map(|p| p.checksum.as_slice()),
+            (start, end),
+            wants_checksums(input.checksum_mode.as_ref()),
+        );
+        let status = if content_range.is_some() {
+            http::StatusCode::PARTIAL_CONTENT
         } else {
-            Default::default()
+            http::StatusCode::OK
         };
         let meta = &rec.meta;
         let (version_id, lock) = self.read_headers(&input.bucket, &input.key, &rec).await?;
-        Ok(S3Response::new(
+        Ok(S3Response::with_status(
             dto::HeadObjectOutput {
                 content_length: Some(content_length as i64),
                 content_range,
@@ -422,14 +440,16 @@ impl Gateway {
                 content_language: header(meta, "content-language").cloned(),
                 expires: expires(meta),
                 metadata: user_metadata(meta),
-                parts_count: (rec.etag.parts > 0).then_some(rec.etag.parts as i32),
+                parts_count: part.and_then(|p| p.parts_count),
                 version_id,
                 object_lock_mode: lock.mode,
                 object_lock_retain_until_date: lock.until,
                 object_lock_legal_hold_status: lock.hold,
+                checksum_type: kind,
                 ..Default::default()
             }
             .with_checksums(c),
+            status,
         ))
     }
 
@@ -646,6 +666,7 @@ impl Gateway {
                 dto::CopyObjectResult {
                     e_tag: Some(etag(&rec)),
                     last_modified: Some(timestamp(rec.mtime_ms)),
+                    checksum_type: checksum_type(&rec.meta.checksums),
                     ..Default::default()
                 }
                 .with_checksums(c),

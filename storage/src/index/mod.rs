@@ -126,9 +126,9 @@ pub(crate) const COMPLETED_UPLOAD_TTL_MS: u64 = 24 * 3600 * 1000;
 
 /// Version of the index layout as a whole (tables, their key types, record versions);
 /// what each format added, and why an older binary must refuse it, is in `upgrade`.
-pub(crate) const INDEX_FORMAT: u32 = 10;
+pub(crate) const INDEX_FORMAT: u32 = 11;
 /// Index formats this version opens.
-const READABLE_FORMATS: [u32; 10] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+const READABLE_FORMATS: [u32; 11] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
 const KEY_FORMAT: &str = "format";
 const KEY_CHUNKER: &str = "chunker";
 const KEY_NEXT_ID: &str = "next_manifest_id";

@@ -14,7 +14,8 @@ use super::{
 use crate::error::{Error, Result};
 use crate::lock::LockRequest;
 use crate::records::{
-    CompletedUploadRecord, Etag, ManifestRef, ObjectMeta, ObjectRecord, PartRecord, UploadRecord,
+    ChecksumSpec, CompletedUploadRecord, Etag, ManifestRef, ObjectMeta, ObjectRecord, PartInfo,
+    PartRecord, UploadRecord,
 };
 use crate::versions::VersionSel;
 
@@ -162,6 +163,7 @@ impl Index {
         meta: ObjectMeta,
         lock: LockRequest,
         acl: Option<Vec<u8>>,
+        checksum: Option<ChecksumSpec>,
     ) -> impl Future<Output = Result<String>> + use<> {
         // Chosen outside the write: a replayed write must reuse the same id.
         let id = format!("{:032x}", rand::random::<u128>());
@@ -182,6 +184,7 @@ impl Index {
                 meta: meta.clone(),
                 lock,
                 acl: acl.clone(),
+                checksum: checksum.clone(),
             };
             txn.open_table(UPLOADS)?
                 .insert(id.as_str(), rec.encode().as_slice())?;
@@ -225,7 +228,8 @@ impl Index {
     /// UploadPartCopy of a whole single-part object without reading it: the part names
     /// the source's chunks (taking its own references) and its MD5 is the source's ETag.
     /// `Ok(None)` when the source is a multipart object (its ETag is not an MD5 of the
-    /// bytes), so the caller must compute the part's MD5 from the data.
+    /// bytes), or lacks a checksum in algorithm `need` (the upload's), so the caller
+    /// must compute the part's MD5 and checksums from the data.
     ///
     /// # Errors
     /// [`Error::NoSuchUpload`], [`Error::NoSuchBucket`], [`Error::NoSuchKey`].
@@ -235,12 +239,17 @@ impl Index {
         src_version: Option<VersionSel>,
         upload_id: &str,
         part: u32,
+        need: Option<String>,
     ) -> impl Future<Output = Result<Option<PartRecord>>> + use<> {
         let (sb, sk, upload_id) = (src.0.to_owned(), src.1.to_owned(), upload_id.to_owned());
         self.committer.submit(move |txn| {
             get_upload(txn, &upload_id)?;
             let source = super::versions::source_version(txn, (&sb, &sk), src_version)?;
-            if source.etag.parts > 0 {
+            if source.etag.parts > 0
+                || need
+                    .as_ref()
+                    .is_some_and(|a| !source.meta.checksums.iter().any(|(n, _)| n == a))
+            {
                 return Ok(None);
             }
             let slices = read_manifest(&txn.open_table(MANIFESTS)?, source.manifest)?;
@@ -370,6 +379,21 @@ impl Index {
             remove_upload(txn, upload_id, &up)?;
             let mut meta = up.meta.clone();
             meta.checksums = checksums.clone();
+            // Each part's checksum in the object's algorithm (the upload's, or S3's
+            // default CRC64NVME the gateway combined).
+            let algorithm = checksums.first().map(|(n, _)| n.as_str());
+            let parts = chosen
+                .iter()
+                .map(|p| PartInfo {
+                    size: p.size,
+                    checksum: algorithm.and_then(|a| {
+                        p.checksums
+                            .iter()
+                            .find(|(n, _)| n == a)
+                            .map(|(_, v)| v.clone())
+                    }),
+                })
+                .collect();
             let record = ObjectRecord {
                 size,
                 etag: Etag {
@@ -380,6 +404,7 @@ impl Index {
                 meta,
                 manifest,
                 version: super::versions::new_version(txn, b.versioning)?,
+                parts,
             };
             let at = (up.bucket.as_str(), up.key.as_str());
             // A lock asked for at completion (none in S3 today) wins over the upload's.

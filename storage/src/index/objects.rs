@@ -285,6 +285,7 @@ impl Index {
                 meta: meta.clone(),
                 manifest,
                 version: versions::new_version(txn, b.versioning)?,
+                parts: Vec::new(),
             };
             locks::lock_new_version(
                 txn,
@@ -348,6 +349,9 @@ impl Index {
                 meta: meta.unwrap_or(source.meta),
                 manifest,
                 version: versions::new_version(txn, b.versioning)?,
+                // Same bytes, same ETag: the part table (and so `partNumber` reads and a
+                // composite checksum) stays true of the copy.
+                parts: source.parts,
             };
             locks::lock_new_version(
                 txn,

@@ -36,6 +36,11 @@
 //! publishes; a binary that knows only format 9 would publish without updating usage
 //! (every later quota check off) and ignore quotas, so it must refuse. An older index is
 //! recounted once when opened (one pass over the object tables).
+//! 11: object records v5 with the part table of multipart objects, upload records v5
+//! with the checksum their object gets (COMPOSITE or FULL_OBJECT); a binary that knows
+//! only format 10 would fail on every object written since, so it must refuse. Nothing
+//! to convert: older multipart objects have no part table (GET `partNumber` answers
+//! for them as for a single part).
 //!
 //! Format 3's recount: when an index older than format 3 is opened, the live accounting
 //! of every pack and the stored bytes of referenced chunks, which format 3 keeps

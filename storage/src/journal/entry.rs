@@ -422,6 +422,7 @@ mod tests {
                 seq: 3,
                 null: false,
             },
+            parts: Vec::new(),
         };
         let slices: Vec<Slice> = (0..ENTRY_SLICES * 2 + 5)
             .map(|i| Slice {

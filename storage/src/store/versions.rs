@@ -90,7 +90,7 @@ impl Store {
     }
 
     /// UploadPartCopy of a whole single-part version by reference; `Ok(None)` when the
-    /// source is a multipart object.
+    /// source is a multipart object or has no checksum in algorithm `need`.
     ///
     /// # Errors
     /// As [`Store::copy_version`].
@@ -100,10 +100,11 @@ impl Store {
         src_version: Option<&str>,
         upload_id: &str,
         part: u32,
+        need: Option<&str>,
     ) -> Result<Option<PartRecord>> {
         let sel = parse(src_version)?;
         self.index
-            .copy_object_to_part(src, sel, upload_id, part)
+            .copy_object_to_part(src, sel, upload_id, part, need.map(str::to_owned))
             .await
     }
 
