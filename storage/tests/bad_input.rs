@@ -149,8 +149,9 @@ async fn a_huge_stored_count_is_an_error_not_an_abort() {
     let rec = store.head_object("b", "k").await.unwrap();
     drop(store);
     let mut v1 = rec.encode();
-    // Drop the CRC and the version (seq u64, null flag u8): the v1 layout is the rest.
-    v1.truncate(v1.len() - 4 - 9);
+    // Drop the CRC, the version (seq u64, null flag u8) and the empty part table (a u32
+    // count): the v1 layout is the rest.
+    v1.truncate(v1.len() - 4 - 9 - 4);
     v1[0] = 1;
     // version 1 + size 8 + md5 16 + parts 4 + mtime 8 + manifest id 8 = 45
     v1[45..53].copy_from_slice(&171_127_608_800u64.to_le_bytes());
@@ -351,7 +352,7 @@ async fn bad_parameters_and_future_formats_are_refused_at_open() {
         let txn = db.begin_write().unwrap();
         txn.open_table(META)
             .unwrap()
-            .insert("format", 11u32.to_le_bytes().as_slice())
+            .insert("format", 12u32.to_le_bytes().as_slice())
             .unwrap();
         txn.commit().unwrap();
     }
@@ -359,7 +360,7 @@ async fn bad_parameters_and_future_formats_are_refused_at_open() {
         Store::open_dir(dir.path(), StoreConfig::default()).await,
         Err(Error::UnsupportedFormat {
             what: "index",
-            version: 11
+            version: 12
         })
     ));
 }

@@ -66,6 +66,8 @@ fn convert(page: ListPage, enc: &Encoder, owner: Option<&dto::Owner>) -> Listing
         .then(|| page.entries.last().map(|e| e.marker().to_owned()))
         .flatten();
     let count = page.entries.len() as i32;
+    // `max-keys=0` lists nothing and, as S3 answers it, is not truncated.
+    let is_truncated = page.is_truncated && count > 0;
     let (mut objects, mut prefixes) = (Vec::new(), Vec::new());
     for e in page.entries {
         match e {
@@ -78,6 +80,12 @@ fn convert(page: ListPage, enc: &Encoder, owner: Option<&dto::Owner>) -> Listing
                     dto::ObjectStorageClass::STANDARD,
                 )),
                 owner: owner.cloned(),
+                checksum_algorithm: record
+                    .meta
+                    .checksums
+                    .first()
+                    .map(|(n, _)| vec![dto::ChecksumAlgorithm::from(n.clone())]),
+                checksum_type: super::checksums::checksum_type(&record.meta.checksums),
                 ..Default::default()
             }),
             ListEntry::Prefix(p) => prefixes.push(dto::CommonPrefix {
@@ -89,7 +97,7 @@ fn convert(page: ListPage, enc: &Encoder, owner: Option<&dto::Owner>) -> Listing
         objects,
         prefixes,
         next_marker,
-        is_truncated: page.is_truncated,
+        is_truncated,
         count,
     }
 }

@@ -13,7 +13,8 @@
 //! - `versions.rs` — bucket versioning, ListObjectVersions, version headers;
 //! - `locks.rs` — object lock configuration, retention, legal holds;
 //! - `authorize.rs` — who asks, Owner fields, the checks the access check cannot make;
-//! - `policies.rs` — bucket policies and public access blocks.
+//! - `policies.rs` — bucket policies and public access blocks;
+//! - `probes.rs` — GETs of bucket configurations s3dedup does not keep.
 
 mod acls;
 mod attributes;
@@ -26,6 +27,7 @@ mod locks;
 mod multipart;
 mod objects;
 mod policies;
+mod probes;
 mod quota;
 mod versions;
 
@@ -360,4 +362,13 @@ s3_operations! {
     put_bucket_ownership_controls(PutBucketOwnershipControlsInput, PutBucketOwnershipControlsOutput) => put_bucket_ownership_controls_impl;
     get_bucket_ownership_controls(GetBucketOwnershipControlsInput, GetBucketOwnershipControlsOutput) => get_bucket_ownership_controls_impl;
     delete_bucket_ownership_controls(DeleteBucketOwnershipControlsInput, DeleteBucketOwnershipControlsOutput) => delete_bucket_ownership_controls_impl;
+    get_bucket_cors(GetBucketCorsInput, GetBucketCorsOutput) => get_bucket_cors_impl;
+    get_bucket_tagging(GetBucketTaggingInput, GetBucketTaggingOutput) => get_bucket_tagging_impl;
+    get_bucket_website(GetBucketWebsiteInput, GetBucketWebsiteOutput) => get_bucket_website_impl;
+    get_bucket_replication(GetBucketReplicationInput, GetBucketReplicationOutput) => get_bucket_replication_impl;
+    get_bucket_encryption(GetBucketEncryptionInput, GetBucketEncryptionOutput) => get_bucket_encryption_impl;
+    get_bucket_logging(GetBucketLoggingInput, GetBucketLoggingOutput) => get_bucket_logging_impl;
+    get_bucket_notification_configuration(GetBucketNotificationConfigurationInput, GetBucketNotificationConfigurationOutput) => get_bucket_notification_configuration_impl;
+    get_bucket_accelerate_configuration(GetBucketAccelerateConfigurationInput, GetBucketAccelerateConfigurationOutput) => get_bucket_accelerate_configuration_impl;
+    get_bucket_request_payment(GetBucketRequestPaymentInput, GetBucketRequestPaymentOutput) => get_bucket_request_payment_impl;
 }
