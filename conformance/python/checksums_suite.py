@@ -213,12 +213,30 @@ def part_reads(s3, bucket, data, chunks):
               and r["PartsCount"] == len(chunks) and r.get("ChecksumCRC32C") == b64(crc32c(c)),
               f"GET partNumber={n}: 206, its bytes, Content-Range, PartsCount, its CRC32C")
         h = s3.head_object(Bucket=bucket, Key="full", PartNumber=n)
-        check(h["ContentLength"] == len(c) and h["PartsCount"] == len(chunks),
-              f"HEAD partNumber={n}: its length and the part count")
+        check(h["ResponseMetadata"]["HTTPStatusCode"] == 206 and h["ContentLength"] == len(c)
+              and h["PartsCount"] == len(chunks),
+              f"HEAD partNumber={n}: 206, its length and the part count")
     code, status, _ = error_of(s3.get_object, Bucket=bucket, Key="full", PartNumber=len(chunks) + 1)
     check((code, status) == ("InvalidPartNumber", 416), f"a part past the last: {code} {status}")
     code, status, _ = error_of(s3.get_object, Bucket=bucket, Key="full", PartNumber=1, Range="bytes=0-1")
     check((code, status) == ("InvalidRequest", 400), f"partNumber with a Range: {code} {status}")
+    # An empty last part is no bytes, not the whole object.
+    first = os.urandom(5 * MIB)
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="empty-tail", ChecksumAlgorithm="CRC32C")["UploadId"]
+    e1 = s3.upload_part(Bucket=bucket, Key="empty-tail", UploadId=uid, PartNumber=1, Body=first,
+                        ChecksumAlgorithm="CRC32C")
+    e2 = s3.upload_part(Bucket=bucket, Key="empty-tail", UploadId=uid, PartNumber=2, Body=b"",
+                        ChecksumAlgorithm="CRC32C")
+    s3.complete_multipart_upload(Bucket=bucket, Key="empty-tail", UploadId=uid, MultipartUpload={"Parts": [
+        {"PartNumber": 1, "ETag": e1["ETag"], "ChecksumCRC32C": e1["ChecksumCRC32C"]},
+        {"PartNumber": 2, "ETag": e2["ETag"], "ChecksumCRC32C": e2["ChecksumCRC32C"]}]})
+    r = s3.get_object(Bucket=bucket, Key="empty-tail", PartNumber=2, ChecksumMode="ENABLED")
+    check(r["Body"].read() == b"" and r["ContentLength"] == 0 and r["PartsCount"] == 2,
+          "GET partNumber of an empty part: no bytes, validated")
+    h = s3.head_object(Bucket=bucket, Key="empty-tail", PartNumber=2)
+    check(h["ContentLength"] == 0, "HEAD partNumber of an empty part: length 0")
+    r = s3.get_object(Bucket=bucket, Key="empty-tail", PartNumber=1, ChecksumMode="ENABLED")
+    check(r["Body"].read() == first, "and its part 1 is the first part")
     s3.put_object(Bucket=bucket, Key="single", Body=b"single object")
     r = s3.get_object(Bucket=bucket, Key="single", PartNumber=1)
     check(r["ResponseMetadata"]["HTTPStatusCode"] == 206 and r["Body"].read() == b"single object"
@@ -326,6 +344,17 @@ def digests_and_parts(s3, bucket):
     check(done.get("ChecksumCRC64NVME") == b64(crc64nvme(a2 + b))
           and got.get("ChecksumType") == "FULL_OBJECT",
           "an upload naming no checksum gets a FULL_OBJECT CRC64NVME")
+    # Parts that send their own CRC32 (SDK defaults) to an upload naming no algorithm:
+    # the object still gets S3's default CRC64NVME.
+    uid = bare.create_multipart_upload(Bucket=bucket, Key="crc32-parts")["UploadId"]
+    e1 = s3.upload_part(Bucket=bucket, Key="crc32-parts", UploadId=uid, PartNumber=1, Body=a,
+                        ChecksumAlgorithm="CRC32")["ETag"]
+    e2 = s3.upload_part(Bucket=bucket, Key="crc32-parts", UploadId=uid, PartNumber=2, Body=b,
+                        ChecksumAlgorithm="CRC32")["ETag"]
+    done = bare.complete_multipart_upload(Bucket=bucket, Key="crc32-parts", UploadId=uid, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+    check(done.get("ChecksumCRC64NVME") == b64(crc64nvme(a + b)),
+          "parts with their own CRC32 still give the object S3's default CRC64NVME")
 
 
 def main():

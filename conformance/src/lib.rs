@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 pub mod clamd;
 pub mod faultproxy;
 mod procstat;
+mod python;
 pub mod s3server;
 mod sdkerr;
 mod signing;
@@ -23,6 +24,7 @@ mod tenants;
 pub mod testca;
 
 pub use procstat::{cpu_time, rss_bytes};
+pub use python::{python, run_python_suite};
 pub use sdkerr::{error_code, error_message, error_status, refusal};
 pub use signing::sign_as_root;
 

@@ -1,38 +1,17 @@
 //! The S3 checksum model end to end: boto3 (conformance/python/checksums_suite.py) and
 //! the Rust SDK against the real gateway, then `s3dedup fsck` at zero drift.
 
-use std::process::Command;
-
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
     ObjectAttributes,
 };
-use s3dedup_conformance::{ACCESS_KEY, Gateway, SECRET_KEY, error_code, sdk_client};
+use s3dedup_conformance::{Gateway, error_code, run_python_suite, sdk_client};
 
 #[test]
 fn boto3_checksum_model() {
     let mut g = Gateway::start().unwrap();
-    let python = std::env::var("S3DEDUP_PYTHON").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../target/pyenv/bin/python").to_owned()
-    });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/checksums_suite.py");
-    let out = Command::new(&python)
-        .arg(script)
-        .env("S3DEDUP_ENDPOINT", &g.s3_url)
-        .env("S3DEDUP_ACCESS_KEY", ACCESS_KEY)
-        .env("S3DEDUP_SECRET_KEY", SECRET_KEY)
-        .env_remove("AWS_CA_BUNDLE")
-        .output()
-        .unwrap_or_else(|e| panic!("{python}: {e} (scripts/test.sh creates the virtualenv)"));
-    let text = String::from_utf8_lossy(&out.stdout);
-    println!("{text}");
-    assert!(
-        out.status.success(),
-        "checksum suite failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("boto3 checksums: ok"));
+    run_python_suite(&g, "checksums_suite.py", "boto3 checksums: ok");
     g.stop().unwrap();
     g.assert_fsck("after the boto3 checksum suite");
 }

@@ -1,10 +1,126 @@
-//! Parts of the S3 surface clients probe, with the Rust SDK against the real gateway:
-//! bucket configurations s3dedup does not keep answer as S3 answers for a bucket
-//! without them (never a generic 501), a missing bucket is 404 NoSuchBucket first, and
-//! listing corner cases.
+//! Parts of the S3 surface clients use and probe, against the real gateway with boto3
+//! (conformance/python/surface_suite.py) and the Rust SDK: tagging; bucket
+//! configurations s3dedup does not keep answer as S3 answers for a bucket without them
+//! (never a generic 501), a missing bucket is 404 NoSuchBucket first; listing corner
+//! cases.
 
 use aws_sdk_s3::primitives::ByteStream;
-use s3dedup_conformance::{Gateway, error_code, error_status, sdk_client};
+use aws_sdk_s3::types::{Tag, Tagging, TaggingDirective};
+use s3dedup_conformance::{Gateway, error_code, error_status, run_python_suite, sdk_client};
+
+#[test]
+fn boto3_tagging_and_probes() {
+    let mut g = Gateway::start().unwrap();
+    run_python_suite(&g, "surface_suite.py", "boto3 surface: ok");
+    g.stop().unwrap();
+    g.assert_fsck("after the boto3 surface suite");
+}
+
+fn tagging(pairs: &[(&str, &str)]) -> Tagging {
+    Tagging::builder()
+        .set_tag_set(Some(
+            pairs
+                .iter()
+                .map(|(k, v)| Tag::builder().key(*k).value(*v).build().unwrap())
+                .collect(),
+        ))
+        .build()
+        .unwrap()
+}
+
+fn pairs(tags: &[Tag]) -> Vec<(String, String)> {
+    tags.iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect()
+}
+
+/// Tags with the Rust SDK: set on PUT and by PutObjectTagging, counted on GET, copied
+/// or replaced by CopyObject, kept across a restart (they live in the index), refused
+/// beyond S3's limits; bucket tags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_sdk_tagging() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = Gateway::start_in(tmp.path()).unwrap();
+    let c = sdk_client(&g.s3_url);
+    c.create_bucket().bucket("tags").send().await.unwrap();
+    c.put_object()
+        .bucket("tags")
+        .key("k")
+        .tagging("env=prod&owner=data%20team")
+        .body(ByteStream::from_static(b"tagged"))
+        .send()
+        .await
+        .unwrap();
+    let got = c.get_object().bucket("tags").key("k").send().await.unwrap();
+    assert_eq!(got.tag_count(), Some(2));
+    c.copy_object()
+        .bucket("tags")
+        .key("replaced")
+        .copy_source("tags/k")
+        .tagging_directive(TaggingDirective::Replace)
+        .tagging("copy=yes")
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .put_object_tagging()
+        .bucket("tags")
+        .key("k")
+        .tagging(tagging(&[("bad<key", "v")]))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error_status(&e), error_code(&e).as_str()),
+        (400, "InvalidTag")
+    );
+    c.put_bucket_tagging()
+        .bucket("tags")
+        .tagging(tagging(&[("cost", "7")]))
+        .send()
+        .await
+        .unwrap();
+
+    // Everything is in the index: a restart keeps it.
+    g.stop().unwrap();
+    drop(g);
+    let mut g = Gateway::start_in(tmp.path()).unwrap();
+    let c = sdk_client(&g.s3_url);
+    let t = c
+        .get_object_tagging()
+        .bucket("tags")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        pairs(t.tag_set()),
+        vec![
+            ("env".into(), "prod".into()),
+            ("owner".into(), "data team".into())
+        ]
+    );
+    let t = c
+        .get_object_tagging()
+        .bucket("tags")
+        .key("replaced")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pairs(t.tag_set()), vec![("copy".into(), "yes".into())]);
+    let t = c.get_bucket_tagging().bucket("tags").send().await.unwrap();
+    assert_eq!(pairs(t.tag_set()), vec![("cost".into(), "7".into())]);
+    c.delete_object_tagging()
+        .bucket("tags")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    let got = c.get_object().bucket("tags").key("k").send().await.unwrap();
+    assert_eq!(got.tag_count(), None);
+    g.stop().unwrap();
+    g.assert_fsck("after tagging");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unconfigured_bucket_subresources_answer_as_s3() {

@@ -447,6 +447,14 @@ fn serve_s3(
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 resp.headers_mut().insert("x-amz-request-id", v);
             }
+            // s3s answers HeadObject 200 whatever its output says; a HEAD of a range or
+            // a part is 206, as the GET.
+            if operation == "HeadObject"
+                && resp.status() == StatusCode::OK
+                && resp.headers().contains_key(http::header::CONTENT_RANGE)
+            {
+                *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            }
             if resp.status().as_u16() >= 400
                 && let Some(xml) = resp.body().bytes()
                 && let Some(full) = crate::error::complete_error_body(

@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 const V2: u8 = 2;
 /// Lock records with the version's ACL.
 const V3: u8 = 3;
+/// Lock records with the version's tags.
+const V4: u8 = 4;
 
 /// Retention mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -132,12 +134,14 @@ pub struct LockRecord {
     /// The version's ACL, as the gateway encodes it (`None`: the bucket owner's alone).
     /// Storage keeps it and never reads it.
     pub acl: Option<Vec<u8>>,
+    /// The version's tags (key → value, in the order set); checked by the gateway.
+    pub tags: Vec<(String, String)>,
 }
 
 impl LockRecord {
     /// Whether nothing is set (the record can go).
     pub fn is_empty(&self) -> bool {
-        self.retention.is_none() && !self.legal_hold && self.acl.is_none()
+        self.retention.is_none() && !self.legal_hold && self.acl.is_none() && self.tags.is_empty()
     }
 
     /// Whether object lock is set on the version (retention, even one that passed, or a
@@ -195,10 +199,10 @@ impl LockRecord {
         }
     }
 
-    /// Encodes the record (version 3: version 2 with the ACL).
+    /// Encodes the record (version 4: version 2 with the ACL and the tags).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.u8(V3);
+        w.u8(V4);
         match self.retention {
             None => w.u8(0).u64(0),
             Some(r) => w.u8(r.mode.to_u8()).u64(r.until_ms),
@@ -208,6 +212,7 @@ impl LockRecord {
             None => w.u8(0),
             Some(acl) => w.u8(1).bytes(acl),
         };
+        w.pairs(&self.tags);
         w.seal()
     }
 
@@ -216,7 +221,7 @@ impl LockRecord {
     /// # Errors
     /// [`Error::Corrupt`] or [`Error::UnsupportedFormat`].
     pub fn decode(b: &[u8]) -> Result<Self> {
-        let (v, mut r) = Reader::open_versions(b, "lock record", V2, V2..=V3)?;
+        let (v, mut r) = Reader::open_versions(b, "lock record", V2, V2..=V4)?;
         let mode = RetentionMode::from_u8(r.u8()?, "lock record")?;
         let until_ms = r.u64()?;
         let legal_hold = match r.u8()? {
@@ -230,11 +235,13 @@ impl LockRecord {
             1 => Some(r.bytes()?.to_vec()),
             n => return Err(Error::corrupt("lock record", format!("bad ACL flag {n}"))),
         };
+        let tags = if v >= V4 { r.pairs()? } else { Vec::new() };
         r.finish()?;
         Ok(LockRecord {
             retention: mode.map(|mode| Retention { mode, until_ms }),
             legal_hold,
             acl,
+            tags,
         })
     }
 }
@@ -319,17 +326,15 @@ mod tests {
         };
         let l = |r| LockRecord {
             retention: Some(r),
-            legal_hold: false,
-            acl: None,
+            ..LockRecord::default()
         };
         assert!(l(comp(now + 1)).protects(now, true).is_some());
         assert!(l(comp(now)).protects(now, false).is_none(), "passed");
         assert!(l(gov(now + 1)).protects(now, false).is_some());
         assert!(l(gov(now + 1)).protects(now, true).is_none());
         let hold = LockRecord {
-            retention: None,
             legal_hold: true,
-            acl: None,
+            ..LockRecord::default()
         };
         assert!(hold.protects(now, true).is_some());
         // An ACL alone protects nothing, and is not object lock.
@@ -339,6 +344,13 @@ mod tests {
         };
         assert!(acl_only.protects(now, false).is_none());
         assert!(!acl_only.has_lock() && !acl_only.is_empty());
+        // Tags alone keep the record, and are not object lock either.
+        let tags_only = LockRecord {
+            tags: vec![("k".into(), "v".into())],
+            ..LockRecord::default()
+        };
+        assert!(tags_only.protects(now, false).is_none());
+        assert!(!tags_only.has_lock() && !tags_only.is_empty());
         // Extending is fine; shortening or removing COMPLIANCE never is.
         let c = l(comp(now + 10));
         assert!(

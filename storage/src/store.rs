@@ -502,12 +502,13 @@ impl Store {
         lock: crate::lock::LockRequest,
     ) -> Result<String> {
         self.index
-            .create_upload(bucket, key, meta, lock, None, None)
+            .create_upload(bucket, key, meta, lock, None, (None, Vec::new()))
             .await
     }
 
     /// [`Store::create_upload`] of an object that gets `acl` (as the gateway encodes
-    /// it) and, with `checksum`, that checksum (its parts are recorded with theirs).
+    /// it), with `checksum` that checksum (its parts are recorded with theirs), and
+    /// `tags`.
     ///
     /// # Errors
     /// As [`Store::create_upload`].
@@ -518,10 +519,10 @@ impl Store {
         meta: ObjectMeta,
         lock: crate::lock::LockRequest,
         acl: Option<Vec<u8>>,
-        checksum: Option<crate::records::ChecksumSpec>,
+        (checksum, tags): (Option<crate::records::ChecksumSpec>, Vec<(String, String)>),
     ) -> Result<String> {
         self.index
-            .create_upload(bucket, key, meta, lock, acl, checksum)
+            .create_upload(bucket, key, meta, lock, acl, (checksum, tags))
             .await
     }
 
@@ -535,6 +536,33 @@ impl Store {
         parts: Vec<(u32, String)>,
         min_part_size: u64,
         checksums: Vec<(String, String)>,
+        cond: WriteCondition,
+        expect_digest: Option<[u8; 32]>,
+    ) -> Result<(String, String, ObjectRecord)> {
+        self.complete_upload_summed(
+            upload_id,
+            parts,
+            min_part_size,
+            (checksums, Vec::new()),
+            cond,
+            expect_digest,
+        )
+        .await
+    }
+
+    /// [`Store::complete_upload`] of an object whose checksum (`checksums.0`) was
+    /// combined from the listed parts' checksums `checksums.1` (each in the object's
+    /// algorithm): the completion fails with [`crate::Error::Conflict`] if a part has
+    /// another checksum by the time it commits.
+    ///
+    /// # Errors
+    /// See [`Index::complete_upload`].
+    pub async fn complete_upload_summed(
+        &self,
+        upload_id: &str,
+        parts: Vec<(u32, String)>,
+        min_part_size: u64,
+        checksums: (Vec<(String, String)>, Vec<Option<String>>),
         cond: WriteCondition,
         expect_digest: Option<[u8; 32]>,
     ) -> Result<(String, String, ObjectRecord)> {

@@ -127,7 +127,18 @@ fn samples() -> Vec<Vec<u8>> {
                 legal_hold: Some(true),
             },
             acl: Some(b"acl".to_vec()),
-            checksum: None,
+            checksum: Some(s3dedup_storage::ChecksumSpec {
+                algorithm: "SHA256".into(),
+                full_object: false,
+            }),
+            tags: vec![("k".into(), "v".into())],
+        }
+        .encode(),
+        s3dedup_storage::lock::LockRecord {
+            retention: None,
+            legal_hold: true,
+            acl: Some(b"acl".to_vec()),
+            tags: vec![("k".into(), "v".into())],
         }
         .encode(),
         PartRecord {

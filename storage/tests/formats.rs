@@ -12,7 +12,7 @@
 //! of version 5 (upload records with the lock their object gets); `tests/fixtures/v6/`
 //! those of version 6 (lock records and upload records with an ACL); `tests/fixtures/v7/`
 //! those of version 7 (object records with a part table, upload records with the
-//! checksum their object gets), written by
+//! checksum and tags their object gets, lock records with the version's tags), written by
 //! `write_current_fixtures` (run it with `--ignored`
 //! only when deliberately adding a new format version's fixtures; never regenerate an
 //! old version's).
@@ -55,7 +55,7 @@ fn reencode(name: &str, b: &[u8]) -> s3dedup_storage::Result<Vec<u8>> {
             ObjectRecord::decode(b)?.encode()
         }
         "version-object.bin" | "version-marker.bin" => VersionEntry::decode(b)?.encode(),
-        "lock.bin" | "lock-acl.bin" => LockRecord::decode(b)?.encode(),
+        "lock.bin" | "lock-acl.bin" | "lock-tags.bin" => LockRecord::decode(b)?.encode(),
         "pack.bin" | "pack-deleting.bin" | "pack-partly-live.bin" => {
             PackRecord::decode(b)?.encode()
         }
@@ -187,6 +187,7 @@ fn records() -> Vec<(&'static str, Vec<u8>)> {
                 lock: s3dedup_storage::LockRequest::default(),
                 acl: None,
                 checksum: None,
+                tags: Vec::new(),
             }
             .encode(),
         ),
@@ -303,6 +304,7 @@ fn new_in_v5() -> Vec<(&'static str, Vec<u8>)> {
             },
             acl: None,
             checksum: None,
+            tags: Vec::new(),
         }
         .encode(),
     )]
@@ -319,6 +321,7 @@ fn new_in_v6() -> Vec<(&'static str, Vec<u8>)> {
                 retention: None,
                 legal_hold: false,
                 acl: Some(acl.clone()),
+                tags: Vec::new(),
             }
             .encode(),
         ),
@@ -332,6 +335,7 @@ fn new_in_v6() -> Vec<(&'static str, Vec<u8>)> {
                 lock: s3dedup_storage::LockRequest::default(),
                 acl: Some(acl),
                 checksum: None,
+                tags: Vec::new(),
             }
             .encode(),
         ),
@@ -386,6 +390,17 @@ fn new_in_v7() -> Vec<(&'static str, Vec<u8>)> {
                     algorithm: "CRC64NVME".into(),
                     full_object: true,
                 }),
+                tags: vec![("project".into(), "säule 7".into())],
+            }
+            .encode(),
+        ),
+        (
+            "lock-tags.bin",
+            LockRecord {
+                retention: None,
+                legal_hold: false,
+                acl: None,
+                tags: vec![("a".into(), String::new()), ("env".into(), "prod".into())],
             }
             .encode(),
         ),
@@ -432,6 +447,7 @@ fn new_in_v4() -> Vec<(&'static str, Vec<u8>)> {
                 }),
                 legal_hold: true,
                 acl: None,
+                tags: Vec::new(),
             }
             .encode(),
         ),
@@ -658,7 +674,7 @@ fn unknown_versions_are_refused_not_guessed() {
                 ObjectRecord::decode(&bytes).err()
             }
             "version-object.bin" | "version-marker.bin" => VersionEntry::decode(&bytes).err(),
-            "lock.bin" | "lock-acl.bin" => LockRecord::decode(&bytes).err(),
+            "lock.bin" | "lock-acl.bin" | "lock-tags.bin" => LockRecord::decode(&bytes).err(),
             "pack.bin" | "pack-deleting.bin" | "pack-partly-live.bin" => {
                 PackRecord::decode(&bytes).err()
             }

@@ -85,7 +85,7 @@ async fn acls_live_and_die_with_their_version() {
             ObjectMeta::default(),
             Default::default(),
             Some(b"M1".to_vec()),
-            None,
+            (None, Vec::new()),
         )
         .await
         .unwrap();
@@ -113,7 +113,7 @@ async fn acls_live_and_die_with_their_version() {
             ObjectMeta::default(),
             Default::default(),
             Some(b"M2".to_vec()),
-            None,
+            (None, Vec::new()),
         )
         .await
         .unwrap();

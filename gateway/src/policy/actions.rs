@@ -8,6 +8,10 @@ pub fn action_of(operation: &str, versioned: bool) -> String {
         ("GetObject" | "HeadObject", false) => "GetObject",
         ("GetObject" | "HeadObject", true) => "GetObjectVersion",
         ("GetObjectAttributes", true) => "GetObjectVersionAttributes",
+        ("GetObjectTagging", true) => "GetObjectVersionTagging",
+        ("PutObjectTagging", true) => "PutObjectVersionTagging",
+        ("DeleteObjectTagging", true) => "DeleteObjectVersionTagging",
+        ("DeleteBucketTagging", _) => "PutBucketTagging",
         ("DeleteObject", false) => "DeleteObject",
         ("DeleteObject", true) => "DeleteObjectVersion",
         ("DeleteObjects", _) => "DeleteObject",
@@ -61,6 +65,9 @@ pub fn on_object(operation: &str) -> bool {
             | "GetObjectAcl"
             | "PutObjectAcl"
             | "GetObjectAttributes"
+            | "GetObjectTagging"
+            | "PutObjectTagging"
+            | "DeleteObjectTagging"
     )
 }
 
@@ -73,7 +80,9 @@ pub const KNOWN: &[&str] = &[
     "DeleteBucket",
     "DeleteBucketPolicy",
     "DeleteObject",
+    "DeleteObjectTagging",
     "DeleteObjectVersion",
+    "DeleteObjectVersionTagging",
     "GetBucketAcl",
     "GetBucketLocation",
     "GetBucketObjectLockConfiguration",
@@ -81,6 +90,7 @@ pub const KNOWN: &[&str] = &[
     "GetBucketPolicy",
     "GetBucketPolicyStatus",
     "GetBucketPublicAccessBlock",
+    "GetBucketTagging",
     "GetBucketVersioning",
     "GetLifecycleConfiguration",
     "GetObject",
@@ -88,8 +98,10 @@ pub const KNOWN: &[&str] = &[
     "GetObjectAttributes",
     "GetObjectLegalHold",
     "GetObjectRetention",
+    "GetObjectTagging",
     "GetObjectVersion",
     "GetObjectVersionAttributes",
+    "GetObjectVersionTagging",
     "ListAllMyBuckets",
     "ListBucket",
     "ListBucketMultipartUploads",
@@ -100,12 +112,15 @@ pub const KNOWN: &[&str] = &[
     "PutBucketOwnershipControls",
     "PutBucketPolicy",
     "PutBucketPublicAccessBlock",
+    "PutBucketTagging",
     "PutBucketVersioning",
     "PutLifecycleConfiguration",
     "PutObject",
     "PutObjectAcl",
     "PutObjectLegalHold",
     "PutObjectRetention",
+    "PutObjectTagging",
+    "PutObjectVersionTagging",
 ];
 
 /// `*` matches any run of characters, `?` any one (IAM's wildcards); case-sensitive

@@ -14,7 +14,7 @@ const MAX_PART_NUMBER: i32 = 10_000;
 
 /// What GET/HEAD `partNumber=n` serves.
 pub(super) struct PartRead {
-    /// The bytes of the part (`None`: the whole object, which is empty).
+    /// The bytes of the part; `None`: none (an empty part, or an empty object).
     pub(super) range: Option<ByteRange>,
     /// `x-amz-mp-parts-count` (multipart objects only).
     pub(super) parts_count: Option<i32>,
@@ -55,20 +55,17 @@ pub(super) fn part_read(rec: &ObjectRecord, n: i32, with_range: bool) -> S3Resul
         });
     }
     if rec.parts.is_empty() {
-        if n == 1 && rec.etag.parts == 1 {
-            return Ok(PartRead {
-                range: whole(rec.size),
-                parts_count: Some(1),
-                checksum: Vec::new(),
-            });
-        }
-        if n as u32 > rec.etag.parts {
+        // A multipart object written before part tables were recorded: its boundaries
+        // are unknown, so it answers as one part (part-based downloaders then read it
+        // whole, without a part count to follow).
+        if n != 1 {
             return Err(not_satisfiable());
         }
-        return Err(s3_error!(
-            NotImplemented,
-            "This object was uploaded before part boundaries were recorded; read it with a Range"
-        ));
+        return Ok(PartRead {
+            range: whole(rec.size),
+            parts_count: None,
+            checksum: Vec::new(),
+        });
     }
     let i = (n - 1) as usize;
     let Some(part) = rec.parts.get(i) else {

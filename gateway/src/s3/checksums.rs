@@ -214,7 +214,7 @@ pub(super) struct CompletionClaims {
     pub(super) kind: Option<String>,
 }
 
-const INVALID_PART: &str = "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.";
+pub(super) const INVALID_PART: &str = "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.";
 
 /// The object checksum of a completed upload (name, value), checked against what the
 /// completion claims: each listed part's checksum must be the stored one, the

@@ -71,12 +71,14 @@ pub(super) fn lock_request(
     })
 }
 
-/// The `x-amz-object-lock-*` headers of a GET or HEAD.
+/// The `x-amz-object-lock-*` (and `x-amz-tagging-count`) headers of a GET or HEAD.
 #[derive(Default)]
 pub(super) struct LockHeaders {
     pub(super) mode: Option<dto::ObjectLockMode>,
     pub(super) until: Option<Timestamp>,
     pub(super) hold: Option<dto::ObjectLockLegalHoldStatus>,
+    /// `x-amz-tagging-count`: how many tags the version has, when it has any.
+    pub(super) tag_count: Option<i32>,
 }
 
 fn headers_of(lock: &LockRecord) -> LockHeaders {
@@ -88,6 +90,7 @@ fn headers_of(lock: &LockRecord) -> LockHeaders {
         hold: lock.legal_hold.then(|| {
             dto::ObjectLockLegalHoldStatus::from_static(dto::ObjectLockLegalHoldStatus::ON)
         }),
+        tag_count: None,
     }
 }
 
@@ -106,8 +109,8 @@ fn no_lock_config() -> s3s::S3Error {
 }
 
 impl Gateway {
-    /// A read's `x-amz-version-id` (see [`Gateway::version_header`]) and
-    /// `x-amz-object-lock-*` headers, from one bucket lookup.
+    /// A read's `x-amz-version-id` (see [`Gateway::version_header`]),
+    /// `x-amz-object-lock-*` and `x-amz-tagging-count` headers.
     pub(super) async fn read_headers(
         &self,
         bucket: &str,
@@ -126,15 +129,19 @@ impl Gateway {
                 )
             })?;
         let version = super::versions::read_version_id(rec, b.versioning);
-        if !b.lock.enabled {
-            return Ok((version, LockHeaders::default()));
-        }
-        let (_, lock) = self
+        // The version's own record: its lock (in a bucket with object lock) and tags.
+        let side = self
             .store
-            .object_lock(bucket, key, Some(&rec.version.id()))
+            .version_record(bucket, key, rec.version)
             .await
             .map_err(to_s3)?;
-        Ok((version, headers_of(&lock)))
+        let mut h = if b.lock.enabled {
+            headers_of(&side)
+        } else {
+            LockHeaders::default()
+        };
+        h.tag_count = (!side.tags.is_empty()).then_some(side.tags.len() as i32);
+        Ok((version, h))
     }
 
     pub(super) async fn put_object_lock_configuration_impl(

@@ -6,6 +6,7 @@
 //!   names);
 //! - `buckets.rs` — bucket operations;
 //! - `objects.rs` — PUT/GET/HEAD/DELETE/COPY of objects, DeleteObjects;
+//! - `ingest.rs` — the verified upload path of PUT and parts;
 //! - `list.rs` — ListObjects v1 and v2;
 //! - `multipart.rs` — multipart uploads;
 //! - `checksums.rs` — checksum answers and the multipart checksum model;
@@ -14,13 +15,15 @@
 //! - `locks.rs` — object lock configuration, retention, legal holds;
 //! - `authorize.rs` — who asks, Owner fields, the checks the access check cannot make;
 //! - `policies.rs` — bucket policies and public access blocks;
-//! - `probes.rs` — GETs of bucket configurations s3dedup does not keep.
+//! - `probes.rs` — GETs of bucket configurations s3dedup does not keep;
+//! - `tagging.rs` — object and bucket tagging.
 
 mod acls;
 mod attributes;
 mod authorize;
 mod buckets;
 mod checksums;
+mod ingest;
 mod lifecycle;
 mod list;
 mod locks;
@@ -29,6 +32,7 @@ mod objects;
 mod policies;
 mod probes;
 mod quota;
+mod tagging;
 mod versions;
 
 use std::time::UNIX_EPOCH;
@@ -363,7 +367,6 @@ s3_operations! {
     get_bucket_ownership_controls(GetBucketOwnershipControlsInput, GetBucketOwnershipControlsOutput) => get_bucket_ownership_controls_impl;
     delete_bucket_ownership_controls(DeleteBucketOwnershipControlsInput, DeleteBucketOwnershipControlsOutput) => delete_bucket_ownership_controls_impl;
     get_bucket_cors(GetBucketCorsInput, GetBucketCorsOutput) => get_bucket_cors_impl;
-    get_bucket_tagging(GetBucketTaggingInput, GetBucketTaggingOutput) => get_bucket_tagging_impl;
     get_bucket_website(GetBucketWebsiteInput, GetBucketWebsiteOutput) => get_bucket_website_impl;
     get_bucket_replication(GetBucketReplicationInput, GetBucketReplicationOutput) => get_bucket_replication_impl;
     get_bucket_encryption(GetBucketEncryptionInput, GetBucketEncryptionOutput) => get_bucket_encryption_impl;
@@ -371,4 +374,10 @@ s3_operations! {
     get_bucket_notification_configuration(GetBucketNotificationConfigurationInput, GetBucketNotificationConfigurationOutput) => get_bucket_notification_configuration_impl;
     get_bucket_accelerate_configuration(GetBucketAccelerateConfigurationInput, GetBucketAccelerateConfigurationOutput) => get_bucket_accelerate_configuration_impl;
     get_bucket_request_payment(GetBucketRequestPaymentInput, GetBucketRequestPaymentOutput) => get_bucket_request_payment_impl;
+    get_bucket_tagging(GetBucketTaggingInput, GetBucketTaggingOutput) => get_bucket_tagging_impl;
+    put_bucket_tagging(PutBucketTaggingInput, PutBucketTaggingOutput) => put_bucket_tagging_impl;
+    delete_bucket_tagging(DeleteBucketTaggingInput, DeleteBucketTaggingOutput) => delete_bucket_tagging_impl;
+    get_object_tagging(GetObjectTaggingInput, GetObjectTaggingOutput) => get_object_tagging_impl;
+    put_object_tagging(PutObjectTaggingInput, PutObjectTaggingOutput) => put_object_tagging_impl;
+    delete_object_tagging(DeleteObjectTaggingInput, DeleteObjectTaggingOutput) => delete_object_tagging_impl;
 }

@@ -8,8 +8,9 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::checksums::claimed_values;
 use super::checksums::{self, CompletionClaims, WithChecksums, checksum_fields};
-use super::objects::{Claims, ingest_verified};
+use super::ingest::{Claims, ingest_verified};
 use super::{Gateway, StdHeaders, check_new_key, check_user_metadata, object_meta, timestamp};
+use crate::checksum::Algorithm;
 use crate::error::to_s3;
 use crate::scan::{Subject, UploadScan};
 
@@ -89,6 +90,7 @@ impl Gateway {
         check_new_key(&i.key)?;
         check_user_metadata(i.metadata.as_ref())?;
         let spec = checksums::upload_spec(i.checksum_algorithm.as_ref(), i.checksum_type.as_ref())?;
+        let tags = super::tagging::from_header(i.tagging.as_deref())?;
         // An upload whose object could never be published (object count full) is not
         // started.
         self.quota_room(&i.bucket, &i.key).await?;
@@ -118,7 +120,7 @@ impl Gateway {
             .await?;
         let id = self
             .store
-            .create_upload_with_acl(&i.bucket, &i.key, meta, lock, acl, spec.clone())
+            .create_upload_with_acl(&i.bucket, &i.key, meta, lock, acl, (spec.clone(), tags))
             .await
             .map_err(to_s3)?;
         let (checksum_algorithm, checksum_type) = checksums::spec_fields(spec.as_ref());
@@ -173,6 +175,7 @@ impl Gateway {
             algorithm: algorithm.as_ref(),
             values,
             room,
+            extra: up.checksum.is_none().then_some(Algorithm::Crc64Nvme),
         };
         // Parts are not scanned one by one: the whole object is, at completion.
         let (pending, checksums) = ingest_verified(
@@ -272,6 +275,7 @@ impl Gateway {
             algorithm: algorithm.as_ref(),
             values: Vec::new(),
             room,
+            extra: up.checksum.is_none().then_some(Algorithm::Crc64Nvme),
         };
         let (pending, checksums) = ingest_verified(
             self,
@@ -367,7 +371,7 @@ impl Gateway {
             };
             let (bucket, key, rec) = self
                 .store
-                .complete_upload(
+                .complete_upload_summed(
                     &i.upload_id,
                     listed.clone(),
                     self.settings.min_part_size,
@@ -406,8 +410,12 @@ impl Gateway {
     }
 
     /// The checksum the completed object gets, verified against the completion's claims
-    /// (see [`checksums::completed_checksum`]) and `x-amz-mp-object-size`. A listed part
-    /// that does not exist is left for the completion itself to refuse.
+    /// (see [`checksums::completed_checksum`]) and `x-amz-mp-object-size`, with the
+    /// listed parts' checksums it was combined from (the commit checks they still hold).
+    ///
+    /// # Errors
+    /// InvalidPart for a listed part not uploaded or with another ETag; see
+    /// [`checksums::completed_checksum`].
     async fn completion_checksum(
         &self,
         upload_id: &str,
@@ -415,21 +423,29 @@ impl Gateway {
         listed: &[(u32, String)],
         claims: &CompletionClaims,
         object_size: Option<i64>,
-    ) -> S3Result<Vec<(String, String)>> {
+    ) -> S3Result<(Vec<(String, String)>, Vec<Option<String>>)> {
         let all = self
             .store
             .list_parts(upload_id, 0, MAX_PART_NUMBER as usize)
             .await
             .map_err(to_s3)?;
-        let chosen: Option<Vec<_>> = listed
-            .iter()
-            .map(|(n, _)| all.iter().find(|(pn, _)| pn == n).map(|(_, p)| p))
-            .collect();
-        let Some(chosen) = chosen else {
-            return Ok(Vec::new());
-        };
+        let mut chosen = Vec::with_capacity(listed.len());
+        for (n, tag) in listed {
+            let part = all
+                .iter()
+                .find(|(pn, p)| pn == n && tag.trim().trim_matches('"') == p.etag().to_string())
+                .map(|(_, p)| p)
+                .ok_or_else(|| s3_error!(InvalidPart, "{}", checksums::INVALID_PART))?;
+            chosen.push(part);
+        }
         if let Some(want) = object_size {
             let size: u64 = chosen.iter().map(|p| p.size).sum();
+            if want < 0 {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Value for x-amz-mp-object-size header is less than zero: '{want}'"
+                ));
+            }
             if u64::try_from(want).ok() != Some(size) {
                 return Err(s3_error!(
                     InvalidRequest,
@@ -438,7 +454,16 @@ impl Gateway {
             }
         }
         let numbers: Vec<u32> = listed.iter().map(|(n, _)| *n).collect();
-        checksums::completed_checksum(up.checksum.as_ref(), &numbers, &chosen, claims)
+        let object =
+            checksums::completed_checksum(up.checksum.as_ref(), &numbers, &chosen, claims)?;
+        let part_sums = match object.first().and_then(|(n, _)| Algorithm::parse(n)) {
+            None => Vec::new(),
+            Some(a) => chosen
+                .iter()
+                .map(|p| checksums::value_of(&p.checksums, a).map(str::to_owned))
+                .collect(),
+        };
+        Ok((object, part_sums))
     }
 
     /// The remembered answer to a completion of this upload with this part list.
@@ -575,11 +600,17 @@ impl Gateway {
             next_upload_id_marker: truncated.then(|| last.map(|l| l.1)).flatten(),
             uploads: Some(
                 ups.into_iter()
-                    .map(|u| dto::MultipartUpload {
-                        key: Some(u.key),
-                        upload_id: Some(u.upload_id),
-                        initiated: Some(timestamp(u.initiated_ms)),
-                        ..Default::default()
+                    .map(|u| {
+                        let (checksum_algorithm, checksum_type) =
+                            checksums::spec_fields(u.checksum.as_ref());
+                        dto::MultipartUpload {
+                            key: Some(u.key),
+                            upload_id: Some(u.upload_id),
+                            initiated: Some(timestamp(u.initiated_ms)),
+                            checksum_algorithm,
+                            checksum_type,
+                            ..Default::default()
+                        }
                     })
                     .collect(),
             ),

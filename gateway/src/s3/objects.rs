@@ -1,172 +1,21 @@
-//! Objects: PUT, GET, HEAD, DELETE, DeleteObjects, COPY, and the verified upload path
-//! shared with UploadPart.
+//! Objects: PUT, GET, HEAD, DELETE, DeleteObjects, COPY.
 
-use base64::Engine as _;
 use futures::StreamExt;
-use s3dedup_storage::identity::Uploader;
-use s3dedup_storage::{ByteRange, DeleteOptions, PendingObject, WriteCondition};
+use s3dedup_storage::{ByteRange, DeleteOptions, WriteCondition};
 use s3s::dto::{self, StreamingBlob};
-use s3s::{S3Request, S3Response, S3Result, TrailingHeaders, s3_error};
+use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::checksums::{
     WithChecksums, checksum_fields, checksum_type, claimed_values, served_checksums,
     wants_checksums,
 };
+use super::ingest::{Claims, ingest_verified};
 use super::{
     Gateway, StdHeaders, check_key, check_new_key, check_read_conditions, check_user_metadata,
     etag, expires, header, object_meta, timestamp, user_metadata,
 };
-use crate::checksum::{Algorithm, Hasher};
 use crate::error::to_s3;
-use crate::scan::{Subject, UploadScan};
-
-/// Largest single PUT or part S3 accepts.
-const MAX_OBJECT_SIZE: i64 = 5 << 30;
-
-/// What the client claims about an upload body.
-pub(super) struct Claims<'a> {
-    pub(super) content_md5: Option<&'a String>,
-    pub(super) content_length: Option<i64>,
-    pub(super) algorithm: Option<&'a dto::ChecksumAlgorithm>,
-    /// Values sent as headers, by algorithm.
-    pub(super) values: Vec<(Algorithm, String)>,
-    /// Bytes the quotas leave (`None` = unlimited): more is refused.
-    pub(super) room: Option<u64>,
-}
-
-/// Ingests an upload body and verifies it: length, Content-MD5, and every
-/// `x-amz-checksum-*` sent as a header or trailer (computed over the decoded payload).
-/// Returns the pending object and the checksums computed (name, base64 value).
-pub(super) async fn ingest_verified(
-    gw: &Gateway,
-    uploader: Uploader<'_>,
-    body: Option<StreamingBlob>,
-    claims: Claims<'_>,
-    trailers: Option<TrailingHeaders>,
-    scan: &UploadScan,
-) -> S3Result<(PendingObject, Vec<(String, String)>)> {
-    if claims.content_length.is_some_and(|n| n > MAX_OBJECT_SIZE) {
-        return Err(s3_error!(
-            EntityTooLarge,
-            "Your proposed upload exceeds the maximum allowed size of 5 GiB"
-        ));
-    }
-    let md5 = match claims.content_md5 {
-        None => None,
-        Some(v) => Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(v.trim())
-                .ok()
-                .and_then(|b| <[u8; 16]>::try_from(b).ok())
-                .ok_or_else(|| {
-                    s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid.")
-                })?,
-        ),
-    };
-    let requested = match claims.algorithm {
-        None => None,
-        Some(a) => Some(super::checksums::algorithm_of(a)?),
-    };
-    for (a, v) in &claims.values {
-        if !a.valid_value(v) {
-            return Err(s3_error!(
-                InvalidRequest,
-                "Value for {} header is invalid.",
-                a.header()
-            ));
-        }
-    }
-    if claims.values.len() > 1 {
-        return Err(s3_error!(
-            InvalidRequest,
-            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
-        ));
-    }
-    if let (Some(a), Some((sent, _))) = (requested, claims.values.first())
-        && a != *sent
-    {
-        return Err(s3_error!(
-            InvalidRequest,
-            "Value for x-amz-sdk-checksum-algorithm header is invalid."
-        ));
-    }
-    // As S3 does, an upload that names no checksum gets a CRC64NVME (a part's combines
-    // into its object's at completion).
-    let default = (requested.is_none() && claims.values.is_empty()).then_some(Algorithm::Crc64Nvme);
-    let hasher = Hasher::new(
-        requested
-            .into_iter()
-            .chain(claims.values.iter().map(|(a, _)| *a))
-            .chain(default),
-    );
-    if let Err(e) = super::quota::check_declared(claims.content_length, claims.room) {
-        super::quota::drain(body);
-        return Err(e);
-    }
-    let stream = body.unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
-    let stream = super::quota::capped(stream, claims.room);
-    let stream = scan.tee(stream, gw.settings.scan.policy());
-    let pending = gw
-        .store
-        .ingest_into(uploader, stream, Some(Box::new(hasher)))
-        .await
-        .map_err(|e| gw.settings.scan.abort_error(&e).unwrap_or_else(|| to_s3(e)))?;
-    crate::metrics::record_ingest(&pending.stats, pending.size);
-
-    if let Some(len) = claims.content_length
-        && u64::try_from(len).ok() != Some(pending.size)
-    {
-        return Err(s3_error!(
-            IncompleteBody,
-            "Received {} bytes, Content-Length said {len}",
-            pending.size
-        ));
-    }
-    if let Some(want) = md5
-        && want != pending.md5
-    {
-        return Err(s3_error!(
-            BadDigest,
-            "The Content-MD5 you specified did not match what we received"
-        ));
-    }
-    let computed: Vec<(Algorithm, String)> = pending
-        .digests
-        .iter()
-        .filter_map(|(name, v)| Some((Algorithm::parse(name)?, v.clone())))
-        .collect();
-    // Values sent in a trailer arrive only after the body; s3s exposes them now.
-    let mut claimed = claims.values;
-    if let Some(a) = requested
-        && !claimed.iter().any(|(c, _)| *c == a)
-        && let Some(t) = trailers.and_then(|t| t.take())
-        && let Some(v) = t.get(a.header()).and_then(|v| v.to_str().ok())
-    {
-        if !a.valid_value(v) {
-            return Err(s3_error!(
-                InvalidRequest,
-                "Value for {} trailing header is invalid.",
-                a.header()
-            ));
-        }
-        claimed.push((a, v.trim().to_owned()));
-    }
-    for (a, v) in &claimed {
-        let ours = computed.iter().find(|(c, _)| c == a).map(|(_, v)| v);
-        if ours != Some(v) {
-            return Err(s3_error!(
-                BadDigest,
-                "The {} you specified did not match the calculated checksum.",
-                a.name()
-            ));
-        }
-    }
-    let checksums = computed
-        .into_iter()
-        .map(|(a, v)| (a.name().to_owned(), v))
-        .collect();
-    Ok((pending, checksums))
-}
+use crate::scan::Subject;
 
 pub(super) fn resolve_range(r: &dto::Range) -> ByteRange {
     match *r {
@@ -197,6 +46,7 @@ impl Gateway {
             input.object_lock_retain_until_date.as_ref(),
             input.object_lock_legal_hold_status.as_ref(),
         )?;
+        cond.tags = super::tagging::from_header(input.tagging.as_deref())?;
         // Refuse before reading the body, not after storing it.
         self.require_bucket(&input.bucket).await?;
         let room = self.quota_room(&input.bucket, &input.key).await?;
@@ -219,6 +69,7 @@ impl Gateway {
                 input.checksum_sha256.as_ref(),
             ),
             room,
+            extra: None,
         };
         let body = input.body.take();
         let who = Subject {
@@ -302,6 +153,9 @@ impl Gateway {
             Some(p) => p.range,
             None => input.range.as_ref().map(resolve_range),
         };
+        // An empty part is no bytes, never the whole object (a range of nothing
+        // cannot be asked of the store: an empty read of the version is).
+        let empty_part = part.as_ref().is_some_and(|p| p.range.is_none());
         let reader = self
             .store
             .get_version(&input.bucket, &input.key, version, range)
@@ -311,13 +165,17 @@ impl Gateway {
         if part.is_some() && (rec.version != head.version || rec.etag != head.etag) {
             // The part boundaries were those of the version looked at first.
             return Err(s3_error!(
-                InternalError,
+                SlowDown,
                 "The object changed while its part was being read; retry"
             ));
         }
         crate::access::check_acl_version(checked.as_ref(), rec.version)?;
-        let (start, end) = reader.range;
-        let mut body = reader.body;
+        let (start, end) = if empty_part { (0, 0) } else { reader.range };
+        let mut body = if empty_part {
+            Box::pin(futures::stream::empty()) as futures::stream::BoxStream<'static, _>
+        } else {
+            reader.body
+        };
         // Read the first piece before answering: a damaged object fails with a 500
         // instead of a 200 with a cut-off body, in the common case.
         let first = match body.next().await {
@@ -369,6 +227,7 @@ impl Gateway {
             object_lock_mode: lock.mode,
             object_lock_retain_until_date: lock.until,
             object_lock_legal_hold_status: lock.hold,
+            tag_count: lock.tag_count,
             checksum_type: kind,
             ..Default::default()
         }
@@ -408,6 +267,7 @@ impl Gateway {
             None => input.range.as_ref().map(resolve_range),
         };
         let (start, end) = match range {
+            None if part.is_some() => (0, 0),
             None => (0, rec.size),
             Some(r) => r.resolve(rec.size).map_err(to_s3)?,
         };
@@ -638,7 +498,18 @@ impl Gateway {
                 super::acls::object_write_grants_of!(input),
             )
             .await?;
+        // x-amz-tagging-directive: the source version's tags, or the request's.
+        let tags = if super::tagging::replaces(input.tagging_directive.as_ref())? {
+            super::tagging::from_header(input.tagging.as_deref())?
+        } else {
+            self.store
+                .version_record(sb, sk, src.version)
+                .await
+                .map_err(to_s3)?
+                .tags
+        };
         let cond = WriteCondition {
+            tags,
             lock: super::locks::lock_request(
                 input.object_lock_mode.as_ref(),
                 input.object_lock_retain_until_date.as_ref(),

@@ -33,14 +33,6 @@ impl Gateway {
         ))
     }
 
-    pub(super) async fn get_bucket_tagging_impl(
-        &self,
-        req: S3Request<dto::GetBucketTaggingInput>,
-    ) -> S3Result<S3Response<dto::GetBucketTaggingOutput>> {
-        self.existing(&req.input.bucket).await?;
-        Err(s3_error!(NoSuchTagSet, "The TagSet does not exist"))
-    }
-
     pub(super) async fn get_bucket_website_impl(
         &self,
         req: S3Request<dto::GetBucketWebsiteInput>,

@@ -92,8 +92,8 @@ fn version_and_record(
     Ok((rec.version, record))
 }
 
-/// Gives a new version the lock its write asked for (or the bucket's default retention)
-/// and its ACL.
+/// Gives a new version the lock its write asked for (or the bucket's default retention),
+/// its ACL and its tags.
 ///
 /// # Errors
 /// [`Error::NoObjectLock`] when the write asks for a lock the bucket does not have.
@@ -103,7 +103,7 @@ pub(super) fn lock_new_version(
     version: Version,
     config: &LockConfig,
     req: &LockRequest,
-    acl: Option<Vec<u8>>,
+    (acl, tags): (Option<Vec<u8>>, Vec<(String, String)>),
 ) -> Result<()> {
     if !config.enabled && !req.is_empty() {
         return Err(Error::NoObjectLock(
@@ -115,10 +115,12 @@ pub(super) fn lock_new_version(
             retention: req.retention.or_else(|| config.default_retention(now_ms())),
             legal_hold: req.legal_hold.unwrap_or(false),
             acl,
+            tags,
         }
     } else {
         LockRecord {
             acl,
+            tags,
             ..LockRecord::default()
         }
     };
@@ -198,6 +200,30 @@ impl Index {
             let seq = version.seq;
             record.acl = acl.clone();
             set_lock(txn, at, seq, record)?;
+            Ok(version)
+        })
+    }
+
+    /// Sets the tags of version `sel` (current when `None`) of bucket/key (empty:
+    /// removes them); returns the version changed.
+    ///
+    /// # Errors
+    /// [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::NoSuchVersion`],
+    /// [`Error::DeleteMarker`].
+    pub(crate) fn set_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        sel: Option<VersionSel>,
+        tags: Vec<(String, String)>,
+    ) -> impl Future<Output = Result<Version>> + use<> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.committer.submit(move |txn| {
+            let at = (bucket.as_str(), key.as_str());
+            bucket_record(txn, at.0)?;
+            let (version, mut record) = version_and_record(txn, at, sel)?;
+            record.tags = tags.clone();
+            set_lock(txn, at, version.seq, record)?;
             Ok(version)
         })
     }

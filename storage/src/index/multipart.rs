@@ -54,6 +54,8 @@ pub struct UploadSummary {
     pub upload_id: String,
     /// When it was initiated, ms.
     pub initiated_ms: u64,
+    /// The checksum its object gets, if it asked for one.
+    pub checksum: Option<ChecksumSpec>,
 }
 
 fn get_upload(txn: &WriteTransaction, id: &str) -> Result<UploadRecord> {
@@ -163,7 +165,7 @@ impl Index {
         meta: ObjectMeta,
         lock: LockRequest,
         acl: Option<Vec<u8>>,
-        checksum: Option<ChecksumSpec>,
+        (checksum, tags): (Option<ChecksumSpec>, Vec<(String, String)>),
     ) -> impl Future<Output = Result<String>> + use<> {
         // Chosen outside the write: a replayed write must reuse the same id.
         let id = format!("{:032x}", rand::random::<u128>());
@@ -185,6 +187,7 @@ impl Index {
                 lock,
                 acl: acl.clone(),
                 checksum: checksum.clone(),
+                tags: tags.clone(),
             };
             txn.open_table(UPLOADS)?
                 .insert(id.as_str(), rec.encode().as_slice())?;
@@ -313,7 +316,7 @@ impl Index {
         upload_id: &str,
         listed: Vec<(u32, String)>,
         min_part_size: u64,
-        checksums: Vec<(String, String)>,
+        (checksums, part_sums): (Vec<(String, String)>, Vec<Option<String>>),
         cond: WriteCondition,
         expect_digest: Option<[u8; 32]>,
     ) -> impl Future<Output = Result<(String, String, ObjectRecord)>> + use<> {
@@ -382,7 +385,7 @@ impl Index {
             // Each part's checksum in the object's algorithm (the upload's, or S3's
             // default CRC64NVME the gateway combined).
             let algorithm = checksums.first().map(|(n, _)| n.as_str());
-            let parts = chosen
+            let parts: Vec<PartInfo> = chosen
                 .iter()
                 .map(|p| PartInfo {
                     size: p.size,
@@ -394,6 +397,14 @@ impl Index {
                     }),
                 })
                 .collect();
+            // The object's checksum was combined from these parts' checksums, read
+            // before this transaction: a part replaced since (same ETag, other
+            // checksum) would publish a checksum of other bytes.
+            if !part_sums.is_empty() && !parts.iter().map(|p| &p.checksum).eq(part_sums.iter()) {
+                return Err(Error::Conflict(
+                    "a part changed while the upload was being completed".into(),
+                ));
+            }
             let record = ObjectRecord {
                 size,
                 etag: Etag {
@@ -414,7 +425,12 @@ impl Index {
                 cond.lock
             };
             let acl = cond.acl.clone().or_else(|| up.acl.clone());
-            super::locks::lock_new_version(txn, at, record.version, &b.lock, &lock, acl)?;
+            let tags = if cond.tags.is_empty() {
+                up.tags.clone()
+            } else {
+                cond.tags.clone()
+            };
+            super::locks::lock_new_version(txn, at, record.version, &b.lock, &lock, (acl, tags))?;
             install_object(txn, at, &record, &slices, old, b.versioning)?;
             let done = CompletedUploadRecord {
                 bucket: up.bucket.clone(),
@@ -539,6 +555,7 @@ impl Index {
                 key: key.to_owned(),
                 upload_id: id.to_owned(),
                 initiated_ms: rec.initiated_ms,
+                checksum: rec.checksum,
             });
         }
         Ok(out)

@@ -35,6 +35,8 @@ pub struct WriteCondition {
     /// The ACL the new version gets, as the gateway encodes it (`None`: the bucket
     /// owner's alone).
     pub acl: Option<Vec<u8>>,
+    /// The tags the new version gets.
+    pub tags: Vec<(String, String)>,
 }
 
 impl WriteCondition {
@@ -293,7 +295,7 @@ impl Index {
                 record.version,
                 &b.lock,
                 &cond.lock,
-                cond.acl.clone(),
+                (cond.acl.clone(), cond.tags.clone()),
             )?;
             install_object(
                 txn,
@@ -346,7 +348,15 @@ impl Index {
                 size: source.size,
                 etag: source.etag,
                 mtime_ms: now_ms(),
-                meta: meta.unwrap_or(source.meta),
+                // Replaced metadata keeps the checksums of the bytes copied: those of
+                // the version read here, not of one the caller may have looked at.
+                meta: match meta {
+                    Some(m) => ObjectMeta {
+                        checksums: source.meta.checksums.clone(),
+                        ..m
+                    },
+                    None => source.meta,
+                },
                 manifest,
                 version: versions::new_version(txn, b.versioning)?,
                 // Same bytes, same ETag: the part table (and so `partNumber` reads and a
@@ -359,7 +369,7 @@ impl Index {
                 record.version,
                 &b.lock,
                 &cond.lock,
-                cond.acl.clone(),
+                (cond.acl.clone(), cond.tags.clone()),
             )?;
             install_object(txn, dst, &record, &slices, old, b.versioning)?;
             Ok(record)
@@ -436,6 +446,23 @@ impl Index {
             rec.version.seq,
         )?;
         Ok((rec, lock.unwrap_or_default()))
+    }
+
+    /// The per-version record (lock, ACL, tags) of version `seq` of bucket/key; empty
+    /// when it has none (or the version is gone).
+    ///
+    /// # Errors
+    /// [`Error::Index`] or a decode error.
+    pub(crate) fn version_record(
+        &self,
+        bucket: &str,
+        key: &str,
+        seq: u64,
+    ) -> Result<crate::lock::LockRecord> {
+        use redb::ReadableDatabase;
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(super::LOCKS)?;
+        Ok(locks::lock_of(&t, (bucket, key), seq)?.unwrap_or_default())
     }
 
     /// Plans the read of `range` (`start..end`, already clipped to the object) of the

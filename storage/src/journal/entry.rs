@@ -488,6 +488,7 @@ mod tests {
                     }),
                     legal_hold: true,
                     acl: Some(b"s3dedup-acl 1\n".to_vec()),
+                    tags: vec![("team".into(), "storage".into())],
                 },
             },
             Change::Marker {

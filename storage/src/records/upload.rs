@@ -99,10 +99,13 @@ pub struct UploadRecord {
     pub acl: Option<Vec<u8>>,
     /// The checksum the object will get, if the upload asked for one.
     pub checksum: Option<ChecksumSpec>,
+    /// The tags the object will get (`x-amz-tagging` on CreateMultipartUpload).
+    pub tags: Vec<(String, String)>,
 }
 
 impl UploadRecord {
-    /// Encodes the record (version 5: version 3 with the ACL and the checksum spec).
+    /// Encodes the record (version 5: version 3 with the ACL, the checksum spec and the
+    /// tags).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.u8(V5)
@@ -116,6 +119,7 @@ impl UploadRecord {
             Some(acl) => w.u8(1).bytes(acl),
         };
         ChecksumSpec::write(self.checksum.as_ref(), &mut w);
+        w.pairs(&self.tags);
         w.seal()
     }
     /// Decodes a record.
@@ -136,6 +140,7 @@ impl UploadRecord {
             },
             acl: None,
             checksum: None,
+            tags: Vec::new(),
         };
         if v >= V4 {
             rec.acl = match r.u8()? {
@@ -146,6 +151,7 @@ impl UploadRecord {
         }
         if v >= V5 {
             rec.checksum = ChecksumSpec::read(&mut r)?;
+            rec.tags = r.pairs()?;
         }
         r.finish()?;
         Ok(rec)

@@ -215,6 +215,39 @@ impl Store {
         self.index.set_acl(bucket, key, sel, expect, acl).await
     }
 
+    /// Sets the tags of version `version` (current when `None`) of bucket/key (empty:
+    /// removes them), journaled like the lock state; returns the version changed.
+    ///
+    /// # Errors
+    /// As [`Store::head_version`].
+    pub async fn set_object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        tags: Vec<(String, String)>,
+    ) -> Result<Version> {
+        let sel = parse(version)?;
+        self.index.set_tags(bucket, key, sel, tags).await
+    }
+
+    /// The per-version record (lock, ACL, tags) of `version` of bucket/key, without
+    /// looking the version up again (empty when it has none or is gone): what a read
+    /// of a version it already has needs.
+    ///
+    /// # Errors
+    /// [`crate::Error::Index`] or a decode error.
+    pub async fn version_record(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Version,
+    ) -> Result<LockRecord> {
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.with_index(move |i| i.version_record(&bucket, &key, version.seq))
+            .await
+    }
+
     /// The object lock state of version `version` (current when `None`), with its record.
     ///
     /// # Errors
