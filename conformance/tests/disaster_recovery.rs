@@ -413,6 +413,33 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
         .send()
         .await
         .unwrap();
+    // Tags too, an object's (beside its ACL, in the same per-version record) and a
+    // bucket's.
+    let tagging = |k: &str, v: &str| {
+        aws_sdk_s3::types::Tagging::builder()
+            .tag_set(
+                aws_sdk_s3::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    c.put_object_tagging()
+        .bucket("docs")
+        .key("reports/q3.txt")
+        .tagging(tagging("quarter", "3"))
+        .send()
+        .await
+        .unwrap();
+    c.put_bucket_tagging()
+        .bucket("docs")
+        .tagging(tagging("team", "finance"))
+        .send()
+        .await
+        .unwrap();
     wait_for_journal(&g);
     let (_, metrics) = g.admin_get("/metrics").unwrap();
     for m in [
@@ -491,6 +518,26 @@ async fn the_bucket_alone_rebuilds_every_live_object() {
     assert_eq!(anonymous_get("/docs/reports/q3.txt"), 200);
     assert_eq!(anonymous_get("/docs/reports/q4.txt"), 403);
     assert!(t.list_objects_v2().bucket("docs").send().await.is_ok());
+    // The tags came back.
+    let c = sdk_client(&g.s3_url);
+    let tags = |ts: &[aws_sdk_s3::types::Tag]| -> Vec<(String, String)> {
+        ts.iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect()
+    };
+    let o = c
+        .get_object_tagging()
+        .bucket("docs")
+        .key("reports/q3.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags(o.tag_set()), [("quarter".to_owned(), "3".to_owned())]);
+    let b = c.get_bucket_tagging().bucket("docs").send().await.unwrap();
+    assert_eq!(
+        tags(b.tag_set()),
+        [("team".to_owned(), "finance".to_owned())]
+    );
     // The quotas came back, with usage recounted from the rebuilt objects.
     let quota = |args: &[&str]| -> serde_json::Value {
         let mut all = vec!["quota", "show"];

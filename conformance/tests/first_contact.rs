@@ -363,8 +363,9 @@ fn metrics_pass_promtool_and_count_refused_requests() {
             .unwrap();
         // Not implemented here: counted, under its own name.
         let e = c
-            .get_bucket_tagging()
+            .get_bucket_analytics_configuration()
             .bucket("metered")
+            .id("a")
             .send()
             .await
             .unwrap_err();
@@ -407,7 +408,10 @@ fn metrics_pass_promtool_and_count_refused_requests() {
     let count = |labels: &[&str]| g.metric_sum("s3dedup_requests_total", labels).unwrap();
     assert_eq!(count(&["operation=\"PutObject\"", "status=\"200\""]), 1.0);
     assert_eq!(
-        count(&["operation=\"GetBucketTagging\"", "status=\"501\""]),
+        count(&[
+            "operation=\"GetBucketAnalyticsConfiguration\"",
+            "status=\"501\""
+        ]),
         1.0
     );
     assert!(count(&["status=\"403\""]) >= 1.0);

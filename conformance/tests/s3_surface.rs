@@ -6,7 +6,9 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Tag, Tagging, TaggingDirective};
-use s3dedup_conformance::{Gateway, error_code, error_status, run_python_suite, sdk_client};
+use s3dedup_conformance::{
+    Gateway, error_code, error_status, http_request, run_python_suite, sdk_client,
+};
 
 #[test]
 fn boto3_tagging_and_probes() {
@@ -298,4 +300,123 @@ async fn max_keys_zero_lists_nothing() {
         .unwrap();
     assert!(l.contents().is_empty());
     assert_eq!(l.is_truncated(), Some(false));
+}
+
+/// ListBuckets pages: `max-buckets`, the continuation token, `prefix`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_buckets_pages() {
+    let g = Gateway::start().unwrap();
+    let c = sdk_client(&g.s3_url);
+    let names: Vec<String> = (0..7).map(|i| format!("page-{i:02}")).collect();
+    for n in names.iter().chain([&"other-bucket".to_owned()]) {
+        c.create_bucket().bucket(n).send().await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let r = c
+            .list_buckets()
+            .max_buckets(3)
+            .prefix("page-")
+            .set_continuation_token(token.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.prefix(), Some("page-"));
+        let page: Vec<String> = r
+            .buckets()
+            .iter()
+            .filter_map(|b| b.name().map(str::to_owned))
+            .collect();
+        assert!(page.len() <= 3, "{page:?}");
+        seen.extend(page);
+        token = r.continuation_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, names, "every page-* bucket once, in order");
+    let all = c.list_buckets().send().await.unwrap();
+    assert_eq!(all.buckets().len(), 8);
+    assert!(all.continuation_token().is_none());
+    let e = c.list_buckets().max_buckets(0).send().await.unwrap_err();
+    assert_eq!(
+        (error_status(&e), error_code(&e).as_str()),
+        (400, "InvalidArgument")
+    );
+}
+
+/// A missing bucket is 404 NoSuchBucket even to an unsigned request (bucket names are
+/// global: S3 says so before AccessDenied); an unsigned request to an existing bucket is
+/// still 403. Presigned URLs: an expired one is 403 "Request has expired", an expiry
+/// beyond a week 400 AuthorizationQueryParametersError; every error body's RequestId is
+/// the `x-amz-request-id` header's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_buckets_and_presign_errors() {
+    use aws_sdk_s3::presigning::PresigningConfig;
+    use std::time::Duration;
+    let g = Gateway::start().unwrap();
+    let c = sdk_client(&g.s3_url);
+    c.create_bucket().bucket("there").send().await.unwrap();
+    c.put_object()
+        .bucket("there")
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    for path in ["/absent/k", "/absent"] {
+        let (status, body) = http_request(g.s3_addr(), "GET", path, &[], &[]).unwrap();
+        assert_eq!(status, 404, "{path}: {}", text(body.clone()));
+        assert!(text(body).contains("<Code>NoSuchBucket</Code>"));
+    }
+    let (status, body) = http_request(g.s3_addr(), "PUT", "/absent/k", &[], b"x").unwrap();
+    assert_eq!(status, 404, "{}", text(body));
+    let (status, body) = http_request(g.s3_addr(), "GET", "/there/k", &[], &[]).unwrap();
+    assert_eq!(status, 403, "{}", text(body));
+    // Anonymous CreateBucket stays AccessDenied.
+    let (status, _) = http_request(g.s3_addr(), "PUT", "/newbucket", &[], &[]).unwrap();
+    assert_eq!(status, 403);
+
+    let url = c
+        .get_object()
+        .bucket("there")
+        .key("k")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(1)).unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let path = url
+        .uri()
+        .split_once(&g.s3_url)
+        .map(|(_, p)| p.to_owned())
+        .unwrap();
+    let (status, body) = http_request(g.s3_addr(), "GET", &path, &[], &[]).unwrap();
+    let body = text(body);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("<Code>AccessDenied</Code>") && body.contains("Request has expired"),
+        "{body}"
+    );
+    let week = path.replace("X-Amz-Expires=1", "X-Amz-Expires=604801");
+    let (status, body) = http_request(g.s3_addr(), "GET", &week, &[], &[]).unwrap();
+    assert_eq!(status, 400);
+    assert!(text(body).contains("AuthorizationQueryParametersError"));
+
+    // RequestId in the body is the header's (the SDK reads the header).
+    let e = c
+        .get_object()
+        .bucket("there")
+        .key("missing")
+        .send()
+        .await
+        .unwrap_err();
+    let raw = e.raw_response().unwrap();
+    let header = raw.headers().get("x-amz-request-id").unwrap().to_owned();
+    let body = text(raw.body().bytes().unwrap().to_vec());
+    assert!(
+        body.contains(&format!("<RequestId>{header}</RequestId>")),
+        "{header}: {body}"
+    );
 }

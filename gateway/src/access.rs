@@ -440,6 +440,9 @@ pub fn check_acl_version(
 /// Counts and converts a denial.
 pub fn denied(why: authz::Denial, what: &str) -> s3s::S3Error {
     count_failure(why.as_str());
+    if why == authz::Denial::NoSuchBucket {
+        return s3_error!(NoSuchBucket, "{}", why.message());
+    }
     if what.is_empty() {
         s3_error!(AccessDenied, "{}", why.message())
     } else {

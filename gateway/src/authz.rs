@@ -170,6 +170,9 @@ pub enum Denial {
     ExplicitDeny,
     /// Only public policy statements grant it, and the bucket restricts public access.
     Restricted,
+    /// Unsigned, on a bucket that does not exist: S3 says so (404 NoSuchBucket) before
+    /// it says AccessDenied, as bucket names are global.
+    NoSuchBucket,
 }
 
 impl Denial {
@@ -180,6 +183,7 @@ impl Denial {
             Denial::NotOwner => "not_owner",
             Denial::ExplicitDeny => "explicit_deny",
             Denial::Restricted => "restricted",
+            Denial::NoSuchBucket => "no_such_bucket",
         }
     }
 
@@ -194,6 +198,7 @@ impl Denial {
             Denial::Restricted => {
                 "Access Denied: only a public policy statement grants this, and the bucket's public access block restricts public access"
             }
+            Denial::NoSuchBucket => "The specified bucket does not exist",
         }
     }
 }
@@ -253,6 +258,9 @@ pub fn authorize(ask: &Ask<'_>) -> Decision {
         // ListBuckets (filtered to the caller's), or a bucket nobody owns: NoSuchBucket
         // or its creation follows.
         BucketFacts::None | BucketFacts::Missing if mine.is_some() => return Decision::Allow,
+        BucketFacts::Missing if ask.operation != "CreateBucket" => {
+            return Decision::Deny(Denial::NoSuchBucket);
+        }
         BucketFacts::None | BucketFacts::Missing => return Decision::Deny(Denial::Anonymous),
         BucketFacts::Exists(b) => b,
     };

@@ -327,17 +327,21 @@ fn check_auth(uri: &Uri, headers: &HeaderMap, policy: EdgePolicy, now: i64) -> R
         }
     }
     if v4_query {
-        let expires = query_get(uri, "X-Amz-Expires");
-        if expires.as_deref().is_some_and(|v| {
-            v.parse::<u64>()
-                .map_or(true, |n| n > MAX_PRESIGN_SECS as u64)
-        }) {
+        // S3's three messages: not a number, negative, over a week.
+        let why = match query_get(uri, "X-Amz-Expires").map(|v| v.parse::<i64>()) {
+            None => None,
+            Some(Err(_)) => Some("X-Amz-Expires should be a number".to_owned()),
+            Some(Ok(n)) if n < 0 => Some("X-Amz-Expires must be non-negative".to_owned()),
+            Some(Ok(n)) if n > MAX_PRESIGN_SECS => Some(format!(
+                "X-Amz-Expires must be less than a week (in seconds); that is, the given X-Amz-Expires must be less than {MAX_PRESIGN_SECS} seconds"
+            )),
+            Some(Ok(_)) => None,
+        };
+        if let Some(why) = why {
             return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "AuthorizationQueryParametersError",
-                format!(
-                    "X-Amz-Expires must be less than a week (in seconds) that is {MAX_PRESIGN_SECS}"
-                ),
+                why,
             ));
         }
     }

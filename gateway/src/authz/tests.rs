@@ -120,7 +120,7 @@ type Case<'a> = (
 #[test]
 fn authorization_table() {
     use Decision::{Allow, Deny};
-    use Denial::{Anonymous, ExplicitDeny, NotOwner, Restricted};
+    use Denial::{Anonymous, ExplicitDeny, NoSuchBucket, NotOwner, Restricted};
     let policy = shared_policy();
     let acme = tenant("acme", None, &"aa".repeat(32));
     let beta = tenant("beta", None, &"bb".repeat(32));
@@ -214,7 +214,8 @@ fn authorization_table() {
         (&anon, "DeleteObject", B::Shared, Some("keep/x"), false, "", Deny(ExplicitDeny)),
         (&anon, "GetBucketPolicy", B::Shared, None, false, "", Deny(Anonymous)),
         (&anon, "GetObject", B::NoPolicy, Some("k"), false, "", Deny(Anonymous)),
-        (&anon, "GetObject", B::Missing, Some("k"), false, "", Deny(Anonymous)),
+        (&anon, "GetObject", B::Missing, Some("k"), false, "", Deny(NoSuchBucket)),
+        (&anon, "PutObject", B::Missing, Some("k"), false, "", Deny(NoSuchBucket)),
         (&anon, "CreateBucket", B::Missing, None, false, "", Deny(Anonymous)),
         (&anon, "ListBuckets", B::NoBucket, None, false, "", Deny(Anonymous)),
         // Bucket ACLs: what each permission covers, for whom.

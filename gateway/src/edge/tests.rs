@@ -184,6 +184,16 @@ fn presign_expiry_is_capped() {
         code(req("GET", q, &[])),
         (400, "AuthorizationQueryParametersError")
     );
+    for bad in ["-1", "soon"] {
+        let q = q.replace("604801", bad);
+        assert_eq!(
+            code(req("GET", &q, &[])),
+            (400, "AuthorizationQueryParametersError"),
+            "{bad}"
+        );
+    }
+    let ok = q.replace("604801", "604800");
+    assert!(req("GET", &ok, &[]).is_ok());
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Bucket operations.
 
+use base64::Engine as _;
 use s3s::dto;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -22,8 +23,47 @@ impl Gateway {
             .owner()
             .unwrap_or("")
             .to_owned();
+        let i = &req.input;
+        let max = match i.max_buckets {
+            None => usize::MAX,
+            Some(n @ 1..=10_000) => n as usize,
+            Some(_) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "Argument max-buckets must be an integer between 1 and 10000."
+                ));
+            }
+        };
+        // The token is the last name of the previous page (base64url: opaque to
+        // clients, as S3's are).
+        let after = match i.continuation_token.as_deref().filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) => Some(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(t)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        s3_error!(
+                            InvalidArgument,
+                            "The continuation token provided is incorrect"
+                        )
+                    })?,
+            ),
+        };
+        let prefix = i.prefix.clone().unwrap_or_default();
         let mut buckets = self.store.buckets().await.map_err(to_s3)?;
-        buckets.retain(|(_, rec)| rec.owner == mine);
+        buckets.retain(|(name, rec)| {
+            rec.owner == mine
+                && name.starts_with(&prefix)
+                && after.as_ref().is_none_or(|a| name > a)
+        });
+        let more = buckets.len() > max;
+        buckets.truncate(max);
+        let token = more
+            .then(|| buckets.last().map(|(n, _)| n.clone()))
+            .flatten()
+            .map(|n| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n));
         Ok(S3Response::new(dto::ListBucketsOutput {
             buckets: Some(
                 buckets
@@ -36,7 +76,8 @@ impl Gateway {
                     .collect(),
             ),
             owner: Some(self.owner_named(&mine).await?),
-            ..Default::default()
+            continuation_token: token,
+            prefix: i.prefix.clone(),
         }))
     }
 
