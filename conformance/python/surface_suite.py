@@ -3,8 +3,10 @@ and the bucket sub-resources clients probe, written from the AWS S3 API referenc
 
 Prints one line per check; exits non-zero on the first failure.
 """
+import http.client
 import os
 import sys
+import urllib.parse
 
 import boto3
 from botocore.config import Config
@@ -16,7 +18,8 @@ SECRET = os.environ["S3DEDUP_SECRET_KEY"]
 
 
 def client():
-    cfg = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1})
+    cfg = Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                 retries={"max_attempts": 1})
     return boto3.client("s3", endpoint_url=ENDPOINT, region_name="us-east-1",
                         aws_access_key_id=KEY, aws_secret_access_key=SECRET, config=cfg)
 
@@ -136,9 +139,70 @@ def bucket_tagging(s3, b):
     check(code == "NoSuchTagSet", "deleted: NoSuchTagSet again")
 
 
+def raw(method, url, headers=None):
+    """One request with nothing added: (status, headers, body)."""
+    u = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    conn.request(method, f"{u.path}?{u.query}" if u.query else u.path, headers=headers or {})
+    r = conn.getresponse()
+    body = r.read()
+    conn.close()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+
+
+def cors(s3, b):
+    rules = {"CORSRules": [
+        {"AllowedOrigins": ["https://*.example.com"], "AllowedMethods": ["PUT", "POST"],
+         "AllowedHeaders": ["content-type", "x-amz-*"], "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 600},
+        {"AllowedOrigins": ["*"], "AllowedMethods": ["GET", "HEAD"]},
+    ]}
+    code, status = error_of(s3.get_bucket_cors, Bucket=b)
+    check((code, status) == ("NoSuchCORSConfiguration", 404), "no CORS yet: NoSuchCORSConfiguration")
+    s3.put_bucket_cors(Bucket=b, CORSConfiguration=rules)
+    got = s3.get_bucket_cors(Bucket=b)["CORSRules"]
+    check(got[0]["AllowedOrigins"] == ["https://*.example.com"] and got[0]["MaxAgeSeconds"] == 600
+          and got[1]["AllowedMethods"] == ["GET", "HEAD"], "PutBucketCors round trip")
+    for what, cfg, want in [
+        ("a lower-case method", {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["get"]}]}, "InvalidRequest"),
+        ("two wildcards", {"CORSRules": [{"AllowedOrigins": ["*a*"], "AllowedMethods": ["GET"]}]}, "InvalidRequest"),
+        ("no rules", {"CORSRules": []}, "MalformedXML"),
+    ]:
+        code, status = error_of(s3.put_bucket_cors, Bucket=b, CORSConfiguration=cfg)
+        check((code, status) == (want, 400), f"CORS with {what}: {code} {status}")
+    check(len(s3.get_bucket_cors(Bucket=b)["CORSRules"]) == 2, "refused configurations changed nothing")
+
+    url = f"{ENDPOINT}/{b}/t"
+    status, h, _ = raw("OPTIONS", url, {"Origin": "https://app.example.com",
+                                        "Access-Control-Request-Method": "PUT",
+                                        "Access-Control-Request-Headers": "Content-Type, X-Amz-Date"})
+    check(status == 200 and h.get("access-control-allow-origin") == "https://app.example.com"
+          and h.get("access-control-allow-methods") == "PUT, POST"
+          and h.get("access-control-allow-headers") == "content-type, x-amz-date"
+          and h.get("access-control-max-age") == "600"
+          and h.get("access-control-expose-headers") == "ETag",
+          f"preflight allowed by the first rule: {status} {h}")
+    status, h, body = raw("OPTIONS", url, {"Origin": "https://evil.org",
+                                           "Access-Control-Request-Method": "PUT"})
+    check(status == 403 and b"<Code>AccessForbidden</Code>" in body
+          and "access-control-allow-origin" not in h, f"a disallowed preflight: 403 ({status})")
+    status, _, body = raw("OPTIONS", url, {"Access-Control-Request-Method": "GET"})
+    check(status == 400 and b"BadRequest" in body, f"a preflight without Origin: 400 ({status})")
+    # Real requests with an Origin get the matching rule's headers, also through a
+    # presigned URL; without a match, none.
+    presigned = s3.generate_presigned_url("get_object", Params={"Bucket": b, "Key": "t"}, ExpiresIn=300)
+    status, h, _ = raw("GET", presigned, {"Origin": "https://anywhere.net"})
+    check(status == 200 and h.get("access-control-allow-origin") == "*",
+          f"a presigned GET with an Origin: {status} {h.get('access-control-allow-origin')}")
+    status, h, _ = raw("GET", presigned)
+    check("access-control-allow-origin" not in h, "no Origin, no CORS headers")
+    s3.delete_bucket_cors(Bucket=b)
+    status, _, body = raw("OPTIONS", url, {"Origin": "https://app.example.com",
+                                           "Access-Control-Request-Method": "GET"})
+    check(status == 403 and b"not enabled" in body, "after DeleteBucketCors: CORS not enabled")
+
+
 def probes(s3, b):
     for name, fn, want in [
-        ("cors", s3.get_bucket_cors, "NoSuchCORSConfiguration"),
         ("website", s3.get_bucket_website, "NoSuchWebsiteConfiguration"),
         ("replication", s3.get_bucket_replication, "ReplicationConfigurationNotFoundError"),
         ("lifecycle", s3.get_bucket_lifecycle_configuration, "NoSuchLifecycleConfiguration"),
@@ -165,6 +229,8 @@ def main():
     versioned_tagging(s3)
     print("boto3 surface: bucket tagging")
     bucket_tagging(s3, b)
+    print("boto3 surface: CORS")
+    cors(s3, b)
     print("boto3 surface: sub-resource probes")
     probes(s3, b)
     print("boto3 surface: ok")

@@ -16,7 +16,8 @@
 //! - [`limits`] — rate limits (per key, per IP) and the failed-authentication lockout.
 //! - [`write_gate`] — read-only mode and the capacity guard (`min_free_space`).
 //! - [`s3`] — the S3 operations over `s3dedup_storage::Store`.
-//! - [`checksum`] — `x-amz-checksum-*` computation.
+//! - [`checksum`] — `x-amz-checksum-*` computation and multipart combination.
+//! - [`cors`] — CORS rules, preflights and `Access-Control-*` headers.
 //! - `clock` — the wall clock in ms since the epoch.
 //! - [`error`] — the one mapping of internal errors to S3 errors.
 //! - [`metrics`] — metric names and rendering.
@@ -37,6 +38,7 @@ pub mod checksum;
 mod clock;
 pub mod config;
 pub mod conn;
+pub mod cors;
 pub mod credentials;
 pub mod edge;
 pub mod error;

@@ -280,11 +280,11 @@ pub async fn run(
         tokio::select! {
             (sock, peer, permit) = s3.accept() => {
                 let open = Open::new("s3", permit);
-                let svc = (service.clone(), Arc::clone(&opts.rates));
+                let svc = (service.clone(), Arc::clone(&opts.rates), store.clone());
                 let busy = Busy::default();
                 let conn_busy = busy.clone();
                 let handler = service_fn(move |req: Request<Incoming>| {
-                    let svc = (svc.0.clone(), Arc::clone(&svc.1));
+                    let svc = (svc.0.clone(), Arc::clone(&svc.1), svc.2.clone());
                     let guard = busy.begin();
                     serve_s3(svc, req.map(|b| PacedBody::new(b, &limits)), peer, edge, guard)
                 });
@@ -362,7 +362,7 @@ async fn open_stream(
 }
 
 fn serve_s3(
-    (svc, rates): (S3Service, Arc<Limits>),
+    (svc, rates, store): (S3Service, Arc<Limits>, Store),
     req: Request<PacedBody<Incoming>>,
     peer: std::net::SocketAddr,
     edge: EdgePolicy,
@@ -427,6 +427,14 @@ fn serve_s3(
                 return Ok(logged(resp, line, (bytes_in, started), Some(refusal.code), busy));
             }
             let bucket = first_path_segment(req.uri().path());
+            if req.method() == http::Method::OPTIONS {
+                // A CORS preflight: unsigned, answered from the bucket's rules.
+                let resp = crate::cors::preflight(&store, bucket.as_deref(), req.headers(), &id).await;
+                let line = (String::from("PreflightCORS"), None);
+                return Ok(logged(resp, line, (bytes_in, started), None, busy));
+            }
+            let method = req.method().clone();
+            let origin = req.headers().get(http::header::ORIGIN).cloned();
             let mut req = req;
             req.extensions_mut().insert(crate::access::PeerIp(peer.ip()));
             let req = req.map(s3s::Body::http_body);
@@ -446,6 +454,9 @@ fn serve_s3(
             };
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 resp.headers_mut().insert("x-amz-request-id", v);
+            }
+            if let Some(o) = origin.as_ref().and_then(|o| o.to_str().ok()) {
+                crate::cors::decorate(&store, bucket.as_deref(), &method, o, resp.headers_mut()).await;
             }
             // s3s answers HeadObject 200 whatever its output says; a HEAD of a range or
             // a part is 206, as the GET.

@@ -16,13 +16,15 @@
 //! - `authorize.rs` — who asks, Owner fields, the checks the access check cannot make;
 //! - `policies.rs` — bucket policies and public access blocks;
 //! - `probes.rs` — GETs of bucket configurations s3dedup does not keep;
-//! - `tagging.rs` — object and bucket tagging.
+//! - `tagging.rs` — object and bucket tagging;
+//! - `cors.rs` — Put/Get/DeleteBucketCors (the rules' logic is `crate::cors`).
 
 mod acls;
 mod attributes;
 mod authorize;
 mod buckets;
 mod checksums;
+mod cors;
 mod ingest;
 mod lifecycle;
 mod list;
@@ -366,7 +368,6 @@ s3_operations! {
     put_bucket_ownership_controls(PutBucketOwnershipControlsInput, PutBucketOwnershipControlsOutput) => put_bucket_ownership_controls_impl;
     get_bucket_ownership_controls(GetBucketOwnershipControlsInput, GetBucketOwnershipControlsOutput) => get_bucket_ownership_controls_impl;
     delete_bucket_ownership_controls(DeleteBucketOwnershipControlsInput, DeleteBucketOwnershipControlsOutput) => delete_bucket_ownership_controls_impl;
-    get_bucket_cors(GetBucketCorsInput, GetBucketCorsOutput) => get_bucket_cors_impl;
     get_bucket_website(GetBucketWebsiteInput, GetBucketWebsiteOutput) => get_bucket_website_impl;
     get_bucket_replication(GetBucketReplicationInput, GetBucketReplicationOutput) => get_bucket_replication_impl;
     get_bucket_encryption(GetBucketEncryptionInput, GetBucketEncryptionOutput) => get_bucket_encryption_impl;
@@ -380,4 +381,7 @@ s3_operations! {
     get_object_tagging(GetObjectTaggingInput, GetObjectTaggingOutput) => get_object_tagging_impl;
     put_object_tagging(PutObjectTaggingInput, PutObjectTaggingOutput) => put_object_tagging_impl;
     delete_object_tagging(DeleteObjectTaggingInput, DeleteObjectTaggingOutput) => delete_object_tagging_impl;
+    get_bucket_cors(GetBucketCorsInput, GetBucketCorsOutput) => get_bucket_cors_impl;
+    put_bucket_cors(PutBucketCorsInput, PutBucketCorsOutput) => put_bucket_cors_impl;
+    delete_bucket_cors(DeleteBucketCorsInput, DeleteBucketCorsOutput) => delete_bucket_cors_impl;
 }

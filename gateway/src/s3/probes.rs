@@ -22,17 +22,6 @@ impl Gateway {
         }
     }
 
-    pub(super) async fn get_bucket_cors_impl(
-        &self,
-        req: S3Request<dto::GetBucketCorsInput>,
-    ) -> S3Result<S3Response<dto::GetBucketCorsOutput>> {
-        self.existing(&req.input.bucket).await?;
-        Err(s3_error!(
-            NoSuchCORSConfiguration,
-            "The CORS configuration does not exist"
-        ))
-    }
-
     pub(super) async fn get_bucket_website_impl(
         &self,
         req: S3Request<dto::GetBucketWebsiteInput>,
