@@ -410,3 +410,66 @@ fn sigkill_during_a_run_loses_nothing_and_a_later_run_finishes() {
     g.stop().unwrap();
     g.assert_fsck("at the end");
 }
+
+/// A rule with a tag filter expires the versions carrying its tags, and only those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_filters_select_tagged_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut g = Gateway::start_with(tmp.path(), ENV).unwrap();
+    let c = sdk_client(&g.s3_url);
+    let b = "lc-tags";
+    c.create_bucket().bucket(b).send().await.unwrap();
+    for (key, tags) in [
+        ("t/tmp", Some("tier=tmp&team=x")),
+        ("t/keep", None),
+        ("t/other", Some("tier=gold")),
+    ] {
+        let mut put = c
+            .put_object()
+            .bucket(b)
+            .key(key)
+            .body(ByteStream::from(small_body(key.len() as u64)));
+        if let Some(t) = tags {
+            put = put.tagging(t);
+        }
+        put.send().await.unwrap();
+    }
+    let tag = aws_sdk_s3::types::Tag::builder()
+        .key("tier")
+        .value("tmp")
+        .build()
+        .unwrap();
+    let config = BucketLifecycleConfiguration::builder()
+        .rules(
+            LifecycleRule::builder()
+                .id("tmp")
+                .status(ExpirationStatus::Enabled)
+                .filter(LifecycleRuleFilter::builder().tag(tag).build())
+                .expiration(LifecycleExpiration::builder().days(1).build())
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    c.put_bucket_lifecycle_configuration()
+        .bucket(b)
+        .lifecycle_configuration(config)
+        .send()
+        .await
+        .unwrap();
+    std::thread::sleep(A_DAY_LATER);
+    lifecycle_run(&g);
+    let listed: Vec<String> = c
+        .list_objects_v2()
+        .bucket(b)
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    assert_eq!(listed, ["t/keep", "t/other"]);
+    g.stop().unwrap();
+    g.assert_fsck("after a tag-filtered lifecycle run");
+}

@@ -550,3 +550,82 @@ async fn governance_bypass_needs_its_own_permission() {
     );
     assert!(s == 404 || s == 400, "version is gone: {s}");
 }
+
+/// Tags in policies: `s3:ExistingObjectTag/<key>` reads the tags of the version asked
+/// about (a public bucket that denies what is tagged secret), and tags set with a write
+/// need `s3:PutObjectTagging` besides `s3:PutObject`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_tags_in_policies() {
+    let g = Gateway::start().unwrap();
+    let a = tenant_client(&g, "tagco");
+    a.create_bucket().bucket("tagged").send().await.unwrap();
+    a.put_object()
+        .bucket("tagged")
+        .key("open.txt")
+        .body(ByteStream::from_static(b"open"))
+        .send()
+        .await
+        .unwrap();
+    a.put_object()
+        .bucket("tagged")
+        .key("secret.txt")
+        .tagging("classification=secret")
+        .body(ByteStream::from_static(b"secret"))
+        .send()
+        .await
+        .unwrap();
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+             "Resource": "arn:aws:s3:::tagged/*"},
+            {"Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
+             "Resource": "arn:aws:s3:::tagged/*",
+             "Condition": {"StringEquals": {"s3:ExistingObjectTag/classification": "secret"}}}
+        ]
+    });
+    put_policy(&a, "tagged", &policy).await.unwrap();
+    assert_eq!(curl(&g, "GET", "/tagged/open.txt"), (200, "open".into()));
+    assert_eq!(curl(&g, "GET", "/tagged/secret.txt").0, 403);
+    // The tag removed, the Deny no longer applies.
+    a.delete_object_tagging()
+        .bucket("tagged")
+        .key("secret.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        curl(&g, "GET", "/tagged/secret.txt"),
+        (200, "secret".into())
+    );
+
+    // Another tenant granted PutObject alone may write, but not tags.
+    let b = tenant_client(&g, "writer");
+    let grant = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "writer"}, "Action": "s3:PutObject",
+             "Resource": "arn:aws:s3:::tagged/in/*"}
+        ]
+    });
+    put_policy(&a, "tagged", &grant).await.unwrap();
+    put(&b, "tagged", "in/plain", b"x").await;
+    let e = b
+        .put_object()
+        .bucket("tagged")
+        .key("in/tagged")
+        .tagging("k=v")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(s3dedup_conformance::error_code(&e), "AccessDenied");
+    assert!(
+        a.head_object()
+            .bucket("tagged")
+            .key("in/tagged")
+            .send()
+            .await
+            .is_err()
+    );
+}

@@ -527,7 +527,7 @@ impl S3Access for Access {
             Some(b) => load_bucket(&self.store, b).await?,
             None => None,
         };
-        let context = request_context(cx, &principal, peer);
+        let mut context = request_context(cx, &principal, peer);
         let facts = match (&bucket, &loaded) {
             (None, _) => BucketFacts::None,
             (Some(_), None) => BucketFacts::Missing,
@@ -548,6 +548,22 @@ impl S3Access for Access {
         }
         let version = versions.into_iter().next();
         let versioned = version.is_some();
+        // `s3:ExistingObjectTag/<key>`: the tags of the version asked about, looked up
+        // only when the bucket's policy reads them (a missing version has none).
+        if let (Some(l), Some(k)) = (&loaded, &key)
+            && l.policy.as_ref().is_some_and(|p| p.reads_object_tags())
+            && let Ok((_, side)) = self
+                .store
+                .object_lock(bucket_name, k, version.as_deref())
+                .await
+        {
+            for (name, value) in side.tags {
+                context.set(
+                    &format!("{}{name}", crate::policy::EXISTING_OBJECT_TAG),
+                    value,
+                );
+            }
+        }
         // The object's ACL, when looked up below (declared first: `ask` borrows it).
         let found_acl: Option<Acl>;
         let ask = |operation, object_acl| Ask {
@@ -593,6 +609,14 @@ impl S3Access for Access {
             }
             if decision == Decision::Allow && has("x-amz-object-lock-legal-hold") {
                 decision = authz::authorize(&ask("PutObjectLegalHold", None));
+            }
+            // Tags set with the write need the tagging permission, as on S3.
+            let replaces_tags = cx
+                .headers()
+                .get("x-amz-tagging-directive")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"REPLACE"));
+            if decision == Decision::Allow && (has("x-amz-tagging") || replaces_tags) {
+                decision = authz::authorize(&ask("PutObjectTagging", None));
             }
         }
         let bypass = cx

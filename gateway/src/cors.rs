@@ -217,7 +217,33 @@ async fn rules_of(store: &Store, bucket: &str) -> Option<Rules> {
     }
 }
 
-/// Answers a preflight `OPTIONS` on `bucket` (the first path segment).
+/// The first segment of a request path, percent-decoded (the bucket of a path-style
+/// request).
+pub fn path_bucket(path: &str) -> Option<String> {
+    let seg = path.trim_start_matches('/').split('/').next()?;
+    let seg = percent_encoding::percent_decode_str(seg)
+        .decode_utf8()
+        .ok()?;
+    (!seg.is_empty()).then(|| seg.into_owned())
+}
+
+/// The bucket a request names, as s3s routes it: with a virtual-hosted-style `domain`,
+/// a `Host` of `<bucket>.<domain>` names the bucket; otherwise the path's first
+/// segment does.
+pub fn bucket_of(headers: &HeaderMap, path: &str, domain: Option<&str>) -> Option<String> {
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name));
+    if let (Some(d), Some(h)) = (domain, host)
+        && let Some(b) = h.strip_suffix(d).and_then(|p| p.strip_suffix('.'))
+    {
+        return (!b.is_empty()).then(|| b.to_owned());
+    }
+    path_bucket(path)
+}
+
+/// Answers a preflight `OPTIONS` on `bucket`.
 pub async fn preflight(
     store: &Store,
     bucket: Option<&str>,
@@ -258,15 +284,12 @@ pub async fn preflight(
 /// the response of a request on `bucket` (nothing when none matches).
 pub async fn decorate(
     store: &Store,
-    bucket: Option<&str>,
+    bucket: &str,
     method: &http::Method,
     origin: &str,
     headers: &mut HeaderMap,
 ) {
-    let Some(rules) = (match bucket {
-        Some(b) => rules_of(store, b).await,
-        None => None,
-    }) else {
+    let Some(rules) = rules_of(store, bucket).await else {
         return;
     };
     if let Some(rule) = rules.matching(origin, method.as_str(), &[]) {
@@ -312,6 +335,19 @@ mod tests {
             h.insert("access-control-request-headers", hdrs.parse().unwrap());
         }
         h
+    }
+
+    #[test]
+    fn the_bucket_is_found_as_s3s_routes() {
+        let mut h = HeaderMap::new();
+        h.insert("host", "photos.s3.example.net:9000".parse().unwrap());
+        let d = Some("s3.example.net");
+        assert_eq!(bucket_of(&h, "/a/b", d).as_deref(), Some("photos"));
+        h.insert("host", "s3.example.net:9000".parse().unwrap());
+        assert_eq!(bucket_of(&h, "/a%2Db/k", d).as_deref(), Some("a-b"));
+        assert_eq!(bucket_of(&h, "/", d), None);
+        h.insert("host", "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(bucket_of(&h, "/b/k", None).as_deref(), Some("b"));
     }
 
     #[test]

@@ -270,6 +270,7 @@ pub async fn run(
         gate: Arc::clone(&opts.gate),
     };
     let edge = opts.edge;
+    let domain: Option<Arc<str>> = opts.domain.as_deref().map(Arc::from);
     let mut s3 = Acceptor::new(s3, "s3", opts.max_connections);
     let mut admin = Acceptor::new(admin, "admin", MAX_ADMIN_CONNECTIONS);
     if let Some((dir, settings)) = opts.snapshots.clone() {
@@ -280,7 +281,7 @@ pub async fn run(
         tokio::select! {
             (sock, peer, permit) = s3.accept() => {
                 let open = Open::new("s3", permit);
-                let svc = (service.clone(), Arc::clone(&opts.rates), store.clone());
+                let svc = (service.clone(), Arc::clone(&opts.rates), (store.clone(), domain.clone()));
                 let busy = Busy::default();
                 let conn_busy = busy.clone();
                 let handler = service_fn(move |req: Request<Incoming>| {
@@ -362,7 +363,7 @@ async fn open_stream(
 }
 
 fn serve_s3(
-    (svc, rates, store): (S3Service, Arc<Limits>, Store),
+    (svc, rates, (store, domain)): (S3Service, Arc<Limits>, (Store, Option<Arc<str>>)),
     req: Request<PacedBody<Incoming>>,
     peer: std::net::SocketAddr,
     edge: EdgePolicy,
@@ -426,10 +427,11 @@ fn serve_s3(
                 let line = (String::from("Refused"), None);
                 return Ok(logged(resp, line, (bytes_in, started), Some(refusal.code), busy));
             }
-            let bucket = first_path_segment(req.uri().path());
+            let bucket = crate::cors::path_bucket(req.uri().path());
             if req.method() == http::Method::OPTIONS {
                 // A CORS preflight: unsigned, answered from the bucket's rules.
-                let resp = crate::cors::preflight(&store, bucket.as_deref(), req.headers(), &id).await;
+                let b = crate::cors::bucket_of(req.headers(), req.uri().path(), domain.as_deref());
+                let resp = crate::cors::preflight(&store, b.as_deref(), req.headers(), &id).await;
                 let line = (String::from("PreflightCORS"), None);
                 return Ok(logged(resp, line, (bytes_in, started), None, busy));
             }
@@ -455,8 +457,9 @@ fn serve_s3(
             if let Ok(v) = http::HeaderValue::from_str(&id) {
                 resp.headers_mut().insert("x-amz-request-id", v);
             }
-            if let Some(o) = origin.as_ref().and_then(|o| o.to_str().ok()) {
-                crate::cors::decorate(&store, bucket.as_deref(), &method, o, resp.headers_mut()).await;
+            // The bucket s3s routed the request to (path- or virtual-hosted-style).
+            if let (Some(o), Some((b, _))) = (origin.as_ref().and_then(|o| o.to_str().ok()), &info.target) {
+                crate::cors::decorate(&store, b, &method, o, resp.headers_mut()).await;
             }
             // s3s answers HeadObject 200 whatever its output says; a HEAD of a range or
             // a part is 206, as the GET.
@@ -527,14 +530,6 @@ fn content_length(h: &http::HeaderMap) -> u64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-fn first_path_segment(path: &str) -> Option<String> {
-    let seg = path.trim_start_matches('/').split('/').next()?;
-    let seg = percent_encoding::percent_decode_str(seg)
-        .decode_utf8()
-        .ok()?;
-    (!seg.is_empty()).then(|| seg.into_owned())
 }
 
 /// Wraps the response so its one log line is written when the body has been sent.

@@ -254,17 +254,15 @@ impl Plan {
     }
 }
 
-/// Object tags of a version: none are stored yet (tagging is not built), so a rule
-/// with a tag filter selects no object.
-const NO_TAGS: &[(String, String)] = &[];
-
 /// What `rules` make due for one key at `clock`; `locked(seq)` says whether object
-/// lock protects a version from deletion now.
+/// lock protects a version from deletion now, `tags(seq)` what tags it has (what tag
+/// filters match).
 pub fn plan(
     rules: &Lifecycle,
     st: KeyState<'_>,
     clock: Clock,
     locked: &dyn Fn(u64) -> bool,
+    tags: &dyn Fn(u64) -> Vec<(String, String)>,
 ) -> Plan {
     let mut p = Plan::default();
     let rules: Vec<&Rule> = rules
@@ -297,7 +295,7 @@ pub fn plan(
                 return false;
             };
             let selected = match e {
-                VersionEntry::Object(o) => r.filter.matches(st.key, o.size, NO_TAGS),
+                VersionEntry::Object(o) => r.filter.matches(st.key, o.size, &tags(o.version.seq)),
                 VersionEntry::Marker(_) => r.filter.matches_marker(st.key),
             };
             selected
@@ -317,7 +315,7 @@ pub fn plan(
     match st.current {
         Some(cur) => {
             let due = rules.iter().any(|r| {
-                r.filter.matches(st.key, cur.size, NO_TAGS)
+                r.filter.matches(st.key, cur.size, &tags(cur.version.seq))
                     && match r.expiration {
                         Some(Expiration::Days(d)) => clock.reached(cur.mtime_ms, d),
                         Some(Expiration::Date(t)) => clock.now_ms >= t,

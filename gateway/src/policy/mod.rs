@@ -194,6 +194,21 @@ pub struct Policy {
     pub statements: Vec<Statement>,
 }
 
+impl Policy {
+    /// Whether a condition reads an object's tags (`s3:ExistingObjectTag/<key>`): the
+    /// access check then looks the version's tags up.
+    pub fn reads_object_tags(&self) -> bool {
+        self.statements
+            .iter()
+            .flat_map(|s| &s.conditions)
+            .any(|c| c.key.starts_with(EXISTING_OBJECT_TAG))
+    }
+}
+
+/// The prefix of the condition keys naming an object's tag (lowercase, as keys are
+/// kept).
+pub const EXISTING_OBJECT_TAG: &str = "s3:existingobjecttag/";
+
 type Parsed<T> = Result<T, String>;
 
 fn strings(v: &Value, what: &str) -> Parsed<Vec<String>> {
@@ -343,7 +358,7 @@ fn conditions(v: &Value) -> Parsed<Vec<Condition>> {
         for (key, vals) in keys {
             let lower = key.to_ascii_lowercase();
             let tag = lower
-                .strip_prefix("s3:existingobjecttag/")
+                .strip_prefix(EXISTING_OBJECT_TAG)
                 .is_some_and(|t| !t.is_empty());
             if !tag && !CONDITION_KEYS.contains(&lower.as_str()) {
                 return Err(format!("Policy has an invalid condition key: {key}"));

@@ -214,6 +214,25 @@ pub(super) struct CompletionClaims {
     pub(super) kind: Option<String>,
 }
 
+/// The form of the part checksums a completion lists (S3 checks it before the parts'
+/// order and ETags).
+///
+/// # Errors
+/// InvalidArgument for a malformed value or several on one part.
+pub(super) fn check_part_claims(claims: &CompletionClaims) -> S3Result<()> {
+    if claims
+        .parts
+        .iter()
+        .any(|c| c.len() > 1 || c.iter().any(|(a, v)| !a.valid_value(v)))
+    {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Invalid Base64 or multiple checksums present in request"
+        ));
+    }
+    Ok(())
+}
+
 pub(super) const INVALID_PART: &str = "One or more of the specified parts could not be found.  The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.";
 
 /// The object checksum of a completed upload (name, value), checked against what the
@@ -252,16 +271,7 @@ pub(super) fn completed_checksum(
             ));
         }
     }
-    if claims
-        .parts
-        .iter()
-        .any(|c| c.len() > 1 || c.iter().any(|(a, v)| !a.valid_value(v)))
-    {
-        return Err(s3_error!(
-            InvalidArgument,
-            "Invalid Base64 or multiple checksums present in request"
-        ));
-    }
+    check_part_claims(claims)?;
     let Some(spec) = spec else {
         if claims.parts.iter().any(|c| !c.is_empty()) {
             return Err(s3_error!(InvalidPart, "{INVALID_PART}"));

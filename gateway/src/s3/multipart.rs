@@ -424,6 +424,7 @@ impl Gateway {
         claims: &CompletionClaims,
         object_size: Option<i64>,
     ) -> S3Result<(Vec<(String, String)>, Vec<Option<String>>)> {
+        checksums::check_part_claims(claims)?;
         let all = self
             .store
             .list_parts(upload_id, 0, MAX_PART_NUMBER as usize)

@@ -498,18 +498,16 @@ impl Gateway {
                 super::acls::object_write_grants_of!(input),
             )
             .await?;
-        // x-amz-tagging-directive: the source version's tags, or the request's.
-        let tags = if super::tagging::replaces(input.tagging_directive.as_ref())? {
-            super::tagging::from_header(input.tagging.as_deref())?
-        } else {
-            self.store
-                .version_record(sb, sk, src.version)
-                .await
-                .map_err(to_s3)?
-                .tags
-        };
+        // x-amz-tagging-directive: the request's tags, or (read with the bytes, in the
+        // copying transaction) the source version's.
+        let replace_tags = super::tagging::replaces(input.tagging_directive.as_ref())?;
         let cond = WriteCondition {
-            tags,
+            tags: if replace_tags {
+                super::tagging::from_header(input.tagging.as_deref())?
+            } else {
+                Vec::new()
+            },
+            copy_tags: !replace_tags,
             lock: super::locks::lock_request(
                 input.object_lock_mode.as_ref(),
                 input.object_lock_retain_until_date.as_ref(),

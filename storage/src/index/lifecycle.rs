@@ -139,6 +139,15 @@ where
         clock,
         // Object lock is judged by real time, whatever clock the rules run on.
         &|seq| is_locked(locks_t, at, seq, super::now_ms()),
+        // A record that does not decode has no tags to match: nothing is selected by
+        // them (data is kept).
+        &|seq| {
+            locks::lock_of(locks_t, at, seq)
+                .ok()
+                .flatten()
+                .map(|l| l.tags)
+                .unwrap_or_default()
+        },
     );
     Ok((p, cur, others))
 }

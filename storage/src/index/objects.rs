@@ -37,6 +37,8 @@ pub struct WriteCondition {
     pub acl: Option<Vec<u8>>,
     /// The tags the new version gets.
     pub tags: Vec<(String, String)>,
+    /// A copy's new version gets its source version's tags instead of `tags`.
+    pub copy_tags: bool,
 }
 
 impl WriteCondition {
@@ -363,13 +365,22 @@ impl Index {
                 // composite checksum) stays true of the copy.
                 parts: source.parts,
             };
+            // The copied version's own tags (x-amz-tagging-directive COPY), read here
+            // with its bytes.
+            let tags = if cond.copy_tags {
+                locks::lock_of(&txn.open_table(super::LOCKS)?, src, source.version.seq)?
+                    .map(|l| l.tags)
+                    .unwrap_or_default()
+            } else {
+                cond.tags.clone()
+            };
             locks::lock_new_version(
                 txn,
                 dst,
                 record.version,
                 &b.lock,
                 &cond.lock,
-                (cond.acl.clone(), cond.tags.clone()),
+                (cond.acl.clone(), tags),
             )?;
             install_object(txn, dst, &record, &slices, old, b.versioning)?;
             Ok(record)
