@@ -1,6 +1,5 @@
 //! Bucket operations.
 
-use base64::Engine as _;
 use s3s::dto;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
@@ -38,18 +37,7 @@ impl Gateway {
         // clients, as S3's are).
         let after = match i.continuation_token.as_deref().filter(|t| !t.is_empty()) {
             None => None,
-            Some(t) => Some(
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(t)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| {
-                        s3_error!(
-                            InvalidArgument,
-                            "The continuation token provided is incorrect"
-                        )
-                    })?,
-            ),
+            Some(t) => Some(super::list::decode_token(t)?),
         };
         let prefix = i.prefix.clone().unwrap_or_default();
         let mut buckets = self.store.buckets().await.map_err(to_s3)?;
@@ -63,7 +51,7 @@ impl Gateway {
         let token = more
             .then(|| buckets.last().map(|(n, _)| n.clone()))
             .flatten()
-            .map(|n| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n));
+            .map(|n| super::list::encode_token(&n));
         Ok(S3Response::new(dto::ListBucketsOutput {
             buckets: Some(
                 buckets

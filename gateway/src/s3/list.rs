@@ -22,6 +22,29 @@ pub(super) fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|s| !s.is_empty())
 }
 
+/// A continuation token: the name listing resumes after (base64url, opaque to
+/// clients as S3's tokens are).
+pub(super) fn encode_token(after: &str) -> String {
+    TOKEN.encode(after)
+}
+
+/// The name a continuation token resumes after.
+///
+/// # Errors
+/// InvalidArgument for a token this gateway did not write.
+pub(super) fn decode_token(t: &str) -> S3Result<String> {
+    TOKEN
+        .decode(t)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "The continuation token provided is incorrect"
+            )
+        })
+}
+
 pub(super) fn max_keys(v: Option<i32>) -> S3Result<usize> {
     match v {
         None => Ok(1000),
@@ -152,18 +175,7 @@ impl Gateway {
         let delimiter = non_empty(i.delimiter);
         let token = non_empty(i.continuation_token.clone());
         let after = match &token {
-            Some(t) => Some(
-                TOKEN
-                    .decode(t)
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| {
-                        s3_error!(
-                            InvalidArgument,
-                            "The continuation token provided is incorrect"
-                        )
-                    })?,
-            ),
+            Some(t) => Some(decode_token(t)?),
             None => non_empty(i.start_after.clone()),
         };
         let page = self
@@ -190,7 +202,7 @@ impl Gateway {
             key_count: Some(l.count),
             is_truncated: Some(l.is_truncated),
             continuation_token: i.continuation_token,
-            next_continuation_token: l.next_marker.map(|m| TOKEN.encode(m)),
+            next_continuation_token: l.next_marker.map(|m| encode_token(&m)),
             start_after: non_empty(i.start_after).map(|s| enc.enc(s)),
             contents: Some(l.objects),
             common_prefixes: Some(l.prefixes),
