@@ -18,7 +18,7 @@ fn flip_object_size(index: &Path, md5_hex: &str, size: u64, new_size: u64) -> us
         }
         let field = pos - 8;
         let version = file[field - 1];
-        if matches!(version, 1..=3) && file[field..pos] == size.to_le_bytes() {
+        if matches!(version, 1..=3 | 5) && file[field..pos] == size.to_le_bytes() {
             file[field..pos].copy_from_slice(&new_size.to_le_bytes());
             changed += 1;
         }
