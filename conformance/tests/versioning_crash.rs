@@ -30,8 +30,9 @@ struct Told {
     puts_in_flight: Vec<(String, Vec<u8>)>,
     /// Versions whose delete was sent but not answered.
     deletes_in_flight: HashSet<(String, String)>,
-    /// Keys whose plain delete (a new marker) was sent but not answered.
-    markers_in_flight: HashSet<String>,
+    /// Keys whose plain delete (a new marker) was sent but not answered, once per
+    /// request (several writers may delete the same key at once).
+    markers_in_flight: Vec<String>,
 }
 
 fn body(seed: u64, blocks: &[Vec<u8>]) -> Vec<u8> {
@@ -83,11 +84,13 @@ async fn writer(
                 t.versions.insert((key, id), Some(data));
             }
             6 | 7 => {
-                told.lock().unwrap().markers_in_flight.insert(key.clone());
+                told.lock().unwrap().markers_in_flight.push(key.clone());
                 let r = c.delete_object().bucket(BUCKET).key(&key).send().await;
                 let Ok(o) = r else { return };
                 let mut t = told.lock().unwrap();
-                t.markers_in_flight.remove(&key);
+                // One of possibly several writers' deletes of this key was answered.
+                let i = t.markers_in_flight.iter().position(|k| *k == key);
+                t.markers_in_flight.swap_remove(i.expect("recorded"));
                 assert_eq!(o.delete_marker(), Some(true));
                 let id = o.version_id().expect("a marker has an id").to_owned();
                 t.versions.insert((key, id), None);
