@@ -583,6 +583,9 @@ async fn serve(s: Settings) -> anyhow::Result<()> {
             creds.access_key
         ),
     }
+    // SIGHUP is listened for before anyone can know the process is up: a reload sent
+    // right after the line below must not meet SIGHUP's default action (exit).
+    tls::handle_sighup(tls.clone());
     // Tests and scripts read the real addresses from this line.
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!(

@@ -257,7 +257,6 @@ pub async fn run(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_header_size(limits.max_header_size);
-    crate::tls::handle_sighup(opts.tls.clone());
     let tls = opts
         .tls
         .as_ref()
